@@ -1,0 +1,60 @@
+# Glimpse developer loop. `make run` and `make test` work on a fresh machine: they build the venv,
+# generate the protobuf package, start the backing services that are down, and migrate.
+SHELL := /bin/bash
+PYTHON ?= python3.11
+VENV := .venv
+PY := $(VENV)/bin/python
+PROTOS := $(shell find proto -name '*.proto')
+SERVICES := graph_svc
+DATASET ?= $(CURDIR)/../shared/datasets/socfb-Reed98.edges
+
+.PHONY: help run test lint proto services migrate demo bench clean
+help:  ## list targets
+	@grep -E '^[a-z-]+:.*##' $(MAKEFILE_LIST) | sed 's/:.*##/\t/'
+
+$(VENV)/.installed: requirements.txt requirements-dev.txt
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -r requirements-dev.txt
+	# The repo root and the generated package are importable from anywhere in the venv.
+	printf '%s\n%s\n' "$(CURDIR)" "$(CURDIR)/gen" > $$($(PY) -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])')/glimpse-dev.pth
+	touch $@
+
+gen/.stamp: $(VENV)/.installed $(PROTOS)
+	rm -rf gen && mkdir -p gen
+	$(PY) -m grpc_tools.protoc -I proto -I $$($(PY) -c 'import grpc_tools, os; print(os.path.join(os.path.dirname(grpc_tools.__file__), "_proto"))') \
+		--plugin=protoc-gen-mypy=$(VENV)/bin/protoc-gen-mypy --plugin=protoc-gen-mypy_grpc=$(VENV)/bin/protoc-gen-mypy_grpc \
+		--python_out=gen --grpc_python_out=gen --mypy_out=gen --mypy_grpc_out=gen $(PROTOS)
+	touch $@
+
+proto: gen/.stamp  ## generate the glimpse.* protobuf package (gen/) with type stubs
+
+services: $(VENV)/.installed  ## start PostgreSQL, Redis, NATS and the local S3 endpoint if they are down
+	dev/ensure-services.sh
+
+migrate: proto services  ## create the database and migrate every service's schema
+	$(PY) -m mesh.migrate $(SERVICES)
+
+demo: migrate  ## load the demo social graph (idempotent)
+	$(PY) -m graph_svc.demo $(DATASET)
+
+run: demo  ## run every service and the gateway with demo data (Ctrl-C stops all)
+	@echo "gateway: http://127.0.0.1:8080   try: curl -s http://127.0.0.1:8080/v1/users/reed0"
+	@echo "grpc: graph 127.0.0.1:50051      try: $(VENV)/bin/grpcurl -plaintext 127.0.0.1:50051 list"
+	$(VENV)/bin/honcho start -f Procfile
+
+test: proto services  ## run the whole test suite against the real backing services
+	$(PY) -m pytest -q
+
+lint: proto  ## ruff, mypy, buf lint and buf breaking against main
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+	$(VENV)/bin/mypy
+	$(VENV)/bin/buf lint
+	if git rev-parse --verify -q main >/dev/null; then $(VENV)/bin/buf breaking --against '.git#branch=main'; fi
+
+bench: proto services migrate  ## run the benchmarks (figures next to their floors)
+	$(PY) -m bench
+
+clean:  ## remove the venv, generated code and run files
+	rm -rf $(VENV) gen .run

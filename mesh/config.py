@@ -1,0 +1,62 @@
+"""Settings shared by every process, read from `GLIMPSE_*` environment variables.
+
+Each service extends `MeshSettings` with its own fields; a bad value stops the process at start-up
+with a message naming the variable, instead of failing on first use.
+"""
+
+from __future__ import annotations
+
+import re
+
+from pydantic import Field, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+_NAMESPACE = re.compile(r"^[a-z][a-z0-9_]{0,30}$")
+
+
+class MeshSettings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="GLIMPSE_", extra="ignore")
+
+    # Everything a deployment shares on the bus and in Redis is prefixed with the namespace, so
+    # a test run (or a second environment) can use the same servers without seeing our data.
+    namespace: str = "glimpse"
+    database_url: str = "postgresql+psycopg://postgres@127.0.0.1:5432/glimpse"
+    database_pool_size: int = Field(10, ge=1, le=200)
+    redis_url: str = "redis://127.0.0.1:6379/0"
+    nats_url: str = "nats://127.0.0.1:4222"
+    # Replicas for JetStream streams: 1 on one server, 3 on a cluster.
+    stream_replicas: int = Field(1, ge=1, le=5)
+
+    # Shard bits of the 64-bit ids; processes that run at the same time should differ.
+    id_shard: int | None = Field(None, ge=0, le=8191)
+
+    jwt_secret: str = "dev-only-change-me-0123456789abcdef"
+    jwt_issuer: str = "glimpse"
+    access_token_ttl_seconds: int = Field(900, ge=30)
+    refresh_token_ttl_seconds: int = Field(30 * 24 * 3600, ge=60)
+
+    graph_addr: str = "127.0.0.1:50051"
+    post_addr: str = "127.0.0.1:50052"
+    media_addr: str = "127.0.0.1:50053"
+    feed_addr: str = "127.0.0.1:50054"
+    fanout_addr: str = "127.0.0.1:50055"
+
+    log_level: str = "INFO"
+    log_json: bool = True
+    # Seconds in-flight RPCs get to finish after SIGTERM.
+    shutdown_grace_seconds: float = Field(10.0, ge=0)
+
+    @field_validator("namespace")
+    @classmethod
+    def _namespace_is_a_token(cls, value: str) -> str:
+        if not _NAMESPACE.match(value):
+            raise ValueError("must be lower-case letters, digits or '_', starting with a letter")
+        return value
+
+    @field_validator("log_level")
+    @classmethod
+    def _known_level(cls, value: str) -> str:
+        value = value.upper()
+        if value not in {"DEBUG", "INFO", "WARNING", "ERROR"}:
+            raise ValueError("must be DEBUG, INFO, WARNING or ERROR")
+        return value

@@ -1,0 +1,130 @@
+"""Transactional outbox: an event is written in the same transaction as the change it describes,
+and a relay publishes it to JetStream afterwards.
+
+Crash safety: the relay publishes with `Nats-Msg-Id` = event id and marks rows sent only after the
+stream acknowledged them. If it dies in between, the rows are published again on restart and the
+stream drops the repeats (its duplicate window), so each event is stored exactly once.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import logging
+
+from google.protobuf.message import Message
+from prometheus_client import Counter
+from sqlalchemy import BigInteger, Column, DateTime, Index, LargeBinary, MetaData, Table, Text, delete, func, select, update
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from mesh.bus import Bus
+from mesh.db import OUTBOX_WRITTEN, Database
+from mesh.ids import IdGenerator
+
+log = logging.getLogger("mesh.outbox")
+
+RELAYED = Counter("glimpse_outbox_relayed_total", "Outbox events published to JetStream.", ["schema"])
+
+
+def outbox_table(metadata: MetaData) -> Table:
+    """The `outbox` table in the schema of `metadata` (each owning service has its own)."""
+    table = Table(
+        "outbox",
+        metadata,
+        Column("id", BigInteger, primary_key=True, autoincrement=False),
+        Column("subject", Text, nullable=False),
+        Column("payload", LargeBinary, nullable=False),
+        Column("created_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+        Column("published_at", DateTime(timezone=True)),
+    )
+    Index("outbox_unpublished", table.c.id, postgresql_where=table.c.published_at.is_(None))
+    return table
+
+
+class Outbox:
+    """Writes events into the caller's unit of work."""
+
+    def __init__(self, table: Table, ids: IdGenerator) -> None:
+        self._table = table
+        self._ids = ids
+
+    async def add(self, session: AsyncSession, subject: str, event: Message) -> int:
+        """Stamps `event` with a new event id and time and stores it for publishing on `subject`."""
+        event_id = self._ids.next_id()
+        event.event_id = event_id  # type: ignore[attr-defined]
+        event.occur_time.GetCurrentTime()  # type: ignore[attr-defined]
+        await session.execute(
+            self._table.insert().values(id=event_id, subject=subject, payload=event.SerializeToString())
+        )
+        session.info[OUTBOX_WRITTEN] = True
+        return event_id
+
+
+class OutboxRelay:
+    """Publishes unsent outbox rows in id order. Several relays may run: rows are claimed with
+    SKIP LOCKED, so each batch is owned by one of them."""
+
+    def __init__(
+        self,
+        db: Database,
+        table: Table,
+        bus: Bus,
+        *,
+        batch_size: int = 200,
+        idle_seconds: float = 0.5,
+        keep_published: dt.timedelta = dt.timedelta(hours=1),
+    ) -> None:
+        self._db = db
+        self._table = table
+        self._bus = bus
+        self._batch_size = batch_size
+        self._idle_seconds = idle_seconds
+        self._keep_published = keep_published
+        self._wake = asyncio.Event()
+        db.on_outbox_commit(self._wake.set)
+
+    async def run(self) -> None:
+        """Relays until cancelled; wakes on local commits and polls for other processes' rows."""
+        log.info("outbox relay started", extra={"schema": self._table.schema})
+        rounds = 0
+        while True:
+            published = await self.publish_pending()
+            rounds += 1
+            if rounds % 1000 == 0:
+                await self.prune()
+            if published < self._batch_size:
+                self._wake.clear()
+                try:
+                    await asyncio.wait_for(self._wake.wait(), self._idle_seconds)
+                except TimeoutError:
+                    pass
+
+    async def publish_pending(self) -> int:
+        """Publishes one batch of unsent rows and marks them sent; returns how many."""
+        t = self._table
+        async with self._db.unit_of_work() as session:
+            rows = (
+                await session.execute(
+                    select(t.c.id, t.c.subject, t.c.payload)
+                    .where(t.c.published_at.is_(None))
+                    .order_by(t.c.id)
+                    .limit(self._batch_size)
+                    .with_for_update(skip_locked=True)
+                )
+            ).all()
+            for row in rows:
+                await self._bus.publish(row.subject, row.payload, msg_id=str(row.id))
+            if rows:
+                await session.execute(
+                    update(t).where(t.c.id.in_([r.id for r in rows])).values(published_at=func.now())
+                )
+        if rows:
+            RELAYED.labels(t.schema or "public").inc(len(rows))
+        return len(rows)
+
+    async def prune(self) -> None:
+        """Deletes rows published longer ago than `keep_published` (kept meanwhile for debugging)."""
+        t = self._table
+        cutoff = dt.datetime.now(dt.UTC) - self._keep_published
+        async with self._db.unit_of_work() as session:
+            await session.execute(delete(t).where(t.c.published_at < cutoff))
