@@ -12,6 +12,7 @@ from dataclasses import dataclass
 
 import jwt
 
+from mesh.config import MeshSettings
 from mesh.errors import Unauthenticated
 
 ALGORITHM = "HS256"
@@ -66,3 +67,12 @@ class TokenSigner:
             return int(claims["sub"])
         except (TypeError, ValueError) as exc:
             raise Unauthenticated("the token is not valid", reason="TOKEN_INVALID") from exc
+
+
+def signer_from(settings: MeshSettings) -> TokenSigner:
+    return TokenSigner(
+        settings.jwt_secret,
+        settings.jwt_issuer,
+        dt.timedelta(seconds=settings.access_token_ttl_seconds),
+        dt.timedelta(seconds=settings.refresh_token_ttl_seconds),
+    )

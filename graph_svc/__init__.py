@@ -1,0 +1,1 @@
+"""graph_svc: accounts, credentials, profiles and the follow graph."""

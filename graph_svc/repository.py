@@ -1,0 +1,177 @@
+"""SQL of the graph schema. Every function runs inside the caller's unit of work."""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass
+
+from sqlalchemy import delete, func, select, tuple_, update
+from sqlalchemy.dialects.postgresql import insert
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from graph_svc.models import follows, users
+from mesh.errors import AlreadyExists
+
+
+@dataclass(frozen=True)
+class UserRecord:
+    id: int
+    username: str
+    email: str
+    password_hash: str
+    display_name: str
+    bio: str
+    follower_count: int
+    following_count: int
+    created_at: dt.datetime
+
+
+@dataclass(frozen=True)
+class FollowRecord:
+    user: UserRecord
+    created_at: dt.datetime
+
+
+_USER_COLUMNS = [users.c[name] for name in UserRecord.__dataclass_fields__]
+
+
+async def insert_user(session: AsyncSession, record: UserRecord) -> UserRecord:
+    """Inserts a user; ALREADY_EXISTS naming the field if the username or email is taken."""
+    values = {name: getattr(record, name) for name in UserRecord.__dataclass_fields__ if name != "created_at"}
+    try:
+        async with session.begin_nested():
+            row = (await session.execute(users.insert().values(**values).returning(*_USER_COLUMNS))).one()
+    except IntegrityError as exc:
+        constraint = getattr(getattr(exc.orig, "diag", None), "constraint_name", "") or ""
+        field = "email" if "email" in constraint else "username"
+        raise AlreadyExists(f"{field}: is already taken", reason=f"{field.upper()}_TAKEN", fields={field: "taken"}) from exc
+    return UserRecord(**row._mapping)
+
+
+async def get_user(session: AsyncSession, user_id: int) -> UserRecord | None:
+    row = (await session.execute(select(*_USER_COLUMNS).where(users.c.id == user_id))).one_or_none()
+    return UserRecord(**row._mapping) if row else None
+
+
+async def get_users(session: AsyncSession, user_ids: list[int]) -> dict[int, UserRecord]:
+    rows = await session.execute(select(*_USER_COLUMNS).where(users.c.id.in_(user_ids)))
+    return {row.id: UserRecord(**row._mapping) for row in rows}
+
+
+async def find_user(session: AsyncSession, *, username: str | None = None, email: str | None = None) -> UserRecord | None:
+    column, value = (users.c.username, username) if username is not None else (users.c.email, email)
+    row = (await session.execute(select(*_USER_COLUMNS).where(column == value))).one_or_none()
+    return UserRecord(**row._mapping) if row else None
+
+
+async def set_password_hash(session: AsyncSession, user_id: int, password_hash: str) -> None:
+    await session.execute(update(users).where(users.c.id == user_id).values(password_hash=password_hash))
+
+
+async def search_usernames(session: AsyncSession, prefix: str, after: str | None, limit: int) -> list[UserRecord]:
+    """Users whose username starts with `prefix`, alphabetical, after `after`."""
+    pattern = prefix.replace("\\", "\\\\").replace("_", "\\_").replace("%", "\\%") + "%"
+    query = select(*_USER_COLUMNS).where(users.c.username.like(pattern, escape="\\"))
+    if after is not None:
+        query = query.where(users.c.username > after)
+    rows = await session.execute(query.order_by(users.c.username).limit(limit))
+    return [UserRecord(**row._mapping) for row in rows]
+
+
+async def lock_users(session: AsyncSession, user_ids: list[int]) -> dict[int, int]:
+    """Locks the users' rows in id order (so two opposite follows cannot deadlock).
+
+    Returns id -> following_count for the ids that exist.
+    """
+    rows = await session.execute(
+        select(users.c.id, users.c.following_count).where(users.c.id.in_(user_ids)).order_by(users.c.id).with_for_update()
+    )
+    return {row.id: row.following_count for row in rows}
+
+
+async def insert_follow(session: AsyncSession, follower_id: int, followee_id: int) -> bool:
+    """True if the follow is new; False if it already existed."""
+    result = await session.execute(
+        insert(follows)
+        .values(follower_id=follower_id, followee_id=followee_id)
+        .on_conflict_do_nothing()
+        .returning(follows.c.follower_id)
+    )
+    return result.first() is not None
+
+
+async def delete_follow(session: AsyncSession, follower_id: int, followee_id: int) -> bool:
+    result = await session.execute(
+        delete(follows)
+        .where(follows.c.follower_id == follower_id, follows.c.followee_id == followee_id)
+        .returning(follows.c.follower_id)
+    )
+    return result.first() is not None
+
+
+async def add_to_counts(session: AsyncSession, follower_id: int, followee_id: int, delta: int) -> None:
+    await session.execute(
+        update(users).where(users.c.id == follower_id).values(following_count=users.c.following_count + delta)
+    )
+    await session.execute(
+        update(users).where(users.c.id == followee_id).values(follower_count=users.c.follower_count + delta)
+    )
+
+
+async def list_follows(
+    session: AsyncSession, user_id: int, *, followers: bool, after: tuple[dt.datetime, int] | None, limit: int
+) -> list[FollowRecord]:
+    """A page of a user's followers (or followees), newest follow first, after the keyset `after`."""
+    own, other = (follows.c.followee_id, follows.c.follower_id) if followers else (follows.c.follower_id, follows.c.followee_id)
+    query = (
+        select(*_USER_COLUMNS, follows.c.created_at.label("followed_at"))
+        .select_from(follows.join(users, users.c.id == other))
+        .where(own == user_id)
+    )
+    if after is not None:
+        query = query.where(tuple_(follows.c.created_at, other) < tuple_(*after))
+    rows = await session.execute(query.order_by(follows.c.created_at.desc(), other.desc()).limit(limit))
+    out = []
+    for row in rows:
+        fields = dict(row._mapping)
+        followed_at = fields.pop("followed_at")
+        out.append(FollowRecord(UserRecord(**fields), followed_at))
+    return out
+
+
+async def follower_ids_after(session: AsyncSession, user_id: int, after_id: int, limit: int) -> list[int]:
+    rows = await session.execute(
+        select(follows.c.follower_id)
+        .where(follows.c.followee_id == user_id, follows.c.follower_id > after_id)
+        .order_by(follows.c.follower_id)
+        .limit(limit)
+    )
+    return list(rows.scalars())
+
+
+async def followee_ids(session: AsyncSession, user_id: int) -> list[int]:
+    rows = await session.execute(select(follows.c.followee_id).where(follows.c.follower_id == user_id))
+    return list(rows.scalars())
+
+
+async def celebrity_followee_ids(session: AsyncSession, user_id: int, threshold: int) -> list[int]:
+    rows = await session.execute(
+        select(users.c.id)
+        .select_from(follows.join(users, users.c.id == follows.c.followee_id))
+        .where(follows.c.follower_id == user_id, users.c.follower_count > threshold)
+    )
+    return list(rows.scalars())
+
+
+async def recount(session: AsyncSession, user_ids: list[int]) -> None:
+    """Recomputes follower/following counts of `user_ids` from the follows table (bulk loads)."""
+    follower_counts = select(func.count()).where(follows.c.followee_id == users.c.id).scalar_subquery()
+    following_counts = select(func.count()).where(follows.c.follower_id == users.c.id).scalar_subquery()
+    await session.execute(
+        update(users)
+        .where(users.c.id.in_(user_ids))
+        .values(follower_count=follower_counts, following_count=following_counts)
+    )
+
+
