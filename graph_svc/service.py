@@ -147,13 +147,15 @@ class GraphService:
         async with self._db.unit_of_work() as session:
             following_counts = await repo.lock_users(session, [follower_id, followee_id])
             self._check_exists(following_counts, follower_id, followee_id)
-            if following_counts[follower_id] >= self._max_following:
-                raise FailedPrecondition(
-                    f"you already follow {self._max_following} accounts, the most allowed; unfollow some first",
-                    reason="FOLLOWING_LIMIT",
-                )
             created = await repo.insert_follow(session, follower_id, followee_id)
             if created:
+                # Checked only for a new follow, so repeating an existing one stays idempotent;
+                # raising here rolls the insert back.
+                if following_counts[follower_id] >= self._max_following:
+                    raise FailedPrecondition(
+                        f"you already follow {self._max_following} accounts, the most allowed; unfollow some first",
+                        reason="FOLLOWING_LIMIT",
+                    )
                 await repo.add_to_counts(session, follower_id, followee_id, +1)
                 event = events_pb2.UserFollowed(follower_id=follower_id, followee_id=followee_id)
                 await self._outbox.add(session, "graph.followed", event)

@@ -50,7 +50,11 @@ class Bus:
     @classmethod
     async def connect(cls, url: str, namespace: str, replicas: int = 1) -> Bus:
         nc = await nats.connect(
-            servers=url.split(","), name=f"glimpse-{namespace}", max_reconnect_attempts=-1, reconnect_time_wait=0.5
+            servers=url.split(","),
+            name=f"glimpse-{namespace}",
+            max_reconnect_attempts=-1,
+            reconnect_time_wait=0.5,
+            drain_timeout=5,
         )
         return cls(nc, namespace, replicas)
 
@@ -131,13 +135,18 @@ async def run_consumer(bus: Bus, spec: ConsumerSpec) -> None:
     stream = bus.stream(_stream_of(spec.subject))
     sub = await bus.js.pull_subscribe(bus.subject(spec.subject), durable=durable, stream=stream, config=config)
     log.info("consuming", extra={"consumer": durable, "subject": bus.subject(spec.subject)})
-    while True:
-        try:
-            messages = await sub.fetch(spec.batch, timeout=1.0)
-        except (TimeoutError, nats.errors.TimeoutError):
-            continue
-        for msg in messages:
-            await _handle(bus, spec, msg)
+    try:
+        while True:
+            try:
+                messages = await sub.fetch(spec.batch, timeout=1.0)
+            except (TimeoutError, nats.errors.TimeoutError):
+                continue
+            for msg in messages:
+                await _handle(bus, spec, msg)
+    finally:
+        # Leaves the durable in place (its position is kept) but frees this client's interest,
+        # so closing the connection does not wait for the pending pull.
+        await asyncio.shield(sub.unsubscribe())
 
 
 async def _handle(bus: Bus, spec: ConsumerSpec, msg: Msg) -> None:

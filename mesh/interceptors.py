@@ -7,6 +7,7 @@ reaches the client as a bare INTERNAL, never a stack trace.
 
 from __future__ import annotations
 
+import inspect
 import logging
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -53,8 +54,12 @@ class _WrappingInterceptor(grpc.aio.ServerInterceptor):
                 response_serializer=handler.response_serializer,
             )
         if handler.unary_stream is not None:
+            # A streaming handler is either an async generator or a coroutine that calls
+            # context.write() (grpc's own health Watch); each needs its own wrapper shape.
+            behaviour = handler.unary_stream
+            wrapped = self.wrap_stream(method, behaviour) if inspect.isasyncgenfunction(behaviour) else self.wrap_unary(method, behaviour)
             return grpc.unary_stream_rpc_method_handler(
-                self.wrap_stream(method, handler.unary_stream),
+                wrapped,
                 request_deserializer=handler.request_deserializer,
                 response_serializer=handler.response_serializer,
             )

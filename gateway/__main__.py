@@ -1,0 +1,34 @@
+"""Runs the gateway: `python -m gateway` (configured by GLIMPSE_* environment variables; see --help)."""
+
+from __future__ import annotations
+
+import uvicorn
+
+from gateway.app import create_app
+from gateway.settings import GatewaySettings
+from mesh.entrypoint import load_settings
+from mesh.logs import configure_logging
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Handles --help, reads settings (exiting on a bad value) and serves HTTP until SIGTERM/SIGINT."""
+    settings = load_settings(
+        GatewaySettings,
+        "gateway",
+        "Glimpse HTTP/JSON gateway: verifies bearer tokens and forwards requests to the gRPC services.",
+        argv,
+    )
+    configure_logging("gateway", settings.log_level, settings.log_json)
+    uvicorn.run(
+        create_app(settings),
+        host=settings.http_host,
+        port=settings.http_port,
+        log_config=None,
+        access_log=False,
+        server_header=False,
+        timeout_graceful_shutdown=int(settings.shutdown_grace_seconds),
+    )
+
+
+if __name__ == "__main__":
+    main()

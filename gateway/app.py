@@ -1,0 +1,55 @@
+"""The gateway's FastAPI application: routes, error handlers, body limit and upstream channels."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+import grpc
+from fastapi import FastAPI
+
+from gateway.body_limit import BodySizeLimit
+from gateway.errors import install_error_handlers
+from gateway.resources import Health
+from gateway.routes import accounts, graph
+from gateway.settings import GatewaySettings
+from gateway.upstream import Upstream
+from glimpse.graph.v1.graph_pb2_grpc import GraphServiceStub
+from mesh.tokens import signer_from
+
+
+def create_app(settings: GatewaySettings) -> FastAPI:
+    """The gateway app. Its lifespan opens the gRPC channel to graph_svc and closes it on shutdown.
+
+    Raises ValueError if the token secret is too short to verify tokens safely.
+    """
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        # Channels are opened here, inside the server's event loop, which grpc.aio requires.
+        channel = grpc.aio.insecure_channel(settings.graph_addr)
+        app.state.upstream = Upstream(graph=GraphServiceStub(channel), timeout=settings.upstream_timeout_seconds)
+        try:
+            yield
+        finally:
+            await channel.close()
+
+    app = FastAPI(
+        title="Glimpse API",
+        version="1",
+        summary="Share photos with the people who follow you.",
+        lifespan=lifespan,
+    )
+    # The same secret, issuer and lifetimes graph_svc signs with (both read GLIMPSE_JWT_*).
+    app.state.token_signer = signer_from(settings)
+    install_error_handlers(app)
+    app.add_middleware(BodySizeLimit, max_bytes=settings.max_body_bytes)
+    app.include_router(accounts.router)
+    app.include_router(graph.router)
+
+    @app.get("/healthz", response_model=Health, tags=["operations"], summary="Liveness")
+    async def healthz() -> dict[str, str]:
+        """The process is up and serving HTTP; upstream services are not checked."""
+        return {"status": "ok"}
+
+    return app

@@ -1,0 +1,88 @@
+"""The JSON resources the API returns, declared for the OpenAPI document and checked on the way out.
+
+They mirror the protobuf messages as `gateway.render.to_json` renders them: 64-bit integers are
+strings, timestamps are RFC 3339 strings.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pydantic import BaseModel, Field
+
+
+class User(BaseModel):
+    id: str = Field(description="64-bit user id, as a decimal string.", examples=["7240392310784001"])
+    username: str = Field(description="Lower-case, 3-30 characters of [a-z0-9._].", examples=["ada.l"])
+    display_name: str
+    bio: str
+    follower_count: str = Field(description="64-bit count, as a decimal string.", examples=["12"])
+    following_count: str = Field(description="64-bit count, as a decimal string.", examples=["3"])
+    create_time: str | None = Field(None, description="RFC 3339.", examples=["2024-05-01T12:00:00.123Z"])
+
+
+class Session(BaseModel):
+    access_token: str = Field(description="Send as `Authorization: Bearer <access_token>`.")
+    access_token_expire_time: str = Field(description="RFC 3339.")
+    refresh_token: str = Field(description="Exchange at `POST /v1/sessions/refresh` for a new pair.")
+    refresh_token_expire_time: str = Field(description="RFC 3339.")
+    user: User
+
+
+class FollowResult(BaseModel):
+    created: bool = Field(description="False when the caller already followed the target (nothing changed).")
+    target: User
+
+
+class UnfollowResult(BaseModel):
+    deleted: bool = Field(description="False when the caller did not follow the user (nothing changed).")
+
+
+class Follow(BaseModel):
+    user: User
+    create_time: str = Field(description="When the follow began, RFC 3339.")
+
+
+class FollowPage(BaseModel):
+    items: list[Follow] = Field(description="Newest follow first.")
+    next_page_token: str = Field(description="Pass as `page_token` for the next page; empty on the last page.")
+
+
+class UserPage(BaseModel):
+    items: list[User]
+    next_page_token: str = Field(description="Pass as `page_token` for the next page; empty on the last page.")
+
+
+class Health(BaseModel):
+    status: str = Field(examples=["ok"])
+
+
+class ErrorStatus(BaseModel):
+    code: str = Field(description="The gRPC status code name.", examples=["NOT_FOUND"])
+    message: str = Field(description="What went wrong, for a person to read.")
+    details: list[dict[str, Any]] = Field(
+        description='google.rpc details: {"type": "ErrorInfo", "reason", "domain", "metadata"} and '
+        '{"type": "BadRequest", "field_violations": [{"field", "description"}]}.'
+    )
+
+
+class ErrorResponse(BaseModel):
+    error: ErrorStatus
+
+
+def error_responses(*statuses: int) -> dict[int | str, dict[str, Any]]:
+    """OpenAPI `responses=` entries for the error statuses a route can return."""
+    return {status: {"model": ErrorResponse, "description": _ERROR_DESCRIPTIONS[status]} for status in statuses}
+
+
+_ERROR_DESCRIPTIONS = {
+    400: "The request is invalid (INVALID_ARGUMENT, FAILED_PRECONDITION or OUT_OF_RANGE); see details.",
+    401: "No valid access token (or wrong credentials).",
+    403: "The caller may not do this.",
+    404: "No such resource.",
+    409: "It already exists.",
+    413: "The request body is too large.",
+    429: "Too many requests; slow down.",
+    503: "A service is unavailable; try again shortly.",
+    504: "A service did not answer in time.",
+}

@@ -1,0 +1,1 @@
+"""HTTP routes, one router per area of the public API."""

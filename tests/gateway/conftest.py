@@ -1,0 +1,31 @@
+"""Fixtures for gateway tests that need no graph_svc: the app served in-process through httpx's ASGI
+transport (lifespan included), in front of whatever upstream address a test chooses."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Callable
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
+
+import httpx
+import pytest
+from fastapi import FastAPI
+
+# Nothing listens on port 1, so calls there fail at once with UNAVAILABLE.
+UNREACHABLE = "127.0.0.1:1"
+
+ServeApp = Callable[[FastAPI], AbstractAsyncContextManager[httpx.AsyncClient]]
+
+
+@pytest.fixture
+def serve_app() -> ServeApp:
+    """Runs an app's lifespan and returns a client for it. Exceptions the app lets escape become
+    responses (as they would under uvicorn) instead of being raised into the test."""
+
+    @asynccontextmanager
+    async def serve(app: FastAPI) -> AsyncIterator[httpx.AsyncClient]:
+        async with app.router.lifespan_context(app):
+            transport = httpx.ASGITransport(app=app, raise_app_exceptions=False)
+            async with httpx.AsyncClient(transport=transport, base_url="http://gateway.test") as client:
+                yield client
+
+    return serve

@@ -1,0 +1,183 @@
+"""Accounts through a real GraphService stub: registration rules, login, tokens, lookups, search."""
+
+from __future__ import annotations
+
+import grpc
+import pytest
+from google.rpc import error_details_pb2
+from grpc_status import rpc_status
+
+from glimpse.graph.v1 import graph_pb2
+from tests.conftest import PASSWORD
+
+
+def _details(error: grpc.aio.AioRpcError) -> tuple[str, dict[str, str]]:
+    """(ErrorInfo.reason, {field: description}) carried in the error's google.rpc.Status."""
+    status = rpc_status.from_call(error)
+    assert status is not None, "the error carries no google.rpc.Status details"
+    reason, fields = "", {}
+    for detail in status.details:
+        if detail.Is(error_details_pb2.ErrorInfo.DESCRIPTOR):
+            info = error_details_pb2.ErrorInfo()
+            detail.Unpack(info)
+            reason = info.reason
+        elif detail.Is(error_details_pb2.BadRequest.DESCRIPTOR):
+            bad = error_details_pb2.BadRequest()
+            detail.Unpack(bad)
+            fields = {v.field: v.description for v in bad.field_violations}
+    return reason, fields
+
+
+def register(name: str, password: str = PASSWORD, email: str | None = None) -> graph_pb2.RegisterUserRequest:
+    return graph_pb2.RegisterUserRequest(username=name, email=email or f"{name}@example.com", password=password)
+
+
+async def test_register_normalizes_username_and_hides_credentials(graph, new_username):
+    name = new_username()
+    user = await graph.RegisterUser(register(name.upper()))
+    assert user.username == name
+    assert user.id > 0
+    assert user.display_name == name
+    assert user.follower_count == 0 and user.following_count == 0
+    assert not hasattr(user, "password_hash") and not hasattr(user, "email")
+
+
+async def test_username_is_unique_case_insensitively(graph, new_username):
+    name = new_username()
+    await graph.RegisterUser(register(name))
+    with pytest.raises(grpc.aio.AioRpcError) as caught:
+        await graph.RegisterUser(register(name.upper(), email=f"other_{name}@example.com"))
+    assert caught.value.code() == grpc.StatusCode.ALREADY_EXISTS
+    assert _details(caught.value) == ("USERNAME_TAKEN", {"username": "taken"})
+
+
+async def test_email_is_unique(graph, new_username):
+    first, second = new_username(), new_username()
+    await graph.RegisterUser(register(first, email=f"{first}@example.com"))
+    with pytest.raises(grpc.aio.AioRpcError) as caught:
+        await graph.RegisterUser(register(second, email=f"{first.upper()}@EXAMPLE.com"))
+    assert caught.value.code() == grpc.StatusCode.ALREADY_EXISTS
+    assert _details(caught.value)[0] == "EMAIL_TAKEN"
+
+
+@pytest.mark.parametrize(
+    ("password", "why"),
+    [("", "at least 8"), ("short1", "at least 8"), ("password1", "too easy"), ("aaaaaaaaaaaa", "too easy"), ("x" * 129, "at most")],
+)
+async def test_weak_passwords_are_refused_and_nothing_is_stored(graph, new_username, password, why):
+    name = new_username()
+    with pytest.raises(grpc.aio.AioRpcError) as caught:
+        await graph.RegisterUser(register(name, password=password))
+    assert caught.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    reason, fields = _details(caught.value)
+    assert reason == "WEAK_PASSWORD" and why in fields["password"]
+    with pytest.raises(grpc.aio.AioRpcError) as lookup:
+        await graph.LookupUser(graph_pb2.LookupUserRequest(username=name))
+    assert lookup.value.code() == grpc.StatusCode.NOT_FOUND
+
+
+async def test_password_containing_username_is_weak(graph, new_username):
+    name = new_username()
+    with pytest.raises(grpc.aio.AioRpcError) as caught:
+        await graph.RegisterUser(register(name, password=f"my {name} pass"))
+    assert _details(caught.value)[0] == "WEAK_PASSWORD"
+
+
+@pytest.mark.parametrize("username", ["ab", "a" * 31, "has space", "émile", "dot..dot", ".lead", "semi;colon", ""])
+async def test_malformed_usernames_are_invalid(graph, username):
+    with pytest.raises(grpc.aio.AioRpcError) as caught:
+        await graph.RegisterUser(register(username, email="someone@example.com"))
+    assert caught.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert "username" in _details(caught.value)[1]
+
+
+async def test_malformed_email_is_invalid(graph, new_username):
+    with pytest.raises(grpc.aio.AioRpcError) as caught:
+        await graph.RegisterUser(register(new_username(), email="not-an-email"))
+    assert caught.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert "email" in _details(caught.value)[1]
+
+
+async def test_login_by_username_or_email_returns_verifiable_tokens(graph, graph_settings, new_username):
+    from mesh.tokens import ACCESS, REFRESH, signer_from
+
+    name = new_username()
+    user = await graph.RegisterUser(register(name))
+    signer = signer_from(graph_settings)
+    for login in (name, name.upper(), f"{name}@example.com"):
+        session = await graph.AuthenticateUser(graph_pb2.AuthenticateUserRequest(login=login, password=PASSWORD))
+        assert session.user.id == user.id
+        assert signer.verify(session.access_token, ACCESS) == user.id
+        assert signer.verify(session.refresh_token, REFRESH) == user.id
+        assert session.access_token_expire_time.ToDatetime() < session.refresh_token_expire_time.ToDatetime()
+
+
+async def test_wrong_password_and_unknown_user_look_the_same(graph, new_username):
+    name = new_username()
+    await graph.RegisterUser(register(name))
+    errors = []
+    for login, password in ((name, "wrong password!"), (new_username(), PASSWORD)):
+        with pytest.raises(grpc.aio.AioRpcError) as caught:
+            await graph.AuthenticateUser(graph_pb2.AuthenticateUserRequest(login=login, password=password))
+        errors.append((caught.value.code(), caught.value.details()))
+    assert errors[0] == errors[1] == (grpc.StatusCode.UNAUTHENTICATED, "wrong username or password")
+
+
+async def test_refresh_needs_a_refresh_token(graph, new_username):
+    name = new_username()
+    await graph.RegisterUser(register(name))
+    session = await graph.AuthenticateUser(graph_pb2.AuthenticateUserRequest(login=name, password=PASSWORD))
+    renewed = await graph.RefreshAccessToken(graph_pb2.RefreshAccessTokenRequest(refresh_token=session.refresh_token))
+    assert renewed.user.id == session.user.id and renewed.access_token
+    for bad in (session.access_token, "garbage", ""):
+        with pytest.raises(grpc.aio.AioRpcError) as caught:
+            await graph.RefreshAccessToken(graph_pb2.RefreshAccessTokenRequest(refresh_token=bad))
+        assert caught.value.code() == grpc.StatusCode.UNAUTHENTICATED
+
+
+async def test_get_batch_get_and_lookup(graph, make_account):
+    a, b = await make_account(), await make_account()
+    assert (await graph.GetUser(graph_pb2.GetUserRequest(user_id=a.id))).username == a.user.username
+    batch = await graph.BatchGetUsers(graph_pb2.BatchGetUsersRequest(user_ids=[b.id, 12345, a.id, b.id]))
+    assert [u.id for u in batch.users] == [b.id, a.id, b.id]
+    found = await graph.LookupUser(graph_pb2.LookupUserRequest(username="@" + a.user.username.upper()))
+    assert found.id == a.id
+    with pytest.raises(grpc.aio.AioRpcError) as caught:
+        await graph.GetUser(graph_pb2.GetUserRequest(user_id=12345))
+    assert caught.value.code() == grpc.StatusCode.NOT_FOUND
+    with pytest.raises(grpc.aio.AioRpcError) as too_many:
+        await graph.BatchGetUsers(graph_pb2.BatchGetUsersRequest(user_ids=list(range(1, 102))))
+    assert too_many.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+
+
+async def test_search_pages_through_a_prefix_alphabetically(graph, new_username):
+    prefix = new_username() + "_s"
+    names = sorted(f"{prefix}{i}" for i in range(5))
+    for name in names:
+        await graph.RegisterUser(register(name))
+    # '_' is a LIKE wildcard: a prefix containing it must still match literally.
+    await graph.RegisterUser(register(prefix.replace("_s", "xs") + "0"))
+    seen, token = [], ""
+    while True:
+        page = await graph.SearchUsers(graph_pb2.SearchUsersRequest(query=prefix, page_size=2, page_token=token))
+        seen += [u.username for u in page.users]
+        token = page.next_page_token
+        if not token:
+            break
+    assert seen == names
+
+
+async def test_search_rejects_bad_queries_and_foreign_tokens(graph, new_username):
+    for query in ("", "has space", "%"):
+        with pytest.raises(grpc.aio.AioRpcError) as caught:
+            await graph.SearchUsers(graph_pb2.SearchUsersRequest(query=query))
+        assert caught.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    prefix = new_username()
+    for i in range(3):
+        await graph.RegisterUser(register(f"{prefix}x{i}"))
+    page = await graph.SearchUsers(graph_pb2.SearchUsersRequest(query=prefix, page_size=1))
+    for token in ("!!not-base64!!", "eyJmb28iOiAxfQ", page.next_page_token):
+        with pytest.raises(grpc.aio.AioRpcError) as caught:
+            await graph.SearchUsers(graph_pb2.SearchUsersRequest(query=prefix + "x0", page_token=token))
+        assert caught.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+        assert "page_token" in caught.value.details()

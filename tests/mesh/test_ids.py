@@ -1,0 +1,43 @@
+from __future__ import annotations
+
+import threading
+import time
+
+import pytest
+
+from mesh.ids import MAX_SHARD, IdGenerator, lowest_id_at, timestamp_ms
+
+
+def test_ids_are_unique_increasing_and_carry_their_time():
+    gen = IdGenerator(shard=5)
+    before = time.time_ns() // 1_000_000
+    ids = [gen.next_id() for _ in range(20_000)]  # > 1024 per ms forces the sequence to roll over
+    after = time.time_ns() // 1_000_000
+    assert ids == sorted(ids) and len(set(ids)) == len(ids)
+    assert all(0 < i < 2**63 for i in ids)
+    assert before <= timestamp_ms(ids[0]) <= timestamp_ms(ids[-1]) <= after
+    assert lowest_id_at(timestamp_ms(ids[0])) <= ids[0]
+
+
+def test_threads_sharing_a_generator_never_collide():
+    gen, out = IdGenerator(shard=1), []
+    lock = threading.Lock()
+
+    def mint():
+        mine = [gen.next_id() for _ in range(5000)]
+        with lock:
+            out.extend(mine)
+
+    threads = [threading.Thread(target=mint) for _ in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert len(set(out)) == 20_000
+
+
+def test_shards_differ_in_the_same_millisecond():
+    a, b = IdGenerator(shard=1), IdGenerator(shard=2)
+    assert a.next_id() != b.next_id()
+    with pytest.raises(ValueError):
+        IdGenerator(shard=MAX_SHARD + 1)
