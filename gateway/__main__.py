@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 import uvicorn
 
 from gateway.app import create_app
@@ -26,7 +28,8 @@ def main(argv: list[str] | None = None) -> None:
         log_config=None,
         access_log=False,
         server_header=False,
-        timeout_graceful_shutdown=int(settings.shutdown_grace_seconds),
+        # In-flight requests get the same grace as the services' RPCs (uvicorn takes whole seconds).
+        timeout_graceful_shutdown=math.ceil(settings.shutdown_grace_seconds),
     )
 
 

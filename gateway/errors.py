@@ -150,11 +150,15 @@ async def _on_rpc_error(request: Request, exc: grpc.aio.AioRpcError) -> JSONResp
 
 
 async def _on_domain_error(request: Request, exc: DomainError) -> JSONResponse:
+    status_code = http_status(exc.code)
+    if status_code == 500:
+        log.error("unmapped domain error", exc_info=exc, extra={"method": request.method, "path": request.url.path})
+        return error_response(500, exc.code.name, INTERNAL_MESSAGE)
     headers = {}
     if exc.code == grpc.StatusCode.UNAUTHENTICATED and exc.reason != TOKEN_MISSING:
         # RFC 6750: a presented-but-rejected token is "invalid_token", so clients know to log in again.
         headers["WWW-Authenticate"] = 'Bearer error="invalid_token"'
-    return error_response(http_status(exc.code), exc.code.name, exc.message, render_details(exc.to_status()), headers)
+    return error_response(status_code, exc.code.name, exc.message, render_details(exc.to_status()), headers)
 
 
 async def _on_validation_error(request: Request, exc: RequestValidationError) -> JSONResponse:

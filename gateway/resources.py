@@ -71,11 +71,16 @@ class ErrorResponse(BaseModel):
 
 
 def error_responses(*statuses: int) -> dict[int | str, dict[str, Any]]:
-    """OpenAPI `responses=` entries for the error statuses a route can return."""
-    return {status: {"model": ErrorResponse, "description": _ERROR_DESCRIPTIONS[status]} for status in statuses}
+    """OpenAPI `responses=` entries for the error statuses a route can return, plus a `default` for
+    the rest (which also keeps FastAPI from documenting a 422 the gateway never sends)."""
+    responses: dict[int | str, dict[str, Any]] = {
+        status: {"model": ErrorResponse, "description": _ERROR_DESCRIPTIONS[status]} for status in statuses
+    }
+    responses["default"] = {"model": ErrorResponse, "description": _ERROR_DESCRIPTIONS["default"]}
+    return responses
 
 
-_ERROR_DESCRIPTIONS = {
+_ERROR_DESCRIPTIONS: dict[int | str, str] = {
     400: "The request is invalid (INVALID_ARGUMENT, FAILED_PRECONDITION or OUT_OF_RANGE); see details.",
     401: "No valid access token (or wrong credentials).",
     403: "The caller may not do this.",
@@ -85,4 +90,5 @@ _ERROR_DESCRIPTIONS = {
     429: "Too many requests; slow down.",
     503: "A service is unavailable; try again shortly.",
     504: "A service did not answer in time.",
+    "default": "Any other error (503 unavailable, 504 timeout, 500 internal), in the same shape.",
 }

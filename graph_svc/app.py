@@ -31,7 +31,10 @@ async def graph_host(settings: GraphSettings) -> AsyncIterator[ServiceHost]:
             db, Outbox(models.outbox, ids), ids, signer_from(settings), passwords, settings.max_following
         )
         host = ServiceHost(
-            "graph_svc", settings.listen, grace_seconds=settings.shutdown_grace_seconds, metrics_port=settings.metrics_port
+            "graph_svc",
+            settings.listen,
+            grace_seconds=settings.shutdown_grace_seconds,
+            metrics_port=settings.metrics_port,
         )
         host.add_servicer(
             graph_pb2_grpc.add_GraphServiceServicer_to_server,

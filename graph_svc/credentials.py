@@ -54,7 +54,9 @@ class Passwords:
     """argon2id hashing, off the event loop (each hash takes tens of milliseconds by design)."""
 
     def __init__(self, time_cost: int, memory_kib: int, parallelism: int) -> None:
-        self._hasher = PasswordHasher(time_cost=time_cost, memory_cost=memory_kib, parallelism=parallelism, type=Type.ID)
+        self._hasher = PasswordHasher(
+            time_cost=time_cost, memory_cost=memory_kib, parallelism=parallelism, type=Type.ID
+        )
         # Verified against when the login names no account, so both paths cost the same time.
         self._decoy = self._hasher.hash("decoy password for timing")
 

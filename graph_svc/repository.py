@@ -45,7 +45,9 @@ async def insert_user(session: AsyncSession, record: UserRecord) -> UserRecord:
     except IntegrityError as exc:
         constraint = getattr(getattr(exc.orig, "diag", None), "constraint_name", "") or ""
         field = "email" if "email" in constraint else "username"
-        raise AlreadyExists(f"{field}: is already taken", reason=f"{field.upper()}_TAKEN", fields={field: "taken"}) from exc
+        raise AlreadyExists(
+            f"{field}: is already taken", reason=f"{field.upper()}_TAKEN", fields={field: "taken"}
+        ) from exc
     return UserRecord(**row._mapping)
 
 
@@ -59,7 +61,9 @@ async def get_users(session: AsyncSession, user_ids: list[int]) -> dict[int, Use
     return {row.id: UserRecord(**row._mapping) for row in rows}
 
 
-async def find_user(session: AsyncSession, *, username: str | None = None, email: str | None = None) -> UserRecord | None:
+async def find_user(
+    session: AsyncSession, *, username: str | None = None, email: str | None = None
+) -> UserRecord | None:
     column, value = (users.c.username, username) if username is not None else (users.c.email, email)
     row = (await session.execute(select(*_USER_COLUMNS).where(column == value))).one_or_none()
     return UserRecord(**row._mapping) if row else None
@@ -85,7 +89,10 @@ async def lock_users(session: AsyncSession, user_ids: list[int]) -> dict[int, in
     Returns id -> following_count for the ids that exist.
     """
     rows = await session.execute(
-        select(users.c.id, users.c.following_count).where(users.c.id.in_(user_ids)).order_by(users.c.id).with_for_update()
+        select(users.c.id, users.c.following_count)
+        .where(users.c.id.in_(user_ids))
+        .order_by(users.c.id)
+        .with_for_update()
     )
     return {row.id: row.following_count for row in rows}
 
@@ -123,7 +130,9 @@ async def list_follows(
     session: AsyncSession, user_id: int, *, followers: bool, after: tuple[dt.datetime, int] | None, limit: int
 ) -> list[FollowRecord]:
     """A page of a user's followers (or followees), newest follow first, after the keyset `after`."""
-    own, other = (follows.c.followee_id, follows.c.follower_id) if followers else (follows.c.follower_id, follows.c.followee_id)
+    own, other = (
+        (follows.c.followee_id, follows.c.follower_id) if followers else (follows.c.follower_id, follows.c.followee_id)
+    )
     query = (
         select(*_USER_COLUMNS, follows.c.created_at.label("followed_at"))
         .select_from(follows.join(users, users.c.id == other))
@@ -173,5 +182,3 @@ async def recount(session: AsyncSession, user_ids: list[int]) -> None:
         .where(users.c.id.in_(user_ids))
         .values(follower_count=follower_counts, following_count=following_counts)
     )
-
-

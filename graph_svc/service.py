@@ -40,7 +40,13 @@ class Page(Generic[T]):
 
 class GraphService:
     def __init__(
-        self, db: Database, outbox: Outbox, ids: IdGenerator, signer: TokenSigner, passwords: Passwords, max_following: int
+        self,
+        db: Database,
+        outbox: Outbox,
+        ids: IdGenerator,
+        signer: TokenSigner,
+        passwords: Passwords,
+        max_following: int,
     ) -> None:
         self._db = db
         self._outbox = outbox
@@ -181,7 +187,9 @@ class GraphService:
         if followee_id <= 0:
             raise invalid_field("target_user_id", "must be a user id")
         if follower_id == followee_id:
-            raise InvalidArgument("you cannot follow yourself", reason="SELF_FOLLOW", fields={"target_user_id": "is you"})
+            raise InvalidArgument(
+                "you cannot follow yourself", reason="SELF_FOLLOW", fields={"target_user_id": "is you"}
+            )
 
     @staticmethod
     def _check_exists(found: dict[int, int], follower_id: int, followee_id: int) -> None:

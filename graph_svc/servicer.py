@@ -51,7 +51,9 @@ class GraphServicer(graph_pb2_grpc.GraphServiceServicer):
     def __init__(self, service: GraphService) -> None:
         self._service = service
 
-    async def RegisterUser(self, request: graph_pb2.RegisterUserRequest, context: grpc.aio.ServicerContext) -> graph_pb2.User:
+    async def RegisterUser(
+        self, request: graph_pb2.RegisterUserRequest, context: grpc.aio.ServicerContext
+    ) -> graph_pb2.User:
         user = await self._service.register(request.username, request.email, request.password, request.display_name)
         return user_message(user)
 
@@ -74,7 +76,9 @@ class GraphServicer(graph_pb2_grpc.GraphServiceServicer):
         users = await self._service.batch_get_users(list(request.user_ids))
         return graph_pb2.BatchGetUsersResponse(users=[user_message(u) for u in users])
 
-    async def LookupUser(self, request: graph_pb2.LookupUserRequest, context: grpc.aio.ServicerContext) -> graph_pb2.User:
+    async def LookupUser(
+        self, request: graph_pb2.LookupUserRequest, context: grpc.aio.ServicerContext
+    ) -> graph_pb2.User:
         return user_message(await self._service.lookup_user(request.username))
 
     async def SearchUsers(
@@ -101,7 +105,9 @@ class GraphServicer(graph_pb2_grpc.GraphServiceServicer):
         self, request: graph_pb2.ListFollowersRequest, context: grpc.aio.ServicerContext
     ) -> graph_pb2.ListFollowersResponse:
         user_id = parse_user_name(request.parent)
-        page = await self._service.list_follows(user_id, followers=True, size=request.page_size, token=request.page_token)
+        page = await self._service.list_follows(
+            user_id, followers=True, size=request.page_size, token=request.page_token
+        )
         return graph_pb2.ListFollowersResponse(
             follows=[_follow_message(f) for f in page.items], next_page_token=page.next_page_token
         )
@@ -110,7 +116,9 @@ class GraphServicer(graph_pb2_grpc.GraphServiceServicer):
         self, request: graph_pb2.ListFollowingRequest, context: grpc.aio.ServicerContext
     ) -> graph_pb2.ListFollowingResponse:
         user_id = parse_user_name(request.parent)
-        page = await self._service.list_follows(user_id, followers=False, size=request.page_size, token=request.page_token)
+        page = await self._service.list_follows(
+            user_id, followers=False, size=request.page_size, token=request.page_token
+        )
         return graph_pb2.ListFollowingResponse(
             follows=[_follow_message(f) for f in page.items], next_page_token=page.next_page_token
         )

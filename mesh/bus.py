@@ -7,6 +7,7 @@ Subjects and stream names live under the deployment's namespace ("glimpse.posts.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
@@ -89,10 +90,8 @@ class Bus:
     async def delete_streams(self) -> None:
         """Removes this namespace's streams (tests clean up with it)."""
         for name in STREAMS:
-            try:
+            with contextlib.suppress(js_errors.NotFoundError):
                 await self.js.delete_stream(self.stream(name))
-            except js_errors.NotFoundError:
-                pass
 
     async def close(self) -> None:
         await self.nc.drain()
@@ -164,7 +163,9 @@ async def _handle(bus: Bus, spec: ConsumerSpec, msg: Msg) -> None:
             await _dead_letter(bus, spec, msg, reason)
             return
         delay = spec.backoff[min(deliveries - 1, len(spec.backoff) - 1)]
-        log.warning("handler failed; will retry", extra={"consumer": spec.durable, "delivery": deliveries, "error": reason})
+        log.warning(
+            "handler failed; will retry", extra={"consumer": spec.durable, "delivery": deliveries, "error": reason}
+        )
         CONSUMED.labels(spec.durable, "retry").inc()
         await msg.nak(delay=delay)
         return

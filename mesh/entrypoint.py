@@ -60,5 +60,3 @@ def run_service(
             await host.run_until_signal()
 
     asyncio.run(serve())
-
-

@@ -57,7 +57,11 @@ class _WrappingInterceptor(grpc.aio.ServerInterceptor):
             # A streaming handler is either an async generator or a coroutine that calls
             # context.write() (grpc's own health Watch); each needs its own wrapper shape.
             behaviour = handler.unary_stream
-            wrapped = self.wrap_stream(method, behaviour) if inspect.isasyncgenfunction(behaviour) else self.wrap_unary(method, behaviour)
+            wrapped = (
+                self.wrap_stream(method, behaviour)
+                if inspect.isasyncgenfunction(behaviour)
+                else self.wrap_unary(method, behaviour)
+            )
             return grpc.unary_stream_rpc_method_handler(
                 wrapped,
                 request_deserializer=handler.request_deserializer,

@@ -9,7 +9,7 @@ import sys
 from typing import Any
 
 # Attributes every LogRecord has; anything else was passed through `extra=` and is logged as a field.
-_STANDARD = set(logging.makeLogRecord({}).__dict__) | {"message", "asctime", "taskName"}
+_STANDARD = set(logging.makeLogRecord({}).__dict__) | {"message", "asctime", "taskName", "color_message"}
 
 
 class JsonFormatter(logging.Formatter):

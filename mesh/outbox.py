@@ -9,12 +9,26 @@ stream drops the repeats (its duplicate window), so each event is stored exactly
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import datetime as dt
 import logging
 
 from google.protobuf.message import Message
 from prometheus_client import Counter
-from sqlalchemy import BigInteger, Column, DateTime, Index, LargeBinary, MetaData, Table, Text, delete, func, select, update
+from sqlalchemy import (
+    BigInteger,
+    Column,
+    DateTime,
+    Index,
+    LargeBinary,
+    MetaData,
+    Table,
+    Text,
+    delete,
+    func,
+    select,
+    update,
+)
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from mesh.bus import Bus
@@ -94,10 +108,8 @@ class OutboxRelay:
                 await self.prune()
             if published < self._batch_size:
                 self._wake.clear()
-                try:
+                with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(self._wake.wait(), self._idle_seconds)
-                except TimeoutError:
-                    pass
 
     async def publish_pending(self) -> int:
         """Publishes one batch of unsent rows and marks them sent; returns how many."""
@@ -115,9 +127,7 @@ class OutboxRelay:
             for row in rows:
                 await self._bus.publish(row.subject, row.payload, msg_id=str(row.id))
             if rows:
-                await session.execute(
-                    update(t).where(t.c.id.in_([r.id for r in rows])).values(published_at=func.now())
-                )
+                await session.execute(update(t).where(t.c.id.in_([r.id for r in rows])).values(published_at=func.now()))
         if rows:
             RELAYED.labels(t.schema or "public").inc(len(rows))
         return len(rows)

@@ -44,7 +44,9 @@ class ServiceHost:
         self._on_failure: Callable[[], None] | None = None
         self.port: int | None = None
 
-    def add_servicer(self, register: Callable[[Any, grpc.aio.Server], None], servicer: Any, service: ServiceDescriptor) -> None:
+    def add_servicer(
+        self, register: Callable[[Any, grpc.aio.Server], None], servicer: Any, service: ServiceDescriptor
+    ) -> None:
         """Serves `servicer` (registered with its generated `add_*_to_server`) and its health/reflection."""
         register(servicer, self._server)
         self._service_names.append(service.full_name)

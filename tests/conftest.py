@@ -120,12 +120,16 @@ class Account:
 
 
 @pytest.fixture
-def make_account(graph: graph_pb2_grpc.GraphServiceStub, new_username: Callable[[], str]) -> Callable[[], Awaitable[Account]]:
+def make_account(
+    graph: graph_pb2_grpc.GraphServiceStub, new_username: Callable[[], str]
+) -> Callable[[], Awaitable[Account]]:
     """Registers and logs in a fresh user through graph_svc."""
 
     async def make() -> Account:
         name = new_username()
-        await graph.RegisterUser(graph_pb2.RegisterUserRequest(username=name, email=f"{name}@example.com", password=PASSWORD))
+        await graph.RegisterUser(
+            graph_pb2.RegisterUserRequest(username=name, email=f"{name}@example.com", password=PASSWORD)
+        )
         session = await graph.AuthenticateUser(graph_pb2.AuthenticateUserRequest(login=name, password=PASSWORD))
         return Account(session.user, session.access_token)
 
@@ -140,7 +144,9 @@ async def gateway_url(graph_addr: str, database_url: str, namespace: str) -> Asy
     from gateway.settings import GatewaySettings
 
     settings = GatewaySettings(graph_addr=graph_addr, namespace=namespace, database_url=database_url, log_json=False)
-    server = uvicorn.Server(uvicorn.Config(create_app(settings), host="127.0.0.1", port=0, log_config=None, lifespan="on"))
+    server = uvicorn.Server(
+        uvicorn.Config(create_app(settings), host="127.0.0.1", port=0, log_config=None, lifespan="on")
+    )
     task = asyncio.create_task(server.serve())
     while not server.started:
         if task.done():

@@ -9,7 +9,9 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 def test_buf_lint_is_clean():
-    result = subprocess.run([str(ROOT / ".venv/bin/buf"), "lint"], cwd=ROOT, capture_output=True, text=True, timeout=120)
+    result = subprocess.run(
+        [str(ROOT / ".venv/bin/buf"), "lint"], cwd=ROOT, capture_output=True, text=True, timeout=120
+    )
     assert result.returncode == 0, result.stdout + result.stderr
 
 

@@ -86,10 +86,9 @@ def rfc3339(value: str) -> dt.datetime:
     return parsed
 
 
-def access_token(user_id: str, **claims: Any) -> str:
+def access_token(user_id: str, *, key: str | None = None, **claims: Any) -> str:
     """An access token signed like graph_svc signs them (the gateway reads the same GLIMPSE_* settings)."""
     settings = GatewaySettings()
-    key = claims.pop("key", settings.jwt_secret)
     now = dt.datetime.now(dt.UTC)
     payload = {
         "sub": user_id,
@@ -100,7 +99,7 @@ def access_token(user_id: str, **claims: Any) -> str:
         "jti": uuid.uuid4().hex,
         **claims,
     }
-    return jwt.encode(payload, key, algorithm="HS256")
+    return jwt.encode(payload, key or settings.jwt_secret, algorithm="HS256")
 
 
 async def all_pages(

@@ -211,6 +211,11 @@ async def test_openapi_documents_bodies_and_the_bearer_scheme(client):
     assert "security" not in spec["paths"]["/v1/users"]["post"]
     schemas = spec["components"]["schemas"]
     assert {"RegisterUserBody", "LoginBody", "RefreshBody", "FollowBody", "User", "Session"} <= set(schemas)
+    # Validation failures are 400 in the error shape; FastAPI's default 422 must not be advertised.
+    assert "HTTPValidationError" not in schemas
+    for operations in spec["paths"].values():
+        for operation in operations.values():
+            assert "422" not in operation["responses"]
 
 
 async def test_a_short_token_secret_stops_the_app_at_start():

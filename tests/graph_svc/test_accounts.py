@@ -62,7 +62,13 @@ async def test_email_is_unique(graph, new_username):
 
 @pytest.mark.parametrize(
     ("password", "why"),
-    [("", "at least 8"), ("short1", "at least 8"), ("password1", "too easy"), ("aaaaaaaaaaaa", "too easy"), ("x" * 129, "at most")],
+    [
+        ("", "at least 8"),
+        ("short1", "at least 8"),
+        ("password1", "too easy"),
+        ("aaaaaaaaaaaa", "too easy"),
+        ("x" * 129, "at most"),
+    ],
 )
 async def test_weak_passwords_are_refused_and_nothing_is_stored(graph, new_username, password, why):
     name = new_username()

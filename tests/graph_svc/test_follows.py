@@ -80,7 +80,10 @@ async def test_follow_errors_are_precise_and_change_nothing(graph, make_account)
         (a.id, (("x-user-id", "abc"),), grpc.StatusCode.UNAUTHENTICATED),
     ]
     for target, metadata, code in cases:
-        for call, request in ((graph.FollowUser, graph_pb2.FollowUserRequest), (graph.UnfollowUser, graph_pb2.UnfollowUserRequest)):
+        for call, request in (
+            (graph.FollowUser, graph_pb2.FollowUserRequest),
+            (graph.UnfollowUser, graph_pb2.UnfollowUserRequest),
+        ):
             with pytest.raises(grpc.aio.AioRpcError) as caught:
                 await call(request(target_user_id=target), metadata=metadata)
             assert caught.value.code() == code, (target, metadata)
@@ -108,7 +111,9 @@ async def test_followers_and_following_pages_newest_first(graph, make_account):
         await graph.FollowUser(graph_pb2.FollowUserRequest(target_user_id=star.id), metadata=fan.metadata)
     pages, token = [], ""
     while True:
-        page = await graph.ListFollowers(graph_pb2.ListFollowersRequest(parent=f"users/{star.id}", page_size=2, page_token=token))
+        page = await graph.ListFollowers(
+            graph_pb2.ListFollowersRequest(parent=f"users/{star.id}", page_size=2, page_token=token)
+        )
         pages.append([f.user.id for f in page.follows])
         token = page.next_page_token
         if not token:
@@ -128,7 +133,10 @@ async def test_list_rejects_malformed_parents(graph, parent):
 async def test_list_rejects_bad_paging_and_unknown_users(graph, make_account):
     a = await make_account()
     for request, code in [
-        (graph_pb2.ListFollowersRequest(parent=f"users/{a.id}", page_token="garbage"), grpc.StatusCode.INVALID_ARGUMENT),
+        (
+            graph_pb2.ListFollowersRequest(parent=f"users/{a.id}", page_token="garbage"),
+            grpc.StatusCode.INVALID_ARGUMENT,
+        ),
         (graph_pb2.ListFollowersRequest(parent=f"users/{a.id}", page_size=-1), grpc.StatusCode.INVALID_ARGUMENT),
         (graph_pb2.ListFollowersRequest(parent="users/424242"), grpc.StatusCode.NOT_FOUND),
     ]:
@@ -156,7 +164,9 @@ async def test_bulk_loaded_follows_with_equal_timestamps_page_without_gaps(graph
     assert hub.follower_count == 7 and hub.following_count == 7
     seen, token = [], ""
     while True:
-        page = await graph.ListFollowers(graph_pb2.ListFollowersRequest(parent=f"users/{hub.id}", page_size=3, page_token=token))
+        page = await graph.ListFollowers(
+            graph_pb2.ListFollowersRequest(parent=f"users/{hub.id}", page_size=3, page_token=token)
+        )
         seen += [f.user.id for f in page.follows]
         token = page.next_page_token
         if not token:
@@ -177,7 +187,7 @@ async def test_follower_stream_ids_counts_and_celebrities(graph, make_account):
         async for r in graph.StreamFollowerIds(graph_pb2.StreamFollowerIdsRequest(user_id=star.id, batch_size=3))
     ]
     assert [len(b) for b in batches] == [3, 3, 1]
-    assert sum(batches, []) == sorted(f.id for f in fans)
+    assert [i for batch in batches for i in batch] == sorted(f.id for f in fans)
 
     followees = await graph.ListFolloweeIds(graph_pb2.ListFolloweeIdsRequest(user_id=fans[0].id))
     assert sorted(followees.followee_ids) == sorted([star.id, small.id])

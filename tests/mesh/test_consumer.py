@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import uuid
 
 from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
@@ -14,14 +15,14 @@ async def _dead_letters(bus: Bus, durable: str, expect: int) -> list[tuple[bytes
     sub = await bus.js.pull_subscribe(
         bus.subject(f"deadletter.{durable}"),
         stream=bus.stream("DEADLETTER"),
-        config=ConsumerConfig(name=f"dl_{uuid.uuid4().hex[:6]}", ack_policy=AckPolicy.NONE, deliver_policy=DeliverPolicy.ALL),
+        config=ConsumerConfig(
+            name=f"dl_{uuid.uuid4().hex[:6]}", ack_policy=AckPolicy.NONE, deliver_policy=DeliverPolicy.ALL
+        ),
     )
     found: list[tuple[bytes, str]] = []
     for _ in range(50):
-        try:
+        with contextlib.suppress(TimeoutError):
             found += [(m.data, m.headers["Glimpse-Error"]) for m in await sub.fetch(10, timeout=0.2)]
-        except TimeoutError:
-            pass
         if len(found) >= expect:
             break
     await sub.unsubscribe()

@@ -29,7 +29,9 @@ async def _write_events(db: Database, count: int) -> set[int]:
     outbox, ids = Outbox(models.outbox, IdGenerator(11)), set()
     async with db.unit_of_work() as session:
         for n in range(count):
-            ids.add(await outbox.add(session, "graph.followed", events_pb2.UserFollowed(follower_id=n + 1, followee_id=1)))
+            ids.add(
+                await outbox.add(session, "graph.followed", events_pb2.UserFollowed(follower_id=n + 1, followee_id=1))
+            )
     return ids
 
 
@@ -40,7 +42,9 @@ async def _stored_event_ids(bus: Bus) -> list[int]:
     sub = await bus.js.pull_subscribe(
         bus.subject("graph.followed"),
         stream=bus.stream("GRAPH"),
-        config=ConsumerConfig(name=f"count_{uuid.uuid4().hex[:6]}", ack_policy=AckPolicy.NONE, deliver_policy=DeliverPolicy.ALL),
+        config=ConsumerConfig(
+            name=f"count_{uuid.uuid4().hex[:6]}", ack_policy=AckPolicy.NONE, deliver_policy=DeliverPolicy.ALL
+        ),
     )
     found: list[int] = []
     while len(found) < total:

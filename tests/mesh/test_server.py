@@ -62,7 +62,9 @@ async def host_with(graph_settings):
     async def start(servicer: GraphServicer) -> graph_pb2_grpc.GraphServiceStub:
         host = ServiceHost("probe", "127.0.0.1:0", grace_seconds=0.5)
         host.add_servicer(
-            graph_pb2_grpc.add_GraphServiceServicer_to_server, servicer, graph_pb2.DESCRIPTOR.services_by_name["GraphService"]
+            graph_pb2_grpc.add_GraphServiceServicer_to_server,
+            servicer,
+            graph_pb2.DESCRIPTOR.services_by_name["GraphService"],
         )
         port = await host.start()
         hosts.append(host)
@@ -96,7 +98,7 @@ async def test_unreachable_database_is_unavailable(host_with, graph_settings):
 
 
 async def test_stop_reports_not_serving_before_closing(host_with, graph_settings):
-    stub, host, channel = await host_with(_broken_graph(None, graph_settings))
+    _, host, channel = await host_with(_broken_graph(None, graph_settings))
     health = health_pb2_grpc.HealthStub(channel)
     assert (await health.Check(health_pb2.HealthCheckRequest())).status == health_pb2.HealthCheckResponse.SERVING
     watch = health.Watch(health_pb2.HealthCheckRequest(service="glimpse.graph.v1.GraphService"))
