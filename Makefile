@@ -53,8 +53,8 @@ lint: proto  ## ruff, mypy, buf lint and buf breaking against main
 	$(VENV)/bin/buf lint
 	if git rev-parse --verify -q main >/dev/null; then $(VENV)/bin/buf breaking --against '.git#branch=main'; fi
 
-bench: proto services migrate  ## run the benchmarks (figures next to their floors)
-	$(PY) -m bench
+bench: proto services migrate  ## run the benchmarks (figures next to their floors); one: make bench BENCH=graph_stream
+	$(PY) -m bench $(BENCH)
 
 clean:  ## remove the venv, generated code and run files
 	rm -rf $(VENV) gen .run

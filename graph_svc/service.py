@@ -218,23 +218,25 @@ class GraphService:
     async def stream_follower_ids(self, user_id: int, batch_size: int) -> AsyncIterator[list[int]]:
         """Every follower id of `user_id` in id order, `batch_size` at a time.
 
-        Each batch is its own short query (keyset on follower id), so a long stream holds no
-        transaction or connection open while the consumer works.
+        Each batch is its own short keyset query on one connection (no long-running cursor), so
+        batches cost one round trip each and a slow reader holds no snapshot open.
         """
         if batch_size < 0:
             raise invalid_field("batch_size", "must not be negative")
         batch = min(batch_size or 1000, 5000)
-        await self.get_user(user_id)
-        after = 0
-        while True:
-            async with self._db.read_only() as session:
+        async with self._db.read_only() as session:
+            if await repo.get_user(session, user_id) is None:
+                raise NotFound(f"user {user_id} does not exist", reason="USER_NOT_FOUND")
+            after = 0
+            while True:
                 ids = await repo.follower_ids_after(session, user_id, after, batch)
-            if not ids:
-                return
-            yield ids
-            if len(ids) < batch:
-                return
-            after = ids[-1]
+                await session.rollback()  # end the read transaction between batches
+                if not ids:
+                    return
+                yield ids
+                if len(ids) < batch:
+                    return
+                after = ids[-1]
 
     async def followee_ids(self, user_id: int) -> list[int]:
         async with self._db.read_only() as session:

@@ -1,0 +1,29 @@
+"""Runs benchmarks: `python -m bench` (all) or `python -m bench NAME ...`."""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+
+BENCHMARKS = {
+    "graph_stream": "follower-stream throughput of graph_svc beside an empty gRPC call",
+    "renditions": "rendition pipeline images/s beside a naive Pillow pipeline",
+}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        prog="python -m bench",
+        description="Glimpse benchmarks; each prints its figure beside a floor measured in the same run.",
+        epilog="\n".join(f"  {name:<14} {text}" for name, text in BENCHMARKS.items()),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("names", nargs="*", choices=[[], *BENCHMARKS], help="benchmarks to run (default: all)")
+    names = parser.parse_args().names or list(BENCHMARKS)
+    for name in names:
+        print(f"== {name}")
+        importlib.import_module(f"bench.{name}").main()
+
+
+if __name__ == "__main__":
+    main()
