@@ -1,4 +1,4 @@
-"""Assembles graph_svc: engines and clients -> service -> servicer -> host (with the outbox relay)."""
+"""Assembles graph_svc: runtime -> service -> servicer -> host (with the outbox relay)."""
 
 from __future__ import annotations
 
@@ -11,38 +11,27 @@ from graph_svc.credentials import Passwords
 from graph_svc.service import GraphService
 from graph_svc.servicer import GraphServicer
 from graph_svc.settings import GraphSettings
-from mesh.bus import Bus
-from mesh.db import Database
-from mesh.ids import IdGenerator
-from mesh.outbox import Outbox, OutboxRelay
+from mesh.runtime import open_runtime
 from mesh.server import ServiceHost
 from mesh.tokens import signer_from
 
 
 @contextlib.asynccontextmanager
 async def graph_host(settings: GraphSettings) -> AsyncIterator[ServiceHost]:
-    db = Database(settings.database_url, pool_size=settings.database_pool_size)
-    bus = await Bus.connect(settings.nats_url, settings.namespace, settings.stream_replicas)
-    try:
-        await bus.ensure_streams()
-        ids = IdGenerator(settings.id_shard)
+    async with open_runtime(settings) as runtime:
+        host = runtime.host("graph_svc", settings.listen, settings.metrics_port)
         passwords = Passwords(settings.argon2_time_cost, settings.argon2_memory_kib, settings.argon2_parallelism)
         service = GraphService(
-            db, Outbox(models.outbox, ids), ids, signer_from(settings), passwords, settings.max_following
-        )
-        host = ServiceHost(
-            "graph_svc",
-            settings.listen,
-            grace_seconds=settings.shutdown_grace_seconds,
-            metrics_port=settings.metrics_port,
+            runtime.db,
+            runtime.outbox(models.outbox, host),
+            runtime.ids,
+            signer_from(settings),
+            passwords,
+            settings.max_following,
         )
         host.add_servicer(
             graph_pb2_grpc.add_GraphServiceServicer_to_server,
             GraphServicer(service),
             graph_pb2.DESCRIPTOR.services_by_name["GraphService"],
         )
-        host.add_background(OutboxRelay(db, models.outbox, bus).run)
         yield host
-    finally:
-        await bus.close()
-        await db.dispose()

@@ -7,6 +7,8 @@ Revises:
 import sqlalchemy as sa
 from alembic import op
 
+from mesh.migrate import create_outbox_table
+
 revision = "0001"
 down_revision = None
 branch_labels = None
@@ -51,18 +53,7 @@ def upgrade() -> None:
         ["follower_id", sa.text("created_at DESC"), sa.text("followee_id DESC")],
         schema=SCHEMA,
     )
-    op.create_table(
-        "outbox",
-        sa.Column("id", sa.BigInteger, primary_key=True, autoincrement=False),
-        sa.Column("subject", sa.Text, nullable=False),
-        sa.Column("payload", sa.LargeBinary, nullable=False),
-        sa.Column("created_at", sa.DateTime(timezone=True), nullable=False, server_default=sa.func.now()),
-        sa.Column("published_at", sa.DateTime(timezone=True)),
-        schema=SCHEMA,
-    )
-    op.create_index(
-        "outbox_unpublished", "outbox", ["id"], schema=SCHEMA, postgresql_where=sa.text("published_at IS NULL")
-    )
+    create_outbox_table(SCHEMA)
 
 
 def downgrade() -> None:

@@ -1,0 +1,35 @@
+"""Assembles post_svc: runtime and media client -> service -> servicer -> host (with the outbox relay)."""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import AsyncIterator
+
+from glimpse.media.v1 import media_pb2_grpc
+from glimpse.post.v1 import post_pb2, post_pb2_grpc
+from mesh.channels import open_channel
+from mesh.runtime import open_runtime
+from mesh.server import ServiceHost
+from post_svc import models
+from post_svc.service import PostService
+from post_svc.servicer import PostServicer
+from post_svc.settings import PostSettings
+
+
+@contextlib.asynccontextmanager
+async def post_host(settings: PostSettings) -> AsyncIterator[ServiceHost]:
+    async with open_runtime(settings) as runtime, open_channel(settings.media_addr) as media_channel:
+        host = runtime.host("post_svc", settings.listen, settings.metrics_port)
+        service = PostService(
+            runtime.db,
+            runtime.outbox(models.outbox, host),
+            runtime.ids,
+            media_pb2_grpc.MediaServiceStub(media_channel),
+            settings.upstream_timeout_seconds,
+        )
+        host.add_servicer(
+            post_pb2_grpc.add_PostServiceServicer_to_server,
+            PostServicer(service),
+            post_pb2.DESCRIPTOR.services_by_name["PostService"],
+        )
+        yield host

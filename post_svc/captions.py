@@ -1,0 +1,49 @@
+"""What a caption, its hashtags and a location may be."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+from mesh.errors import invalid_field
+
+CAPTION_MAX = 2200
+HASHTAGS_MAX = 30
+LOCATION_NAME_MAX = 100
+# A hashtag is '#' then letters, digits or '_' (any script), not preceded by a word character
+# (so "a#b" is not a tag) and at most 100 characters long.
+_HASHTAG = re.compile(r"(?<!\w)#(\w{1,100})")
+
+
+@dataclass(frozen=True)
+class Location:
+    name: str
+    latitude: float
+    longitude: float
+
+
+def check_caption(caption: str) -> str:
+    """The caption, unchanged; INVALID_ARGUMENT if it is too long or has too many hashtags."""
+    if len(caption) > CAPTION_MAX:
+        raise invalid_field("caption", f"must be at most {CAPTION_MAX} characters (got {len(caption)})")
+    if len(hashtags_of(caption)) > HASHTAGS_MAX:
+        raise invalid_field("caption", f"may carry at most {HASHTAGS_MAX} hashtags")
+    return caption
+
+
+def hashtags_of(caption: str) -> list[str]:
+    """Lower-case hashtags without '#', in order of first appearance, each once."""
+    return list(dict.fromkeys(tag.lower() for tag in _HASHTAG.findall(caption)))
+
+
+def check_location(name: str, latitude: float, longitude: float) -> Location | None:
+    """None when no location was given (all fields empty); INVALID_ARGUMENT for impossible values."""
+    if not name and latitude == 0 and longitude == 0:
+        return None
+    if len(name) > LOCATION_NAME_MAX:
+        raise invalid_field("location.name", f"must be at most {LOCATION_NAME_MAX} characters")
+    if not -90 <= latitude <= 90:
+        raise invalid_field("location.latitude", "must be within -90..90")
+    if not -180 <= longitude <= 180:
+        raise invalid_field("location.longitude", "must be within -180..180")
+    return Location(name.strip(), latitude, longitude)

@@ -1,0 +1,135 @@
+"""SQL of the posts schema. Every function runs inside the caller's unit of work."""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass
+
+from sqlalchemy import func, select, update
+from sqlalchemy.dialects.postgresql import insert
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from post_svc.captions import Location
+from post_svc.models import ACTIVE, DELETED, post_requests, posts
+
+
+@dataclass(frozen=True)
+class PostRecord:
+    id: int
+    author_id: int
+    caption: str
+    hashtags: list[str]
+    location: Location | None
+    media_ids: list[int]
+    deleted: bool
+    created_at: dt.datetime
+    updated_at: dt.datetime
+
+
+_COLUMNS = [
+    posts.c.id,
+    posts.c.author_id,
+    posts.c.caption,
+    posts.c.hashtags,
+    posts.c.location_name,
+    posts.c.latitude,
+    posts.c.longitude,
+    posts.c.media_ids,
+    posts.c.state,
+    posts.c.created_at,
+    posts.c.updated_at,
+]
+
+
+def _record(row: object) -> PostRecord:
+    m = row._mapping  # type: ignore[attr-defined]
+    location = None
+    if m["location_name"] is not None:
+        location = Location(m["location_name"], m["latitude"], m["longitude"])
+    return PostRecord(
+        id=m["id"],
+        author_id=m["author_id"],
+        caption=m["caption"],
+        hashtags=list(m["hashtags"]),
+        location=location,
+        media_ids=list(m["media_ids"]),
+        deleted=m["state"] == DELETED,
+        created_at=m["created_at"],
+        updated_at=m["updated_at"],
+    )
+
+
+async def reserve_post_id(
+    session: AsyncSession, author_id: int, request_id: str, post_id: int, fingerprint: bytes
+) -> tuple[int, bytes]:
+    """The (post id, fingerprint) reserved for (author, request id): `post_id` if this call reserved it."""
+    await session.execute(
+        insert(post_requests)
+        .values(author_id=author_id, request_id=request_id, post_id=post_id, fingerprint=fingerprint)
+        .on_conflict_do_nothing()
+    )
+    row = (
+        await session.execute(
+            select(post_requests.c.post_id, post_requests.c.fingerprint).where(
+                post_requests.c.author_id == author_id, post_requests.c.request_id == request_id
+            )
+        )
+    ).one()
+    return row.post_id, bytes(row.fingerprint)
+
+
+async def insert_post(session: AsyncSession, record: PostRecord) -> bool:
+    """True if inserted; False if a post with this id already exists (a retried request)."""
+    location = record.location
+    result = await session.execute(
+        insert(posts)
+        .values(
+            id=record.id,
+            author_id=record.author_id,
+            caption=record.caption,
+            hashtags=record.hashtags,
+            location_name=location.name if location else None,
+            latitude=location.latitude if location else None,
+            longitude=location.longitude if location else None,
+            media_ids=record.media_ids,
+            created_at=record.created_at,
+            updated_at=record.created_at,
+        )
+        .on_conflict_do_nothing()
+        .returning(posts.c.id)
+    )
+    return result.first() is not None
+
+
+async def get_post(session: AsyncSession, post_id: int, *, for_update: bool = False) -> PostRecord | None:
+    query = select(*_COLUMNS).where(posts.c.id == post_id)
+    if for_update:
+        query = query.with_for_update()
+    row = (await session.execute(query)).one_or_none()
+    return _record(row) if row else None
+
+
+async def get_posts(session: AsyncSession, post_ids: list[int]) -> dict[int, PostRecord]:
+    rows = await session.execute(select(*_COLUMNS).where(posts.c.id.in_(post_ids), posts.c.state == ACTIVE))
+    return {row.id: _record(row) for row in rows}
+
+
+async def list_by_author(session: AsyncSession, author_id: int, before_id: int | None, limit: int) -> list[PostRecord]:
+    """An author's live posts, newest first, older than `before_id`."""
+    query = select(*_COLUMNS).where(posts.c.author_id == author_id, posts.c.state == ACTIVE)
+    if before_id is not None:
+        query = query.where(posts.c.id < before_id)
+    rows = await session.execute(query.order_by(posts.c.id.desc()).limit(limit))
+    return [_record(row) for row in rows]
+
+
+async def set_caption(session: AsyncSession, post_id: int, caption: str, hashtags: list[str]) -> None:
+    await session.execute(
+        update(posts).where(posts.c.id == post_id).values(caption=caption, hashtags=hashtags, updated_at=func.now())
+    )
+
+
+async def mark_deleted(session: AsyncSession, post_id: int) -> None:
+    await session.execute(
+        update(posts).where(posts.c.id == post_id).values(state=DELETED, deleted_at=func.now(), updated_at=func.now())
+    )

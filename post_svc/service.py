@@ -1,0 +1,184 @@
+"""The rules of posts. Raises mesh.errors.DomainError subclasses; media_svc's refusals pass through."""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+from dataclasses import dataclass
+
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from glimpse.events.v1 import events_pb2
+from glimpse.media.v1 import media_pb2, media_pb2_grpc
+from mesh.db import Database
+from mesh.errors import FailedPrecondition, InvalidArgument, NotFound, PermissionDenied, invalid_field
+from mesh.identity import as_caller
+from mesh.ids import IdGenerator
+from mesh.outbox import Outbox
+from mesh.pagination import decode_page_token, encode_page_token, page_size
+from post_svc import repository as repo
+from post_svc.captions import Location, check_caption, hashtags_of
+from post_svc.repository import PostRecord
+
+MEDIA_MIN, MEDIA_MAX = 1, 10
+MAX_BATCH = 100
+REQUEST_ID_MAX = 128
+
+
+@dataclass(frozen=True)
+class PostPage:
+    posts: list[PostRecord]
+    next_page_token: str
+
+
+class PostService:
+    def __init__(
+        self, db: Database, outbox: Outbox, ids: IdGenerator, media: media_pb2_grpc.MediaServiceStub, timeout: float
+    ) -> None:
+        self._db = db
+        self._outbox = outbox
+        self._ids = ids
+        self._media = media
+        self._timeout = timeout
+
+    async def create(
+        self, author_id: int, caption: str, media_ids: list[int], location: Location | None, request_id: str
+    ) -> PostRecord:
+        """Creates a post from the author's uploaded media; the post and `posts.created` commit together.
+
+        Idempotent per (author, request_id): a retry returns the first call's post, even if that call
+        failed after attaching the media. INVALID_ARGUMENT for bad fields, FAILED_PRECONDITION if the
+        request id was used for a different request; media_svc's refusals (PERMISSION_DENIED,
+        FAILED_PRECONDITION "not uploaded", NOT_FOUND) reach the caller unchanged.
+        """
+        caption = check_caption(caption)
+        _check_media_ids(media_ids)
+        if len(request_id) > REQUEST_ID_MAX:
+            raise invalid_field("request_id", f"must be at most {REQUEST_ID_MAX} characters")
+        post_id = self._ids.next_id()
+        if request_id:
+            post_id = await self._reserve(author_id, request_id, post_id, _fingerprint(caption, media_ids, location))
+            async with self._db.read_only() as session:
+                existing = await repo.get_post(session, post_id)
+            if existing is not None:
+                return existing
+        # Attach before writing the post: media_svc checks ownership and upload, and the post never
+        # exists with media it may not use. Attaching again to the same post id is a no-op.
+        await self._media.AttachMedia(
+            media_pb2.AttachMediaRequest(post_id=post_id, media_ids=media_ids),
+            metadata=as_caller(author_id),
+            timeout=self._timeout,
+        )
+        record = PostRecord(
+            id=post_id,
+            author_id=author_id,
+            caption=caption,
+            hashtags=hashtags_of(caption),
+            location=location,
+            media_ids=media_ids,
+            deleted=False,
+            created_at=dt.datetime.now(dt.UTC),
+            updated_at=dt.datetime.now(dt.UTC),
+        )
+        async with self._db.unit_of_work() as session:
+            if await repo.insert_post(session, record):
+                event = events_pb2.PostCreated(post_id=post_id, author_id=author_id, media_ids=media_ids)
+                event.create_time.FromDatetime(record.created_at)
+                await self._outbox.add(session, "posts.created", event)
+            stored = await repo.get_post(session, post_id)
+        assert stored is not None
+        return stored
+
+    async def _reserve(self, author_id: int, request_id: str, post_id: int, fingerprint: bytes) -> int:
+        async with self._db.unit_of_work() as session:
+            reserved, stored_fingerprint = await repo.reserve_post_id(
+                session, author_id, request_id, post_id, fingerprint
+            )
+        if stored_fingerprint != fingerprint:
+            raise FailedPrecondition(
+                "this idempotency key was already used for a different post; use a new key for a new post",
+                reason="IDEMPOTENCY_KEY_REUSED",
+            )
+        return reserved
+
+    async def get(self, post_id: int) -> PostRecord:
+        """The live post; NOT_FOUND if it never existed or was deleted."""
+        async with self._db.read_only() as session:
+            post = await repo.get_post(session, post_id)
+        if post is None or post.deleted:
+            raise NotFound(f"post {post_id} does not exist", reason="POST_NOT_FOUND")
+        return post
+
+    async def batch_get(self, post_ids: list[int]) -> list[PostRecord]:
+        if len(post_ids) > MAX_BATCH:
+            raise invalid_field("post_ids", f"at most {MAX_BATCH} ids per call")
+        if not post_ids:
+            return []
+        async with self._db.read_only() as session:
+            found = await repo.get_posts(session, list(set(post_ids)))
+        return [found[i] for i in post_ids if i in found]
+
+    async def list_by_author(self, author_id: int, size: int, token: str) -> PostPage:
+        limit = page_size(size)
+        scope = f"posts:{author_id}"
+        cursor = decode_page_token(token, scope)
+        before = None
+        if cursor is not None:
+            before = cursor.get("before")
+            if not isinstance(before, int):
+                raise invalid_field("page_token", "is malformed; pass back next_page_token unchanged")
+        async with self._db.read_only() as session:
+            found = await repo.list_by_author(session, author_id, before, limit + 1)
+        page = found[:limit]
+        next_token = encode_page_token(scope, {"before": page[-1].id}) if len(found) > limit else ""
+        return PostPage(page, next_token)
+
+    async def update_caption(self, caller_id: int, post_id: int, caption: str, mask: list[str]) -> PostRecord:
+        """Changes the caption (the only mutable field). PERMISSION_DENIED unless the caller wrote the post."""
+        if mask and mask != ["caption"]:
+            others = ", ".join(p for p in mask if p != "caption")
+            raise invalid_field("update_mask", f"only 'caption' can be updated, not {others}")
+        caption = check_caption(caption)
+        async with self._db.unit_of_work() as session:
+            post = await _owned(session, caller_id, post_id, "edit")
+            if post.deleted:
+                raise NotFound(f"post {post_id} does not exist", reason="POST_NOT_FOUND")
+            await repo.set_caption(session, post.id, caption, hashtags_of(caption))
+            updated = await repo.get_post(session, post.id)
+        assert updated is not None
+        return updated
+
+    async def delete(self, caller_id: int, post_id: int) -> None:
+        """Soft-deletes the post and emits `posts.deleted`. Deleting it again is a no-op."""
+        async with self._db.unit_of_work() as session:
+            post = await _owned(session, caller_id, post_id, "delete")
+            if post.deleted:
+                return
+            await repo.mark_deleted(session, post_id)
+            await self._outbox.add(
+                session, "posts.deleted", events_pb2.PostDeleted(post_id=post_id, author_id=caller_id)
+            )
+
+
+async def _owned(session: AsyncSession, caller_id: int, post_id: int, action: str) -> PostRecord:
+    """The post locked for change; NOT_FOUND if missing, PERMISSION_DENIED unless the caller wrote it."""
+    post = await repo.get_post(session, post_id, for_update=True)
+    if post is None:
+        raise NotFound(f"post {post_id} does not exist", reason="POST_NOT_FOUND")
+    if post.author_id != caller_id:
+        raise PermissionDenied(f"only the author can {action} a post", reason="NOT_AUTHOR")
+    return post
+
+
+def _check_media_ids(media_ids: list[int]) -> None:
+    if not MEDIA_MIN <= len(media_ids) <= MEDIA_MAX:
+        raise invalid_field("media_ids", f"a post has {MEDIA_MIN} to {MEDIA_MAX} photos (got {len(media_ids)})")
+    if len(set(media_ids)) != len(media_ids):
+        raise invalid_field("media_ids", "lists a photo more than once")
+    if any(m <= 0 for m in media_ids):
+        raise InvalidArgument("media_ids: must be media ids", fields={"media_ids": "must be positive ids"})
+
+
+def _fingerprint(caption: str, media_ids: list[int], location: Location | None) -> bytes:
+    parts = [caption, ",".join(map(str, media_ids)), repr(location)]
+    return hashlib.sha256("\x00".join(parts).encode()).digest()
