@@ -5,34 +5,28 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
-import grpc
 from fastapi import FastAPI
 
 from gateway.body_limit import BodySizeLimit
 from gateway.errors import install_error_handlers
 from gateway.resources import Health
-from gateway.routes import accounts, graph
+from gateway.routes import accounts, graph, media, posts
 from gateway.settings import GatewaySettings
-from gateway.upstream import Upstream
-from glimpse.graph.v1.graph_pb2_grpc import GraphServiceStub
+from gateway.upstream import connect_upstream
 from mesh.tokens import signer_from
 
 
 def create_app(settings: GatewaySettings) -> FastAPI:
-    """The gateway app. Its lifespan opens the gRPC channel to graph_svc and closes it on shutdown.
+    """The gateway app. Its lifespan opens the gRPC channels to the services and closes them on shutdown.
 
     Raises ValueError if the token secret is too short to verify tokens safely.
     """
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        # Channels are opened here, inside the server's event loop, which grpc.aio requires.
-        channel = grpc.aio.insecure_channel(settings.graph_addr)
-        app.state.upstream = Upstream(graph=GraphServiceStub(channel), timeout=settings.upstream_timeout_seconds)
-        try:
+        async with connect_upstream(settings) as connected:
+            app.state.upstream = connected
             yield
-        finally:
-            await channel.close()
 
     app = FastAPI(
         title="Glimpse API",
@@ -46,6 +40,8 @@ def create_app(settings: GatewaySettings) -> FastAPI:
     app.add_middleware(BodySizeLimit, max_bytes=settings.max_body_bytes)
     app.include_router(accounts.router)
     app.include_router(graph.router)
+    app.include_router(media.router)
+    app.include_router(posts.router)
 
     @app.get("/healthz", response_model=Health, tags=["operations"], summary="Liveness")
     async def healthz() -> dict[str, str]:

@@ -3,6 +3,7 @@ that bad input is a 400 here rather than an exception while building the protobu
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Annotated, Any
 
 from fastapi import Query
@@ -10,7 +11,6 @@ from pydantic import AfterValidator, BeforeValidator, WithJsonSchema
 from pydantic_core import PydanticCustomError
 
 _MAX_INT64 = 2**63 - 1
-_USER_ID_TEXT = "must be a user id: a positive 64-bit integer, preferably as a decimal string"
 
 
 def _encodable(value: str) -> str:
@@ -22,33 +22,44 @@ def _encodable(value: str) -> str:
     return value
 
 
-def _user_id(value: Any) -> int:
-    # Strings are the canonical form (JavaScript cannot hold every 64-bit integer); plain integers
-    # are accepted for convenience. bool is an int in Python but never an id.
-    if isinstance(value, int) and not isinstance(value, bool):
-        number = value
-    elif isinstance(value, str) and 0 < len(value) <= 19 and value.isascii() and value.isdigit():
-        number = int(value)
-    else:
-        raise PydanticCustomError("user_id", _USER_ID_TEXT)
-    if not 0 < number <= _MAX_INT64:
-        raise PydanticCustomError("user_id", _USER_ID_TEXT)
-    return number
+def _id_parser(kind: str) -> Callable[[Any], int]:
+    text = f"must be a {kind} id: a positive 64-bit integer, preferably as a decimal string"
+
+    def parse(value: Any) -> int:
+        # Strings are the canonical form (JavaScript cannot hold every 64-bit integer); plain integers
+        # are accepted for convenience. bool is an int in Python but never an id.
+        if isinstance(value, int) and not isinstance(value, bool):
+            number = value
+        elif isinstance(value, str) and 0 < len(value) <= 19 and value.isascii() and value.isdigit():
+            number = int(value)
+        else:
+            raise PydanticCustomError(f"{kind}_id", text)
+        if not 0 < number <= _MAX_INT64:
+            raise PydanticCustomError(f"{kind}_id", text)
+        return number
+
+    return parse
+
+
+def _id_type(kind: str) -> Any:
+    return Annotated[
+        int,
+        BeforeValidator(_id_parser(kind)),
+        WithJsonSchema(
+            {
+                "anyOf": [{"type": "string", "pattern": "^[0-9]{1,19}$"}, {"type": "integer", "minimum": 1}],
+                "description": f"A {kind} id: a positive 64-bit integer as a decimal string (an integer is accepted).",
+                "examples": ["7240392310784001"],
+            }
+        ),
+    ]
 
 
 Text = Annotated[str, AfterValidator(_encodable)]
 
-UserId = Annotated[
-    int,
-    BeforeValidator(_user_id),
-    WithJsonSchema(
-        {
-            "anyOf": [{"type": "string", "pattern": "^[0-9]{1,19}$"}, {"type": "integer", "minimum": 1}],
-            "description": "A user id: a positive 64-bit integer as a decimal string (an integer is accepted).",
-            "examples": ["7240392310784001"],
-        }
-    ),
-]
+UserId = _id_type("user")
+PostId = _id_type("post")
+MediaId = _id_type("media")
 
 PageSize = Annotated[
     int,

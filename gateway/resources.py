@@ -92,3 +92,57 @@ _ERROR_DESCRIPTIONS: dict[int | str, str] = {
     504: "A service did not answer in time.",
     "default": "Any other error (503 unavailable, 504 timeout, 500 internal), in the same shape.",
 }
+
+
+class Rendition(BaseModel):
+    size: int = Field(description="Nominal longest side: 1080, 640 or 150 (never upscaled).")
+    width: int
+    height: int
+    url: str = Field(description="Public, immutable URL of the WebP rendition.")
+
+
+class Media(BaseModel):
+    id: str
+    owner_id: str
+    status: str = Field(description="MEDIA_STATUS_PENDING, _PROCESSING, _READY or _FAILED.")
+    failure_reason: str = Field(description="Why processing failed (status FAILED), for a person to read.")
+    content_type: str
+    size_bytes: str
+    width: int
+    height: int
+    blurhash: str = Field(description="A compact placeholder to show while the photo loads.")
+    renditions: list[Rendition] = Field(description="Empty until the media is READY.")
+    post_id: str
+    create_time: str | None = None
+
+
+class UploadGrant(BaseModel):
+    media_id: str
+    url: str = Field(description="POST a multipart form here: every `form_fields` entry, then the file as `file`.")
+    form_fields: dict[str, str]
+    object_key: str
+    expire_time: str = Field(description="RFC 3339; upload before then.")
+
+
+class Location(BaseModel):
+    name: str = ""
+    latitude: float = 0
+    longitude: float = 0
+
+
+class Post(BaseModel):
+    id: str
+    author_id: str
+    caption: str
+    hashtags: list[str]
+    location: Location | None = None
+    media_ids: list[str]
+    media: list[Media] = Field(description="Each photo's status, size, blurhash and rendition URLs, in order.")
+    state: str
+    create_time: str
+    update_time: str
+
+
+class PostPage(BaseModel):
+    items: list[Post] = Field(description="Newest first.")
+    next_page_token: str = Field(description="Pass as `page_token` for the next page; empty on the last page.")

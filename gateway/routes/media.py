@@ -1,0 +1,39 @@
+"""Uploads: a grant to send photo bytes straight to object storage (no service streams them)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import APIRouter, status
+from pydantic import BaseModel, Field
+
+from gateway.auth import CallerId
+from gateway.fields import Text
+from gateway.render import to_json
+from gateway.resources import UploadGrant, error_responses
+from gateway.upstream import Services
+from glimpse.media.v1 import media_pb2
+from mesh.identity import as_caller
+
+router = APIRouter(tags=["media"])
+
+
+class UploadGrantBody(BaseModel):
+    content_type: Text = Field(description="image/jpeg, image/png or image/webp.", examples=["image/jpeg"])
+    size_bytes: int = Field(ge=0, le=2**62, description="Exact size of the file to upload.", examples=[2_400_000])
+
+
+@router.post(
+    "/v1/media/upload-url",
+    status_code=status.HTTP_201_CREATED,
+    response_model=UploadGrant,
+    summary="Get an upload grant for a photo",
+    response_description="Where and how to upload the bytes, valid until `expire_time`.",
+    responses=error_responses(400, 401),
+)
+async def create_upload_grant(body: UploadGrantBody, caller: CallerId, services: Services) -> dict[str, Any]:
+    """Reserves a media id owned by the caller and returns a form to POST the file to object storage.
+    400 for an unsupported type or a size over the limit."""
+    request = media_pb2.CreateUploadGrantRequest(content_type=body.content_type, size_bytes=body.size_bytes)
+    grant = await services.media.CreateUploadGrant(request, timeout=services.timeout, metadata=as_caller(caller))
+    return to_json(grant)
