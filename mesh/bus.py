@@ -49,14 +49,23 @@ class Bus:
         self.replicas = replicas
 
     @classmethod
-    async def connect(cls, url: str, namespace: str, replicas: int = 1) -> Bus:
-        nc = await nats.connect(
-            servers=url.split(","),
-            name=f"glimpse-{namespace}",
-            max_reconnect_attempts=-1,
-            reconnect_time_wait=0.5,
-            drain_timeout=5,
-        )
+    async def connect(cls, url: str, namespace: str, replicas: int = 1, *, give_up_after: float = 10.0) -> Bus:
+        """Connects, or raises ConnectionError after `give_up_after` seconds; once connected, reconnects forever."""
+        try:
+            nc = await asyncio.wait_for(
+                nats.connect(
+                    servers=url.split(","),
+                    name=f"glimpse-{namespace}",
+                    max_reconnect_attempts=-1,
+                    reconnect_time_wait=0.5,
+                    connect_timeout=2,
+                    drain_timeout=5,
+                    error_cb=_log_connection_error,
+                ),
+                give_up_after,
+            )
+        except (TimeoutError, OSError, nats.errors.NoServersError) as exc:
+            raise ConnectionError(f"cannot reach NATS at {url} within {give_up_after:g}s") from exc
         return cls(nc, namespace, replicas)
 
     def subject(self, name: str) -> str:
@@ -95,6 +104,11 @@ class Bus:
 
     async def close(self) -> None:
         await self.nc.drain()
+
+
+async def _log_connection_error(exc: Exception) -> None:
+    # One line per failure: nats-py's default prints a traceback for every reconnect attempt.
+    log.warning("nats connection error", extra={"error": f"{type(exc).__name__}: {exc}"})
 
 
 Handler = Callable[[Msg], Awaitable[None]]

@@ -13,6 +13,7 @@ import os
 import socket
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from urllib.parse import urlsplit
 
 import grpc
 import httpx
@@ -22,20 +23,35 @@ from glimpse.graph.v1 import graph_pb2, graph_pb2_grpc
 from graph_svc.app import graph_host
 from graph_svc.settings import GraphSettings
 from mesh.bus import Bus
+from mesh.config import MeshSettings
 from mesh.identity import as_caller
 from mesh.migrate import drop_database, ensure_database, upgrade
 
 RUN_ID = uuid.uuid4().hex[:10]
-BACKING = {"PostgreSQL": 5432, "Redis": 6379, "NATS": 4222}
+# Where the backing services are: the usual GLIMPSE_* variables, so the same suite runs against a
+# Redis Cluster or a NATS cluster (make test-cluster) as well as the single local servers.
+ENV = MeshSettings()
+NATS_URL = ENV.nats_url
+STREAM_REPLICAS = ENV.stream_replicas
+BACKING = {
+    "PostgreSQL": "postgresql://127.0.0.1:5432",
+    "Redis": ENV.redis_url.split(",")[0].replace("redis+cluster://", "redis://"),
+    "NATS": NATS_URL.split(",")[0],
+}
+
+
+def pytest_sessionstart(session: pytest.Session) -> None:
+    _check_backing_services()
 
 
 def _check_backing_services() -> None:
     down = []
-    for name, port in BACKING.items():
+    for name, url in BACKING.items():
+        address = urlsplit(url)
         with socket.socket() as sock:
             sock.settimeout(1)
-            if sock.connect_ex(("127.0.0.1", port)) != 0:
-                down.append(f"{name} (127.0.0.1:{port})")
+            if sock.connect_ex((address.hostname or "127.0.0.1", address.port or 0)) != 0:
+                down.append(f"{name} ({address.netloc})")
     if down:
         pytest.exit(f"backing services are down: {', '.join(down)}; run `make test` (it starts them)", returncode=3)
 
@@ -47,7 +63,6 @@ def fresh_database_url(tag: str) -> str:
 
 @pytest.fixture(scope="session")
 def database_url() -> Iterator[str]:
-    _check_backing_services()
     url = fresh_database_url(RUN_ID)
     ensure_database(url)
     upgrade(url, "graph_svc")
@@ -77,7 +92,7 @@ def graph_settings(database_url: str, namespace: str) -> GraphSettings:
 
 @pytest.fixture(scope="session")
 async def bus(namespace: str) -> AsyncIterator[Bus]:
-    bus = await Bus.connect("nats://127.0.0.1:4222", namespace)
+    bus = await Bus.connect(NATS_URL, namespace, STREAM_REPLICAS)
     await bus.ensure_streams()
     yield bus
     await bus.delete_streams()

@@ -9,6 +9,7 @@ import uuid
 from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
 
 from mesh.bus import Bus, ConsumerSpec, PoisonMessage, run_consumer
+from tests.conftest import NATS_URL, STREAM_REPLICAS
 
 
 async def _dead_letters(bus: Bus, durable: str, expect: int) -> list[tuple[bytes, str]]:
@@ -30,7 +31,7 @@ async def _dead_letters(bus: Bus, durable: str, expect: int) -> list[tuple[bytes
 
 
 async def test_retries_then_dead_letters_and_keeps_serving():
-    bus = await Bus.connect("nats://127.0.0.1:4222", f"c{uuid.uuid4().hex[:8]}")
+    bus = await Bus.connect(NATS_URL, f"c{uuid.uuid4().hex[:8]}", STREAM_REPLICAS)
     await bus.ensure_streams()
     attempts: dict[bytes, int] = {}
     handled: list[bytes] = []

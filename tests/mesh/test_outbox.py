@@ -20,7 +20,7 @@ from mesh.db import Database
 from mesh.ids import IdGenerator
 from mesh.migrate import drop_database, ensure_database, upgrade
 from mesh.outbox import Outbox, OutboxRelay
-from tests.conftest import fresh_database_url
+from tests.conftest import NATS_URL, STREAM_REPLICAS, fresh_database_url
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -64,7 +64,7 @@ async def _fresh(tag: str) -> tuple[str, Database, Bus]:
     url = fresh_database_url(f"{tag}_{uuid.uuid4().hex[:6]}")
     await asyncio.to_thread(ensure_database, url)
     await asyncio.to_thread(upgrade, url, "graph_svc")
-    bus = await Bus.connect("nats://127.0.0.1:4222", f"o{uuid.uuid4().hex[:8]}")
+    bus = await Bus.connect(NATS_URL, f"o{uuid.uuid4().hex[:8]}", STREAM_REPLICAS)
     await bus.ensure_streams()
     return url, Database(url, pool_size=2), bus
 

@@ -1,0 +1,216 @@
+"""media_svc fixtures: its schema in the run's database, its own bucket (named for the run's namespace)
+on the local S3 endpoint, the API and the rendition worker in-process, and upload helpers that do
+exactly what a client does."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+
+import grpc
+import httpx
+import pytest
+from google.rpc import error_details_pb2
+from grpc_status import rpc_status
+from minio import Minio
+from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
+
+from glimpse.events.v1 import events_pb2
+from glimpse.media.v1 import media_pb2, media_pb2_grpc
+from media_svc.app import media_host, worker_host
+from media_svc.settings import MediaSettings
+from mesh.bus import Bus
+from mesh.ids import IdGenerator
+from mesh.migrate import upgrade
+
+S3_ENDPOINT = "http://127.0.0.1:9000"
+
+
+@pytest.fixture(scope="session")
+def media_database(database_url: str) -> str:
+    # The top-level conftest migrates graph_svc only (for now).
+    upgrade(database_url, "media_svc")
+    return database_url
+
+
+@pytest.fixture(scope="session")
+def media_settings(media_database: str, namespace: str) -> Iterator[MediaSettings]:
+    settings = MediaSettings(
+        database_url=media_database,
+        namespace=namespace,
+        listen="127.0.0.1:0",
+        worker_listen="127.0.0.1:0",
+        s3_endpoint=S3_ENDPOINT,
+        # Short waits between redeliveries keep retry tests fast.
+        rendition_backoff_seconds=(0.1,),
+        rendition_max_deliveries=3,
+        log_json=False,
+        shutdown_grace_seconds=1,
+    )
+    yield settings
+    _delete_bucket(settings)
+
+
+def _delete_bucket(settings: MediaSettings) -> None:
+    client = Minio(
+        S3_ENDPOINT.removeprefix("http://"),
+        access_key=settings.s3_access_key,
+        secret_key=settings.s3_secret_key,
+        secure=False,
+        region=settings.s3_region,
+    )
+    if client.bucket_exists(settings.bucket):
+        for item in client.list_objects(settings.bucket, recursive=True):
+            client.remove_object(settings.bucket, item.object_name or "")
+        client.remove_bucket(settings.bucket)
+
+
+@pytest.fixture(scope="session")
+async def media_addr(media_settings: MediaSettings, bus: Bus) -> AsyncIterator[str]:
+    async with media_host(media_settings) as host:
+        port = await host.start()
+        yield f"127.0.0.1:{port}"
+        await host.stop()
+
+
+@pytest.fixture(scope="session")
+async def media_worker(media_settings: MediaSettings, bus: Bus) -> AsyncIterator[int]:
+    """The rendition worker's host, serving health on the returned port."""
+    async with worker_host(media_settings) as host:
+        port = await host.start()
+        yield port
+        await host.stop()
+
+
+@pytest.fixture(scope="session")
+async def media(media_addr: str) -> AsyncIterator[media_pb2_grpc.MediaServiceStub]:
+    async with grpc.aio.insecure_channel(media_addr) as channel:
+        yield media_pb2_grpc.MediaServiceStub(channel)
+
+
+@pytest.fixture
+async def s3() -> AsyncIterator[httpx.AsyncClient]:
+    """A plain HTTP client, like a phone's, for the object store."""
+    async with httpx.AsyncClient(timeout=30) as client:
+        yield client
+
+
+Uploader = Callable[..., Awaitable[media_pb2.UploadGrant]]
+
+
+@pytest.fixture
+def upload(media: media_pb2_grpc.MediaServiceStub, s3: httpx.AsyncClient) -> Uploader:
+    """Asks for a grant as `account` and POSTs `data` with the grant's form, as a client does."""
+
+    async def run(account, data: bytes, content_type: str = "image/jpeg") -> media_pb2.UploadGrant:
+        grant = await media.CreateUploadGrant(
+            media_pb2.CreateUploadGrantRequest(content_type=content_type, size_bytes=len(data)),
+            metadata=account.metadata,
+        )
+        response = await s3.post(grant.url, data=dict(grant.form_fields), files={"file": ("photo", data, content_type)})
+        assert response.status_code in (200, 201, 204), response.text
+        return grant
+
+    return run
+
+
+_ids = IdGenerator()
+
+
+def new_post_id() -> int:
+    """A post id as post_svc would mint it."""
+    return _ids.next_id()
+
+
+async def publish_post_created(
+    bus: Bus, post_id: int, author_id: int, media_ids: list[int], *, event_id: int | None = None
+) -> None:
+    """What post_svc's outbox relay publishes once a post is committed (a new `event_id` makes the
+    stream store it again, as a redelivery would hand it over again)."""
+    event_id = event_id or _ids.next_id()
+    event = events_pb2.PostCreated(event_id=event_id, post_id=post_id, author_id=author_id, media_ids=media_ids)
+    await bus.publish("posts.created", event.SerializeToString(), msg_id=str(event_id))
+
+
+async def wait_until_settled(
+    media: media_pb2_grpc.MediaServiceStub, media_ids: list[int], within: float = 20.0
+) -> list[media_pb2.Media]:
+    """The media once none is PENDING or PROCESSING any more (fails the test after `within` seconds)."""
+    settled = {media_pb2.MEDIA_STATUS_READY, media_pb2.MEDIA_STATUS_FAILED}
+    deadline = asyncio.get_running_loop().time() + within
+    while True:
+        found = (await media.BatchGetMedia(media_pb2.BatchGetMediaRequest(media_ids=media_ids))).media
+        if len(found) == len(media_ids) and all(m.status in settled for m in found):
+            return list(found)
+        if asyncio.get_running_loop().time() > deadline:
+            pytest.fail(f"media not settled after {within}s: {[(m.id, m.status) for m in found]}")
+        await asyncio.sleep(0.05)
+
+
+@pytest.fixture(scope="session")
+def s3_admin(media_settings: MediaSettings) -> Minio:
+    """The store as an operator sees it (to check what was really stored)."""
+    return Minio(
+        S3_ENDPOINT.removeprefix("http://"),
+        access_key=media_settings.s3_access_key,
+        secret_key=media_settings.s3_secret_key,
+        secure=False,
+        region=media_settings.s3_region,
+    )
+
+
+def error_details(exc: grpc.aio.AioRpcError) -> tuple[str, dict[str, str], dict[str, str]]:
+    """(ErrorInfo reason, its metadata, BadRequest field -> description) of a failed call."""
+    status = rpc_status.from_call(exc)  # type: ignore[arg-type]
+    assert status is not None, "the error carries no google.rpc.Status details"
+    reason, metadata, fields = "", {}, {}
+    for detail in status.details:
+        if detail.Is(error_details_pb2.ErrorInfo.DESCRIPTOR):
+            info = error_details_pb2.ErrorInfo()
+            detail.Unpack(info)
+            reason, metadata = info.reason, dict(info.metadata)
+        elif detail.Is(error_details_pb2.BadRequest.DESCRIPTOR):
+            bad = error_details_pb2.BadRequest()
+            detail.Unpack(bad)
+            fields = {v.field: v.description for v in bad.field_violations}
+    return reason, metadata, fields
+
+
+async def wait_until_consumed(bus: Bus, durable: str = "media_renditions", within: float = 20.0) -> None:
+    """Waits until the worker's durable consumer has acknowledged everything published so far."""
+    deadline = asyncio.get_running_loop().time() + within
+    while True:
+        info = await bus.js.consumer_info(bus.stream("POSTS"), f"{bus.namespace}_{durable}")
+        if info.num_pending == 0 and info.num_ack_pending == 0:
+            return
+        if asyncio.get_running_loop().time() > deadline:
+            pytest.fail(f"consumer {durable} still busy after {within}s: {info}")
+        await asyncio.sleep(0.05)
+
+
+async def media_events(bus: Bus, subject: str, media_id: int, settle: float = 0.5) -> list:
+    """Every `media.ready` / `media.failed` event about `media_id` stored so far (after `settle` s)."""
+    kind = {"media.ready": events_pb2.MediaReady, "media.failed": events_pb2.MediaFailed}[subject]
+    await asyncio.sleep(settle)
+    sub = await bus.js.pull_subscribe(
+        bus.subject(subject),
+        stream=bus.stream("MEDIA"),
+        config=ConsumerConfig(
+            name=f"probe_{uuid.uuid4().hex[:8]}", ack_policy=AckPolicy.NONE, deliver_policy=DeliverPolicy.ALL
+        ),
+    )
+    found = []
+    try:
+        while True:
+            try:
+                batch = await sub.fetch(500, timeout=0.3)
+            except TimeoutError:
+                return found
+            for msg in batch:
+                event = kind.FromString(msg.data)
+                if event.media_id == media_id:
+                    assert msg.headers["Nats-Msg-Id"] == str(event.event_id)
+                    found.append(event)
+    finally:
+        await sub.unsubscribe()
