@@ -203,7 +203,9 @@ async def _dead_letter(bus: Bus, spec: ConsumerSpec, msg: Msg, reason: str) -> N
 
 
 def _stream_of(subject: str) -> str:
+    """The stream storing `subject` ("posts.created", or a wildcard over one stream like "graph.>")."""
+    prefix = subject.removesuffix(">")
     for name, subjects in STREAMS.items():
-        if subject in subjects:
+        if subject in subjects or (prefix and prefix != subject and all(s.startswith(prefix) for s in subjects)):
             return name
     raise ValueError(f"no stream stores subject {subject!r}")

@@ -1,0 +1,57 @@
+"""Assembles fanout_svc: Redis, graph/post clients -> handlers -> durable consumers on a health-only host."""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+from collections.abc import AsyncIterator
+
+from fanout_svc.consumers import FanoutHandlers
+from fanout_svc.settings import FanoutSettings
+from glimpse.graph.v1 import graph_pb2_grpc
+from glimpse.post.v1 import post_pb2_grpc
+from mesh.bus import ConsumerSpec, run_consumer
+from mesh.channels import open_channel
+from mesh.redis_client import Keys
+from mesh.runtime import open_runtime
+from mesh.server import ServiceHost
+from mesh.timelines import OutboxLoader, Timelines
+
+
+@contextlib.asynccontextmanager
+async def fanout_host(settings: FanoutSettings) -> AsyncIterator[ServiceHost]:
+    async with (
+        open_runtime(settings, database=False, redis=True) as runtime,
+        open_channel(settings.graph_addr) as graph,
+        open_channel(settings.post_addr) as posts,
+    ):
+        keys = Keys(settings.namespace)
+        timelines = Timelines(
+            runtime.redis,
+            keys,
+            feed_max=settings.feed_max_items,
+            outbox_max=settings.outbox_max_items,
+            inbox_ttl_seconds=settings.feed_inbox_ttl_seconds,
+        )
+        timeout = settings.upstream_timeout_seconds
+        handlers = FanoutHandlers(
+            timelines,
+            OutboxLoader(timelines, post_pb2_grpc.PostServiceStub(posts), timeout=timeout),
+            graph_pb2_grpc.GraphServiceStub(graph),
+            keys,
+            celebrity_threshold=settings.celebrity_threshold,
+            follower_batch=settings.follower_batch,
+            timeout=timeout,
+        )
+        host = runtime.host("fanout_svc", settings.listen, settings.metrics_port)
+        # Several pull loops share the posts.created durable, so that many posts fan out at once.
+        specs = [ConsumerSpec("fanout_posts_created", "posts.created", handlers.on_post_created, batch=16)]
+        specs *= settings.concurrency
+        specs += [
+            ConsumerSpec("fanout_posts_deleted", "posts.deleted", handlers.on_post_deleted),
+            # One consumer for both graph subjects, handled in stream order.
+            ConsumerSpec("fanout_graph", "graph.>", handlers.on_follow_changed),
+        ]
+        for spec in specs:
+            host.add_background(functools.partial(run_consumer, runtime.bus, spec))
+        yield host

@@ -1,0 +1,120 @@
+"""One handler per event subject. Each is idempotent: handling an event twice, or crashing between
+the Redis write and the ack, leaves the same state."""
+
+from __future__ import annotations
+
+import logging
+from typing import TypeVar
+
+import grpc
+from google.protobuf.message import DecodeError, Message
+from nats.aio.msg import Msg
+from prometheus_client import Counter, Histogram
+
+from glimpse.events.v1 import events_pb2
+from glimpse.graph.v1 import graph_pb2, graph_pb2_grpc
+from mesh.bus import PoisonMessage
+from mesh.redis_client import Keys
+from mesh.timelines import OutboxLoader, Timelines
+
+log = logging.getLogger("fanout_svc")
+
+INBOX_WRITES = Counter("glimpse_fanout_inbox_writes_total", "Posts written into live inboxes.")
+FANOUT_SECONDS = Histogram(
+    "glimpse_fanout_post_seconds",
+    "Time to push one post into its author's followers' inboxes.",
+    buckets=(0.001, 0.005, 0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10),
+)
+
+E = TypeVar("E", bound=Message)
+
+
+def decode(kind: type[E], msg: Msg) -> E:
+    """The event in `msg`; PoisonMessage (dead-lettered at once) if it is not one."""
+    try:
+        return kind.FromString(msg.data)
+    except DecodeError as exc:
+        raise PoisonMessage(f"not a {kind.__name__}: {exc}") from exc
+
+
+class FanoutHandlers:
+    def __init__(
+        self,
+        timelines: Timelines,
+        outboxes: OutboxLoader,
+        graph: graph_pb2_grpc.GraphServiceStub,
+        keys: Keys,
+        *,
+        celebrity_threshold: int,
+        follower_batch: int,
+        timeout: float,
+    ) -> None:
+        self._timelines = timelines
+        self._outboxes = outboxes
+        self._graph = graph
+        self._keys = keys
+        self._threshold = celebrity_threshold
+        self._batch = follower_batch
+        self._timeout = timeout
+
+    def _pulled_key(self, author_id: int) -> str:
+        # Set while the author has posts that were not pushed (posted as a celebrity).
+        return self._keys.named("pulled", author_id)
+
+    async def on_post_created(self, msg: Msg) -> None:
+        """Outbox always; the author's own inbox; followers' live inboxes unless the author is a celebrity."""
+        event = decode(events_pb2.PostCreated, msg)
+        author, post = event.author_id, event.post_id
+        await self._outboxes.add(author, post)
+        await self._timelines.add_to_inbox_if_live(author, [post])
+        followers = await self._follower_count(author)
+        redis = self._timelines.redis
+        if followers > self._threshold:
+            # O(1) writes: followers merge this outbox when they read.
+            await redis.set(self._pulled_key(author), post)
+            return
+        with FANOUT_SECONDS.time():
+            posts = [post]
+            if await redis.exists(self._pulled_key(author)):
+                # The author dropped back under the threshold: followers stop pulling their outbox,
+                # so push the posts they used to pull along with this one.
+                posts = await self._outboxes.newest(author, self._timelines.feed_max)
+            request = graph_pb2.StreamFollowerIdsRequest(user_id=author, batch_size=self._batch)
+            async for page in self._graph.StreamFollowerIds(request, timeout=self._timeout):
+                INBOX_WRITES.inc(await self._timelines.push(posts, page.follower_ids))
+            if len(posts) > 1:
+                await redis.delete(self._pulled_key(author))
+
+    async def on_post_deleted(self, msg: Msg) -> None:
+        """Drops the post from the outbox and the author's inbox; readers filter it from other inboxes."""
+        event = decode(events_pb2.PostDeleted, msg)
+        await self._timelines.remove_from_outbox(event.author_id, event.post_id)
+        await self._timelines.remove_from_inbox(event.author_id, [event.post_id])
+
+    async def on_follow_changed(self, msg: Msg) -> None:
+        """graph.followed / graph.unfollowed: makes the follower's inbox match the follow as it is *now*
+        (asked from graph_svc), so events handled out of order or twice converge to the same state."""
+        if msg.subject.endswith(".followed"):
+            event: events_pb2.UserFollowed | events_pb2.UserUnfollowed = decode(events_pb2.UserFollowed, msg)
+        else:
+            event = decode(events_pb2.UserUnfollowed, msg)
+        follower, followee = event.follower_id, event.followee_id
+        response = await self._graph.ListFolloweeIds(
+            graph_pb2.ListFolloweeIdsRequest(user_id=follower), timeout=self._timeout
+        )
+        posts = await self._outboxes.newest(followee, self._timelines.outbox_max)
+        if followee in response.followee_ids:
+            await self._timelines.add_to_inbox_if_live(follower, posts)
+        else:
+            await self._timelines.remove_from_inbox(follower, posts)
+
+    async def _follower_count(self, author_id: int) -> int:
+        try:
+            response = await self._graph.GetFollowerCount(
+                graph_pb2.GetFollowerCountRequest(user_id=author_id), timeout=self._timeout
+            )
+        except grpc.aio.AioRpcError as exc:
+            if exc.code() == grpc.StatusCode.NOT_FOUND:
+                raise PoisonMessage(f"author {author_id} does not exist") from exc
+            raise
+        return response.follower_count

@@ -1,0 +1,83 @@
+"""Assembles feed_svc: Redis and graph/post/media clients -> hydrator + service -> servicer -> host.
+
+Each process also listens to `posts.deleted` (plain NATS, at most once) to drop deleted posts from
+its hydration cache at once; the cache TTL covers a missed message.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+from collections.abc import AsyncIterator
+
+from google.protobuf.message import DecodeError
+from nats.aio.msg import Msg
+
+from feed_svc.hydration import Hydrator
+from feed_svc.service import FeedService
+from feed_svc.servicer import FeedServicer
+from feed_svc.settings import FeedSettings
+from glimpse.events.v1 import events_pb2
+from glimpse.feed.v1 import feed_pb2, feed_pb2_grpc
+from glimpse.graph.v1 import graph_pb2_grpc
+from glimpse.media.v1 import media_pb2_grpc
+from glimpse.post.v1 import post_pb2_grpc
+from mesh.channels import open_channel
+from mesh.redis_client import Keys
+from mesh.runtime import open_runtime
+from mesh.server import ServiceHost
+from mesh.timelines import OutboxLoader, Timelines
+
+log = logging.getLogger("feed_svc")
+
+
+@contextlib.asynccontextmanager
+async def feed_host(settings: FeedSettings) -> AsyncIterator[ServiceHost]:
+    async with (
+        open_runtime(settings, database=False, redis=True) as runtime,
+        open_channel(settings.graph_addr) as graph_channel,
+        open_channel(settings.post_addr) as post_channel,
+        open_channel(settings.media_addr) as media_channel,
+    ):
+        graph = graph_pb2_grpc.GraphServiceStub(graph_channel)
+        posts = post_pb2_grpc.PostServiceStub(post_channel)
+        timelines = Timelines(
+            runtime.redis,
+            Keys(settings.namespace),
+            feed_max=settings.feed_max_items,
+            outbox_max=settings.outbox_max_items,
+            inbox_ttl_seconds=settings.feed_inbox_ttl_seconds,
+        )
+        timeout = settings.upstream_timeout_seconds
+        hydrator = Hydrator(
+            posts,
+            graph,
+            media_pb2_grpc.MediaServiceStub(media_channel),
+            ttl_seconds=settings.hydration_cache_seconds,
+            max_items=settings.hydration_cache_items,
+            timeout=timeout,
+        )
+
+        async def forget_deleted(msg: Msg) -> None:
+            try:
+                hydrator.forget_post(events_pb2.PostDeleted.FromString(msg.data).post_id)
+            except DecodeError:
+                log.warning("undecodable posts.deleted message ignored")
+
+        await runtime.bus.nc.subscribe(runtime.bus.subject("posts.deleted"), cb=forget_deleted)
+        service = FeedService(
+            timelines,
+            OutboxLoader(timelines, posts, timeout=timeout),
+            hydrator,
+            graph,
+            celebrity_threshold=settings.celebrity_threshold,
+            celebrity_cache_seconds=settings.celebrity_cache_seconds,
+            timeout=timeout,
+        )
+        host = runtime.host("feed_svc", settings.listen, settings.metrics_port)
+        host.add_servicer(
+            feed_pb2_grpc.add_FeedServiceServicer_to_server,
+            FeedServicer(service),
+            feed_pb2.DESCRIPTOR.services_by_name["FeedService"],
+        )
+        yield host

@@ -1,0 +1,111 @@
+"""Turns post ids into feed items: post, author and media, fetched in batch and cached.
+
+Posts and users are cached for a short TTL; a deleted post is evicted at once (the service listens
+to `posts.deleted`), and media are cached only once final (READY or FAILED), so a photo that is
+still PROCESSING is asked for again on the next read.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable, Sequence
+from typing import TypeVar
+
+from cachetools import TTLCache
+
+from glimpse.feed.v1 import feed_pb2
+from glimpse.graph.v1 import graph_pb2, graph_pb2_grpc
+from glimpse.media.v1 import media_pb2, media_pb2_grpc
+from glimpse.post.v1 import post_pb2, post_pb2_grpc
+
+_BATCH = 100
+V = TypeVar("V")
+_FINAL = (media_pb2.MEDIA_STATUS_READY, media_pb2.MEDIA_STATUS_FAILED)
+
+
+class Hydrator:
+    def __init__(
+        self,
+        posts: post_pb2_grpc.PostServiceStub,
+        graph: graph_pb2_grpc.GraphServiceStub,
+        media: media_pb2_grpc.MediaServiceStub,
+        *,
+        ttl_seconds: float,
+        max_items: int,
+        timeout: float,
+    ) -> None:
+        self._posts = posts
+        self._graph = graph
+        self._media = media
+        self._timeout = timeout
+        self._post_cache: TTLCache[int, post_pb2.Post] = TTLCache(max_items or 1, ttl_seconds)
+        self._user_cache: TTLCache[int, graph_pb2.User] = TTLCache(max_items or 1, ttl_seconds)
+        self._media_cache: TTLCache[int, media_pb2.Media] = TTLCache(max_items or 1, ttl_seconds * 10)
+
+    def forget_post(self, post_id: int) -> None:
+        self._post_cache.pop(post_id, None)
+
+    async def items(self, post_ids: Sequence[int]) -> dict[int, feed_pb2.FeedItem]:
+        """Feed items of the posts that still exist (deleted or unknown ids are left out)."""
+        posts = await _fetch(self._post_cache, post_ids, self._batch_posts)
+        authors = await _fetch(self._user_cache, list({p.author_id for p in posts.values()}), self._batch_users)
+        media_ids = [m for p in posts.values() for m in p.media_ids]
+        media = await _fetch(self._media_cache, media_ids, self._batch_media, lambda m: m.status in _FINAL)
+        items = {}
+        for post_id, post in posts.items():
+            author = authors.get(post.author_id)
+            item = feed_pb2.FeedItem(
+                post_id=post.id,
+                caption=post.caption,
+                hashtags=post.hashtags,
+                media=[_feed_media(media[m]) for m in post.media_ids if m in media],
+                create_time=post.create_time,
+            )
+            if author is not None:
+                item.author.CopyFrom(
+                    feed_pb2.FeedAuthor(id=author.id, username=author.username, display_name=author.display_name)
+                )
+            items[post_id] = item
+        return items
+
+    async def _batch_posts(self, ids: list[int]) -> dict[int, post_pb2.Post]:
+        response = await self._posts.BatchGetPosts(post_pb2.BatchGetPostsRequest(post_ids=ids), timeout=self._timeout)
+        return {p.id: p for p in response.posts}
+
+    async def _batch_users(self, ids: list[int]) -> dict[int, graph_pb2.User]:
+        response = await self._graph.BatchGetUsers(graph_pb2.BatchGetUsersRequest(user_ids=ids), timeout=self._timeout)
+        return {u.id: u for u in response.users}
+
+    async def _batch_media(self, ids: list[int]) -> dict[int, media_pb2.Media]:
+        response = await self._media.BatchGetMedia(media_pb2.BatchGetMediaRequest(media_ids=ids), timeout=self._timeout)
+        return {m.id: m for m in response.media}
+
+
+async def _fetch(
+    cache: TTLCache[int, V],
+    ids: Sequence[int],
+    load: Callable[[list[int]], Awaitable[dict[int, V]]],
+    cacheable: Callable[[V], bool] = lambda _: True,
+) -> dict[int, V]:
+    """Values for `ids` from the cache, loading the rest in batches of 100 (missing ones are left out)."""
+    found = {i: cache[i] for i in ids if i in cache}
+    missing = list(dict.fromkeys(i for i in ids if i not in found))
+    for start in range(0, len(missing), _BATCH):
+        loaded = await load(missing[start : start + _BATCH])
+        for key, value in loaded.items():
+            if cacheable(value):
+                cache[key] = value
+        found.update(loaded)
+    return found
+
+
+def _feed_media(media: media_pb2.Media) -> feed_pb2.FeedMedia:
+    return feed_pb2.FeedMedia(
+        id=media.id,
+        status=media_pb2.MediaStatus.Name(media.status).removeprefix("MEDIA_STATUS_"),
+        width=media.width,
+        height=media.height,
+        blurhash=media.blurhash,
+        renditions=[
+            feed_pb2.FeedRendition(size=r.size, width=r.width, height=r.height, url=r.url) for r in media.renditions
+        ],
+    )

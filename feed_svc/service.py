@@ -1,0 +1,159 @@
+"""The home feed: the reader's inbox merged with their celebrity followees' outboxes, newest first.
+
+Pages are keyed on the last post id handed out (opaque token), so posts arriving while a reader
+pages through never shift later pages: no duplicates, no gaps, also across posts created in the
+same millisecond (see mesh.timelines for the ordering).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import heapq
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from cachetools import TTLCache
+from prometheus_client import Counter
+
+from feed_svc.hydration import Hydrator
+from glimpse.feed.v1 import feed_pb2
+from glimpse.graph.v1 import graph_pb2, graph_pb2_grpc
+from mesh.errors import invalid_field
+from mesh.ids import timestamp_ms
+from mesh.pagination import decode_page_token, encode_page_token, page_size
+from mesh.timelines import OutboxLoader, Timelines
+
+REBUILDS = Counter("glimpse_feed_inbox_rebuilds_total", "Inboxes rebuilt on read (expired or never built).")
+# Extra candidates read per round, so a few deleted posts rarely cost a second round.
+_SLACK = 4
+# Outboxes rebuilt from post_svc at once while rebuilding an inbox.
+_REBUILD_CONCURRENCY = 16
+
+
+@dataclass(frozen=True)
+class FeedPage:
+    items: list[feed_pb2.FeedItem]
+    next_page_token: str
+
+
+class FeedService:
+    def __init__(
+        self,
+        timelines: Timelines,
+        outboxes: OutboxLoader,
+        hydrator: Hydrator,
+        graph: graph_pb2_grpc.GraphServiceStub,
+        *,
+        celebrity_threshold: int,
+        celebrity_cache_seconds: float,
+        timeout: float,
+    ) -> None:
+        self._timelines = timelines
+        self._outboxes = outboxes
+        self._hydrator = hydrator
+        self._graph = graph
+        self._threshold = celebrity_threshold
+        self._timeout = timeout
+        self._celebrities: TTLCache[int, list[int]] = TTLCache(100_000, celebrity_cache_seconds or 1e-9)
+
+    async def home_feed(self, user_id: int, size: int, token: str) -> FeedPage:
+        """One page of `user_id`'s home feed. INVALID_ARGUMENT for a bad page size or token."""
+        want = page_size(size)
+        scope = f"feed:{user_id}"
+        before, served = _cursor(decode_page_token(token, scope))
+        want = min(want, self._timelines.feed_max - served)
+        if want <= 0:
+            return FeedPage([], "")
+        celebrities = await self._celebrity_followees(user_id)
+        keys = [self._timelines.inbox_key(user_id), *(self._timelines.outbox_key(c) for c in celebrities)]
+        items: list[feed_pb2.FeedItem] = []
+        exhausted = False
+        while len(items) < want and not exhausted:
+            fetch = want - len(items) + _SLACK
+            candidates, exhausted = await self._candidates(user_id, celebrities, keys, before, fetch)
+            hydrated = await self._hydrator.items(candidates)
+            for post_id in candidates:
+                before = post_id
+                if post_id in hydrated:  # deleted posts are skipped, but still move the cursor
+                    items.append(hydrated[post_id])
+                    if len(items) == want:
+                        exhausted = exhausted and post_id == candidates[-1]
+                        break
+        if token == "":
+            await self._timelines.touch_inbox(user_id)
+        served += len(items)
+        more = not exhausted and before is not None and served < self._timelines.feed_max
+        next_token = encode_page_token(scope, {"before": before, "served": served}) if more else ""
+        return FeedPage(items, next_token)
+
+    async def _candidates(
+        self, user_id: int, celebrities: list[int], keys: list[str], before: int | None, fetch: int
+    ) -> tuple[list[int], bool]:
+        """The newest `fetch` distinct post ids older than `before` across inbox and celebrity outboxes,
+        and whether every timeline ran out."""
+        pages = await self._timelines.pages(keys, before, fetch)
+        if pages[0] is None:
+            await self._rebuild_inbox(user_id, celebrities)
+        for index, author in enumerate(celebrities, start=1):
+            if pages[index] is None:
+                await self._outboxes.rebuild(author)
+        if any(page is None for page in pages):
+            pages = await self._timelines.pages(keys, before, fetch)
+        merged: list[int] = []
+        for post_id in heapq.merge(*(page or [] for page in pages), reverse=True):
+            if not merged or merged[-1] != post_id:  # an author may sit in the inbox and be a celebrity
+                merged.append(post_id)
+            if len(merged) == fetch:
+                break
+        exhausted = all(page is None or len(page) < fetch for page in pages) and len(merged) < fetch
+        return merged, exhausted
+
+    async def _celebrity_followees(self, user_id: int) -> list[int]:
+        cached = self._celebrities.get(user_id)
+        if cached is None:
+            response = await self._graph.ListCelebrityFollowees(
+                graph_pb2.ListCelebrityFolloweesRequest(user_id=user_id, threshold=self._threshold),
+                timeout=self._timeout,
+            )
+            cached = self._celebrities[user_id] = sorted(response.user_ids)
+        return cached
+
+    async def _rebuild_inbox(self, user_id: int, celebrities: Sequence[int]) -> None:
+        """Builds the inbox from the outboxes of the user and every non-celebrity followee."""
+        REBUILDS.inc()
+        response = await self._graph.ListFolloweeIds(
+            graph_pb2.ListFolloweeIdsRequest(user_id=user_id), timeout=self._timeout
+        )
+        authors = sorted((set(response.followee_ids) - set(celebrities)) | {user_id})
+        started_ms = int(time.time() * 1000)
+        await self._timelines.build_inbox(user_id, await self._newest_of(authors))
+        # A post fanned out while we read the outboxes found no live inbox and was skipped; it is in
+        # its author's outbox by then (outbox first, then inboxes), so a second read catches it.
+        recent = [p for p in await self._newest_of(authors) if timestamp_ms(p) >= started_ms - 1000]
+        if recent:
+            await self._timelines.add_to_inbox_if_live(user_id, recent)
+
+    async def _newest_of(self, authors: Sequence[int]) -> list[int]:
+        """The newest feed_max post ids over the authors' outboxes (cold outboxes rebuilt from posts)."""
+        keys = [self._timelines.outbox_key(a) for a in authors]
+        pages = await self._timelines.pages(keys, None, self._timelines.feed_max)
+        cold = [a for a, page in zip(authors, pages, strict=True) if page is None]
+        semaphore = asyncio.Semaphore(_REBUILD_CONCURRENCY)
+
+        async def rebuild(author: int) -> list[int]:
+            async with semaphore:
+                return await self._outboxes.rebuild(author)
+
+        rebuilt = await asyncio.gather(*(rebuild(a) for a in cold))
+        streams = [page for page in pages if page is not None] + list(rebuilt)
+        return heapq.nlargest(self._timelines.feed_max, {p for stream in streams for p in stream})
+
+
+def _cursor(cursor: dict[str, object] | None) -> tuple[int | None, int]:
+    if cursor is None:
+        return None, 0
+    before, served = cursor.get("before"), cursor.get("served")
+    if not isinstance(before, int) or not isinstance(served, int) or before <= 0 or served < 0:
+        raise invalid_field("page_token", "is malformed; pass back next_page_token unchanged")
+    return before, served

@@ -1,0 +1,209 @@
+"""Redis timelines: each user's inbox (home feed) and each author's outbox, as sorted sets.
+
+This layout is the contract between fanout_svc (which writes) and feed_svc (which reads and
+rebuilds), like a protobuf message between services.
+
+    <ns>:feed:{uid}     inbox: posts pushed by the fan-out, plus LIVE at +inf
+    <ns>:outbox:{uid}   outbox: the author's recent posts, plus LIVE at +inf
+
+Scores are a post's creation time in milliseconds (taken from its id: exact in a float64, unlike the
+64-bit id itself). Members are post ids zero-padded to 19 digits, so members with equal scores sort
+like the ids, and (score, member) order is exactly id order: pages keyed on a post id never skip or
+repeat posts created in the same millisecond.
+
+LIVE marks a timeline that was built, even if it holds no posts (Redis drops empty sets). An inbox
+without it has expired (its owner has not read for FEED_INBOX_TTL) or never existed: the fan-out
+skips it and the next read rebuilds it. Every multi-command change is one Lua script on one key, so
+it is atomic and runs unchanged on Redis Cluster.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from typing import Any
+
+from glimpse.post.v1 import post_pb2, post_pb2_grpc
+from mesh.ids import timestamp_ms
+from mesh.names import user_name
+from mesh.redis_client import Keys
+
+LIVE = "live"
+_WIDTH = 19
+
+# KEYS[1] timeline; ARGV[1] cap; ARGV[2] ttl seconds (0: leave as is); ARGV[3..] score, member pairs.
+# Adds only to a live timeline; keeps the newest `cap` posts.
+_ADD_IF_LIVE = """
+if redis.call('EXISTS', KEYS[1]) == 0 then return 0 end
+redis.call('ZADD', KEYS[1], unpack(ARGV, 3))
+local excess = redis.call('ZCARD', KEYS[1]) - (tonumber(ARGV[1]) + 1)
+if excess > 0 then redis.call('ZREMRANGEBYRANK', KEYS[1], 0, excess - 1) end
+if tonumber(ARGV[2]) > 0 then redis.call('EXPIRE', KEYS[1], ARGV[2]) end
+return 1
+"""
+
+# Same arguments; makes the timeline live and adds the posts (ARGV[3..] may be empty). It never
+# deletes: a fan-out write racing a rebuild is kept, since both only ever add posts.
+_BUILD = """
+redis.call('ZADD', KEYS[1], 'inf', 'live')
+if #ARGV > 2 then redis.call('ZADD', KEYS[1], unpack(ARGV, 3)) end
+local excess = redis.call('ZCARD', KEYS[1]) - (tonumber(ARGV[1]) + 1)
+if excess > 0 then redis.call('ZREMRANGEBYRANK', KEYS[1], 0, excess - 1) end
+if tonumber(ARGV[2]) > 0 then redis.call('EXPIRE', KEYS[1], ARGV[2]) end
+return 1
+"""
+
+
+def member(post_id: int) -> str:
+    return f"{post_id:0{_WIDTH}d}"
+
+
+def score(post_id: int) -> int:
+    return timestamp_ms(post_id)
+
+
+def _pairs(post_ids: Iterable[int]) -> list[Any]:
+    args: list[Any] = []
+    for post_id in post_ids:
+        args += [score(post_id), member(post_id)]
+    return args
+
+
+class Timelines:
+    """Inboxes and outboxes of one deployment (namespace)."""
+
+    def __init__(self, redis: Any, keys: Keys, *, feed_max: int, outbox_max: int, inbox_ttl_seconds: int) -> None:
+        self.redis = redis
+        self._keys = keys
+        self.feed_max = feed_max
+        self.outbox_max = outbox_max
+        self._ttl = inbox_ttl_seconds
+        self._add_if_live = redis.register_script(_ADD_IF_LIVE)
+        self._build = redis.register_script(_BUILD)
+
+    def inbox_key(self, user_id: int) -> str:
+        return self._keys.feed(user_id)
+
+    def outbox_key(self, author_id: int) -> str:
+        return self._keys.outbox(author_id)
+
+    # Writes ------------------------------------------------------------------------------------
+
+    async def push(self, post_ids: Sequence[int], user_ids: Sequence[int]) -> int:
+        """Adds the posts to each live inbox among `user_ids` (one pipeline); returns how many were live."""
+        if not user_ids or not post_ids:
+            return 0
+        args = [self.feed_max, 0, *_pairs(post_ids)]
+        async with self.redis.pipeline(transaction=False) as pipe:
+            for user_id in user_ids:
+                await self._add_if_live(keys=[self.inbox_key(user_id)], args=args, client=pipe)
+            results = await pipe.execute()
+        return sum(1 for r in results if r == 1)
+
+    async def add_to_inbox_if_live(self, user_id: int, post_ids: Sequence[int]) -> bool:
+        """Adds posts to one inbox if it is live (follow backfill); returns whether it was."""
+        if not post_ids:
+            return False
+        args = [self.feed_max, 0, *_pairs(post_ids)]
+        return bool(await self._add_if_live(keys=[self.inbox_key(user_id)], args=args))
+
+    async def remove_from_inbox(self, user_id: int, post_ids: Sequence[int]) -> None:
+        if post_ids:
+            await self.redis.zrem(self.inbox_key(user_id), *[member(p) for p in post_ids])
+
+    async def build_inbox(self, user_id: int, post_ids: Sequence[int]) -> None:
+        """Makes the inbox live holding these posts (capped), with a fresh TTL."""
+        args = [self.feed_max, self._ttl, *_pairs(post_ids)]
+        await self._build(keys=[self.inbox_key(user_id)], args=args)
+
+    async def add_to_outbox(self, author_id: int, post_id: int) -> bool:
+        """Adds to a live outbox; returns False if the outbox is cold (it must be rebuilt from posts)."""
+        args = [self.outbox_max, 0, score(post_id), member(post_id)]
+        return bool(await self._add_if_live(keys=[self.outbox_key(author_id)], args=args))
+
+    async def build_outbox(self, author_id: int, post_ids: Sequence[int]) -> None:
+        await self._build(keys=[self.outbox_key(author_id)], args=[self.outbox_max, 0, *_pairs(post_ids)])
+
+    async def remove_from_outbox(self, author_id: int, post_id: int) -> None:
+        await self.redis.zrem(self.outbox_key(author_id), member(post_id))
+
+    async def touch_inbox(self, user_id: int) -> None:
+        await self.redis.expire(self.inbox_key(user_id), self._ttl)
+
+    # Reads -------------------------------------------------------------------------------------
+
+    async def page(self, key: str, before: int | None, limit: int) -> list[int] | None:
+        """Up to `limit` post ids of a timeline older than post `before` (newest first), or None if
+        the timeline is not live."""
+        pages = await self.pages([key], before, limit)
+        return pages[0]
+
+    async def pages(self, keys: Sequence[str], before: int | None, limit: int) -> list[list[int] | None]:
+        """`page` for several timelines in one round trip (a cluster client splits it by slot)."""
+        high = "(inf" if before is None else score(before)
+        # Posts in the same millisecond as `before` but not older than it are fetched and dropped,
+        # so ask for a few more than needed; a millisecond rarely holds many posts of one timeline.
+        fetch = limit + (0 if before is None else 16)
+        async with self.redis.pipeline(transaction=False) as pipe:
+            for key in keys:
+                pipe.exists(key)
+                pipe.zrange(key, high, "-inf", byscore=True, desc=True, offset=0, num=fetch)
+            results = await pipe.execute()
+        pages: list[list[int] | None] = []
+        bound = member(before) if before is not None else None
+        for key, live, members in zip(keys, results[0::2], results[1::2], strict=True):
+            if not live:
+                pages.append(None)
+                continue
+            ids = _older_than(members, bound)
+            offset = fetch
+            while len(ids) < limit and len(members) == fetch:
+                # Rare: the fetched rows were mostly posts of `before`'s millisecond; read on.
+                members = await self.redis.zrange(key, high, "-inf", byscore=True, desc=True, offset=offset, num=fetch)
+                ids += _older_than(members, bound)
+                offset += fetch
+            pages.append(ids[:limit])
+        return pages
+
+
+def _older_than(members: Sequence[bytes | str], bound: str | None) -> list[int]:
+    decoded = (m.decode() if isinstance(m, bytes) else m for m in members)
+    return [int(m) for m in decoded if m != LIVE and (bound is None or m < bound)]
+
+
+class OutboxLoader:
+    """Reads outboxes, rebuilding a cold one (Redis lost it, or the author never posted since) from
+    post_svc, the source of truth."""
+
+    def __init__(self, timelines: Timelines, posts: post_pb2_grpc.PostServiceStub, *, timeout: float) -> None:
+        self._timelines = timelines
+        self._posts = posts
+        self._timeout = timeout
+
+    async def newest(self, author_id: int, limit: int) -> list[int]:
+        """The author's newest post ids (at most `limit`, within the outbox cap)."""
+        page = await self._timelines.page(self._timelines.outbox_key(author_id), None, limit)
+        if page is not None:
+            return page
+        return (await self.rebuild(author_id))[:limit]
+
+    async def rebuild(self, author_id: int) -> list[int]:
+        """Loads the author's newest posts (up to the outbox cap) into a live outbox; returns them."""
+        ids: list[int] = []
+        token = ""
+        while len(ids) < self._timelines.outbox_max:
+            response = await self._posts.ListPosts(
+                post_pb2.ListPostsRequest(parent=user_name(author_id), page_size=100, page_token=token),
+                timeout=self._timeout,
+            )
+            ids += [post.id for post in response.posts]
+            token = response.next_page_token
+            if not token:
+                break
+        ids = ids[: self._timelines.outbox_max]
+        await self._timelines.build_outbox(author_id, ids)
+        return ids
+
+    async def add(self, author_id: int, post_id: int) -> None:
+        """Adds a new post to the author's outbox, rebuilding it (with the post) if it was cold."""
+        if not await self._timelines.add_to_outbox(author_id, post_id):
+            await self.rebuild(author_id)
