@@ -5,7 +5,7 @@ PYTHON ?= python3.11
 VENV := .venv
 PY := $(VENV)/bin/python
 PROTOS := $(shell find proto -name '*.proto')
-SERVICES := graph_svc
+SERVICES := graph_svc post_svc media_svc
 DATASET ?= $(CURDIR)/../shared/datasets/socfb-Reed98.edges
 
 .PHONY: help run test lint proto services migrate demo bench clean

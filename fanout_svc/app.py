@@ -45,12 +45,15 @@ async def fanout_host(settings: FanoutSettings) -> AsyncIterator[ServiceHost]:
         )
         host = runtime.host("fanout_svc", settings.listen, settings.metrics_port)
         # Several pull loops share the posts.created durable, so that many posts fan out at once.
-        specs = [ConsumerSpec("fanout_posts_created", "posts.created", handlers.on_post_created, batch=16)]
-        specs *= settings.concurrency
+        wait = settings.ack_wait_seconds
+        created = ConsumerSpec(
+            "fanout_posts_created", "posts.created", handlers.on_post_created, batch=16, ack_wait_seconds=wait
+        )
+        specs = [created] * settings.concurrency
         specs += [
-            ConsumerSpec("fanout_posts_deleted", "posts.deleted", handlers.on_post_deleted),
+            ConsumerSpec("fanout_posts_deleted", "posts.deleted", handlers.on_post_deleted, ack_wait_seconds=wait),
             # One consumer for both graph subjects, handled in stream order.
-            ConsumerSpec("fanout_graph", "graph.>", handlers.on_follow_changed),
+            ConsumerSpec("fanout_graph", "graph.>", handlers.on_follow_changed, ack_wait_seconds=wait),
         ]
         for spec in specs:
             host.add_background(functools.partial(run_consumer, runtime.bus, spec))

@@ -67,23 +67,30 @@ class FanoutHandlers:
         author, post = event.author_id, event.post_id
         await self._outboxes.add(author, post)
         await self._timelines.add_to_inbox_if_live(author, [post])
-        followers = await self._follower_count(author)
-        redis = self._timelines.redis
-        if followers > self._threshold:
+        if await self._follower_count(author) > self._threshold:
             # O(1) writes: followers merge this outbox when they read.
-            await redis.set(self._pulled_key(author), post)
+            await self._timelines.redis.set(self._pulled_key(author), post)
             return
         with FANOUT_SECONDS.time():
-            posts = [post]
-            if await redis.exists(self._pulled_key(author)):
-                # The author dropped back under the threshold: followers stop pulling their outbox,
-                # so push the posts they used to pull along with this one.
-                posts = await self._outboxes.newest(author, self._timelines.feed_max)
-            request = graph_pb2.StreamFollowerIdsRequest(user_id=author, batch_size=self._batch)
-            async for page in self._graph.StreamFollowerIds(request, timeout=self._timeout):
-                INBOX_WRITES.inc(await self._timelines.push(posts, page.follower_ids))
-            if len(posts) > 1:
-                await redis.delete(self._pulled_key(author))
+            if not await self._catch_up(author):
+                await self._push_to_followers(author, [post])
+
+    async def _push_to_followers(self, author: int, posts: list[int]) -> None:
+        request = graph_pb2.StreamFollowerIdsRequest(user_id=author, batch_size=self._batch)
+        async for page in self._graph.StreamFollowerIds(request, timeout=self._timeout):
+            INBOX_WRITES.inc(await self._timelines.push(posts, page.follower_ids))
+
+    async def _catch_up(self, author: int) -> bool:
+        """If the author posted as a celebrity and is one no longer, pushes their recent posts (which
+        followers stopped pulling) to the followers' inboxes; returns whether it did."""
+        redis = self._timelines.redis
+        if not await redis.exists(self._pulled_key(author)):
+            return False
+        if await self._follower_count(author) > self._threshold:
+            return False
+        await self._push_to_followers(author, await self._outboxes.newest(author, self._timelines.feed_max))
+        await redis.delete(self._pulled_key(author))
+        return True
 
     async def on_post_deleted(self, msg: Msg) -> None:
         """Drops the post from the outbox and the author's inbox; readers filter it from other inboxes."""
@@ -107,6 +114,8 @@ class FanoutHandlers:
             await self._timelines.add_to_inbox_if_live(follower, posts)
         else:
             await self._timelines.remove_from_inbox(follower, posts)
+            # An unfollow can take a celebrity back under the threshold.
+            await self._catch_up(followee)
 
     async def _follower_count(self, author_id: int) -> int:
         try:

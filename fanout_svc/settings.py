@@ -20,3 +20,5 @@ class FanoutSettings(MeshSettings):
     # posts.created messages handled at once by this process.
     concurrency: int = Field(4, ge=1, le=64)
     upstream_timeout_seconds: float = Field(10.0, gt=0)
+    # An event not acked this long after delivery (its handler crashed or hung) is delivered again.
+    ack_wait_seconds: float = Field(30.0, gt=0)

@@ -8,24 +8,41 @@ another run's. Services run in-process on port 0 and are called through real gRP
 from __future__ import annotations
 
 import asyncio
+import io
 import itertools
 import os
 import socket
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from dataclasses import dataclass
+from typing import Any
 from urllib.parse import urlsplit
 
 import grpc
 import httpx
 import pytest
+from minio import Minio
+from PIL import Image
 
+from fanout_svc.app import fanout_host
+from fanout_svc.settings import FanoutSettings
+from feed_svc.app import feed_host
+from feed_svc.settings import FeedSettings
+from glimpse.feed.v1 import feed_pb2_grpc
 from glimpse.graph.v1 import graph_pb2, graph_pb2_grpc
+from glimpse.media.v1 import media_pb2, media_pb2_grpc
+from glimpse.post.v1 import post_pb2_grpc
 from graph_svc.app import graph_host
 from graph_svc.settings import GraphSettings
+from media_svc.app import media_host, worker_host
+from media_svc.settings import MediaSettings
 from mesh.bus import Bus
 from mesh.config import MeshSettings
 from mesh.identity import as_caller
 from mesh.migrate import drop_database, ensure_database, upgrade
+from mesh.server import ServiceHost
+from post_svc.app import post_host
+from post_svc.settings import PostSettings
 
 RUN_ID = uuid.uuid4().hex[:10]
 # Where the backing services are: the usual GLIMPSE_* variables, so the same suite runs against a
@@ -37,6 +54,7 @@ BACKING = {
     "PostgreSQL": "postgresql://127.0.0.1:5432",
     "Redis": ENV.redis_url.split(",")[0].replace("redis+cluster://", "redis://"),
     "NATS": NATS_URL.split(",")[0],
+    "S3 (moto)": os.environ.get("GLIMPSE_S3_ENDPOINT", "http://127.0.0.1:9000"),
 }
 
 
@@ -61,11 +79,17 @@ def fresh_database_url(tag: str) -> str:
     return f"{base}/glimpse_test_{tag}"
 
 
+SCHEMAS = ("graph_svc", "post_svc", "media_svc")
+# Lowered so a handful of test users exercise both fan-out paths (push and pull).
+CELEBRITY_THRESHOLD = 4
+
+
 @pytest.fixture(scope="session")
 def database_url() -> Iterator[str]:
     url = fresh_database_url(RUN_ID)
     ensure_database(url)
-    upgrade(url, "graph_svc")
+    for service in SCHEMAS:
+        upgrade(url, service)
     yield url
     drop_database(url)
 
@@ -151,14 +175,175 @@ def make_account(
     return make
 
 
+def _common(database_url: str, namespace: str) -> dict[str, Any]:
+    return {
+        "database_url": database_url,
+        "namespace": namespace,
+        "listen": "127.0.0.1:0",
+        "log_json": False,
+        "shutdown_grace_seconds": 1,
+    }
+
+
+def admin_client(settings: MediaSettings) -> Minio:
+    """The object store as an operator sees it (to check what was really stored, and to clean up)."""
+    endpoint = urlsplit(settings.s3_endpoint)
+    return Minio(
+        endpoint.netloc,
+        access_key=settings.s3_access_key,
+        secret_key=settings.s3_secret_key,
+        secure=endpoint.scheme == "https",
+        region=settings.s3_region,
+    )
+
+
 @pytest.fixture(scope="session")
-async def gateway_url(graph_addr: str, database_url: str, namespace: str) -> AsyncIterator[str]:
+def media_settings(database_url: str, namespace: str) -> Iterator[MediaSettings]:
+    settings = MediaSettings(
+        **_common(database_url, namespace),
+        worker_listen="127.0.0.1:0",
+        rendition_backoff_seconds=(0.1,),
+        rendition_max_deliveries=3,
+    )
+    yield settings
+    store = admin_client(settings)
+    if store.bucket_exists(settings.bucket):
+        for item in store.list_objects(settings.bucket, recursive=True):
+            store.remove_object(settings.bucket, item.object_name or "")
+        store.remove_bucket(settings.bucket)
+
+
+@pytest.fixture(scope="session")
+async def media_addr(media_settings: MediaSettings, bus: Bus) -> AsyncIterator[str]:
+    async with media_host(media_settings) as host:
+        yield f"127.0.0.1:{await host.start()}"
+        await host.stop()
+
+
+@pytest.fixture(scope="session")
+async def media_worker(media_settings: MediaSettings, bus: Bus) -> AsyncIterator[int]:
+    """The rendition worker, consuming posts.created; its host serves health on the returned port."""
+    async with worker_host(media_settings) as host:
+        yield await host.start()
+        await host.stop()
+
+
+@pytest.fixture(scope="session")
+async def post_addr(database_url: str, namespace: str, media_addr: str) -> AsyncIterator[str]:
+    async with post_host(PostSettings(**_common(database_url, namespace), media_addr=media_addr)) as host:
+        yield f"127.0.0.1:{await host.start()}"
+        await host.stop()
+
+
+@pytest.fixture(scope="session")
+def fanout_settings(database_url: str, namespace: str, graph_addr: str, post_addr: str) -> FanoutSettings:
+    return FanoutSettings(
+        **_common(database_url, namespace),
+        graph_addr=graph_addr,
+        post_addr=post_addr,
+        celebrity_threshold=CELEBRITY_THRESHOLD,
+        # Short, so a test that kills the fan-out mid-batch sees the redelivery quickly.
+        ack_wait_seconds=2,
+    )
+
+
+@pytest.fixture(scope="session")
+async def fanout(fanout_settings: FanoutSettings) -> AsyncIterator[ServiceHost]:
+    async with fanout_host(fanout_settings) as host:
+        await host.start()
+        yield host
+        await host.stop()
+
+
+@pytest.fixture(scope="session")
+async def feed_addr(
+    database_url: str, namespace: str, graph_addr: str, post_addr: str, media_addr: str
+) -> AsyncIterator[str]:
+    settings = FeedSettings(
+        **_common(database_url, namespace),
+        graph_addr=graph_addr,
+        post_addr=post_addr,
+        media_addr=media_addr,
+        celebrity_threshold=CELEBRITY_THRESHOLD,
+        # Tests move authors across the threshold and expect readers to see it at once.
+        celebrity_cache_seconds=0,
+    )
+    async with feed_host(settings) as host:
+        yield f"127.0.0.1:{await host.start()}"
+        await host.stop()
+
+
+@pytest.fixture(scope="session")
+async def stubs(graph_addr: str, post_addr: str, media_addr: str, feed_addr: str) -> AsyncIterator[Stubs]:
+    """Stubs of every service of the running stack (with the fan-out consuming)."""
+    async with (
+        grpc.aio.insecure_channel(post_addr) as post,
+        grpc.aio.insecure_channel(media_addr) as media,
+        grpc.aio.insecure_channel(feed_addr) as feed,
+        grpc.aio.insecure_channel(graph_addr) as graph,
+    ):
+        yield Stubs(
+            graph=graph_pb2_grpc.GraphServiceStub(graph),
+            post=post_pb2_grpc.PostServiceStub(post),
+            media=media_pb2_grpc.MediaServiceStub(media),
+            feed=feed_pb2_grpc.FeedServiceStub(feed),
+        )
+
+
+@dataclass(frozen=True)
+class Stubs:
+    graph: graph_pb2_grpc.GraphServiceStub
+    post: post_pb2_grpc.PostServiceStub
+    media: media_pb2_grpc.MediaServiceStub
+    feed: feed_pb2_grpc.FeedServiceStub
+
+
+def tiny_png(seed: int) -> bytes:
+    """A valid 8x6 PNG whose colour depends on `seed`."""
+    image = Image.new("RGB", (8, 6), ((seed * 37) % 256, (seed * 91) % 256, (seed * 13) % 256))
+    out = io.BytesIO()
+    image.save(out, "PNG")
+    return out.getvalue()
+
+
+@pytest.fixture(scope="session")
+async def upload_photo(stubs: Stubs) -> AsyncIterator[Callable[..., Awaitable[int]]]:
+    """Uploads a photo as `account` exactly as a client does (grant, then a form POST to the store);
+    returns the media id, ready to attach to a post."""
+    seeds = itertools.count()
+    async with httpx.AsyncClient(timeout=30) as store:
+
+        async def upload(account: Account, data: bytes | None = None, content_type: str = "image/png") -> int:
+            data = data if data is not None else tiny_png(next(seeds))
+            grant = await stubs.media.CreateUploadGrant(
+                media_pb2.CreateUploadGrantRequest(content_type=content_type, size_bytes=len(data)),
+                metadata=account.metadata,
+            )
+            sent = await store.post(grant.url, data=dict(grant.form_fields), files={"file": ("p", data, content_type)})
+            assert sent.status_code in (200, 201, 204), sent.text
+            return grant.media_id
+
+        yield upload
+
+
+@pytest.fixture(scope="session")
+async def gateway_url(
+    graph_addr: str, post_addr: str, media_addr: str, feed_addr: str, database_url: str, namespace: str
+) -> AsyncIterator[str]:
     import uvicorn
 
     from gateway.app import create_app
     from gateway.settings import GatewaySettings
 
-    settings = GatewaySettings(graph_addr=graph_addr, namespace=namespace, database_url=database_url, log_json=False)
+    settings = GatewaySettings(
+        graph_addr=graph_addr,
+        post_addr=post_addr,
+        media_addr=media_addr,
+        feed_addr=feed_addr,
+        namespace=namespace,
+        database_url=database_url,
+        log_json=False,
+    )
     server = uvicorn.Server(
         uvicorn.Config(create_app(settings), host="127.0.0.1", port=0, log_config=None, lifespan="on")
     )

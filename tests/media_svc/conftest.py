@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 
 import grpc
 import httpx
@@ -18,69 +18,10 @@ from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
 
 from glimpse.events.v1 import events_pb2
 from glimpse.media.v1 import media_pb2, media_pb2_grpc
-from media_svc.app import media_host, worker_host
 from media_svc.settings import MediaSettings
 from mesh.bus import Bus
 from mesh.ids import IdGenerator
-from mesh.migrate import upgrade
-
-S3_ENDPOINT = "http://127.0.0.1:9000"
-
-
-@pytest.fixture(scope="session")
-def media_database(database_url: str) -> str:
-    # The top-level conftest migrates graph_svc only (for now).
-    upgrade(database_url, "media_svc")
-    return database_url
-
-
-@pytest.fixture(scope="session")
-def media_settings(media_database: str, namespace: str) -> Iterator[MediaSettings]:
-    settings = MediaSettings(
-        database_url=media_database,
-        namespace=namespace,
-        listen="127.0.0.1:0",
-        worker_listen="127.0.0.1:0",
-        s3_endpoint=S3_ENDPOINT,
-        # Short waits between redeliveries keep retry tests fast.
-        rendition_backoff_seconds=(0.1,),
-        rendition_max_deliveries=3,
-        log_json=False,
-        shutdown_grace_seconds=1,
-    )
-    yield settings
-    _delete_bucket(settings)
-
-
-def _delete_bucket(settings: MediaSettings) -> None:
-    client = Minio(
-        S3_ENDPOINT.removeprefix("http://"),
-        access_key=settings.s3_access_key,
-        secret_key=settings.s3_secret_key,
-        secure=False,
-        region=settings.s3_region,
-    )
-    if client.bucket_exists(settings.bucket):
-        for item in client.list_objects(settings.bucket, recursive=True):
-            client.remove_object(settings.bucket, item.object_name or "")
-        client.remove_bucket(settings.bucket)
-
-
-@pytest.fixture(scope="session")
-async def media_addr(media_settings: MediaSettings, bus: Bus) -> AsyncIterator[str]:
-    async with media_host(media_settings) as host:
-        port = await host.start()
-        yield f"127.0.0.1:{port}"
-        await host.stop()
-
-
-@pytest.fixture(scope="session")
-async def media_worker(media_settings: MediaSettings, bus: Bus) -> AsyncIterator[int]:
-    """The rendition worker's host, serving health on the returned port."""
-    async with worker_host(media_settings) as host:
-        port = await host.start()
-        yield port
-        await host.stop()
+from tests.conftest import admin_client
 
 
 @pytest.fixture(scope="session")
@@ -123,12 +64,10 @@ def new_post_id() -> int:
     return _ids.next_id()
 
 
-async def publish_post_created(
-    bus: Bus, post_id: int, author_id: int, media_ids: list[int], *, event_id: int | None = None
-) -> None:
-    """What post_svc's outbox relay publishes once a post is committed (a new `event_id` makes the
-    stream store it again, as a redelivery would hand it over again)."""
-    event_id = event_id or _ids.next_id()
+async def publish_post_created(bus: Bus, post_id: int, author_id: int, media_ids: list[int]) -> None:
+    """What post_svc's outbox relay publishes once a post is committed. Each call is a new event id,
+    so publishing the same post twice hands the worker the event twice, as a redelivery would."""
+    event_id = _ids.next_id()
     event = events_pb2.PostCreated(event_id=event_id, post_id=post_id, author_id=author_id, media_ids=media_ids)
     await bus.publish("posts.created", event.SerializeToString(), msg_id=str(event_id))
 
@@ -150,14 +89,7 @@ async def wait_until_settled(
 
 @pytest.fixture(scope="session")
 def s3_admin(media_settings: MediaSettings) -> Minio:
-    """The store as an operator sees it (to check what was really stored)."""
-    return Minio(
-        S3_ENDPOINT.removeprefix("http://"),
-        access_key=media_settings.s3_access_key,
-        secret_key=media_settings.s3_secret_key,
-        secure=False,
-        region=media_settings.s3_region,
-    )
+    return admin_client(media_settings)
 
 
 def error_details(exc: grpc.aio.AioRpcError) -> tuple[str, dict[str, str], dict[str, str]]:

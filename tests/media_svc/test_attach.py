@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+
 import grpc
 import pytest
 
@@ -131,3 +133,15 @@ async def test_ten_media_attach_at_once(media, make_account, upload):
     ids = [(await upload(user, photos.tiny_jpeg())).media_id for _ in range(10)]
     attached = (await attach(media, user, new_post_id(), ids)).media
     assert [m.id for m in attached] == ids
+
+
+async def test_two_posts_racing_for_one_photo_get_it_once(media, make_account, upload):
+    user = await make_account()
+    grant = await upload(user, photos.tiny_jpeg())
+    posts = [new_post_id() for _ in range(4)]
+    outcomes = await asyncio.gather(*(attach(media, user, p, [grant.media_id]) for p in posts), return_exceptions=True)
+    winners = [p for p, o in zip(posts, outcomes, strict=True) if not isinstance(o, BaseException)]
+    losers = [o for o in outcomes if isinstance(o, grpc.aio.AioRpcError)]
+    assert len(winners) == 1 and len(losers) == 3
+    assert all(error_details(e)[0] == "ALREADY_ATTACHED" for e in losers)
+    assert await statuses(media, [grant.media_id]) == [(media_pb2.MEDIA_STATUS_PROCESSING, winners[0])]

@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import hashlib
 import io
+import warnings
 
 import pytest
 from PIL import Image, ImageCms, ImageOps
 
-from media_svc.images import UnusableImage, render
+from media_svc.images import UnusableImage, refuse_decompression_bombs, render
 from tests.media_svc import photos
 
 MAX_PIXELS = 50_000_000
@@ -100,6 +101,8 @@ def test_cmyk_jpeg_becomes_rgb():
     assert image.mode == "RGB" and close(corners(image)[0], photos.RED, tolerance=60)
 
 
+# Pillow warns before render's own check refuses (the in-process worker lowers Pillow's limit).
+@pytest.mark.filterwarnings("ignore::PIL.Image.DecompressionBombWarning")
 @pytest.mark.parametrize(
     ("raw", "reason"),
     [
@@ -124,3 +127,36 @@ def test_same_bytes_give_the_same_renditions():
     raw = photos.phone_jpeg(1200, 900)
     first, second = render(raw, max_pixels=MAX_PIXELS), render(raw, max_pixels=MAX_PIXELS)
     assert first == second
+
+
+def test_mpo_from_a_phone_is_a_jpeg():
+    out = io.BytesIO()
+    photos.quadrants(1600, 1200).save(
+        out, "MPO", save_all=True, append_images=[photos.quadrants(160, 120)], exif=photos.camera_exif(6)
+    )
+    rendering = render(out.getvalue(), max_pixels=MAX_PIXELS)
+    assert rendering.real_format == "jpeg" and (rendering.width, rendering.height) == (1200, 1600)
+
+
+def test_sixteen_bit_grey_png_keeps_its_tones():
+    grey = Image.new("I;16", (256, 64))
+    grey.putdata([x * 257 for _ in range(64) for x in range(256)])  # black to white, left to right
+    image = decoded(render(photos.encoded(grey, "PNG"), max_pixels=MAX_PIXELS).renditions[0].webp)
+    left, middle = image.getpixel((4, 32)), image.getpixel((128, 32))
+    assert left[0] < 20 and 100 < middle[0] < 160, (left, middle)  # type: ignore[index]
+
+
+def test_transparent_colour_of_an_rgb_png_becomes_alpha():
+    raw = photos.encoded(photos.quadrants(400, 300), "PNG", transparency=photos.RED)
+    image = decoded(render(raw, max_pixels=MAX_PIXELS).renditions[0].webp)
+    assert image.mode == "RGBA"
+    assert image.getpixel((40, 30))[3] == 0 and image.getpixel((360, 30))[3] == 255  # type: ignore[index]
+
+
+def test_pillow_itself_refuses_bombs_once_told(monkeypatch):
+    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", Image.MAX_IMAGE_PIXELS)
+    with warnings.catch_warnings():
+        refuse_decompression_bombs(1_000_000)
+        # render's own limit is set high here, so it is Pillow that refuses.
+        with pytest.raises(UnusableImage, match="decompression bomb"):
+            render(photos.png_declaring(1200, 1000), max_pixels=10**9)

@@ -1,0 +1,1 @@
+"""media_svc: upload grants, media records and the rendition worker."""

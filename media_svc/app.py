@@ -1,0 +1,79 @@
+"""Assembles media_svc's two processes: runtime and object store -> service -> servicer -> API host
+(with the outbox relay), and runtime and object store -> renditions -> worker host (health, the
+`posts.created` consumer and its own outbox relay)."""
+
+from __future__ import annotations
+
+import contextlib
+import datetime as dt
+from collections.abc import AsyncIterator
+
+from glimpse.media.v1 import media_pb2, media_pb2_grpc
+from media_svc import models
+from media_svc.consumers import rendition_consumer
+from media_svc.images import refuse_decompression_bombs
+from media_svc.renditions import Renditions
+from media_svc.service import MediaService
+from media_svc.servicer import MediaServicer
+from media_svc.settings import MediaSettings
+from media_svc.storage import ObjectStore
+from mesh.bus import run_consumer
+from mesh.runtime import open_runtime
+from mesh.server import ServiceHost
+
+
+async def open_store(settings: MediaSettings) -> ObjectStore:
+    """The media bucket's store, the bucket created if missing."""
+    store = ObjectStore(
+        settings.s3_endpoint, settings.s3_access_key, settings.s3_secret_key, settings.s3_region, settings.bucket
+    )
+    await store.ensure_bucket()
+    return store
+
+
+@contextlib.asynccontextmanager
+async def media_host(settings: MediaSettings) -> AsyncIterator[ServiceHost]:
+    async with open_runtime(settings) as runtime:
+        store = await open_store(settings)
+        host = runtime.host("media_svc", settings.listen, settings.metrics_port)
+        # The API writes no events today; its relay also publishes rows other media processes left.
+        runtime.outbox(models.outbox, host)
+        service = MediaService(
+            runtime.db,
+            store,
+            runtime.ids,
+            max_bytes=settings.media_max_bytes,
+            grant_ttl=dt.timedelta(seconds=settings.upload_grant_ttl_seconds),
+        )
+        host.add_servicer(
+            media_pb2_grpc.add_MediaServiceServicer_to_server,
+            MediaServicer(service, settings.public_base_url),
+            media_pb2.DESCRIPTOR.services_by_name["MediaService"],
+        )
+        yield host
+
+
+@contextlib.asynccontextmanager
+async def worker_host(settings: MediaSettings) -> AsyncIterator[ServiceHost]:
+    refuse_decompression_bombs(settings.media_max_pixels)
+    async with open_runtime(settings) as runtime:
+        store = await open_store(settings)
+        # No servicer: the host serves health (for probes) and runs the consumer and the relay.
+        host = runtime.host("media_svc.worker", settings.worker_listen, settings.worker_metrics_port)
+        # The worker relays its own media.ready/failed events, so they go out even without the API.
+        outbox = runtime.outbox(models.outbox, host)
+        renditions = Renditions(
+            runtime.db,
+            store,
+            outbox,
+            max_bytes=settings.media_max_bytes,
+            max_pixels=settings.media_max_pixels,
+            concurrency=settings.rendition_concurrency,
+        )
+        spec = rendition_consumer(renditions, settings)
+
+        async def consume_posts_created() -> None:
+            await run_consumer(runtime.bus, spec)
+
+        host.add_background(consume_posts_created)
+        yield host

@@ -1,0 +1,76 @@
+"""The rendition worker's event handlers: one per subject it consumes."""
+
+from __future__ import annotations
+
+import logging
+
+from google.protobuf.message import DecodeError
+from nats.aio.msg import Msg
+
+from glimpse.events.v1 import events_pb2
+from media_svc.renditions import Renditions
+from media_svc.settings import MediaSettings
+from mesh.bus import ConsumerSpec, PoisonMessage
+from mesh.errors import Unavailable
+
+log = logging.getLogger("media_svc.consumers")
+
+RENDITIONS_DURABLE = "media_renditions"
+
+
+def _post_created(data: bytes) -> events_pb2.PostCreated:
+    try:
+        event = events_pb2.PostCreated.FromString(data)
+    except DecodeError as exc:
+        raise PoisonMessage(f"not a PostCreated event: {exc}") from exc
+    if event.post_id <= 0 or event.author_id <= 0:
+        raise PoisonMessage("PostCreated without post_id or author_id")
+    return event
+
+
+class RenditionConsumer:
+    """`posts.created` -> renditions of the post's media."""
+
+    def __init__(self, renditions: Renditions, max_deliveries: int) -> None:
+        self._renditions = renditions
+        self._max_deliveries = max_deliveries
+
+    async def on_post_created(self, msg: Msg) -> None:
+        event = _post_created(msg.data)
+        await self._renditions.render_post(event.post_id, event.author_id, list(event.media_ids))
+
+    async def on_dead_letter(self, msg: Msg, error: str) -> None:
+        """The event failed every delivery: its unfinished media become FAILED, so clients stop waiting."""
+        try:
+            event = _post_created(msg.data)
+        except PoisonMessage:
+            return  # no media to name; the dead-letter subject keeps the bytes
+        # The technical error is logged by the bus; the uploader gets its kind and what to do.
+        kind = error.split(":", 1)[0]
+        reason = (
+            f"the photo could not be processed after {self._max_deliveries} attempts ({kind}); "
+            "upload it again, and contact support if this keeps happening"
+        )
+        try:
+            await self._renditions.fail_post(event.post_id, list(event.media_ids), reason)
+        except Unavailable:
+            # Must not raise (that would stop the consumer); the media stay PROCESSING.
+            log.error("could not mark dead-lettered media as failed", extra={"post_id": event.post_id})
+
+
+def rendition_consumer(renditions: Renditions, settings: MediaSettings) -> ConsumerSpec:
+    consumer = RenditionConsumer(renditions, settings.rendition_max_deliveries)
+    return ConsumerSpec(
+        durable=RENDITIONS_DURABLE,
+        subject="posts.created",
+        handler=consumer.on_post_created,
+        max_deliver=settings.rendition_max_deliveries,
+        backoff=settings.rendition_backoff_seconds,
+        # A post of ten 50-megapixel photos takes a while; redelivering it meanwhile would only
+        # duplicate the work.
+        ack_wait_seconds=120.0,
+        # Messages are handled one after another: a small batch keeps the last one of a batch
+        # from waiting past its ack deadline.
+        batch=4,
+        on_dead_letter=consumer.on_dead_letter,
+    )

@@ -1,0 +1,140 @@
+"""The rendition workflow of one post's media: read the upload, render it, store the renditions,
+then mark the media READY (or FAILED) and emit its event in the same transaction.
+
+Idempotent: renditions are written under fixed keys from deterministic bytes, and only a media
+still PROCESSING is changed, so a redelivered event changes nothing and emits nothing twice.
+A bad photo is a permanent failure (FAILED, acknowledged); an unreachable store or database raises,
+so the event is retried with backoff.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Sequence
+
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from glimpse.events.v1 import events_pb2
+from media_svc import images
+from media_svc import repository as repo
+from media_svc.images import UnusableImage
+from media_svc.repository import MediaRecord, RenditionRecord
+from media_svc.service import rendition_key
+from media_svc.storage import ObjectStore
+from mesh.db import Database
+from mesh.outbox import Outbox
+
+log = logging.getLogger("media_svc.renditions")
+
+WEBP = "image/webp"
+
+
+class Renditions:
+    def __init__(
+        self,
+        db: Database,
+        store: ObjectStore,
+        outbox: Outbox,
+        *,
+        max_bytes: int,
+        max_pixels: int,
+        concurrency: int,
+    ) -> None:
+        self._db = db
+        self._store = store
+        self._outbox = outbox
+        self._max_bytes = max_bytes
+        self._max_pixels = max_pixels
+        # Each render holds a decoded image in memory; this bounds how many do at once.
+        self._slots = asyncio.Semaphore(concurrency)
+
+    async def render_post(self, post_id: int, author_id: int, media_ids: Sequence[int]) -> None:
+        """Renders every media of a post that is still PROCESSING.
+
+        Media of other posts or owners are skipped (an event never grants access to them). Every
+        media is attempted; then the first transient error (e.g. mesh.errors.Unavailable) is raised.
+        """
+        async with self._db.read_only() as session:
+            found = await repo.get_media(session, media_ids)
+        todo = []
+        for media_id in media_ids:
+            record = found.get(media_id)
+            if record is None or record.post_id != post_id or record.owner_id != author_id:
+                log.warning(
+                    "skipping media not attached to this post",
+                    extra={"media_id": media_id, "post_id": post_id, "found": record is not None},
+                )
+            elif record.status == repo.PROCESSING:
+                todo.append(record)
+        outcomes = await asyncio.gather(*(self._render(r) for r in todo), return_exceptions=True)
+        errors = [o for o in outcomes if isinstance(o, BaseException)]
+        if errors:
+            raise errors[0]
+
+    async def fail_post(self, post_id: int, media_ids: Sequence[int], reason: str) -> None:
+        """Marks the post's media that are still PROCESSING as FAILED with `reason` (emitting media.failed)."""
+        async with self._db.unit_of_work() as session:
+            locked = await repo.lock_media(session, media_ids)
+            for record in locked.values():
+                if record.post_id == post_id and record.status == repo.PROCESSING:
+                    await self._mark_failed(session, record, reason)
+
+    async def _render(self, record: MediaRecord) -> None:
+        async with self._slots:
+            raw = await self._store.read(record.object_key, self._max_bytes)
+            if raw is None:
+                await self._fail(record, "the uploaded file is missing from storage; upload the photo again")
+                return
+            if len(raw) > self._max_bytes:
+                limit = f"{self._max_bytes / (1024 * 1024):g} MiB"
+                await self._fail(record, f"the file is larger than the {limit} limit; upload a smaller photo")
+                return
+            try:
+                # Decoding and encoding release the GIL: other renders and the event loop go on.
+                rendering = await asyncio.to_thread(images.render, raw, max_pixels=self._max_pixels)
+            except UnusableImage as exc:
+                await self._fail(record, exc.reason)
+                return
+            del raw
+        renditions = [
+            RenditionRecord(r.size, r.width, r.height, rendition_key(record.owner_id, record.id, r.size))
+            for r in rendering.renditions
+        ]
+        await asyncio.gather(
+            *(
+                self._store.write(stored.key, rendered.webp, WEBP)
+                for stored, rendered in zip(renditions, rendering.renditions, strict=True)
+            )
+        )
+        async with self._db.unit_of_work() as session:
+            current = (await repo.lock_media(session, [record.id])).get(record.id)
+            if current is None or current.status != repo.PROCESSING:
+                return  # another delivery finished it meanwhile
+            await repo.mark_ready(
+                session,
+                record.id,
+                real_format=rendering.real_format,
+                width=rendering.width,
+                height=rendering.height,
+                checksum=rendering.checksum,
+                blurhash=rendering.blurhash,
+                renditions=renditions,
+            )
+            event = events_pb2.MediaReady(media_id=record.id, owner_id=record.owner_id, post_id=current.post_id or 0)
+            await self._outbox.add(session, "media.ready", event)
+        log.info("media ready", extra={"media_id": record.id, "format": rendering.real_format})
+
+    async def _fail(self, record: MediaRecord, reason: str) -> None:
+        async with self._db.unit_of_work() as session:
+            current = (await repo.lock_media(session, [record.id])).get(record.id)
+            if current is not None and current.status == repo.PROCESSING:
+                await self._mark_failed(session, current, reason)
+
+    async def _mark_failed(self, session: AsyncSession, record: MediaRecord, reason: str) -> None:
+        await repo.mark_failed(session, record.id, reason)
+        event = events_pb2.MediaFailed(
+            media_id=record.id, owner_id=record.owner_id, post_id=record.post_id or 0, reason=reason
+        )
+        await self._outbox.add(session, "media.failed", event)
+        log.info("media failed", extra={"media_id": record.id, "reason": reason})

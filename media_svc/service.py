@@ -1,0 +1,178 @@
+"""The rules of media records: upload grants, attaching media to posts, reading them back.
+
+Raises mesh.errors.DomainError subclasses; storage or database outages surface as Unavailable.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from media_svc import repository as repo
+from media_svc.repository import MediaRecord
+from media_svc.storage import ObjectStore, StoredObject
+from mesh.db import Database
+from mesh.errors import FailedPrecondition, NotFound, PermissionDenied, invalid_field
+from mesh.ids import IdGenerator
+
+ACCEPTED_TYPES = ("image/jpeg", "image/png", "image/webp")
+# Types phones produce that Pillow here cannot decode: refused up front with advice.
+_CONVERT_FIRST = {
+    "image/heic": "HEIC",
+    "image/heif": "HEIF",
+    "image/heic-sequence": "HEIC",
+    "image/heif-sequence": "HEIF",
+    "image/avif": "AVIF",
+}
+MAX_MEDIA_PER_POST = 10
+MAX_BATCH = 100
+
+
+@dataclass(frozen=True)
+class UploadGrant:
+    media: MediaRecord
+    url: str
+    form_fields: dict[str, str]
+    expires_at: dt.datetime
+
+
+def raw_key(owner_id: int, media_id: int) -> str:
+    """Where the uploaded original lives; never served to anyone."""
+    return f"u/{owner_id}/raw/{media_id}"
+
+
+def rendition_key(owner_id: int, media_id: int, size: int) -> str:
+    """Where a rendition lives; immutable, so caches may keep it forever."""
+    return f"u/{owner_id}/r/{media_id}/{size}.webp"
+
+
+class MediaService:
+    def __init__(
+        self, db: Database, store: ObjectStore, ids: IdGenerator, *, max_bytes: int, grant_ttl: dt.timedelta
+    ) -> None:
+        self._db = db
+        self._store = store
+        self._ids = ids
+        self._max_bytes = max_bytes
+        self._grant_ttl = grant_ttl
+
+    async def create_upload_grant(self, owner_id: int, content_type: str, size_bytes: int) -> UploadGrant:
+        """Records a PENDING media of `owner_id` and signs a grant to upload exactly its bytes.
+
+        INVALID_ARGUMENT naming `content_type` (reason UNSUPPORTED_MEDIA_TYPE) or `size_bytes`
+        (reason MEDIA_TOO_LARGE when above the limit).
+        """
+        content_type = self._check_content_type(content_type)
+        if size_bytes < 1:
+            raise invalid_field("size_bytes", "must be the file's size in bytes (at least 1)")
+        if size_bytes > self._max_bytes:
+            limit = f"{self._max_bytes / (1024 * 1024):g} MiB"
+            raise invalid_field(
+                "size_bytes", f"is {size_bytes} bytes; photos may be at most {limit}", reason="MEDIA_TOO_LARGE"
+            )
+        media_id = self._ids.next_id()
+        key = raw_key(owner_id, media_id)
+        post = self._store.presign_upload(key, content_type, size_bytes, self._grant_ttl)
+        async with self._db.unit_of_work() as session:
+            record = await repo.insert_media(
+                session,
+                media_id=media_id,
+                owner_id=owner_id,
+                object_key=key,
+                content_type=content_type,
+                size_bytes=size_bytes,
+            )
+        return UploadGrant(record, post.url, post.fields, post.expires_at)
+
+    @staticmethod
+    def _check_content_type(raw: str) -> str:
+        content_type = raw.split(";", 1)[0].strip().lower()
+        if content_type in ACCEPTED_TYPES:
+            return content_type
+        accepted = ", ".join(ACCEPTED_TYPES)
+        if content_type in _CONVERT_FIRST:
+            kind = _CONVERT_FIRST[content_type]
+            raise invalid_field(
+                "content_type",
+                f"{kind} photos are not supported yet; upload one of {accepted} "
+                "(on iPhone: Settings > Camera > Formats > Most Compatible)",
+                reason="UNSUPPORTED_MEDIA_TYPE",
+            )
+        shown = repr(raw[:60]) if raw else "empty"
+        raise invalid_field("content_type", f"must be one of {accepted}, got {shown}", reason="UNSUPPORTED_MEDIA_TYPE")
+
+    async def attach_media(self, caller_id: int, post_id: int, media_ids: Sequence[int]) -> list[MediaRecord]:
+        """Binds the caller's uploaded media to `post_id`, all or none; the media in request order.
+
+        Idempotent: media already on `post_id` are returned as they are. Raises INVALID_ARGUMENT
+        for a bad request; NOT_FOUND for an unknown media; PERMISSION_DENIED for another user's;
+        FAILED_PRECONDITION with reason ALREADY_ATTACHED (on another post), NOT_UPLOADED (no bytes
+        stored yet), SIZE_MISMATCH (stored size differs from the grant) or MEDIA_TOO_LARGE.
+        """
+        if post_id <= 0:
+            raise invalid_field("post_id", "must be a post id")
+        ids = list(media_ids)
+        if not 1 <= len(ids) <= MAX_MEDIA_PER_POST:
+            raise invalid_field("media_ids", f"a post has 1 to {MAX_MEDIA_PER_POST} media, got {len(ids)}")
+        if len(set(ids)) != len(ids):
+            raise invalid_field("media_ids", "must not repeat a media id")
+        if any(i <= 0 for i in ids):
+            raise invalid_field("media_ids", "must be media ids")
+
+        async with self._db.unit_of_work() as session:
+            found = await repo.lock_media(session, ids)
+            to_attach = []
+            for media_id in ids:
+                record = found.get(media_id)
+                if record is None:
+                    raise NotFound(f"media {media_id} does not exist", reason="MEDIA_NOT_FOUND")
+                if record.owner_id != caller_id:
+                    raise PermissionDenied(f"media {media_id} belongs to another user", reason="NOT_MEDIA_OWNER")
+                if record.post_id == post_id:
+                    continue
+                if record.post_id is not None:
+                    raise FailedPrecondition(
+                        f"media {media_id} is already attached to another post; upload it again for a new post",
+                        reason="ALREADY_ATTACHED",
+                        metadata={"media_id": str(media_id)},
+                    )
+                to_attach.append(record)
+            # Stat all at once: the rows stay locked only for one round trip to the store.
+            stored = await asyncio.gather(*(self._store.stat(r.object_key) for r in to_attach))
+            for record, found_object in zip(to_attach, stored, strict=True):
+                self._check_upload(record, found_object)
+            attached = await repo.attach(session, [r.id for r in to_attach], post_id) if to_attach else {}
+        return [attached.get(i) or found[i] for i in ids]
+
+    def _check_upload(self, record: MediaRecord, stored: StoredObject | None) -> None:
+        meta = {"media_id": str(record.id)}
+        if stored is None:
+            raise FailedPrecondition(
+                f"media {record.id} has not been uploaded yet", reason="NOT_UPLOADED", metadata=meta
+            )
+        if stored.size > self._max_bytes:
+            raise FailedPrecondition(
+                f"media {record.id} is {stored.size} bytes, above the {self._max_bytes}-byte limit",
+                reason="MEDIA_TOO_LARGE",
+                metadata=meta,
+            )
+        if stored.size != record.size_bytes:
+            raise FailedPrecondition(
+                f"media {record.id} was uploaded with {stored.size} bytes but {record.size_bytes} were declared; "
+                "request a new upload grant with the file's real size",
+                reason="SIZE_MISMATCH",
+                metadata=meta,
+            )
+
+    async def batch_get_media(self, media_ids: Sequence[int]) -> list[MediaRecord]:
+        """The media that exist, in request order (unknown ids left out). INVALID_ARGUMENT above 100 ids."""
+        ids = list(media_ids)
+        if len(ids) > MAX_BATCH:
+            raise invalid_field("media_ids", f"at most {MAX_BATCH} ids per call")
+        if not ids:
+            return []
+        async with self._db.read_only() as session:
+            found = await repo.get_media(session, ids)
+        return [found[i] for i in ids if i in found]

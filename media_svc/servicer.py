@@ -1,0 +1,76 @@
+"""MediaService gRPC servicer: converts between protobuf and the domain, nothing else."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+import grpc
+from google.protobuf.timestamp_pb2 import Timestamp
+
+from glimpse.media.v1 import media_pb2, media_pb2_grpc
+from media_svc.repository import MediaRecord
+from media_svc.service import MediaService
+from mesh.identity import caller_id
+
+_STATUS = {
+    "PENDING": media_pb2.MEDIA_STATUS_PENDING,
+    "PROCESSING": media_pb2.MEDIA_STATUS_PROCESSING,
+    "READY": media_pb2.MEDIA_STATUS_READY,
+    "FAILED": media_pb2.MEDIA_STATUS_FAILED,
+}
+
+
+def _timestamp(value: dt.datetime) -> Timestamp:
+    stamp = Timestamp()
+    stamp.FromDatetime(value)
+    return stamp
+
+
+class MediaServicer(media_pb2_grpc.MediaServiceServicer):
+    def __init__(self, service: MediaService, public_base_url: str) -> None:
+        self._service = service
+        self._public_base_url = public_base_url.rstrip("/")
+
+    def media_message(self, media: MediaRecord) -> media_pb2.Media:
+        # Only renditions get URLs; the raw upload's key never leaves the service.
+        return media_pb2.Media(
+            id=media.id,
+            owner_id=media.owner_id,
+            status=_STATUS[media.status],
+            failure_reason=media.failure_reason or "",
+            content_type=media.content_type,
+            size_bytes=media.size_bytes,
+            width=media.width or 0,
+            height=media.height or 0,
+            blurhash=media.blurhash or "",
+            renditions=[
+                media_pb2.Rendition(size=r.size, width=r.width, height=r.height, url=f"{self._public_base_url}/{r.key}")
+                for r in media.renditions
+            ],
+            post_id=media.post_id or 0,
+            create_time=_timestamp(media.created_at),
+        )
+
+    async def CreateUploadGrant(
+        self, request: media_pb2.CreateUploadGrantRequest, context: grpc.aio.ServicerContext
+    ) -> media_pb2.UploadGrant:
+        grant = await self._service.create_upload_grant(caller_id(context), request.content_type, request.size_bytes)
+        return media_pb2.UploadGrant(
+            media_id=grant.media.id,
+            url=grant.url,
+            form_fields=grant.form_fields,
+            object_key=grant.media.object_key,
+            expire_time=_timestamp(grant.expires_at),
+        )
+
+    async def AttachMedia(
+        self, request: media_pb2.AttachMediaRequest, context: grpc.aio.ServicerContext
+    ) -> media_pb2.AttachMediaResponse:
+        media = await self._service.attach_media(caller_id(context), request.post_id, list(request.media_ids))
+        return media_pb2.AttachMediaResponse(media=[self.media_message(m) for m in media])
+
+    async def BatchGetMedia(
+        self, request: media_pb2.BatchGetMediaRequest, context: grpc.aio.ServicerContext
+    ) -> media_pb2.BatchGetMediaResponse:
+        media = await self._service.batch_get_media(list(request.media_ids))
+        return media_pb2.BatchGetMediaResponse(media=[self.media_message(m) for m in media])

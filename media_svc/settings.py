@@ -1,0 +1,44 @@
+from __future__ import annotations
+
+from pydantic import Field
+
+from mesh.config import MeshSettings
+
+
+class MediaSettings(MeshSettings):
+    """Settings of media_svc's API and of its rendition worker (the same variables for both)."""
+
+    listen: str = "127.0.0.1:50053"
+    metrics_port: int | None = None
+    worker_listen: str = "127.0.0.1:50056"
+    worker_metrics_port: int | None = None
+
+    # Any S3-compatible store: MinIO in production, moto's server in dev and tests.
+    s3_endpoint: str = "http://127.0.0.1:9000"
+    s3_access_key: str = "glimpse-dev"
+    s3_secret_key: str = "glimpse-dev-secret"
+    s3_region: str = "us-east-1"
+    # Default: "<namespace>-media", so a test run (its own namespace) gets its own bucket.
+    media_bucket: str | None = None
+    # Where clients fetch renditions (a CDN in production). Default: "<s3_endpoint>/<bucket>".
+    media_public_base_url: str | None = None
+
+    media_max_bytes: int = Field(20 * 1024 * 1024, ge=1)
+    # Decoded pixels above this are refused before decoding (decompression bombs).
+    media_max_pixels: int = Field(50_000_000, ge=1)
+    upload_grant_ttl_seconds: int = Field(900, ge=30, le=7 * 24 * 3600)
+
+    # The rendition consumer: deliveries before a post's media are marked FAILED, and the waits
+    # between them (seconds, the last one repeating).
+    rendition_max_deliveries: int = Field(5, ge=1)
+    rendition_backoff_seconds: tuple[float, ...] = (0.5, 2.0, 10.0, 30.0)
+    # Media rendered at once per worker process: each holds a decoded image in memory.
+    rendition_concurrency: int = Field(2, ge=1, le=64)
+
+    @property
+    def bucket(self) -> str:
+        return self.media_bucket or f"{self.namespace.replace('_', '-')}-media"
+
+    @property
+    def public_base_url(self) -> str:
+        return (self.media_public_base_url or f"{self.s3_endpoint.rstrip('/')}/{self.bucket}").rstrip("/")

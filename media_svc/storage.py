@@ -1,0 +1,194 @@
+"""The object store holding photo bytes, spoken to as plain S3 (MinIO in production, moto in tests).
+
+Everything S3-specific lives here, so replacing the store or its client library touches one file.
+The `minio` client is synchronous: every network call runs in a thread, off the event loop.
+Failing to reach the store raises mesh.errors.Unavailable (RPCs answer UNAVAILABLE, consumers retry).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import io
+import json
+import logging
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import TypeVar
+from urllib.parse import urlsplit
+
+import urllib3
+from minio import Minio
+from minio.datatypes import PostPolicy
+from minio.error import MinioException, S3Error
+
+from mesh.errors import Unavailable
+
+log = logging.getLogger("media_svc.storage")
+
+T = TypeVar("T")
+
+# Renditions live under immutable keys: a new version of a photo is a new media id.
+IMMUTABLE = "public, max-age=31536000, immutable"
+_MISSING = {"NoSuchKey", "NoSuchObject", "NoSuchVersion"}
+
+
+@dataclass(frozen=True)
+class PresignedPost:
+    """An HTML-form upload: POST `fields` and then the file (as "file") to `url` before `expires_at`."""
+
+    url: str
+    fields: dict[str, str]
+    expires_at: dt.datetime
+
+
+@dataclass(frozen=True)
+class StoredObject:
+    size: int
+    content_type: str
+
+
+class ObjectStore:
+    def __init__(self, endpoint: str, access_key: str, secret_key: str, region: str, bucket: str) -> None:
+        parts = urlsplit(endpoint)
+        if parts.scheme not in ("http", "https") or not parts.netloc:
+            raise ValueError(f"the S3 endpoint must be an http(s) URL, got {endpoint!r}")
+        self.bucket = bucket
+        self._endpoint = f"{parts.scheme}://{parts.netloc}"
+        # minio's default client waits minutes and retries five times; a store that is down
+        # should fail the request (or the message, which is then retried) within seconds.
+        http = urllib3.PoolManager(
+            timeout=urllib3.Timeout(connect=3.0, read=30.0),
+            maxsize=16,
+            retries=urllib3.Retry(total=2, backoff_factor=0.2, status_forcelist=[500, 502, 503, 504]),
+        )
+        self._client = Minio(
+            parts.netloc,
+            access_key=access_key,
+            secret_key=secret_key,
+            secure=parts.scheme == "https",
+            region=region,
+            http_client=http,
+        )
+
+    async def ensure_bucket(self) -> None:
+        """Creates the bucket if missing and lets anyone read renditions (never raw uploads)."""
+
+        def ensure() -> None:
+            if not self._client.bucket_exists(self.bucket):
+                try:
+                    self._client.make_bucket(self.bucket)
+                except S3Error as exc:
+                    # Another process created it in the meantime.
+                    if exc.code not in ("BucketAlreadyOwnedByYou", "BucketAlreadyExists"):
+                        raise
+            # Renditions are public (a CDN serves them); raw uploads keep the store's default: private.
+            policy = {
+                "Version": "2012-10-17",
+                "Statement": [
+                    {
+                        "Effect": "Allow",
+                        "Principal": {"AWS": ["*"]},
+                        "Action": ["s3:GetObject"],
+                        "Resource": [f"arn:aws:s3:::{self.bucket}/u/*/r/*"],
+                    }
+                ],
+            }
+            self._client.set_bucket_policy(self.bucket, json.dumps(policy))
+
+        await self._call(ensure)
+
+    def presign_upload(self, key: str, content_type: str, size_bytes: int, ttl: dt.timedelta) -> PresignedPost:
+        """A POST policy for exactly `key`, `content_type` and `size_bytes` bytes, valid for `ttl`.
+
+        Signing is local (no request to the store), so this does not block.
+        """
+        expires_at = dt.datetime.now(dt.UTC).replace(microsecond=0) + ttl
+        policy = PostPolicy(self.bucket, expires_at)
+        policy.add_equals_condition("key", key)
+        policy.add_equals_condition("Content-Type", content_type)
+        # Exactly the declared size: the store refuses any other body, so the size the grant was
+        # checked against is the size that is stored (AttachMedia checks again, for stores that
+        # do not enforce policies).
+        policy.add_content_length_range_condition(size_bytes, size_bytes)
+        fields = self._client.presigned_post_policy(policy)
+        return PresignedPost(
+            url=f"{self._endpoint}/{self.bucket}",
+            fields={**fields, "key": key, "Content-Type": content_type},
+            expires_at=expires_at,
+        )
+
+    async def stat(self, key: str) -> StoredObject | None:
+        """The stored object's size and type, or None if nothing is stored under `key`."""
+
+        def stat() -> StoredObject | None:
+            try:
+                found = self._client.stat_object(self.bucket, key)
+            except S3Error as exc:
+                if exc.code in _MISSING:
+                    return None
+                raise
+            return StoredObject(size=found.size or 0, content_type=found.content_type or "")
+
+        return await self._call(stat)
+
+    async def read(self, key: str, max_bytes: int) -> bytes | None:
+        """The object's bytes (at most `max_bytes` + 1, so an oversized object is noticed without
+        reading it all), or None if nothing is stored under `key`."""
+
+        def read() -> bytes | None:
+            try:
+                response = self._client.get_object(self.bucket, key)
+            except S3Error as exc:
+                if exc.code in _MISSING:
+                    return None
+                raise
+            try:
+                chunks = []
+                remaining = max_bytes + 1
+                while remaining > 0:
+                    chunk = response.read(min(remaining, 1024 * 1024))
+                    if not chunk:
+                        break
+                    chunks.append(chunk)
+                    remaining -= len(chunk)
+                return b"".join(chunks)
+            finally:
+                response.close()
+                response.release_conn()
+
+        return await self._call(read)
+
+    async def write(self, key: str, data: bytes, content_type: str, *, cache_control: str = IMMUTABLE) -> None:
+        """Stores `data` under `key`, replacing what was there."""
+
+        def write() -> None:
+            self._client.put_object(
+                self.bucket,
+                key,
+                io.BytesIO(data),
+                len(data),
+                content_type=content_type,
+                metadata={"Cache-Control": cache_control},
+            )
+
+        await self._call(write)
+
+    async def _call(self, work: Callable[[], T]) -> T:
+        with _unavailable_when_unreachable(self._endpoint):
+            return await asyncio.to_thread(work)
+
+
+@contextmanager
+def _unavailable_when_unreachable(endpoint: str) -> Iterator[None]:
+    try:
+        yield
+    except S3Error as exc:
+        # The store answered but refused (credentials, missing bucket...): a deployment problem,
+        # reported as unavailable so callers retry rather than blame the request.
+        log.error("object store refused a request", extra={"code": exc.code, "detail": exc.message})
+        raise Unavailable("photo storage is unavailable; retry shortly", reason="STORAGE_UNAVAILABLE") from exc
+    except (MinioException, urllib3.exceptions.HTTPError, OSError) as exc:
+        log.warning("object store unreachable", extra={"endpoint": endpoint, "error": str(exc)})
+        raise Unavailable("photo storage is unavailable; retry shortly", reason="STORAGE_UNAVAILABLE") from exc
