@@ -28,6 +28,9 @@ def main(argv: list[str] | None = None) -> None:
         log_config=None,
         access_log=False,
         server_header=False,
+        # The client address is the gateway's to work out (GLIMPSE_TRUSTED_PROXIES, see rate_limits):
+        # uvicorn would otherwise believe X-Forwarded-For from any local peer.
+        proxy_headers=False,
         # In-flight requests get the same grace as the services' RPCs (uvicorn takes whole seconds).
         timeout_graceful_shutdown=math.ceil(settings.shutdown_grace_seconds),
     )

@@ -1,4 +1,5 @@
-"""The gateway's FastAPI application: routes, error handlers, body limit and upstream channels."""
+"""The gateway's FastAPI application: routes, error handlers, metrics, body limit, rate limits and
+upstream channels."""
 
 from __future__ import annotations
 
@@ -9,15 +10,17 @@ from fastapi import FastAPI
 
 from gateway.body_limit import BodySizeLimit
 from gateway.errors import install_error_handlers
-from gateway.resources import Health
-from gateway.routes import accounts, graph, media, posts
+from gateway.metrics import RequestMetrics
+from gateway.rate_limits import RateLimiter
+from gateway.routes import accounts, graph, media, operations, posts
 from gateway.settings import GatewaySettings
 from gateway.upstream import connect_upstream
 from mesh.tokens import signer_from
 
 
 def create_app(settings: GatewaySettings) -> FastAPI:
-    """The gateway app. Its lifespan opens the gRPC channels to the services and closes them on shutdown.
+    """The gateway app. Its lifespan opens the gRPC channels to the services and the rate limiter's
+    Redis client, and closes them on shutdown.
 
     Raises ValueError if the token secret is too short to verify tokens safely.
     """
@@ -26,7 +29,11 @@ def create_app(settings: GatewaySettings) -> FastAPI:
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         async with connect_upstream(settings) as connected:
             app.state.upstream = connected
-            yield
+            app.state.rate_limiter = RateLimiter(settings)
+            try:
+                yield
+            finally:
+                await app.state.rate_limiter.close()
 
     app = FastAPI(
         title="Glimpse API",
@@ -38,14 +45,11 @@ def create_app(settings: GatewaySettings) -> FastAPI:
     app.state.token_signer = signer_from(settings)
     install_error_handlers(app)
     app.add_middleware(BodySizeLimit, max_bytes=settings.max_body_bytes)
+    # Added last, so outermost: it also counts what the body limit refuses.
+    app.add_middleware(RequestMetrics)
     app.include_router(accounts.router)
     app.include_router(graph.router)
     app.include_router(media.router)
     app.include_router(posts.router)
-
-    @app.get("/healthz", response_model=Health, tags=["operations"], summary="Liveness")
-    async def healthz() -> dict[str, str]:
-        """The process is up and serving HTTP; upstream services are not checked."""
-        return {"status": "ok"}
-
+    app.include_router(operations.router)
     return app

@@ -4,11 +4,14 @@ Every error body has the same shape, whether it came from a service (a gRPC stat
 details), from the gateway itself (bad token, bad request, unknown route) or from a bug:
 
     {"error": {"code": "NOT_FOUND", "message": "...", "details": [...]}}
+
+An error that says when to retry (a google.rpc.RetryInfo detail: rate limits) also sets `Retry-After`.
 """
 
 from __future__ import annotations
 
 import logging
+import math
 from collections.abc import Iterable, Mapping
 from typing import Any
 
@@ -86,8 +89,8 @@ def error_response(
 
 
 def render_details(status: status_pb2.Status) -> list[dict[str, Any]]:
-    """ErrorInfo and BadRequest details of a google.rpc.Status as JSON. Other detail types (DebugInfo
-    may hold a stack trace) are left out on purpose."""
+    """ErrorInfo, BadRequest and RetryInfo details of a google.rpc.Status as JSON. Other detail types
+    (DebugInfo may hold a stack trace) are left out on purpose."""
     rendered: list[dict[str, Any]] = []
     for packed in status.details:
         if packed.Is(error_details_pb2.ErrorInfo.DESCRIPTOR):
@@ -98,7 +101,22 @@ def render_details(status: status_pb2.Status) -> list[dict[str, Any]]:
             bad_request = error_details_pb2.BadRequest()
             packed.Unpack(bad_request)
             rendered.append(bad_request_detail((v.field, v.description) for v in bad_request.field_violations))
+        elif packed.Is(error_details_pb2.RetryInfo.DESCRIPTOR):
+            retry = error_details_pb2.RetryInfo()
+            packed.Unpack(retry)
+            rendered.append({"type": "RetryInfo", "retry_delay": retry.retry_delay.ToJsonString()})
     return rendered
+
+
+def retry_after(status: status_pb2.Status) -> dict[str, str]:
+    """A `Retry-After` header (whole seconds, rounded up) if the status carries a RetryInfo; else none."""
+    for packed in status.details:
+        if packed.Is(error_details_pb2.RetryInfo.DESCRIPTOR):
+            retry = error_details_pb2.RetryInfo()
+            packed.Unpack(retry)
+            seconds = math.ceil(retry.retry_delay.ToTimedelta().total_seconds())
+            return {"Retry-After": str(max(seconds, 0))}
+    return {}
 
 
 def error_info(reason: str, domain: str = ERROR_DOMAIN, metadata: Mapping[str, str] | None = None) -> dict[str, Any]:
@@ -146,7 +164,8 @@ async def _on_rpc_error(request: Request, exc: grpc.aio.AioRpcError) -> JSONResp
             return error_response(status_code, code.name, _TRANSPORT_MESSAGES[code])
     message = rich.message if rich is not None else (exc.details() or code.name)
     details = render_details(rich) if rich is not None else []
-    return error_response(status_code, code.name, message, details)
+    headers = retry_after(rich) if rich is not None else {}
+    return error_response(status_code, code.name, message, details, headers)
 
 
 async def _on_domain_error(request: Request, exc: DomainError) -> JSONResponse:
@@ -154,11 +173,12 @@ async def _on_domain_error(request: Request, exc: DomainError) -> JSONResponse:
     if status_code == 500:
         log.error("unmapped domain error", exc_info=exc, extra={"method": request.method, "path": request.url.path})
         return error_response(500, exc.code.name, INTERNAL_MESSAGE)
-    headers = {}
+    status = exc.to_status()
+    headers = retry_after(status)
     if exc.code == grpc.StatusCode.UNAUTHENTICATED and exc.reason != TOKEN_MISSING:
         # RFC 6750: a presented-but-rejected token is "invalid_token", so clients know to log in again.
         headers["WWW-Authenticate"] = 'Bearer error="invalid_token"'
-    return error_response(status_code, exc.code.name, exc.message, render_details(exc.to_status()), headers)
+    return error_response(status_code, exc.code.name, exc.message, render_details(status), headers)
 
 
 async def _on_validation_error(request: Request, exc: RequestValidationError) -> JSONResponse:

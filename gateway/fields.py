@@ -47,7 +47,11 @@ def _id_type(kind: str) -> Any:
         BeforeValidator(_id_parser(kind)),
         WithJsonSchema(
             {
-                "anyOf": [{"type": "string", "pattern": "^[0-9]{1,19}$"}, {"type": "integer", "minimum": 1}],
+                # The canonical form. Leading zeros and integers are accepted too; 2.0 is not.
+                "anyOf": [
+                    {"type": "string", "pattern": "^[1-9][0-9]{0,18}$"},
+                    {"type": "integer", "minimum": 1, "maximum": _MAX_INT64},
+                ],
                 "description": f"A {kind} id: a positive 64-bit integer as a decimal string (an integer is accepted).",
                 "examples": ["7240392310784001"],
             }

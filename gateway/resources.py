@@ -57,12 +57,20 @@ class Health(BaseModel):
     status: str = Field(examples=["ok"])
 
 
+class Readiness(BaseModel):
+    status: str = Field(examples=["ready"])
+    upstreams: dict[str, str] = Field(
+        description="Each upstream service's grpc.health.v1 status.", examples=[{"graph": "SERVING"}]
+    )
+
+
 class ErrorStatus(BaseModel):
     code: str = Field(description="The gRPC status code name.", examples=["NOT_FOUND"])
     message: str = Field(description="What went wrong, for a person to read.")
     details: list[dict[str, Any]] = Field(
-        description='google.rpc details: {"type": "ErrorInfo", "reason", "domain", "metadata"} and '
-        '{"type": "BadRequest", "field_violations": [{"field", "description"}]}.'
+        description='google.rpc details: {"type": "ErrorInfo", "reason", "domain", "metadata"}, '
+        '{"type": "BadRequest", "field_violations": [{"field", "description"}]} and '
+        '{"type": "RetryInfo", "retry_delay": "12s"}.'
     )
 
 
@@ -76,6 +84,8 @@ def error_responses(*statuses: int) -> dict[int | str, dict[str, Any]]:
     responses: dict[int | str, dict[str, Any]] = {
         status: {"model": ErrorResponse, "description": _ERROR_DESCRIPTIONS[status]} for status in statuses
     }
+    if 429 in responses:
+        responses[429]["headers"] = {"Retry-After": _RETRY_AFTER}
     responses["default"] = {"model": ErrorResponse, "description": _ERROR_DESCRIPTIONS["default"]}
     return responses
 
@@ -87,10 +97,15 @@ _ERROR_DESCRIPTIONS: dict[int | str, str] = {
     404: "No such resource.",
     409: "It already exists.",
     413: "The request body is too large.",
-    429: "Too many requests; slow down.",
+    429: "Too many requests (reason RATE_LIMITED); retry after `Retry-After` seconds.",
     503: "A service is unavailable; try again shortly.",
     504: "A service did not answer in time.",
     "default": "Any other error (503 unavailable, 504 timeout, 500 internal), in the same shape.",
+}
+
+_RETRY_AFTER = {
+    "description": "Seconds to wait before trying again (also in the RetryInfo detail).",
+    "schema": {"type": "integer", "minimum": 0},
 }
 
 

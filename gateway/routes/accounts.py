@@ -6,9 +6,12 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Query, status
 from pydantic import BaseModel, Field
+from pydantic.json_schema import JsonDict
 
+from gateway import rate_limits
 from gateway.auth import CallerId
 from gateway.fields import PageSize, PageToken, Text
+from gateway.rate_limits import LOGIN_PER_NAME, RateLimiterDep, login_subject
 from gateway.render import to_json
 from gateway.resources import Session, User, UserPage, error_responses
 from gateway.upstream import Services
@@ -18,11 +21,23 @@ from mesh.identity import as_caller
 router = APIRouter(tags=["accounts"])
 
 
+# The service's rules, documented here and checked there (its errors name the rule and the field).
+_USERNAME: JsonDict = {"pattern": "^[A-Za-z0-9_][A-Za-z0-9._]{1,28}[A-Za-z0-9_]$", "minLength": 3, "maxLength": 30}
+
+
 class RegisterUserBody(BaseModel):
-    username: Text = Field(description="3-30 characters of [a-z0-9._]; stored lower-case.", examples=["ada.l"])
-    email: Text = Field(examples=["ada@example.com"])
-    password: Text = Field(description="Checked for strength by the service.", examples=["correct horse battery"])
-    display_name: Text = Field("", examples=["Ada Lovelace"])
+    username: Text = Field(
+        description="3-30 characters of [a-z0-9._], not starting or ending with '.', no '..'; stored lower-case.",
+        examples=["ada.l"],
+        json_schema_extra=_USERNAME,
+    )
+    email: Text = Field(examples=["ada@example.com"], json_schema_extra={"format": "email", "maxLength": 254})
+    password: Text = Field(
+        description="8-128 characters; common or username-like passwords are refused.",
+        examples=["correct horse battery"],
+        json_schema_extra={"minLength": 8, "maxLength": 128},
+    )
+    display_name: Text = Field("", examples=["Ada Lovelace"], json_schema_extra={"maxLength": 64})
 
 
 class LoginBody(BaseModel):
@@ -40,7 +55,8 @@ class RefreshBody(BaseModel):
     response_model=User,
     summary="Register an account",
     response_description="The new user.",
-    responses=error_responses(400, 409, 413),
+    responses=error_responses(400, 409, 413, 429),
+    dependencies=[rate_limits.registrations],
 )
 async def register_user(body: RegisterUserBody, services: Services) -> dict[str, Any]:
     """Creates an account. 409 if the username or email is taken; 400 for a malformed username or
@@ -56,10 +72,13 @@ async def register_user(body: RegisterUserBody, services: Services) -> dict[str,
     response_model=Session,
     summary="Log in",
     response_description="An access token, a refresh token and the user.",
-    responses=error_responses(400, 401),
+    responses=error_responses(400, 401, 413, 429),
+    dependencies=[rate_limits.login_attempts],
 )
-async def create_session(body: LoginBody, services: Services) -> dict[str, Any]:
-    """Checks a username (or email) and password. 401 for an unknown user or a wrong password."""
+async def create_session(body: LoginBody, services: Services, limiter: RateLimiterDep) -> dict[str, Any]:
+    """Checks a username (or email) and password. 401 for an unknown user or a wrong password; 429
+    after too many attempts from one address or for one account."""
+    await limiter.hit(LOGIN_PER_NAME, login_subject(body.login))
     request = graph_pb2.AuthenticateUserRequest(login=body.login, password=body.password)
     return to_json(await services.graph.AuthenticateUser(request, timeout=services.timeout))
 
@@ -69,7 +88,8 @@ async def create_session(body: LoginBody, services: Services) -> dict[str, Any]:
     response_model=Session,
     summary="Refresh the access token",
     response_description="A new access token and refresh token.",
-    responses=error_responses(400, 401),
+    responses=error_responses(400, 401, 413, 429),
+    dependencies=[rate_limits.anonymous_reads],
 )
 async def refresh_session(body: RefreshBody, services: Services) -> dict[str, Any]:
     """Exchanges a valid refresh token for a new token pair. 401 if it is invalid or expired."""
@@ -82,7 +102,8 @@ async def refresh_session(body: RefreshBody, services: Services) -> dict[str, An
     response_model=User,
     summary="Look a user up by username",
     response_description="The user.",
-    responses=error_responses(404),
+    responses=error_responses(404, 429),
+    dependencies=[rate_limits.anonymous_reads],
 )
 async def lookup_user(username: str, services: Services) -> dict[str, Any]:
     """The user with this username (case-insensitive); a numeric-looking name is still a name."""
@@ -95,12 +116,21 @@ async def lookup_user(username: str, services: Services) -> dict[str, Any]:
     response_model=UserPage,
     summary="Search users by username prefix",
     response_description="Matching users, alphabetical.",
-    responses=error_responses(400, 401),
+    responses=error_responses(400, 401, 429),
+    dependencies=[rate_limits.user_reads],
 )
 async def search_users(
     caller: CallerId,
     services: Services,
-    q: Annotated[str, Query(min_length=1, max_length=100, description="Username prefix.")],
+    q: Annotated[
+        str,
+        Query(
+            min_length=1,
+            max_length=100,
+            description="Username prefix: 1-30 characters of [a-z0-9._], optionally after '@'.",
+            json_schema_extra={"pattern": "^@?[A-Za-z0-9._]{1,30}$"},
+        ),
+    ],
     page_size: PageSize = 0,
     page_token: PageToken = "",
 ) -> dict[str, Any]:

@@ -7,6 +7,7 @@ from typing import Any
 from fastapi import APIRouter
 from pydantic import BaseModel
 
+from gateway import rate_limits
 from gateway.auth import CallerId
 from gateway.fields import PageSize, PageToken, UserId
 from gateway.render import to_json
@@ -27,7 +28,8 @@ class FollowBody(BaseModel):
     response_model=FollowResult,
     summary="Follow a user",
     response_description="Whether a follow was created, and the followed user.",
-    responses=error_responses(400, 401, 404),
+    responses=error_responses(400, 401, 404, 413, 429),
+    dependencies=[rate_limits.follow_changes],
 )
 async def follow_user(body: FollowBody, caller: CallerId, services: Services) -> dict[str, Any]:
     """The caller follows the target. Idempotent: following again answers `created: false`.
@@ -41,7 +43,8 @@ async def follow_user(body: FollowBody, caller: CallerId, services: Services) ->
     response_model=UnfollowResult,
     summary="Unfollow a user",
     response_description="Whether a follow was removed.",
-    responses=error_responses(400, 401, 404),
+    responses=error_responses(400, 401, 404, 429),
+    dependencies=[rate_limits.follow_changes],
 )
 async def unfollow_user(user_id: UserId, caller: CallerId, services: Services) -> dict[str, Any]:
     """The caller stops following `user_id`. Idempotent: `deleted: false` if there was nothing to remove."""
@@ -54,7 +57,8 @@ async def unfollow_user(user_id: UserId, caller: CallerId, services: Services) -
     response_model=FollowPage,
     summary="List a user's followers",
     response_description="One page of followers, newest follow first.",
-    responses=error_responses(400, 401, 404),
+    responses=error_responses(400, 401, 404, 429),
+    dependencies=[rate_limits.user_reads],
 )
 async def list_followers(
     user_id: UserId, caller: CallerId, services: Services, page_size: PageSize = 0, page_token: PageToken = ""
@@ -70,7 +74,8 @@ async def list_followers(
     response_model=FollowPage,
     summary="List the users a user follows",
     response_description="One page of followed users, newest follow first.",
-    responses=error_responses(400, 401, 404),
+    responses=error_responses(400, 401, 404, 429),
+    dependencies=[rate_limits.user_reads],
 )
 async def list_following(
     user_id: UserId, caller: CallerId, services: Services, page_size: PageSize = 0, page_token: PageToken = ""

@@ -7,6 +7,7 @@ from typing import Any
 from fastapi import APIRouter, status
 from pydantic import BaseModel, Field
 
+from gateway import rate_limits
 from gateway.auth import CallerId
 from gateway.fields import Text
 from gateway.render import to_json
@@ -19,8 +20,18 @@ router = APIRouter(tags=["media"])
 
 
 class UploadGrantBody(BaseModel):
-    content_type: Text = Field(description="image/jpeg, image/png or image/webp.", examples=["image/jpeg"])
-    size_bytes: int = Field(ge=0, le=2**62, description="Exact size of the file to upload.", examples=[2_400_000])
+    # Documented here, checked by media_svc (whose error names the accepted types).
+    content_type: Text = Field(
+        description="image/jpeg, image/png or image/webp.",
+        examples=["image/jpeg"],
+        json_schema_extra={"enum": ["image/jpeg", "image/png", "image/webp"]},
+    )
+    size_bytes: int = Field(
+        ge=0,
+        le=2**62,
+        description="Exact size of the file to upload; the deployment's limit (20 MB by default) is checked.",
+        examples=[2_400_000],
+    )
 
 
 @router.post(
@@ -29,7 +40,8 @@ class UploadGrantBody(BaseModel):
     response_model=UploadGrant,
     summary="Get an upload grant for a photo",
     response_description="Where and how to upload the bytes, valid until `expire_time`.",
-    responses=error_responses(400, 401),
+    responses=error_responses(400, 401, 413, 429),
+    dependencies=[rate_limits.uploads],
 )
 async def create_upload_grant(body: UploadGrantBody, caller: CallerId, services: Services) -> dict[str, Any]:
     """Reserves a media id owned by the caller and returns a form to POST the file to object storage.

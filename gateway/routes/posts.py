@@ -10,6 +10,7 @@ from fastapi import APIRouter, Header, Response, status
 from google.protobuf.field_mask_pb2 import FieldMask
 from pydantic import BaseModel, Field
 
+from gateway import rate_limits
 from gateway.auth import CallerId
 from gateway.fields import MediaId, PageSize, PageToken, PostId, Text, UserId
 from gateway.render import to_json
@@ -71,7 +72,8 @@ async def _with_media(posts: Sequence[post_pb2.Post], services: Upstream, caller
     response_model=Post,
     summary="Create a post",
     response_description="The post; its photos are PROCESSING until their renditions are ready.",
-    responses=error_responses(400, 401, 403, 404),
+    responses=error_responses(400, 401, 403, 404, 413, 429),
+    dependencies=[rate_limits.post_changes],
 )
 async def create_post(
     body: CreatePostBody, caller: CallerId, services: Services, idempotency_key: IdempotencyKey = ""
@@ -91,7 +93,8 @@ async def create_post(
     response_model=Post,
     summary="Get a post",
     response_description="The post with its photos.",
-    responses=error_responses(400, 401, 404),
+    responses=error_responses(400, 401, 404, 429),
+    dependencies=[rate_limits.user_reads],
 )
 async def get_post(post_id: PostId, caller: CallerId, services: Services) -> dict[str, Any]:
     """404 if the post does not exist or was deleted."""
@@ -106,7 +109,8 @@ async def get_post(post_id: PostId, caller: CallerId, services: Services) -> dic
     response_model=Post,
     summary="Edit a post's caption",
     response_description="The updated post.",
-    responses=error_responses(400, 401, 403, 404),
+    responses=error_responses(400, 401, 403, 404, 413, 429),
+    dependencies=[rate_limits.post_changes],
 )
 async def update_post(post_id: PostId, body: UpdatePostBody, caller: CallerId, services: Services) -> dict[str, Any]:
     """Only the author may edit (403 otherwise)."""
@@ -122,7 +126,8 @@ async def update_post(post_id: PostId, body: UpdatePostBody, caller: CallerId, s
     status_code=status.HTTP_204_NO_CONTENT,
     summary="Delete a post",
     response_description="Deleted (deleting again is also 204).",
-    responses=error_responses(400, 401, 403, 404),
+    responses=error_responses(400, 401, 403, 404, 429),
+    dependencies=[rate_limits.post_changes],
 )
 async def delete_post(post_id: PostId, caller: CallerId, services: Services) -> Response:
     """Only the author may delete (403 otherwise); the post disappears from feeds."""
@@ -137,7 +142,8 @@ async def delete_post(post_id: PostId, caller: CallerId, services: Services) -> 
     response_model=PostPage,
     summary="List a user's posts (profile grid)",
     response_description="One page of posts, newest first.",
-    responses=error_responses(400, 401),
+    responses=error_responses(400, 401, 429),
+    dependencies=[rate_limits.user_reads],
 )
 async def list_posts(
     user_id: UserId, caller: CallerId, services: Services, page_size: PageSize = 0, page_token: PageToken = ""

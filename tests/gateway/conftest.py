@@ -1,19 +1,36 @@
-"""Fixtures for gateway tests that need no graph_svc: the app served in-process through httpx's ASGI
-transport (lifespan included), in front of whatever upstream address a test chooses."""
+"""Fixtures for gateway tests: the app served in-process through httpx's ASGI transport (lifespan
+included), in front of whatever upstream address a test chooses; and generous rate limits for the
+shared gateway (`gateway_url`)."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Iterator
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 
 import httpx
 import pytest
 from fastapi import FastAPI
 
+from gateway.settings import GatewaySettings
+
 # Nothing listens on port 1, so calls there fail at once with UNAVAILABLE.
 UNREACHABLE = "127.0.0.1:1"
 
 ServeApp = Callable[[FastAPI], AbstractAsyncContextManager[httpx.AsyncClient]]
+
+# Every budget: rate_limit_<what>_per_<whom>.
+RATE_LIMIT_SETTINGS = [name for name in GatewaySettings.model_fields if "_per_" in name]
+
+
+@pytest.fixture(scope="session", autouse=True)
+def generous_rate_limits() -> Iterator[None]:
+    """The shared gateway serves every test from one address, so its budgets are raised (through the
+    environment, which its settings read when it starts); test_rate_limits.py tests the budgets on
+    app instances of its own."""
+    with pytest.MonkeyPatch.context() as patch:
+        for name in RATE_LIMIT_SETTINGS:
+            patch.setenv(f"GLIMPSE_{name.upper()}", "100000/minute")
+        yield
 
 
 @pytest.fixture

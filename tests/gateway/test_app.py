@@ -187,6 +187,39 @@ async def test_slow_upstream_is_504_after_the_timeout(serve_app):
         await server.wait_closed()
 
 
+@pytest.mark.parametrize(
+    ("upstream", "method", "path", "body"),
+    [
+        ("graph", "GET", "/v1/users/7/followers", None),
+        ("post", "GET", "/v1/posts/7", None),
+        ("media", "POST", "/v1/media/upload-url", {"content_type": "image/png", "size_bytes": 10}),
+    ],
+)
+async def test_every_upstream_that_hangs_is_504_within_its_deadline(serve_app, upstream, method, path, body):
+    silent: list[asyncio.StreamWriter] = []
+
+    async def accept(_: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        silent.append(writer)
+
+    server = await asyncio.start_server(accept, "127.0.0.1", 0)
+    address = f"127.0.0.1:{server.sockets[0].getsockname()[1]}"
+    app = create_app(settings(**{f"{upstream}_addr": address, "upstream_timeout_seconds": 0.3}))
+    token = signer_from(settings()).issue(7, ACCESS).token
+    try:
+        async with serve_app(app) as client:
+            loop = asyncio.get_running_loop()
+            started = loop.time()
+            response = await client.request(method, path, headers=bearer(token), json=body)
+            elapsed = loop.time() - started
+        assert_error(response, 504, "DEADLINE_EXCEEDED")
+        assert 0.3 <= elapsed < 1.5
+    finally:
+        for writer in silent:
+            writer.close()
+        server.close()
+        await server.wait_closed()
+
+
 async def test_an_unexpected_exception_is_a_generic_500(serve_app):
     app = create_app(settings())
 
