@@ -8,7 +8,7 @@ PROTOS := $(shell find proto -name '*.proto')
 SERVICES := graph_svc post_svc media_svc
 DATASET ?= $(CURDIR)/../shared/datasets/socfb-Reed98.edges
 
-.PHONY: help run test lint proto services migrate demo bench clean
+.PHONY: help run test test-cluster lint proto services migrate demo bench clean
 help:  ## list targets
 	@grep -E '^[a-z-]+:.*##' $(MAKEFILE_LIST) | sed 's/:.*##/\t/'
 
@@ -43,8 +43,19 @@ run: demo  ## run every service and the gateway with demo data (Ctrl-C stops all
 	@echo "grpc: graph 127.0.0.1:50051      try: $(VENV)/bin/grpcurl -plaintext 127.0.0.1:50051 list"
 	$(VENV)/bin/honcho start -f Procfile
 
-test: proto services  ## run the whole test suite against the real backing services
+# The clustered engines of `make test-cluster`, started on loopback by dev/cluster/start.sh.
+CLUSTER_ENV := GLIMPSE_REDIS_URL=redis+cluster://127.0.0.1:7001 \
+	GLIMPSE_NATS_URL=nats://127.0.0.1:4231,nats://127.0.0.1:4232,nats://127.0.0.1:4233 \
+	GLIMPSE_STREAM_REPLICAS=3
+
+test: proto services  ## the whole suite on the local servers, then the cluster suite (what CI runs)
 	$(PY) -m pytest -q
+	$(MAKE) --no-print-directory test-cluster
+
+test-cluster: proto services  ## event, fan-out and feed tests on a local Redis Cluster and NATS cluster
+	dev/cluster/start.sh
+	$(CLUSTER_ENV) $(PY) -m pytest -q tests/mesh tests/graph_svc tests/feed_svc tests/cluster; \
+		status=$$?; dev/cluster/stop.sh; exit $$status
 
 lint: proto  ## ruff, mypy, buf lint and buf breaking against main
 	$(VENV)/bin/ruff check .

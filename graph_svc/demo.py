@@ -27,6 +27,7 @@ from graph_svc.models import follows, users
 from graph_svc.settings import GraphSettings
 from mesh.db import Database
 from mesh.ids import IdGenerator
+from mesh.runtime import lease_id_shard
 
 DEMO_PASSWORD = "glimpse-demo-password"
 USERNAME_PREFIX = "reed"
@@ -89,7 +90,8 @@ async def _main(path: Path) -> None:
     try:
         started = time.perf_counter()
         passwords = Passwords(settings.argon2_time_cost, settings.argon2_memory_kib, settings.argon2_parallelism)
-        n_users, n_follows = await load(db, read_edges(path), passwords, IdGenerator(settings.id_shard))
+        shard = settings.id_shard if settings.id_shard is not None else await lease_id_shard(db)
+        n_users, n_follows = await load(db, read_edges(path), passwords, IdGenerator(shard))
         elapsed = time.perf_counter() - started
     finally:
         await db.dispose()

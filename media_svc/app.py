@@ -25,7 +25,12 @@ from mesh.server import ServiceHost
 async def open_store(settings: MediaSettings) -> ObjectStore:
     """The media bucket's store, the bucket created if missing."""
     store = ObjectStore(
-        settings.s3_endpoint, settings.s3_access_key, settings.s3_secret_key, settings.s3_region, settings.bucket
+        settings.s3_endpoint,
+        settings.s3_access_key,
+        settings.s3_secret_key,
+        settings.s3_region,
+        settings.bucket,
+        settings.s3_public_endpoint,
     )
     await store.ensure_bucket()
     return store

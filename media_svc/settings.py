@@ -18,6 +18,9 @@ class MediaSettings(MeshSettings):
     s3_access_key: str = "glimpse-dev"
     s3_secret_key: str = "glimpse-dev-secret"
     s3_region: str = "us-east-1"
+    # Where clients POST uploads: the store as seen from outside (through the ingress). Default:
+    # s3_endpoint, which is right when clients and services see the store at the same address.
+    s3_public_endpoint: str | None = None
     # Default: "<namespace>-media", so a test run (its own namespace) gets its own bucket.
     media_bucket: str | None = None
     # Where clients fetch renditions (a CDN in production). Default: "<s3_endpoint>/<bucket>".

@@ -50,12 +50,22 @@ class StoredObject:
 
 
 class ObjectStore:
-    def __init__(self, endpoint: str, access_key: str, secret_key: str, region: str, bucket: str) -> None:
+    def __init__(
+        self,
+        endpoint: str,
+        access_key: str,
+        secret_key: str,
+        region: str,
+        bucket: str,
+        public_endpoint: str | None = None,
+    ) -> None:
         parts = urlsplit(endpoint)
         if parts.scheme not in ("http", "https") or not parts.netloc:
             raise ValueError(f"the S3 endpoint must be an http(s) URL, got {endpoint!r}")
         self.bucket = bucket
         self._endpoint = f"{parts.scheme}://{parts.netloc}"
+        # The upload policy's signature does not cover the host, so clients may use another address.
+        self._public_endpoint = (public_endpoint or self._endpoint).rstrip("/")
         # minio's default client waits minutes and retries five times; a store that is down
         # should fail the request (or the message, which is then retried) within seconds.
         http = urllib3.PoolManager(
@@ -114,7 +124,7 @@ class ObjectStore:
         policy.add_content_length_range_condition(size_bytes, size_bytes)
         fields = self._client.presigned_post_policy(policy)
         return PresignedPost(
-            url=f"{self._endpoint}/{self.bucket}",
+            url=f"{self._public_endpoint}/{self.bucket}",
             fields={**fields, "key": key, "Content-Type": content_type},
             expires_at=expires_at,
         )

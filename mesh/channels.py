@@ -7,6 +7,8 @@ import json
 
 import grpc
 
+from mesh.interceptors import ClientTelemetryInterceptor
+
 _SERVICE_CONFIG = json.dumps(
     {
         "methodConfig": [
@@ -35,4 +37,5 @@ def open_channel(address: str) -> grpc.aio.Channel:
             ("grpc.keepalive_time_ms", 30_000),
             ("grpc.keepalive_timeout_ms", 10_000),
         ],
+        interceptors=[ClientTelemetryInterceptor()],
     )

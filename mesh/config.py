@@ -27,7 +27,8 @@ class MeshSettings(BaseSettings):
     # Replicas for JetStream streams: 1 on one server, 3 on a cluster.
     stream_replicas: int = Field(1, ge=1, le=5)
 
-    # Shard bits of the 64-bit ids; processes that run at the same time should differ.
+    # Shard bits of the 64-bit ids. Unset (the default): leased from PostgreSQL at start-up, so
+    # concurrently running processes never share one.
     id_shard: int | None = Field(None, ge=0, le=8191)
 
     jwt_secret: str = "dev-only-change-me-0123456789abcdef"

@@ -14,6 +14,9 @@ import threading
 import time
 
 EPOCH_MS = 1_735_689_600_000  # 2025-01-01T00:00:00Z
+# Processes that write to PostgreSQL lease their shard from this sequence at start-up (mesh.runtime),
+# so replicas never share one; it wraps after 8192 starts, long after older processes have gone.
+ID_SHARD_SEQUENCE = "glimpse_id_shards"
 SHARD_BITS = 13
 SEQUENCE_BITS = 10
 MAX_SHARD = (1 << SHARD_BITS) - 1
@@ -26,7 +29,7 @@ class IdGenerator:
 
     def __init__(self, shard: int | None = None) -> None:
         if shard is None:
-            # Two processes on one host differ by pid; hosts differ by the explicit setting.
+            # Only for processes with no database to lease a shard from (tools, tests).
             shard = os.getpid() & MAX_SHARD
         if not 0 <= shard <= MAX_SHARD:
             raise ValueError(f"shard must be within 0..{MAX_SHARD}, got {shard}")

@@ -21,13 +21,20 @@ from mesh.errors import DomainError
 
 log = logging.getLogger("mesh.rpc")
 
+_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5)
 RPC_LATENCY = Histogram(
     "glimpse_grpc_server_handling_seconds",
     "Time to handle one RPC, by method and status code.",
     ["method", "code"],
-    buckets=(0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5),
+    buckets=_BUCKETS,
 )
 RPC_TOTAL = Counter("glimpse_grpc_server_handled_total", "RPCs handled, by method and status code.", ["method", "code"])
+RPC_CLIENT_LATENCY = Histogram(
+    "glimpse_grpc_client_handling_seconds",
+    "Time from sending a unary RPC to its status, as the caller sees it, by method and status code.",
+    ["method", "code"],
+    buckets=_BUCKETS,
+)
 
 _GRPC_DETAILS_KEY = "grpc-status-details-bin"
 
@@ -150,3 +157,22 @@ def _record(method: str, context: grpc.aio.ServicerContext, started: float) -> N
     level = logging.DEBUG if name == "OK" else logging.WARNING
     if log.isEnabledFor(level):
         log.log(level, "rpc", extra={"method": method, "code": name, "ms": round(elapsed * 1000, 2)})
+
+
+class ClientTelemetryInterceptor(grpc.aio.UnaryUnaryClientInterceptor):
+    """One histogram sample per outgoing unary RPC, as the caller sees it (network, queueing and
+    channel retries included), which the callee's own histogram cannot show."""
+
+    async def intercept_unary_unary(
+        self,
+        continuation: Callable[[grpc.aio.ClientCallDetails, Any], Awaitable[grpc.aio.UnaryUnaryCall]],
+        client_call_details: grpc.aio.ClientCallDetails,
+        request: Any,
+    ) -> grpc.aio.UnaryUnaryCall:
+        started = time.perf_counter()
+        call = await continuation(client_call_details, request)
+        code = await call.code()  # waits for the status without raising; the caller still gets the result
+        method = client_call_details.method
+        name = method.decode() if isinstance(method, bytes) else method
+        RPC_CLIENT_LATENCY.labels(name, code.name).observe(time.perf_counter() - started)
+        return call

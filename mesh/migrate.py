@@ -19,12 +19,17 @@ from sqlalchemy import MetaData, create_engine, text
 from sqlalchemy.engine import make_url
 
 from mesh.config import MeshSettings
+from mesh.ids import ID_SHARD_SEQUENCE
 
 log = logging.getLogger("mesh.migrate")
 
+# Any constant shared by every migrator of a database.
+_MIGRATION_LOCK = 0x676C696D7073
+
 
 def ensure_database(url: str) -> None:
-    """Creates the database named in `url` if it is missing (connecting to `postgres` to do so)."""
+    """Creates the database named in `url` if it is missing (connecting to `postgres` to do so), and
+    the sequence id shards are leased from."""
     target = make_url(url)
     admin = create_engine(target.set(database="postgres"), isolation_level="AUTOCOMMIT")
     try:
@@ -34,6 +39,12 @@ def ensure_database(url: str) -> None:
                 conn.execute(text(f'CREATE DATABASE "{target.database}"'))
     finally:
         admin.dispose()
+    engine = create_engine(target)
+    try:
+        with engine.begin() as conn:
+            conn.execute(text(f"CREATE SEQUENCE IF NOT EXISTS public.{ID_SHARD_SEQUENCE}"))
+    finally:
+        engine.dispose()
 
 
 def drop_database(url: str) -> None:
@@ -47,13 +58,23 @@ def drop_database(url: str) -> None:
 
 
 def upgrade(url: str, service_package: str) -> None:
-    """Upgrades `service_package`'s schema to the newest revision."""
+    """Upgrades `service_package`'s schema to the newest revision. Concurrent callers (two pods, a
+    job and a developer) take turns on a PostgreSQL advisory lock instead of colliding."""
     package = importlib.import_module(service_package)
     script_location = Path(package.__file__ or "").parent / "migrations"
     config = Config()
     config.set_main_option("script_location", str(script_location))
     config.set_main_option("sqlalchemy.url", url.replace("%", "%%"))
-    command.upgrade(config, "head")
+    engine = create_engine(url)
+    try:
+        with engine.connect() as lock:
+            lock.execute(text("SELECT pg_advisory_lock(:key)"), {"key": _MIGRATION_LOCK})
+            try:
+                command.upgrade(config, "head")
+            finally:
+                lock.execute(text("SELECT pg_advisory_unlock(:key)"), {"key": _MIGRATION_LOCK})
+    finally:
+        engine.dispose()
 
 
 def run_migrations(metadata: MetaData) -> None:

@@ -13,6 +13,7 @@ import contextlib
 import datetime as dt
 import logging
 
+import nats.errors
 from google.protobuf.message import Message
 from prometheus_client import Counter
 from sqlalchemy import (
@@ -33,9 +34,13 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from mesh.bus import Bus
 from mesh.db import OUTBOX_WRITTEN, Database
+from mesh.errors import Unavailable
 from mesh.ids import IdGenerator
 
 log = logging.getLogger("mesh.outbox")
+
+_BACKOFF_MIN, _BACKOFF_MAX = 0.1, 5.0
+_TRANSIENT = (TimeoutError, ConnectionError, Unavailable, nats.errors.Error)
 
 RELAYED = Counter("glimpse_outbox_relayed_total", "Outbox events published to JetStream.", ["schema"])
 
@@ -101,8 +106,18 @@ class OutboxRelay:
         """Relays until cancelled; wakes on local commits and polls for other processes' rows."""
         log.info("outbox relay started", extra={"schema": self._table.schema})
         rounds = 0
+        backoff = _BACKOFF_MIN
         while True:
-            published = await self.publish_pending()
+            try:
+                published = await self.publish_pending()
+            except _TRANSIENT as exc:
+                # A NATS leader election or a database restart: the batch was rolled back, and what
+                # was already published is dropped as a duplicate when it is sent again.
+                log.warning("outbox relay paused", extra={"error": f"{type(exc).__name__}: {exc}", "retry_in": backoff})
+                await asyncio.sleep(backoff)
+                backoff = min(backoff * 2, _BACKOFF_MAX)
+                continue
+            backoff = _BACKOFF_MIN
             rounds += 1
             if rounds % 1000 == 0:
                 await self.prune()

@@ -14,12 +14,12 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import Table
+from sqlalchemy import Table, text
 
 from mesh.bus import Bus
 from mesh.config import MeshSettings
 from mesh.db import Database
-from mesh.ids import IdGenerator
+from mesh.ids import ID_SHARD_SEQUENCE, MAX_SHARD, IdGenerator
 from mesh.outbox import Outbox, OutboxRelay
 from mesh.redis_client import connect_redis
 from mesh.server import ServiceHost
@@ -70,4 +70,14 @@ async def open_runtime(settings: MeshSettings, *, database: bool = True, redis: 
         bus = await Bus.connect(settings.nats_url, settings.namespace, settings.stream_replicas)
         stack.push_async_callback(bus.close)
         await bus.ensure_streams()
-        yield Runtime(settings, bus, IdGenerator(settings.id_shard), db, redis_client)
+        shard = settings.id_shard
+        if shard is None and db is not None:
+            shard = await lease_id_shard(db)
+        yield Runtime(settings, bus, IdGenerator(shard), db, redis_client)
+
+
+async def lease_id_shard(db: Database) -> int:
+    """A shard no other running process uses (see mesh.ids.ID_SHARD_SEQUENCE)."""
+    async with db.unit_of_work() as session:
+        value = (await session.execute(text(f"SELECT nextval('public.{ID_SHARD_SEQUENCE}')"))).scalar_one()
+    return int(value) & MAX_SHARD

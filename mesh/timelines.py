@@ -22,6 +22,8 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from typing import Any
 
+from redis.exceptions import NoScriptError
+
 from glimpse.post.v1 import post_pb2, post_pb2_grpc
 from mesh.ids import timestamp_ms
 from mesh.names import user_name
@@ -93,10 +95,20 @@ class Timelines:
         if not user_ids or not post_ids:
             return 0
         args = [self.feed_max, 0, *_pairs(post_ids)]
-        async with self.redis.pipeline(transaction=False) as pipe:
-            for user_id in user_ids:
-                await self._add_if_live(keys=[self.inbox_key(user_id)], args=args, client=pipe)
-            results = await pipe.execute()
+        # Raw EVALSHA: redis-py refuses Script objects in a cluster pipeline but routes EVALSHA by its
+        # key like any command. A server without the script (new, restarted, just promoted) gets it
+        # loaded and the pipeline is sent again, which is safe: the script is idempotent.
+        for attempt in (1, 2):
+            try:
+                async with self.redis.pipeline(transaction=False) as pipe:
+                    for user_id in user_ids:
+                        pipe.execute_command("EVALSHA", self._add_if_live.sha, 1, self.inbox_key(user_id), *args)
+                    results = await pipe.execute()
+                break
+            except NoScriptError:
+                if attempt == 2:
+                    raise
+                await self.redis.script_load(_ADD_IF_LIVE)
         return sum(1 for r in results if r == 1)
 
     async def add_to_inbox_if_live(self, user_id: int, post_ids: Sequence[int]) -> bool:

@@ -50,6 +50,9 @@ RUN_ID = uuid.uuid4().hex[:10]
 ENV = MeshSettings()
 NATS_URL = ENV.nats_url
 STREAM_REPLICAS = ENV.stream_replicas
+CLUSTERED = ENV.redis_url.startswith("redis+cluster://") and len(NATS_URL.split(",")) >= 3 and STREAM_REPLICAS == 3
+# tests/cluster needs the local clusters (make test-cluster starts them); elsewhere it is not collected.
+collect_ignore = [] if CLUSTERED else ["cluster"]
 BACKING = {
     "PostgreSQL": "postgresql://127.0.0.1:5432",
     "Redis": ENV.redis_url.split(",")[0].replace("redis+cluster://", "redis://"),
@@ -343,10 +346,13 @@ async def gateway_url(
         namespace=namespace,
         database_url=database_url,
         log_json=False,
+        # One address serves the whole suite; the budgets themselves are tested in tests/gateway.
+        **{name: "100000/minute" for name in GatewaySettings.model_fields if "_per_" in name},
     )
-    server = uvicorn.Server(
-        uvicorn.Config(create_app(settings), host="127.0.0.1", port=0, log_config=None, lifespan="on")
+    config = uvicorn.Config(
+        create_app(settings), host="127.0.0.1", port=0, log_config=None, lifespan="on", proxy_headers=False
     )
+    server = uvicorn.Server(config)
     task = asyncio.create_task(server.serve())
     while not server.started:
         if task.done():

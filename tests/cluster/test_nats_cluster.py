@@ -22,7 +22,6 @@ from mesh.db import Database
 from mesh.ids import IdGenerator
 from mesh.migrate import drop_database, ensure_database, upgrade
 from mesh.outbox import Outbox
-from tests.cluster.conftest import ENV
 from tests.cluster.nodes import (
     ROOT,
     kill_nats_node,
@@ -30,7 +29,7 @@ from tests.cluster.nodes import (
     nats_node_number,
     start_nats_node,
 )
-from tests.conftest import fresh_database_url
+from tests.conftest import ENV, fresh_database_url
 
 EVENTS = 6000
 LOG = ROOT / ".run" / "cluster" / "graph_svc-relay.log"

@@ -14,8 +14,8 @@ from redis.exceptions import CrossSlotTransactionError, RedisClusterException, R
 
 from mesh.ids import IdGenerator
 from mesh.redis_client import Keys, connect_redis
-from tests.cluster.conftest import ENV
 from tests.cluster.nodes import kill_redis_node, start_redis_node, wait_redis_cluster_healthy
+from tests.conftest import ENV
 
 USERS = 3000
 

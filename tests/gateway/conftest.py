@@ -4,7 +4,7 @@ shared gateway (`gateway_url`)."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 
 import httpx
@@ -20,17 +20,6 @@ ServeApp = Callable[[FastAPI], AbstractAsyncContextManager[httpx.AsyncClient]]
 
 # Every budget: rate_limit_<what>_per_<whom>.
 RATE_LIMIT_SETTINGS = [name for name in GatewaySettings.model_fields if "_per_" in name]
-
-
-@pytest.fixture(scope="session", autouse=True)
-def generous_rate_limits() -> Iterator[None]:
-    """The shared gateway serves every test from one address, so its budgets are raised (through the
-    environment, which its settings read when it starts); test_rate_limits.py tests the budgets on
-    app instances of its own."""
-    with pytest.MonkeyPatch.context() as patch:
-        for name in RATE_LIMIT_SETTINGS:
-            patch.setenv(f"GLIMPSE_{name.upper()}", "100000/minute")
-        yield
 
 
 @pytest.fixture

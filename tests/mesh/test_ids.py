@@ -41,3 +41,12 @@ def test_shards_differ_in_the_same_millisecond():
     assert a.next_id() != b.next_id()
     with pytest.raises(ValueError):
         IdGenerator(shard=MAX_SHARD + 1)
+
+
+async def test_processes_lease_distinct_shards(graph_settings):
+    from mesh.runtime import open_runtime
+
+    async with open_runtime(graph_settings) as first, open_runtime(graph_settings) as second:
+        a, b = first.ids.next_id(), second.ids.next_id()
+    shard_bits = (1 << 13) - 1
+    assert (a >> 10) & shard_bits != (b >> 10) & shard_bits
