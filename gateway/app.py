@@ -6,13 +6,14 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
-from fastapi import FastAPI
+from fastapi import Depends, FastAPI
 
 from gateway.body_limit import BodySizeLimit
 from gateway.errors import install_error_handlers
+from gateway.fields import known_query_parameters
 from gateway.metrics import RequestMetrics
 from gateway.rate_limits import RateLimiter
-from gateway.routes import accounts, graph, media, operations, posts
+from gateway.routes import accounts, feed, graph, media, operations, posts
 from gateway.settings import GatewaySettings
 from gateway.upstream import connect_upstream
 from mesh.tokens import signer_from
@@ -40,6 +41,7 @@ def create_app(settings: GatewaySettings) -> FastAPI:
         version="1",
         summary="Share photos with the people who follow you.",
         lifespan=lifespan,
+        dependencies=[Depends(known_query_parameters)],
     )
     # The same secret, issuer and lifetimes graph_svc signs with (both read GLIMPSE_JWT_*).
     app.state.token_signer = signer_from(settings)
@@ -51,5 +53,6 @@ def create_app(settings: GatewaySettings) -> FastAPI:
     app.include_router(graph.router)
     app.include_router(media.router)
     app.include_router(posts.router)
+    app.include_router(feed.router)
     app.include_router(operations.router)
     return app

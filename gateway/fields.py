@@ -6,9 +6,11 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Annotated, Any
 
-from fastapi import Query
+from fastapi import Query, Request
 from pydantic import AfterValidator, BeforeValidator, WithJsonSchema
 from pydantic_core import PydanticCustomError
+
+from mesh.errors import InvalidArgument
 
 _MAX_INT64 = 2**63 - 1
 
@@ -75,3 +77,27 @@ PageToken = Annotated[
     str,
     Query(max_length=2048, description="`next_page_token` of the previous page; empty for the first page."),
 ]
+
+
+async def known_query_parameters(request: Request) -> None:
+    """App-wide dependency: a query parameter the route does not declare is a 400 naming it, so a
+    typo (`?pagesize=5`) is reported instead of silently ignored."""
+    dependant = getattr(request.scope.get("route"), "dependant", None)
+    if dependant is None or not request.query_params:
+        return
+    declared = _query_names(dependant)
+    unknown = sorted(set(request.query_params) - declared)
+    if unknown:
+        known = ", ".join(sorted(declared)) or "none"
+        raise InvalidArgument(
+            f"unknown query parameter {unknown[0]!r} (this route takes: {known})",
+            fields={name or "(empty name)": "is not a parameter of this route" for name in unknown},
+        )
+
+
+def _query_names(dependant: Any) -> set[str]:
+    """The query parameter names a route declares, its dependencies' included."""
+    names = {param.alias for param in dependant.query_params}
+    for sub in dependant.dependencies:
+        names |= _query_names(sub)
+    return names

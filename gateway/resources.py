@@ -161,3 +161,34 @@ class Post(BaseModel):
 class PostPage(BaseModel):
     items: list[Post] = Field(description="Newest first.")
     next_page_token: str = Field(description="Pass as `page_token` for the next page; empty on the last page.")
+
+
+class FeedAuthor(BaseModel):
+    id: str
+    username: str
+    display_name: str
+
+
+class FeedMedia(BaseModel):
+    id: str
+    status: str = Field(description="PENDING, PROCESSING, READY or FAILED; show the blurhash until READY.")
+    width: int
+    height: int
+    blurhash: str
+    renditions: list[Rendition] = Field(description="Empty until the photo is READY.")
+
+
+class FeedItem(BaseModel):
+    post_id: str
+    author: FeedAuthor
+    caption: str
+    hashtags: list[str]
+    media: list[FeedMedia]
+    create_time: str
+
+
+class FeedPage(BaseModel):
+    items: list[FeedItem] = Field(description="Newest first: the people you follow, and yourself.")
+    next_page_token: str = Field(
+        description="Pass as `page_token` for the next page; empty at the end. Stable while new posts arrive."
+    )

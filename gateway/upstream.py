@@ -16,6 +16,8 @@ from grpc_health.v1 import health_pb2
 from grpc_health.v1.health_pb2_grpc import HealthStub
 
 from gateway.settings import GatewaySettings
+from glimpse.feed.v1 import feed_pb2
+from glimpse.feed.v1.feed_pb2_grpc import FeedServiceStub
 from glimpse.graph.v1 import graph_pb2
 from glimpse.graph.v1.graph_pb2_grpc import GraphServiceStub
 from glimpse.media.v1 import media_pb2
@@ -61,6 +63,7 @@ class Upstream:
     graph: GraphServiceStub
     post: PostServiceStub
     media: MediaServiceStub
+    feed: FeedServiceStub
     # Passed as `timeout=` on every call: a deadline the services see and propagate.
     timeout: float
     health: UpstreamHealth
@@ -82,10 +85,12 @@ async def connect_upstream(settings: GatewaySettings) -> AsyncIterator[Upstream]
         graph = await connect("graph", settings.graph_addr, graph_pb2.DESCRIPTOR.services_by_name["GraphService"])
         post = await connect("post", settings.post_addr, post_pb2.DESCRIPTOR.services_by_name["PostService"])
         media = await connect("media", settings.media_addr, media_pb2.DESCRIPTOR.services_by_name["MediaService"])
+        feed = await connect("feed", settings.feed_addr, feed_pb2.DESCRIPTOR.services_by_name["FeedService"])
         yield Upstream(
             graph=GraphServiceStub(graph),
             post=PostServiceStub(post),
             media=MediaServiceStub(media),
+            feed=FeedServiceStub(feed),
             timeout=settings.upstream_timeout_seconds,
             health=UpstreamHealth(checks, settings.readiness_timeout_seconds),
         )

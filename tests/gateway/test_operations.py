@@ -20,8 +20,23 @@ POST_SERVICE = "glimpse.post.v1.PostService"
 
 
 def stack(graph_addr: str, post_addr: str, media_addr: str, **overrides: object) -> GatewaySettings:
-    values = {"graph_addr": graph_addr, "post_addr": post_addr, "media_addr": media_addr, "log_json": False}
+    """Settings with post_svc at `post_addr` (the upstream a test breaks) and the others real."""
+    values = {
+        "graph_addr": graph_addr,
+        "post_addr": post_addr,
+        "media_addr": media_addr,
+        "feed_addr": FEED["addr"],
+        "log_json": False,
+    }
     return GatewaySettings.model_validate({**values, **overrides})
+
+
+FEED: dict[str, str] = {}
+
+
+@pytest.fixture(autouse=True)
+def _real_feed(feed_addr: str) -> None:
+    FEED["addr"] = feed_addr
 
 
 @pytest.fixture
@@ -43,7 +58,7 @@ async def test_ready_when_every_upstream_serves(http):
     assert response.status_code == 200, response.text
     assert response.json() == {
         "status": "ready",
-        "upstreams": {"graph": "SERVING", "media": "SERVING", "post": "SERVING"},
+        "upstreams": {"feed": "SERVING", "graph": "SERVING", "media": "SERVING", "post": "SERVING"},
     }
 
 
@@ -54,7 +69,12 @@ async def test_not_ready_while_an_upstream_is_down(serve_app: ServeApp, graph_ad
     error = assert_error(response, 503, "UNAVAILABLE")
     assert reasons(error) == ["UPSTREAM_NOT_READY"]
     assert error["message"] == "not ready: post is UNAVAILABLE"
-    assert error["details"][0]["metadata"] == {"graph": "SERVING", "media": "SERVING", "post": "UNAVAILABLE"}
+    assert error["details"][0]["metadata"] == {
+        "feed": "SERVING",
+        "graph": "SERVING",
+        "media": "SERVING",
+        "post": "UNAVAILABLE",
+    }
 
 
 @pytest.mark.parametrize(
