@@ -23,6 +23,7 @@ from minio import Minio
 from minio.datatypes import PostPolicy
 from minio.error import MinioException, S3Error
 
+from media_svc.settings import MediaSettings
 from mesh.errors import Unavailable
 
 log = logging.getLogger("media_svc.storage")
@@ -202,3 +203,24 @@ def _unavailable_when_unreachable(endpoint: str) -> Iterator[None]:
     except (MinioException, urllib3.exceptions.HTTPError, OSError) as exc:
         log.warning("object store unreachable", extra={"endpoint": endpoint, "error": str(exc)})
         raise Unavailable("photo storage is unavailable; retry shortly", reason="STORAGE_UNAVAILABLE") from exc
+
+
+def admin_client(settings: MediaSettings) -> Minio:
+    """A plain client for operators' tasks (inspecting what was stored, removing a test bucket)."""
+    endpoint = urlsplit(settings.s3_endpoint)
+    return Minio(
+        endpoint.netloc,
+        access_key=settings.s3_access_key,
+        secret_key=settings.s3_secret_key,
+        secure=endpoint.scheme == "https",
+        region=settings.s3_region,
+    )
+
+
+def remove_bucket(settings: MediaSettings) -> None:
+    """Deletes the media bucket and everything in it (tests and benchmarks clean up with it)."""
+    store = admin_client(settings)
+    if store.bucket_exists(settings.bucket):
+        for item in store.list_objects(settings.bucket, recursive=True):
+            store.remove_object(settings.bucket, item.object_name or "")
+        store.remove_bucket(settings.bucket)

@@ -21,7 +21,6 @@ from urllib.parse import urlsplit
 import grpc
 import httpx
 import pytest
-from minio import Minio
 from PIL import Image
 
 from fanout_svc.app import fanout_host
@@ -36,6 +35,7 @@ from graph_svc.app import graph_host
 from graph_svc.settings import GraphSettings
 from media_svc.app import media_host, worker_host
 from media_svc.settings import MediaSettings
+from media_svc.storage import remove_bucket
 from mesh.bus import Bus
 from mesh.config import MeshSettings
 from mesh.identity import as_caller
@@ -188,18 +188,6 @@ def _common(database_url: str, namespace: str) -> dict[str, Any]:
     }
 
 
-def admin_client(settings: MediaSettings) -> Minio:
-    """The object store as an operator sees it (to check what was really stored, and to clean up)."""
-    endpoint = urlsplit(settings.s3_endpoint)
-    return Minio(
-        endpoint.netloc,
-        access_key=settings.s3_access_key,
-        secret_key=settings.s3_secret_key,
-        secure=endpoint.scheme == "https",
-        region=settings.s3_region,
-    )
-
-
 @pytest.fixture(scope="session")
 def media_settings(database_url: str, namespace: str) -> Iterator[MediaSettings]:
     settings = MediaSettings(
@@ -209,11 +197,7 @@ def media_settings(database_url: str, namespace: str) -> Iterator[MediaSettings]
         rendition_max_deliveries=3,
     )
     yield settings
-    store = admin_client(settings)
-    if store.bucket_exists(settings.bucket):
-        for item in store.list_objects(settings.bucket, recursive=True):
-            store.remove_object(settings.bucket, item.object_name or "")
-        store.remove_bucket(settings.bucket)
+    remove_bucket(settings)
 
 
 @pytest.fixture(scope="session")

@@ -19,9 +19,9 @@ from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
 from glimpse.events.v1 import events_pb2
 from glimpse.media.v1 import media_pb2, media_pb2_grpc
 from media_svc.settings import MediaSettings
+from media_svc.storage import admin_client
 from mesh.bus import Bus
 from mesh.ids import IdGenerator
-from tests.conftest import admin_client
 
 
 @pytest.fixture(scope="session")
