@@ -106,9 +106,14 @@ class FanoutHandlers:
         else:
             event = decode(events_pb2.UserUnfollowed, msg)
         follower, followee = event.follower_id, event.followee_id
-        response = await self._graph.ListFolloweeIds(
-            graph_pb2.ListFolloweeIdsRequest(user_id=follower), timeout=self._timeout
-        )
+        try:
+            response = await self._graph.ListFolloweeIds(
+                graph_pb2.ListFolloweeIdsRequest(user_id=follower), timeout=self._timeout
+            )
+        except grpc.aio.AioRpcError as exc:
+            if exc.code() == grpc.StatusCode.NOT_FOUND:
+                raise PoisonMessage(f"follower {follower} does not exist") from exc
+            raise
         posts = await self._outboxes.newest(followee, self._timelines.outbox_max)
         if followee in response.followee_ids:
             await self._timelines.add_to_inbox_if_live(follower, posts)

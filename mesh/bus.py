@@ -12,6 +12,7 @@ import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 
+import grpc
 import nats
 from nats.aio.client import Client as NatsClient
 from nats.aio.msg import Msg
@@ -172,7 +173,7 @@ async def _handle(bus: Bus, spec: ConsumerSpec, msg: Msg) -> None:
         await _dead_letter(bus, spec, msg, f"poison: {exc}")
         return
     except Exception as exc:  # noqa: BLE001 - any failure is retried, then dead-lettered
-        reason = f"{type(exc).__name__}: {exc}"
+        reason = _describe(exc)
         if deliveries >= spec.max_deliver:
             await _dead_letter(bus, spec, msg, reason)
             return
@@ -200,6 +201,13 @@ async def _dead_letter(bus: Bus, spec: ConsumerSpec, msg: Msg, reason: str) -> N
     )
     await msg.term()
     CONSUMED.labels(spec.durable, "dead_letter").inc()
+
+
+def _describe(exc: Exception) -> str:
+    """One line for logs and dead-letter headers (an RPC error's debug string spans lines)."""
+    if isinstance(exc, grpc.aio.AioRpcError):
+        return f"{exc.code().name}: {exc.details()}"
+    return f"{type(exc).__name__}: {exc}"
 
 
 def _stream_of(subject: str) -> str:
