@@ -39,8 +39,10 @@ demo: migrate  ## load the demo social graph (idempotent)
 	$(PY) -m graph_svc.demo $(DATASET)
 
 run: demo  ## run every service and the gateway with demo data (Ctrl-C stops all)
-	@echo "gateway: http://127.0.0.1:8080   try: curl -s http://127.0.0.1:8080/v1/users/reed0"
-	@echo "grpc: graph 127.0.0.1:50051      try: $(VENV)/bin/grpcurl -plaintext 127.0.0.1:50051 list"
+	@echo "gateway  http://127.0.0.1:8080  (docs: /docs)   demo login: reed0 / glimpse-demo-password"
+	@echo "gRPC     graph :50051  post :50052  media :50053  feed :50054  fanout :50055  media worker :50056"
+	@echo "try      curl -s http://127.0.0.1:8080/v1/users/reed0   |   $(VENV)/bin/grpcurl -plaintext 127.0.0.1:50054 list"
+	@echo "         the README's walkthrough goes from registering to reading the feed"
 	$(VENV)/bin/honcho start -f Procfile
 
 # The clustered engines of `make test-cluster`, started on loopback by dev/cluster/start.sh.
