@@ -8,6 +8,14 @@ S3_PORT="${GLIMPSE_S3_PORT:-9000}"
 
 listening() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
 
+# Keep the kernel from handing our fixed ports out as the source port of an outgoing connection
+# (they sit inside the ephemeral range): under load that makes a service fail to bind at start.
+# Best effort: it needs root and a writable /proc/sys.
+reserved=/proc/sys/net/ipv4/ip_local_reserved_ports
+if [ -w "$reserved" ] && ! grep -q 50051 "$reserved"; then
+  echo "8080,$S3_PORT,50051-50056" > "$reserved" 2>/dev/null || true
+fi
+
 wait_for() {  # name port
   for _ in $(seq 1 100); do listening "$2" && return 0; sleep 0.1; done
   echo "ensure-services: $1 did not start listening on 127.0.0.1:$2; see its log" >&2

@@ -6,7 +6,12 @@ import asyncio
 import json
 import subprocess
 import urllib.request
+from collections.abc import Iterable
 from pathlib import Path
+
+import nats.errors
+from nats.js import JetStreamContext
+from nats.js.api import ClusterInfo
 
 ROOT = Path(__file__).resolve().parents[2]
 NATS_SCRIPT = ROOT / "dev" / "cluster" / "nats-cluster.sh"
@@ -76,3 +81,71 @@ async def _redis_node_state(port: int) -> dict[str, str]:
             if sep:
                 state[key] = value
     return state
+
+
+async def redis_serving_masters(port: int) -> set[int]:
+    """The ports of the masters that node `port` sees serving slots (not failed)."""
+    process = await asyncio.create_subprocess_exec(
+        "redis-cli", "-p", str(port), "cluster", "nodes", stdout=asyncio.subprocess.PIPE
+    )
+    out, _ = await process.communicate()
+    masters = set()
+    for line in out.decode().splitlines():
+        # <id> <ip:port@bus> <flags> <master> <ping> <pong> <epoch> <link> <slot ranges...>
+        fields = line.split()
+        flags = fields[2].split(",") if len(fields) > 2 else []
+        if "master" in flags and "fail" not in flags and len(fields) > 8:
+            masters.add(int(fields[1].split("@")[0].rsplit(":", 1)[1]))
+    return masters
+
+
+async def wait_redis_failed_over(victim: int, within_seconds: float = 30.0) -> None:
+    """Until every other node sees the killed master `victim` as failed and three other masters
+    serving all the slots (its replica promoted in its place)."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + within_seconds
+    survivors = [port for port in REDIS_PORTS if port != victim]
+    while True:
+        views = [await redis_serving_masters(port) for port in survivors]
+        states = [await _redis_node_state(port) for port in survivors]
+        if all(len(v) == 3 and victim not in v for v in views) and all(s.get("cluster_state") == "ok" for s in states):
+            return
+        if loop.time() > deadline:
+            raise TimeoutError(f"redis master :{victim} not failed over after {within_seconds:g}s: {views}")
+        await asyncio.sleep(0.1)
+
+
+async def wait_nats_current(
+    js: JetStreamContext,
+    streams: Iterable[str],
+    consumers: Iterable[tuple[str, str]] = (),
+    within_seconds: float = 30.0,
+) -> None:
+    """Until each stream and each (stream, durable) consumer has a leader and two replicas that are
+    online and current (a restarted server has caught up)."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + within_seconds
+    streams, consumers = list(streams), list(consumers)
+    last: object = None
+    while True:
+        try:
+            clusters = [(await js.stream_info(s)).cluster for s in streams]
+            clusters += [(await js.consumer_info(s, c)).cluster for s, c in consumers]
+            if all(_raft_current(cluster) for cluster in clusters):
+                return
+            last = clusters
+        except (nats.errors.Error, TimeoutError) as exc:
+            last = exc
+        if loop.time() > deadline:
+            raise TimeoutError(f"nats streams not current after {within_seconds:g}s: {last}")
+        await asyncio.sleep(0.2)
+
+
+def _raft_current(cluster: ClusterInfo | None) -> bool:
+    replicas = (cluster.replicas or []) if cluster is not None else []
+    return (
+        cluster is not None
+        and bool(cluster.leader)
+        and len(replicas) == 2
+        and all(peer.current and not peer.offline for peer in replicas)
+    )

@@ -1,0 +1,353 @@
+"""Home-feed reads through the gateway beside the same reads straight against feed_svc (issue 5).
+
+    python -m bench gateway_feed
+
+Runs every process (graph_svc, post_svc, media_svc and its worker, fanout_svc, feed_svc, gateway) on a
+fresh database (bench.stack), the gateway's rate limits raised out of the way but still checked. Data,
+made the way clients make it: 20 authors post 25 photos each (upload grant, form POST to the store,
+CreatePost); 300 readers register and log in through the gateway and each follows 10 of the authors
+(FollowUser); the fan-out and the renditions drain; each reader's feed is read once (inbox built,
+hydration caches warm). Then the same readers, with the same client processes and concurrency, read:
+  floor    grpc.health.v1.Health/Check on feed_svc                 (gRPC, 2 processes x 16 callers)
+  direct   GetHomeFeed(page_size=20) on feed_svc, x-user-id      (gRPC, one channel per process)
+  floor    GET /healthz through the gateway                        (HTTP/1.1 keep-alive, httpx)
+  gateway  GET /v1/feed?page_size=20 with the reader's bearer token (HTTP/1.1 keep-alive, httpx)
+Direct and gateway alternate (two rounds each) so drift on the machine hits both alike. Target: the
+gateway costs at most 30% of the throughput, i.e. gateway reads/s >= 70% of direct reads/s.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import multiprocessing
+import time
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass
+from multiprocessing.queues import Queue
+from multiprocessing.synchronize import Barrier
+
+import grpc
+import httpx
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+
+from bench.create_post import (
+    CHEAP_PASSWORDS,
+    PASSWORD,
+    at_once,
+    calls_of,
+    cpu_report,
+    cpu_seconds,
+    create_requests,
+    drain,
+    upload_photos,
+)
+from bench.stack import Stack, running_stack
+from bench.stats import Sample
+from gateway.settings import GatewaySettings
+from glimpse.feed.v1 import feed_pb2, feed_pb2_grpc
+from glimpse.graph.v1 import graph_pb2, graph_pb2_grpc
+from glimpse.media.v1 import media_pb2_grpc
+from glimpse.post.v1 import post_pb2_grpc
+from mesh.identity import as_caller
+
+AUTHORS = 20
+POSTS_EACH = 25
+READERS = 300
+FOLLOWS_EACH = 10
+PAGE_SIZE = 20
+CLIENT_PROCESSES = 2
+CALLERS_EACH = 16  # concurrent requests per client process
+SECONDS = 8.0  # per timed round
+WARMUP_CALLS = 5  # per caller before each round: connections open, code paths warm
+TARGET_SHARE = 0.70  # gateway reads/s at least this share of direct reads/s (overhead <= 30%)
+STACK = ["graph_svc", "media_svc", "post_svc", "media_svc.worker", "fanout_svc", "feed_svc", "gateway"]
+# High enough never to refuse a benchmark request; every request still pays for the check in Redis.
+NO_LIMITS = {name: "1000000/minute" for name in GatewaySettings.model_fields if "_per_" in name}
+# Modes in the order they run; direct and gateway twice, alternating.
+ROUNDS = ["grpc_floor", "http_floor", "direct", "gateway", "direct", "gateway"]
+NAMES = {
+    "grpc_floor": ("floor: gRPC Health/Check on feed_svc", "calls"),
+    "direct": (f"direct: GetHomeFeed({PAGE_SIZE}) on feed_svc (gRPC)", "reads"),
+    "http_floor": ("floor: GET /healthz through the gateway", "calls"),
+    "gateway": (f"gateway: GET /v1/feed?page_size={PAGE_SIZE}", "reads"),
+}
+
+
+@dataclass(frozen=True)
+class Reader:
+    id: int
+    access_token: str
+
+
+@dataclass(frozen=True)
+class RoundResult:
+    seconds: list[float]
+    wall: float
+    cpu: float  # CPU seconds the client process used while timed
+
+
+async def register_via_gateway(http: httpx.AsyncClient, usernames: Sequence[str]) -> list[Reader]:
+    """Registers each user (POST /v1/users) and logs in (POST /v1/sessions), 16 at a time, as apps do."""
+    limit = asyncio.Semaphore(16)
+
+    async def one(name: str) -> Reader:
+        async with limit:
+            body = {"username": name, "email": f"{name}@bench.dev", "password": PASSWORD}
+            (await http.post("/v1/users", json=body)).raise_for_status()
+            session = await http.post("/v1/sessions", json={"login": name, "password": PASSWORD})
+            session.raise_for_status()
+            data = session.json()
+            return Reader(int(data["user"]["id"]), data["access_token"])
+
+    return list(await asyncio.gather(*(one(name) for name in usernames)))
+
+
+async def _post_photos(stack: Stack, authors: list[Reader]) -> None:
+    """Every author uploads POSTS_EACH photos and posts each (with an idempotency key), 20 at once."""
+    async with (
+        grpc.aio.insecure_channel(stack.addr["media_svc"]) as media_channel,
+        grpc.aio.insecure_channel(stack.addr["post_svc"]) as post_channel,
+        httpx.AsyncClient(timeout=30) as store,
+    ):
+        media = media_pb2_grpc.MediaServiceStub(media_channel)
+        seeds = [range(n * POSTS_EACH, (n + 1) * POSTS_EACH) for n in range(len(authors))]
+        media_ids = await asyncio.gather(
+            *(upload_photos(media, store, a.id, s) for a, s in zip(authors, seeds, strict=True))
+        )
+        posts = post_pb2_grpc.PostServiceStub(post_channel)
+        lanes = [
+            calls_of(posts.CreatePost, create_requests(ids, 0), as_caller(a.id))
+            for a, ids in zip(authors, media_ids, strict=True)
+        ]
+        await at_once("posts", lanes)
+
+
+async def _follow(stack: Stack, readers: list[Reader], authors: list[Reader]) -> None:
+    """Reader r follows FOLLOWS_EACH authors from r's position on, so feeds differ between readers."""
+    async with grpc.aio.insecure_channel(stack.addr["graph_svc"]) as channel:
+        graph = graph_pb2_grpc.GraphServiceStub(channel)
+        limit = asyncio.Semaphore(16)
+
+        async def follow(reader: Reader, author: Reader) -> None:
+            async with limit:
+                request = graph_pb2.FollowUserRequest(target_user_id=author.id)
+                await graph.FollowUser(request, metadata=as_caller(reader.id))
+
+        await asyncio.gather(
+            *(
+                follow(reader, authors[(r + k) % len(authors)])
+                for r, reader in enumerate(readers)
+                for k in range(FOLLOWS_EACH)
+            )
+        )
+
+
+async def _warm_feeds(stack: Stack, readers: list[Reader]) -> None:
+    """Reads each reader's first page once (building the inbox) and checks it is a full page."""
+    async with grpc.aio.insecure_channel(stack.addr["feed_svc"]) as channel:
+        feed = feed_pb2_grpc.FeedServiceStub(channel)
+        for reader in readers:
+            page = await feed.GetHomeFeed(
+                feed_pb2.GetHomeFeedRequest(page_size=PAGE_SIZE), metadata=as_caller(reader.id)
+            )
+            if len(page.items) != PAGE_SIZE:
+                raise RuntimeError(f"reader {reader.id} sees {len(page.items)} posts, expected {PAGE_SIZE}")
+
+
+async def _prepare(stack: Stack) -> list[Reader]:
+    started = time.perf_counter()
+    async with httpx.AsyncClient(base_url=stack.gateway_url, timeout=30) as http:
+        authors = await register_via_gateway(http, [f"author{n}" for n in range(AUTHORS)])
+        readers = await register_via_gateway(http, [f"reader{n}" for n in range(READERS)])
+    await _follow(stack, readers, authors)
+    await _post_photos(stack, authors)
+    await drain(stack)
+    await _warm_feeds(stack, readers)
+    print(
+        f"  set-up ({time.perf_counter() - started:.0f}s): {AUTHORS} authors x {POSTS_EACH} photo posts; "
+        f"{READERS} readers (gateway sign-up + log-in), each following {FOLLOWS_EACH} authors; "
+        "fan-out and renditions drained; every feed read once"
+    )
+    return readers
+
+
+# --- client processes -------------------------------------------------------------------------------
+
+
+def _client_process(
+    gateway_url: str,
+    feed_addr: str,
+    readers: list[Reader],
+    commands: Queue[str | None],
+    results: Queue[RoundResult],
+    start: Barrier,
+) -> None:
+    """A client process: runs each round it is sent (a mode name) until sent None."""
+    asyncio.run(_client_rounds(gateway_url, feed_addr, readers, commands, results, start))
+
+
+async def _client_rounds(
+    gateway_url: str,
+    feed_addr: str,
+    readers: list[Reader],
+    commands: Queue[str | None],
+    results: Queue[RoundResult],
+    start: Barrier,
+) -> None:
+    # One keep-alive connection per caller, as many browsers or app instances would hold.
+    limits = httpx.Limits(max_connections=CALLERS_EACH, max_keepalive_connections=CALLERS_EACH)
+    async with (
+        httpx.AsyncClient(base_url=gateway_url, limits=limits, timeout=30) as http,
+        grpc.aio.insecure_channel(feed_addr) as channel,
+    ):
+        stubs = (http, feed_pb2_grpc.FeedServiceStub(channel), health_pb2_grpc.HealthStub(channel))
+        while (mode := await asyncio.to_thread(commands.get)) is not None:
+            calls = [_caller(mode, stubs, readers[lane::CALLERS_EACH]) for lane in range(CALLERS_EACH)]
+            await asyncio.gather(*(_repeat(call, WARMUP_CALLS) for call in calls))
+            await asyncio.to_thread(start.wait)
+            cpu, started = time.process_time(), time.perf_counter()
+            deadline = started + SECONDS
+            lanes = await asyncio.gather(*(_until(call, deadline) for call in calls))
+            wall, cpu = time.perf_counter() - started, time.process_time() - cpu
+            results.put(RoundResult([s for lane in lanes for s in lane], wall, cpu))
+
+
+Stubs = tuple[httpx.AsyncClient, feed_pb2_grpc.FeedServiceStub, health_pb2_grpc.HealthStub]
+
+
+def _caller(mode: str, stubs: Stubs, readers: list[Reader]) -> Callable[[], Awaitable[None]]:
+    """One caller of `mode`: each call reads as the next of `readers`, round robin."""
+    http, feed, health = stubs
+    turn = itertools.cycle(readers)
+    if mode == "direct":
+        request = feed_pb2.GetHomeFeedRequest(page_size=PAGE_SIZE)
+        metadata = {r.id: as_caller(r.id) for r in readers}
+
+        async def direct() -> None:
+            await feed.GetHomeFeed(request, metadata=metadata[next(turn).id])
+
+        return direct
+    if mode == "gateway":
+        headers = {r.id: {"Authorization": f"Bearer {r.access_token}"} for r in readers}
+        return lambda: _http_ok(http, f"/v1/feed?page_size={PAGE_SIZE}", headers[next(turn).id])
+    if mode == "http_floor":
+        return lambda: _http_ok(http, "/healthz", {})
+    check = health_pb2.HealthCheckRequest()
+
+    async def empty() -> None:
+        await health.Check(check)
+
+    return empty
+
+
+async def _http_ok(http: httpx.AsyncClient, path: str, headers: dict[str, str]) -> None:
+    response = await http.get(path, headers=headers)
+    if response.status_code != 200:
+        raise RuntimeError(f"GET {path}: {response.status_code} {response.text[:200]}")
+
+
+async def _repeat(call: Callable[[], Awaitable[None]], n: int) -> None:
+    for _ in range(n):
+        await call()
+
+
+async def _until(call: Callable[[], Awaitable[None]], deadline: float) -> list[float]:
+    """Calls back to back until `deadline` (closed loop); each call's latency."""
+    seconds = []
+    while (t := time.perf_counter()) < deadline:
+        await call()
+        seconds.append(time.perf_counter() - t)
+    return seconds
+
+
+# --- the measurement --------------------------------------------------------------------------------
+
+
+@dataclass
+class ModeTotals:
+    """One mode's rounds added up: latencies, timed wall, client CPU, and CPU by process (cpu_seconds)."""
+
+    seconds: list[float]
+    wall: float = 0.0
+    client_cpu: float = 0.0
+    used: dict[str, float] | None = None
+
+    def sample(self, mode: str) -> Sample:
+        name, unit = NAMES[mode]
+        return Sample(name, self.seconds, self.wall, len(self.seconds), unit)
+
+
+def _measure(stack: Stack, readers: list[Reader]) -> dict[str, ModeTotals]:
+    """Runs ROUNDS on CLIENT_PROCESSES processes started once; totals per mode (walls add up over rounds)."""
+    context = multiprocessing.get_context("spawn")
+    start = context.Barrier(CLIENT_PROCESSES + 1)
+    results: Queue[RoundResult] = context.Queue()
+    commands: list[Queue[str | None]] = [context.Queue() for _ in range(CLIENT_PROCESSES)]
+    clients = [
+        context.Process(
+            target=_client_process,
+            args=(stack.gateway_url, stack.addr["feed_svc"], readers[n::CLIENT_PROCESSES], commands[n], results, start),
+        )
+        for n in range(CLIENT_PROCESSES)
+    ]
+    for client in clients:
+        client.start()
+    totals = {mode: ModeTotals([]) for mode in NAMES}
+    try:
+        for mode in ROUNDS:
+            _one_round(mode, commands, results, start, totals[mode])
+    finally:
+        for queue in commands:
+            queue.put(None)
+        for client in clients:
+            client.join(timeout=30)
+    return totals
+
+
+def _one_round(
+    mode: str, commands: list[Queue[str | None]], results: Queue[RoundResult], start: Barrier, totals: ModeTotals
+) -> None:
+    for queue in commands:
+        queue.put(mode)
+    start.wait(timeout=120)  # every client warmed up and connected
+    before = cpu_seconds()
+    rounds = [results.get(timeout=SECONDS + 120) for _ in commands]
+    after = cpu_seconds()
+    totals.seconds += [s for r in rounds for s in r.seconds]
+    totals.wall += max(r.wall for r in rounds)
+    totals.client_cpu += sum(r.cpu for r in rounds)
+    used = {name: after[name] - before.get(name, 0.0) for name in after}
+    totals.used = {name: (totals.used or {}).get(name, 0.0) + used[name] for name in used}
+
+
+def _report(totals: dict[str, ModeTotals]) -> None:
+    samples = {mode: totals[mode].sample(mode) for mode in NAMES}
+    print(
+        f"Home feed, page of {PAGE_SIZE} (READY photos, 3 renditions each), {READERS} readers; clients: "
+        f"{CLIENT_PROCESSES} processes x {CALLERS_EACH} callers, closed loop, {SECONDS:.0f}s rounds; "
+        "every service its own process; loopback; 2 cores"
+    )
+    for mode in NAMES:
+        print(samples[mode].line())
+    for mode in ("direct", "gateway"):
+        t = totals[mode]
+        print(cpu_report({}, t.used or {}, t.wall).replace("CPU over", f"CPU, {mode} rounds, over"))
+        print(f"    client CPU per {mode} read: {t.client_cpu / max(1, len(t.seconds)) * 1000:.2f} ms")
+    direct, gateway = samples["direct"], samples["gateway"]
+    share = gateway.rate / direct.rate if direct.rate else 0.0
+    print(
+        f"  => gateway {gateway.rate:,.0f} reads/s = {share:.0%} of direct {direct.rate:,.0f} reads/s "
+        f"(overhead {1 - share:.0%} of throughput); added latency p50 "
+        f"{(gateway.percentile(50) - direct.percentile(50)) * 1000:+.1f} ms, "
+        f"p99 {(gateway.percentile(99) - direct.percentile(99)) * 1000:+.1f} ms"
+    )
+    met = "met" if share >= TARGET_SHARE else "NOT met"
+    print(f"  target: gateway reads/s >= {TARGET_SHARE:.0%} of direct (overhead <= {1 - TARGET_SHARE:.0%}): {met}")
+
+
+def main() -> None:
+    with running_stack(STACK, **CHEAP_PASSWORDS, **NO_LIMITS) as stack:
+        readers = asyncio.run(_prepare(stack))
+        totals = _measure(stack, readers)
+    _report(totals)

@@ -1,0 +1,346 @@
+"""The fan-out losing a NATS server and a Redis master mid-run: once both clusters recover, every
+acknowledged post is in every follower's feed, exactly once.
+
+The posts, fan-out and feed services run here on their own database and namespace, with the
+celebrity threshold above the follower counts: the session stack's threshold (4) would turn authors
+with ~20 followers into celebrities, read from their outboxes, and no inbox would be tested. Users and
+media come from the session's graph_svc and media_svc.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import random
+import time
+import uuid
+from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import grpc
+import nats.errors
+import pytest
+from prometheus_client import REGISTRY
+
+from fanout_svc.app import fanout_host
+from fanout_svc.settings import FanoutSettings
+from feed_svc.app import feed_host
+from feed_svc.settings import FeedSettings
+from glimpse.feed.v1 import feed_pb2_grpc
+from glimpse.post.v1 import post_pb2_grpc
+from mesh.bus import Bus
+from mesh.db import Database
+from mesh.ids import timestamp_ms
+from mesh.migrate import drop_database, ensure_database, upgrade
+from mesh.redis_client import Keys, connect_redis
+from mesh.runtime import lease_id_shard
+from mesh.timelines import LIVE
+from post_svc.app import post_host
+from post_svc.settings import PostSettings
+from tests.cluster.nodes import (
+    kill_nats_node,
+    kill_redis_node,
+    nats_node_number,
+    start_nats_node,
+    start_redis_node,
+    wait_nats_current,
+    wait_redis_cluster_healthy,
+    wait_redis_failed_over,
+)
+from tests.conftest import ENV, Account, Stubs, fresh_database_url
+from tests.feed_svc.actions import FANOUT_CONSUMERS, create_post, drain, feed_ids, follow
+
+AUTHORS = 4
+FOLLOWERS = 30
+FOLLOWERS_PER_AUTHOR = 20
+# Above every author's follower count: each post is pushed into its followers' inboxes.
+THRESHOLD = 1000
+FEED_MAX = 5000
+STEADY_SECONDS = 2.0  # posting before the kills
+NATS_KILL_DELAY = 1.0  # after the Redis master's kill
+NATS_DOWN_SECONDS = 4.0  # the NATS server stays dead this long
+AFTER_SECONDS = 2.0  # posting after both nodes are back
+
+
+@dataclass
+class Stack:
+    stubs: Stubs
+    bus: Bus
+    database_url: str
+    namespace: str
+    redis: Any
+    keys: Keys
+
+
+@pytest.fixture
+async def stack(stubs: Stubs, database_url: str, graph_addr: str, media_addr: str) -> AsyncIterator[Stack]:
+    """post_svc, fanout_svc and feed_svc on a fresh database and namespace (see the module doc)."""
+    namespace = f"ff{uuid.uuid4().hex[:8]}"
+    url = fresh_database_url(namespace)
+    await asyncio.to_thread(ensure_database, url)
+    # graph_svc's schema too, though empty: drain() watches both outboxes.
+    for service in ("graph_svc", "post_svc"):
+        await asyncio.to_thread(upgrade, url, service)
+    # An id shard no process of the session stack has (ids come from each database's sequence).
+    session_db = Database(database_url, pool_size=1)
+    try:
+        shard = await lease_id_shard(session_db)
+    finally:
+        await session_db.dispose()
+    common: dict[str, Any] = {
+        "database_url": url,
+        "namespace": namespace,
+        "listen": "127.0.0.1:0",
+        "log_json": False,
+        "shutdown_grace_seconds": 1,
+    }
+    redis = connect_redis(ENV.redis_url)
+    await redis.initialize()  # loads the slot map (get_node_from_key reads it)
+    bus = await Bus.connect(ENV.nats_url, namespace, ENV.stream_replicas)
+    await bus.ensure_streams()
+    try:
+        async with contextlib.AsyncExitStack() as hosts:
+            post = await hosts.enter_async_context(
+                post_host(PostSettings(**common, media_addr=media_addr, id_shard=shard))
+            )
+            post_addr = f"127.0.0.1:{await post.start()}"
+            hosts.push_async_callback(post.stop)
+            fanout = await hosts.enter_async_context(
+                fanout_host(
+                    FanoutSettings(
+                        **common,
+                        graph_addr=graph_addr,
+                        post_addr=post_addr,
+                        celebrity_threshold=THRESHOLD,
+                        feed_max_items=FEED_MAX,
+                        ack_wait_seconds=2,
+                    )
+                )
+            )
+            await fanout.start()
+            hosts.push_async_callback(fanout.stop)
+            feed = await hosts.enter_async_context(
+                feed_host(
+                    FeedSettings(
+                        **common,
+                        graph_addr=graph_addr,
+                        post_addr=post_addr,
+                        media_addr=media_addr,
+                        celebrity_threshold=THRESHOLD,
+                        feed_max_items=FEED_MAX,
+                    )
+                )
+            )
+            feed_addr = f"127.0.0.1:{await feed.start()}"
+            hosts.push_async_callback(feed.stop)
+            post_channel = await hosts.enter_async_context(grpc.aio.insecure_channel(post_addr))
+            feed_channel = await hosts.enter_async_context(grpc.aio.insecure_channel(feed_addr))
+            yield Stack(
+                stubs=Stubs(
+                    graph=stubs.graph,
+                    post=post_pb2_grpc.PostServiceStub(post_channel),
+                    media=stubs.media,
+                    feed=feed_pb2_grpc.FeedServiceStub(feed_channel),
+                ),
+                bus=bus,
+                database_url=url,
+                namespace=namespace,
+                redis=redis,
+                keys=Keys(namespace),
+            )
+    finally:
+        await bus.delete_streams()
+        await bus.close()
+        for node in redis.get_primaries():
+            async for key in redis.scan_iter(match=f"{namespace}:*", target_nodes=node):
+                await redis.delete(key)
+        await redis.aclose()
+        await asyncio.to_thread(drop_database, url)
+
+
+@dataclass
+class Run:
+    """What the posting loops saw. A phase is "before", "during" (first kill to last restart) or "after"."""
+
+    phase: str = "before"
+    acknowledged: dict[int, int] = field(default_factory=dict)  # post -> author
+    acknowledged_in: dict[str, int] = field(default_factory=lambda: {"before": 0, "during": 0, "after": 0})
+    failed_in: dict[str, int] = field(default_factory=lambda: {"before": 0, "during": 0, "after": 0})
+    errors: list[str] = field(default_factory=list)
+
+
+async def test_no_acknowledged_post_is_lost_when_a_nats_server_and_a_redis_master_die_mid_fanout(
+    stack: Stack,
+    make_account: Callable[[], Awaitable[Account]],
+    upload_photo: Callable[..., Awaitable[int]],
+    capsys: pytest.CaptureFixture[str],
+):
+    rng = random.Random(20261122)
+    authors = list(await asyncio.gather(*(make_account() for _ in range(AUTHORS))))
+    followers = list(await asyncio.gather(*(make_account() for _ in range(FOLLOWERS))))
+    follows: dict[int, set[int]] = {f.id: set() for f in followers}
+    for author in authors:
+        for fan in rng.sample(followers, FOLLOWERS_PER_AUTHOR):
+            await follow(stack.stubs, fan, author)
+            follows[fan.id].add(author.id)
+    follows.update({a.id: set() for a in authors})  # authors read their own posts
+    readers = followers + authors
+    # Live inboxes: each reader reads once, before any post.
+    for reader in readers:
+        assert await feed_ids(stack.stubs, reader) == []
+
+    # The victims: the POSTS stream's leader, and the master holding the most followers' inboxes.
+    posts_stream = stack.bus.stream("POSTS")
+    nats_leader = (await stack.bus.js.stream_info(posts_stream)).cluster.leader
+    nats_victim = nats_node_number(nats_leader)
+    consumer_leader = (
+        await stack.bus.js.consumer_info(posts_stream, f"{stack.namespace}_fanout_posts_created")
+    ).cluster.leader
+    inbox_master = {f.id: stack.redis.get_node_from_key(stack.keys.feed(f.id)).port for f in followers}
+    redis_victim = max(set(inbox_master.values()), key=list(inbox_master.values()).count)
+    on_victim = {user for user, port in inbox_master.items() if port == redis_victim}
+
+    run = Run()
+    stop = asyncio.Event()
+
+    async def keep_posting(author: Account) -> None:
+        while not stop.is_set():
+            phase = run.phase
+            try:
+                post_id = await create_post(stack.stubs, upload_photo, author)
+            except grpc.aio.AioRpcError as exc:
+                run.failed_in[phase] += 1
+                run.errors.append(f"{exc.code().name}: {exc.details()}")
+                continue
+            run.acknowledged[post_id] = author.id
+            run.acknowledged_in[phase] += 1
+
+    down: set[str] = set()
+    took: dict[str, float] = {}  # seconds after the first kill
+
+    async def redis_master_dies() -> None:
+        await asyncio.to_thread(kill_redis_node, redis_victim)
+        down.add("redis")
+        await wait_redis_failed_over(redis_victim)
+        took["redis failover"] = time.monotonic() - killed_at
+        # It comes back as a replica of the one promoted in its place.
+        await asyncio.to_thread(start_redis_node, redis_victim)
+        down.discard("redis")
+
+    async def nats_server_dies() -> None:
+        # While the fan-out is failing on Redis: its naks and redeliveries go through the election.
+        await asyncio.sleep(NATS_KILL_DELAY)
+        await asyncio.to_thread(kill_nats_node, nats_victim)
+        down.add("nats")
+        nats_killed_at = time.monotonic()
+        took["nats election"] = await _new_stream_leader(stack.bus, posts_stream, nats_leader) - nats_killed_at
+        await asyncio.sleep(max(0.0, nats_killed_at + NATS_DOWN_SECONDS - time.monotonic()))
+        await asyncio.to_thread(start_nats_node, nats_victim)
+        down.discard("nats")
+
+    async def recovered() -> None:
+        """Both clusters whole again: replicas attached, streams and consumers current on three servers."""
+        await wait_redis_cluster_healthy(30)
+        streams = [stack.bus.stream(name) for name in ("POSTS", "GRAPH")]
+        consumers = [(stack.bus.stream(s), f"{stack.namespace}_{d}") for d, s in FANOUT_CONSUMERS.items()]
+        await wait_nats_current(stack.bus.nc.jetstream(timeout=2), streams, consumers, within_seconds=30)
+        took["healthy"] = time.monotonic() - killed_at
+
+    retried = _fanout_retries()
+    posting = [asyncio.create_task(keep_posting(a)) for a in authors]
+    try:
+        await asyncio.sleep(STEADY_SECONDS)
+        run.phase = "during"
+        killed_at, killed_ms = time.monotonic(), int(time.time() * 1000)
+        await asyncio.gather(redis_master_dies(), nats_server_dies())
+        run.phase = "after"
+        took["restarted"] = time.monotonic() - killed_at
+        healthy = asyncio.create_task(recovered())
+        await asyncio.sleep(AFTER_SECONDS)
+        stop.set()
+        await asyncio.gather(*posting)
+        took["last post"] = time.monotonic() - killed_at
+        await healthy
+        await drain(stack.bus, stack.database_url, within=30)
+        took["drained"] = time.monotonic() - killed_at
+    finally:
+        stop.set()
+        for task in posting:
+            task.cancel()
+        await asyncio.gather(*posting, return_exceptions=True)
+        if "nats" in down:
+            await asyncio.to_thread(start_nats_node, nats_victim)
+        if "redis" in down:
+            await asyncio.to_thread(start_redis_node, redis_victim)
+    retried = _fanout_retries() - retried
+
+    # Every reader's feed (through feed_svc) and raw inbox against the reference.
+    missing: dict[int, set[int]] = {}
+    inbox_missing: dict[int, set[int]] = {}
+    duplicates = unexpected = 0
+    for reader in readers:
+        want = {p for p, a in run.acknowledged.items() if a in follows[reader.id] or a == reader.id}
+        assert len(want) < FEED_MAX
+        got = await feed_ids(stack.stubs, reader, size=100)
+        duplicates += len(got) - len(set(got))
+        # Posts whose CreatePost failed may exist all the same; acknowledged ones of others may not.
+        unexpected += len({p for p in set(got) - want if p in run.acknowledged})
+        if want - set(got):
+            missing[reader.id] = want - set(got)
+        raw = await stack.redis.zrange(stack.keys.feed(reader.id), 0, -1)
+        in_inbox = {int(m) for m in raw if m.decode() != LIVE}
+        if want - in_inbox:
+            inbox_missing[reader.id] = want - in_inbox
+    dead_letters = (await stack.bus.js.stream_info(stack.bus.stream("DEADLETTER"))).state.messages
+    lost = sum(len(posts) for posts in missing.values())
+
+    acknowledged = "/".join(str(n) for n in run.acknowledged_in.values())
+    failed = "/".join(str(n) for n in run.failed_in.values())
+    with capsys.disabled():
+        print(
+            f"\n[fan-out failover] {AUTHORS} authors x {FOLLOWERS_PER_AUTHOR} of {FOLLOWERS} followers; killed redis "
+            f"master :{redis_victim} ({len(on_victim)} followers' inboxes; failed over in "
+            f"{took['redis failover']:.1f}s) and {NATS_KILL_DELAY:g}s later the POSTS leader {nats_leader} (fan-out "
+            f"consumer leader {consumer_leader}; new leader in {took['nats election']:.1f}s); both restarted at "
+            f"{took['restarted']:.1f}s; posts acknowledged {acknowledged} and failed {failed} (before/during/after "
+            f"the failures); clusters healthy {took['healthy']:.1f}s after the first kill; fan-out drained "
+            f"{took['drained'] - took['last post']:.1f}s after the last post ({retried:g} handler retries, "
+            f"{dead_letters} dead-lettered); {len(readers)} feeds "
+            f"checked: posts missing {lost}, duplicates {duplicates}"
+        )
+    details = {
+        reader: {
+            "inbox on the killed master": reader in on_victim,
+            "missing (ms after the kills)": sorted(timestamp_ms(p) - killed_ms for p in posts),
+            "missing from the raw inbox too": len(posts & inbox_missing.get(reader, set())),
+        }
+        for reader, posts in missing.items()
+    }
+    assert not missing, details
+    assert not inbox_missing, inbox_missing
+    assert duplicates == 0
+    assert unexpected == 0
+    assert dead_letters == 0
+    assert run.acknowledged_in["during"] > 0 and run.acknowledged_in["after"] > 0, run.errors[:5]
+
+
+async def _new_stream_leader(bus: Bus, stream: str, old: str, within_seconds: float = 30.0) -> float:
+    """Waits until `stream` has a leader other than `old`; returns when (time.monotonic())."""
+    js = bus.nc.jetstream(timeout=1)
+    deadline = time.monotonic() + within_seconds
+    while time.monotonic() < deadline:
+        with contextlib.suppress(nats.errors.Error, TimeoutError):
+            leader = (await js.stream_info(stream)).cluster.leader
+            if leader and leader != old:
+                return time.monotonic()
+        await asyncio.sleep(0.05)
+    raise TimeoutError(f"no new leader for {stream} within {within_seconds:g}s")
+
+
+def _fanout_retries() -> float:
+    """Fan-out handler failures so far (this process), each followed by a redelivery."""
+    return sum(
+        REGISTRY.get_sample_value("glimpse_events_consumed_total", {"consumer": durable, "outcome": "retry"}) or 0.0
+        for durable in FANOUT_CONSUMERS
+    )
