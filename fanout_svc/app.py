@@ -26,13 +26,7 @@ async def fanout_host(settings: FanoutSettings) -> AsyncIterator[ServiceHost]:
         open_channel(settings.post_addr) as posts,
     ):
         keys = Keys(settings.namespace)
-        timelines = Timelines(
-            runtime.redis,
-            keys,
-            feed_max=settings.feed_max_items,
-            outbox_max=settings.outbox_max_items,
-            inbox_ttl_seconds=settings.feed_inbox_ttl_seconds,
-        )
+        timelines = Timelines.from_settings(runtime.redis, settings)
         timeout = settings.upstream_timeout_seconds
         handlers = FanoutHandlers(
             timelines,

@@ -23,7 +23,6 @@ from glimpse.graph.v1 import graph_pb2_grpc
 from glimpse.media.v1 import media_pb2_grpc
 from glimpse.post.v1 import post_pb2_grpc
 from mesh.channels import open_channel
-from mesh.redis_client import Keys
 from mesh.runtime import open_runtime
 from mesh.server import ServiceHost
 from mesh.timelines import OutboxLoader, Timelines
@@ -41,13 +40,7 @@ async def feed_host(settings: FeedSettings) -> AsyncIterator[ServiceHost]:
     ):
         graph = graph_pb2_grpc.GraphServiceStub(graph_channel)
         posts = post_pb2_grpc.PostServiceStub(post_channel)
-        timelines = Timelines(
-            runtime.redis,
-            Keys(settings.namespace),
-            feed_max=settings.feed_max_items,
-            outbox_max=settings.outbox_max_items,
-            inbox_ttl_seconds=settings.feed_inbox_ttl_seconds,
-        )
+        timelines = Timelines.from_settings(runtime.redis, settings)
         timeout = settings.upstream_timeout_seconds
         hydrator = Hydrator(
             posts,

@@ -22,9 +22,11 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from typing import Any
 
+from pydantic import Field
 from redis.exceptions import NoScriptError
 
 from glimpse.post.v1 import post_pb2, post_pb2_grpc
+from mesh.config import MeshSettings
 from mesh.ids import timestamp_ms
 from mesh.names import user_name
 from mesh.redis_client import Keys
@@ -70,6 +72,18 @@ def _pairs(post_ids: Iterable[int]) -> list[Any]:
     return args
 
 
+class TimelineSettings(MeshSettings):
+    """The timeline layout's settings: fanout_svc (which writes) and feed_svc (which reads) must
+    agree on them, so both inherit this one definition (and read the same GLIMPSE_* variables)."""
+
+    # Authors with more followers than this are not pushed: followers pull their outbox at read time.
+    celebrity_threshold: int = Field(10_000, ge=0)
+    feed_max_items: int = Field(800, ge=1)
+    outbox_max_items: int = Field(800, ge=1)
+    # An inbox unread for this long expires; the fan-out skips it and the next read rebuilds it.
+    feed_inbox_ttl_seconds: int = Field(30 * 24 * 3600, ge=60)
+
+
 class Timelines:
     """Inboxes and outboxes of one deployment (namespace)."""
 
@@ -81,6 +95,16 @@ class Timelines:
         self._ttl = inbox_ttl_seconds
         self._add_if_live = redis.register_script(_ADD_IF_LIVE)
         self._build = redis.register_script(_BUILD)
+
+    @classmethod
+    def from_settings(cls, redis: Any, settings: TimelineSettings) -> Timelines:
+        return cls(
+            redis,
+            Keys(settings.namespace),
+            feed_max=settings.feed_max_items,
+            outbox_max=settings.outbox_max_items,
+            inbox_ttl_seconds=settings.feed_inbox_ttl_seconds,
+        )
 
     def inbox_key(self, user_id: int) -> str:
         return self._keys.feed(user_id)

@@ -12,9 +12,11 @@ import io
 import itertools
 import os
 import socket
+import subprocess
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -59,6 +61,14 @@ BACKING = {
     "NATS": NATS_URL.split(",")[0],
     "S3 (moto)": os.environ.get("GLIMPSE_S3_ENDPOINT", "http://127.0.0.1:9000"),
 }
+
+
+GRPCURL = str(Path(__file__).resolve().parents[1] / ".venv" / "bin" / "grpcurl")
+
+
+def grpcurl(*args: str) -> subprocess.CompletedProcess[str]:
+    """What an operator runs: grpcurl (plaintext) with `args`."""
+    return subprocess.run([GRPCURL, "-plaintext", *args], capture_output=True, text=True, timeout=30)
 
 
 def pytest_sessionstart(session: pytest.Session) -> None:

@@ -12,7 +12,6 @@ import uuid
 from collections.abc import AsyncIterator
 
 import pytest
-from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
 from sqlalchemy import func, select
 
 from glimpse.events.v1 import events_pb2
@@ -30,6 +29,7 @@ from tests.cluster.nodes import (
     start_nats_node,
 )
 from tests.conftest import ENV, fresh_database_url
+from tests.mesh.test_outbox import _stored_event_ids
 
 EVENTS = 6000
 LOG = ROOT / ".run" / "cluster" / "graph_svc-relay.log"
@@ -159,24 +159,6 @@ async def _unpublished(db: Database) -> int:
     async with db.read_only() as session:
         query = select(func.count()).select_from(models.outbox).where(models.outbox.c.published_at.is_(None))
         return int((await session.execute(query)).scalar_one())
-
-
-async def _stored_event_ids(bus: Bus) -> list[int]:
-    """Every event id in the GRAPH stream, read with a throwaway consumer."""
-    total = (await bus.js.stream_info(bus.stream("GRAPH"))).state.messages
-    sub = await bus.js.pull_subscribe(
-        bus.subject("graph.followed"),
-        stream=bus.stream("GRAPH"),
-        config=ConsumerConfig(
-            name=f"count_{uuid.uuid4().hex[:6]}", ack_policy=AckPolicy.NONE, deliver_policy=DeliverPolicy.ALL
-        ),
-    )
-    found: list[int] = []
-    while len(found) < total:
-        for msg in await sub.fetch(1000, timeout=5):
-            found.append(events_pb2.UserFollowed.FromString(msg.data).event_id)
-    await sub.unsubscribe()
-    return found
 
 
 async def _wait_all_servers_hold(stream: str, messages: int, within_seconds: float = 30.0) -> None:

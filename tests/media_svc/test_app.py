@@ -4,17 +4,11 @@ from __future__ import annotations
 
 import asyncio
 import json
-import subprocess
-from pathlib import Path
 
 import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
-GRPCURL = str(Path(__file__).resolve().parents[2] / ".venv" / "bin" / "grpcurl")
-
-
-def grpcurl(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([GRPCURL, "-plaintext", *args], capture_output=True, text=True, timeout=30)
+from tests.conftest import grpcurl
 
 
 async def test_operator_sees_media_service_health_and_reflection(media_addr):

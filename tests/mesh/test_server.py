@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import subprocess
-from pathlib import Path
 
 import grpc
 import pytest
@@ -19,12 +17,7 @@ from mesh.db import Database
 from mesh.ids import IdGenerator
 from mesh.server import ServiceHost
 from mesh.tokens import signer_from
-
-GRPCURL = str(Path(__file__).resolve().parents[2] / ".venv" / "bin" / "grpcurl")
-
-
-def grpcurl(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([GRPCURL, "-plaintext", *args], capture_output=True, text=True, timeout=30)
+from tests.conftest import grpcurl
 
 
 async def test_operator_sees_graph_service_health_and_reflection(graph_addr):
