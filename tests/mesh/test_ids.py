@@ -15,8 +15,9 @@ def test_ids_are_unique_increasing_and_carry_their_time():
     after = time.time_ns() // 1_000_000
     assert ids == sorted(ids) and len(set(ids)) == len(ids)
     assert all(0 < i < 2**63 for i in ids)
-    assert before <= timestamp_ms(ids[0]) <= timestamp_ms(ids[-1]) <= after
-    assert lowest_id_at(timestamp_ms(ids[0])) <= ids[0]
+    minted_first, minted_last = timestamp_ms(ids[0]), timestamp_ms(ids[-1])
+    assert before <= minted_first <= minted_last <= after
+    assert lowest_id_at(minted_first) <= ids[0]
 
 
 def test_threads_sharing_a_generator_never_collide():

@@ -43,7 +43,8 @@ async def test_pages_are_exact_across_posts_of_the_same_millisecond(timelines):
     # 40 posts in one millisecond (two shards), and some around it.
     ids = [post_id(now, seq, shard) for seq in range(20) for shard in (1, 2)]
     ids += [post_id(now - 1, 0), post_id(now + 1, 0), post_id(now - 5, 3)]
-    assert timestamp_ms(ids[0]) == now
+    minted = timestamp_ms(ids[0])
+    assert minted == now
     await timelines.build_inbox(7, ids)
     expected = sorted(ids, reverse=True)
     for size in (1, 3, 7, 50):
