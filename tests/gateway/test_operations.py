@@ -135,7 +135,8 @@ async def test_metrics_label_requests_by_route_template_without_ids(http, make_a
         r'glimpse_http_requests_total\{method="GET",route="/v1/users/\{user_id\}/followers",status="200"\} \d',
         text,
     )
-    assert re.search(r'glimpse_http_request_duration_seconds_bucket\{le="[^"]+",method="GET",route="/v1/users/', text)
+    histogram_line = r'glimpse_http_request_duration_seconds_bucket\{le="[^"]+",method="GET",route="/v1/users/'
+    assert re.search(histogram_line, text)
     assert 'route="unmatched",status="404"' in text
     assert str(account.id) not in text
     assert 'route="/metrics"' not in text
