@@ -38,16 +38,16 @@ async def fanout_host(settings: FanoutSettings) -> AsyncIterator[ServiceHost]:
             timeout=timeout,
         )
         host = runtime.host("fanout_svc", settings.listen, settings.metrics_port)
-        # Several pull loops share the posts.created durable, so that many posts fan out at once.
-        wait = settings.ack_wait_seconds
-        created = ConsumerSpec(
-            "fanout_posts_created", "posts.created", handlers.on_post_created, batch=16, ack_wait_seconds=wait
+        consumer = functools.partial(
+            ConsumerSpec, ack_wait_seconds=settings.ack_wait_seconds, max_deliver=settings.max_deliveries
         )
-        specs = [created] * settings.concurrency
+        # Several pull loops share the posts.created durable, so that many posts fan out at once.
+        specs = [consumer("fanout_posts_created", "posts.created", handlers.on_post_created, batch=16)]
+        specs *= settings.concurrency
         specs += [
-            ConsumerSpec("fanout_posts_deleted", "posts.deleted", handlers.on_post_deleted, ack_wait_seconds=wait),
+            consumer("fanout_posts_deleted", "posts.deleted", handlers.on_post_deleted),
             # One consumer for both graph subjects, handled in stream order.
-            ConsumerSpec("fanout_graph", "graph.>", handlers.on_follow_changed, ack_wait_seconds=wait),
+            consumer("fanout_graph", "graph.>", handlers.on_follow_changed),
         ]
         for spec in specs:
             host.add_background(functools.partial(run_consumer, runtime.bus, spec))

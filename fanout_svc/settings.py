@@ -16,3 +16,6 @@ class FanoutSettings(TimelineSettings):
     upstream_timeout_seconds: float = Field(10.0, gt=0)
     # An event not acked this long after delivery (its handler crashed or hung) is delivered again.
     ack_wait_seconds: float = Field(30.0, gt=0)
+    # Deliveries before an event is dead-lettered. A dead-lettered post never reaches the inboxes, so
+    # the fan-out outlasts long outages: 50 deliveries with waits capped at 30 s is about 25 minutes.
+    max_deliveries: int = Field(50, ge=1)

@@ -121,8 +121,8 @@ async def wait_nats_current(
     consumers: Iterable[tuple[str, str]] = (),
     within_seconds: float = 30.0,
 ) -> None:
-    """Until each stream and each (stream, durable) consumer has a leader and two replicas that are
-    online and current (a restarted server has caught up)."""
+    """Until the JetStream meta group, each stream and each (stream, durable) consumer has a leader and
+    two replicas that are online and current (a restarted server has caught up)."""
     loop = asyncio.get_running_loop()
     deadline = loop.time() + within_seconds
     streams, consumers = list(streams), list(consumers)
@@ -131,10 +131,11 @@ async def wait_nats_current(
         try:
             clusters = [(await js.stream_info(s)).cluster for s in streams]
             clusters += [(await js.consumer_info(s, c)).cluster for s, c in consumers]
-            if all(_raft_current(cluster) for cluster in clusters):
+            meta = await asyncio.to_thread(_meta_cluster)
+            if all(_raft_current(cluster) for cluster in clusters) and _raft_current(meta):
                 return
-            last = clusters
-        except (nats.errors.Error, TimeoutError) as exc:
+            last = (meta, clusters)
+        except (nats.errors.Error, TimeoutError, OSError) as exc:
             last = exc
         if loop.time() > deadline:
             raise TimeoutError(f"nats streams not current after {within_seconds:g}s: {last}")
@@ -149,3 +150,14 @@ def _raft_current(cluster: ClusterInfo | None) -> bool:
         and len(replicas) == 2
         and all(peer.current and not peer.offline for peer in replicas)
     )
+
+
+def _meta_cluster() -> ClusterInfo | None:
+    """The meta group as its leader reports it (only the leader lists the replicas), if every server
+    agrees on that leader."""
+    metas = [nats_jetstream_report(n).get("meta_cluster", {}) for n in (1, 2, 3)]
+    leaders = {meta.get("leader") for meta in metas}
+    reports = [meta for meta in metas if meta.get("replicas")]
+    if len(leaders) != 1 or len(reports) != 1:
+        return None
+    return ClusterInfo.from_response(dict(reports[0]))
