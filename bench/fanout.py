@@ -19,7 +19,8 @@ Figure 2, post-to-visible: a photo is uploaded as a client does (upload grant, f
 object store), then CreatePost; the clock runs from CreatePost's acknowledgement until the post is
 in the last follower's inbox (ZSCORE polled every millisecond; the fan-out streams followers in id
 order, so the last one is written last). The floor is the raw pipelined ZADD of the same number of
-inboxes from this process: what the fan-out's own Redis writes cost at the least.
+inboxes from this process: what the fan-out's own Redis writes cost at the least. Posts go one at a
+time, 3 warm-up posts per author first; with 30 posts, p99 is the slowest one.
 Figures are printed, never asserted.
 """
 
@@ -174,7 +175,7 @@ async def _fanout_rate(timelines: Timelines, handlers: FanoutHandlers, audience:
     methods: dict[str, Callable[[int], Awaitable[None]]] = {
         "floor: raw pipelined ZADD, 10k inboxes": raw,
         "Timelines.push, 10k live inboxes": push,
-        "FanoutHandlers.on_post_created, 10k followers": handler,
+        "FanoutHandlers.on_post_created, 10k": handler,
     }
     for method in methods.values():  # warm-up: connections, script cache, graph_svc's pool
         await method(ids.next_id())
@@ -242,7 +243,7 @@ class _Poster:
         create, visible = create[WARMUP_POSTS:], visible[WARMUP_POSTS:]
         return (
             Sample("CreatePost (ack)", create, sum(create), len(create), "posts"),
-            Sample("post-to-visible (ack -> last inbox)", visible, sum(visible), len(visible), "posts"),
+            Sample("post-to-visible (ack to last inbox)", visible, sum(visible), len(visible), "posts"),
         )
 
     async def _upload(self, store: httpx.AsyncClient, author: int) -> int:
@@ -286,7 +287,7 @@ def _report(
     raw, push, handler = rates
     print("fan-out rate: one post into 10,000 live inboxes, from this process (Redis local; 2 cores)")
     for sample in rates:
-        print(sample.line().replace("calls", "posts"))
+        print(sample.line())
     print("post-to-visible: real post_svc + media_svc + graph_svc + fanout_svc processes, JetStream between")
     print(floor_call.line())
     print(raw_small.line())
@@ -294,7 +295,8 @@ def _report(
     print(raw_big.line())
     for author, count in ((audience.small_author, SMALL), (audience.big_author, BIG)):
         for sample in visible[author]:
-            print(Sample(f"{sample.name}, {count:,} followers", sample.seconds, sample.wall, sample.units).line())
+            name = f"{sample.name}, {count // 1000}k followers"
+            print(Sample(name, sample.seconds, sample.wall, sample.units, "posts").line())
     rows = [
         Verdict(
             f"fan-out rate, {sample.name.split(',')[0]}",
@@ -306,16 +308,20 @@ def _report(
         )
         for sample in (push, handler)
     ]
-    for author, count, floor in ((audience.small_author, SMALL, raw_small), (audience.big_author, BIG, raw_big)):
-        seen = visible[author][1]
-        rows.append(
-            Verdict(
-                f"post-to-visible, {count:,} followers",
-                f"p50 {seen.percentile(50) * 1000:.0f} / p99 {seen.percentile(99) * 1000:.0f} ms",
-                f"raw ZADD p50 {floor.percentile(50) * 1000:.1f} ms",
-                f"p99 {seen.percentile(99) / floor.percentile(50):.0f}x floor",
-                f"p99 < {TARGET_VISIBLE_P99 * 1000:.0f} ms" if count == BIG else "(none; 10k has the target)",
-                seen.percentile(99) < TARGET_VISIBLE_P99 if count == BIG else None,
-            )
-        )
+    rows.append(_visible_row(visible[audience.small_author][1], raw_small, SMALL))
+    rows.append(_visible_row(visible[audience.big_author][1], raw_big, BIG))
     print_verdicts("fan-out", rows)
+
+
+def _visible_row(seen: Sample, floor: Sample, followers: int) -> Verdict:
+    """Post-to-visible beside the raw writes to as many inboxes (p50 to p50, p99 to p99)."""
+    p50, p99 = seen.percentile(50), seen.percentile(99)
+    big = followers == BIG
+    return Verdict(
+        f"post-to-visible, {followers:,} followers",
+        f"p50 {p50 * 1000:.0f} / p99 {p99 * 1000:.0f} ms",
+        f"raw ZADD p50 {floor.percentile(50) * 1000:.0f} / p99 {floor.percentile(99) * 1000:.0f} ms",
+        f"{p50 / floor.percentile(50):.1f}x / {p99 / floor.percentile(99):.1f}x",
+        f"p99 < {TARGET_VISIBLE_P99 * 1000:.0f} ms" if big else "(the target is for 10k)",
+        p99 < TARGET_VISIBLE_P99 if big else None,
+    )

@@ -18,11 +18,10 @@ from dataclasses import dataclass
 
 import psycopg
 
-from feed_svc.settings import FeedSettings
 from mesh.config import MeshSettings
 from mesh.ids import EPOCH_MS, SEQUENCE_BITS, SHARD_BITS
-from mesh.redis_client import Keys, connect_redis
-from mesh.timelines import Timelines
+from mesh.redis_client import connect_redis
+from mesh.timelines import Timelines, TimelineSettings
 
 # Posts generated here put a running number where a real id has its shard and sequence bits, so
 # ids stay unique (up to 2**23 posts per database) and keep their creation time.
@@ -60,6 +59,31 @@ class Step:
 # PostgreSQL -------------------------------------------------------------------------------------
 
 
+def drop_secondary_indexes(conn: psycopg.Connection, tables: Sequence[str]) -> list[str]:
+    """Drops the tables' secondary indexes (not those behind primary keys or unique constraints) and
+    returns their exact definitions for create_indexes: as pg_restore does, one sorted build after a
+    bulk load is much faster than millions of random inserts into indexes larger than shared_buffers."""
+    rows = conn.execute(
+        """
+        SELECT n.nspname || '.' || c.relname, pg_get_indexdef(i.indexrelid)
+          FROM pg_index i
+          JOIN pg_class c ON c.oid = i.indexrelid
+          JOIN pg_namespace n ON n.oid = c.relnamespace
+         WHERE i.indrelid = ANY(%s::regclass[])
+           AND NOT EXISTS (SELECT 1 FROM pg_constraint k WHERE k.conindid = i.indexrelid)
+        """,
+        (list(tables),),
+    ).fetchall()
+    for name, _definition in rows:
+        conn.execute(f"DROP INDEX {name}")
+    return [definition for _name, definition in rows]
+
+
+def create_indexes(conn: psycopg.Connection, definitions: Sequence[str]) -> None:
+    for definition in definitions:
+        conn.execute(definition)
+
+
 def copy_users(conn: psycopg.Connection, user_ids: Iterable[int], prefix: str) -> None:
     """Users named <prefix><n>, with a placeholder password hash (nobody logs in)."""
     with conn.cursor() as cur, cur.copy("COPY graph.users (id, username, email, password_hash) FROM STDIN") as copy:
@@ -75,16 +99,18 @@ def copy_follows(conn: psycopg.Connection, pairs: Iterable[tuple[int, int]]) -> 
 
 
 def set_follow_counts(conn: psycopg.Connection, user_ids: Sequence[int]) -> None:
-    """follower_count and following_count of these users, counted from graph.follows."""
-    conn.execute(
-        """
-        UPDATE graph.users u
-           SET follower_count = (SELECT count(*) FROM graph.follows f WHERE f.followee_id = u.id),
-               following_count = (SELECT count(*) FROM graph.follows f WHERE f.follower_id = u.id)
-         WHERE u.id = ANY(%s)
-        """,
-        (list(user_ids),),
-    )
+    """follower_count and following_count of these users, counted from graph.follows (one pass each,
+    so it needs no index). Users that nobody follows (or who follow nobody) keep their 0."""
+    for counted, other in (("follower_count", "followee_id"), ("following_count", "follower_id")):
+        conn.execute(
+            f"""
+            UPDATE graph.users u SET {counted} = c.n
+              FROM (SELECT {other} AS id, count(*) AS n FROM graph.follows
+                     WHERE {other} = ANY(%(ids)s) GROUP BY 1) c
+             WHERE u.id = c.id
+            """,
+            {"ids": list(user_ids)},
+        )
 
 
 def insert_posts(conn: psycopg.Connection, authors: Sequence[int], per_author: int, first_seq: int, days: int) -> int:
@@ -109,6 +135,7 @@ def insert_posts(conn: psycopg.Connection, authors: Sequence[int], per_author: i
                    'Golden hour on the ridge, photo ' || seq || ' #glimpse #bench', ARRAY['glimpse', 'bench'],
                    ARRAY[((ms - %(epoch)s) << %(shift)s) | seq], to_timestamp(ms / 1000.0), to_timestamp(ms / 1000.0)
               FROM generated
+             ORDER BY ms, seq  -- in id order: appends to the id indexes instead of random inserts
             RETURNING id, author_id, created_at
         )
         INSERT INTO media.media (id, owner_id, object_key, content_type, size_bytes, real_format, width, height,
@@ -152,6 +179,11 @@ def newest_posts(conn: psycopg.Connection, authors: Sequence[int], limit: int) -
     return {author: list(ids) for author, ids in rows}
 
 
+def follower_counts(conn: psycopg.Connection, users: Sequence[int]) -> dict[int, int]:
+    rows = conn.execute("SELECT id, follower_count FROM graph.users WHERE id = ANY(%s)", (list(users),)).fetchall()
+    return {user: count for user, count in rows}
+
+
 def followees(conn: psycopg.Connection, readers: Sequence[int]) -> dict[int, list[int]]:
     rows = conn.execute(
         "SELECT follower_id, array_agg(followee_id) FROM graph.follows WHERE follower_id = ANY(%s) GROUP BY 1",
@@ -165,15 +197,8 @@ def followees(conn: psycopg.Connection, readers: Sequence[int]) -> dict[int, lis
 
 
 def make_timelines(namespace: str) -> Timelines:
-    """Timelines of a stack's namespace, with the same caps and TTL the services use by default."""
-    settings = FeedSettings(namespace=namespace)
-    return Timelines(
-        connect_redis(MeshSettings().redis_url),
-        Keys(namespace),
-        feed_max=settings.feed_max_items,
-        outbox_max=settings.outbox_max_items,
-        inbox_ttl_seconds=settings.feed_inbox_ttl_seconds,
-    )
+    """Timelines of a stack's namespace, with the caps and TTL the services use by default."""
+    return Timelines.from_settings(connect_redis(MeshSettings().redis_url), TimelineSettings(namespace=namespace))
 
 
 def merged_inbox(authors: Iterable[int], newest: dict[int, list[int]], cap: int) -> list[int]:
@@ -192,7 +217,7 @@ async def build_inboxes(timelines: Timelines, inboxes: dict[int, list[int]]) -> 
 
 
 async def _bounded(calls: Iterable[Awaitable[None]]) -> None:
-    """Runs the calls with at most _LOAD_CONCURRENCY in flight (one pipeline of Redis connections)."""
+    """Runs the calls with at most _LOAD_CONCURRENCY in flight (as many Redis connections)."""
     semaphore = asyncio.Semaphore(_LOAD_CONCURRENCY)
 
     async def one(call: Awaitable[None]) -> None:

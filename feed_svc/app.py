@@ -65,6 +65,7 @@ async def feed_host(settings: FeedSettings) -> AsyncIterator[ServiceHost]:
             graph,
             celebrity_threshold=settings.celebrity_threshold,
             celebrity_cache_seconds=settings.celebrity_cache_seconds,
+            celebrity_head_seconds=settings.celebrity_head_seconds,
             timeout=timeout,
         )
         host = runtime.host("feed_svc", settings.listen, settings.metrics_port)

@@ -40,12 +40,22 @@ class Hydrator:
         self._post_cache: TTLCache[int, post_pb2.Post] = TTLCache(max_items or 1, ttl_seconds)
         self._user_cache: TTLCache[int, graph_pb2.User] = TTLCache(max_items or 1, ttl_seconds)
         self._media_cache: TTLCache[int, media_pb2.Media] = TTLCache(max_items or 1, ttl_seconds * 10)
+        # Finished items (author found, every photo final): most reads are of posts read before.
+        self._item_cache: TTLCache[int, feed_pb2.FeedItem] = TTLCache(max_items or 1, ttl_seconds)
 
     def forget_post(self, post_id: int) -> None:
         self._post_cache.pop(post_id, None)
+        self._item_cache.pop(post_id, None)
 
     async def items(self, post_ids: Sequence[int]) -> dict[int, feed_pb2.FeedItem]:
         """Feed items of the posts that still exist (deleted or unknown ids are left out)."""
+        items = {p: item for p in post_ids if (item := self._item_cache.get(p)) is not None}
+        missing = [p for p in post_ids if p not in items]
+        if missing:
+            items.update(await self._build(missing))
+        return items
+
+    async def _build(self, post_ids: Sequence[int]) -> dict[int, feed_pb2.FeedItem]:
         posts = await _fetch(self._post_cache, post_ids, self._batch_posts)
         authors = await _fetch(self._user_cache, list({p.author_id for p in posts.values()}), self._batch_users)
         media_ids = [m for p in posts.values() for m in p.media_ids]
@@ -64,6 +74,8 @@ class Hydrator:
                 item.author.CopyFrom(
                     feed_pb2.FeedAuthor(id=author.id, username=author.username, display_name=author.display_name)
                 )
+                if all(m in media and media[m].status in _FINAL for m in post.media_ids):
+                    self._item_cache[post_id] = item
             items[post_id] = item
         return items
 

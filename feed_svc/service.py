@@ -29,6 +29,8 @@ REBUILDS = Counter("glimpse_feed_inbox_rebuilds_total", "Inboxes rebuilt on read
 _SLACK = 4
 # Outboxes rebuilt from post_svc at once while rebuilding an inbox.
 _REBUILD_CONCURRENCY = 16
+# Newest posts of a celebrity kept in process memory (a few pages' worth).
+_HEAD = 100
 
 
 @dataclass(frozen=True)
@@ -47,6 +49,7 @@ class FeedService:
         *,
         celebrity_threshold: int,
         celebrity_cache_seconds: float,
+        celebrity_head_seconds: float = 0.0,
         timeout: float,
     ) -> None:
         self._timelines = timelines
@@ -56,6 +59,9 @@ class FeedService:
         self._threshold = celebrity_threshold
         self._timeout = timeout
         self._celebrities: TTLCache[int, list[int]] = TTLCache(100_000, celebrity_cache_seconds or 1e-9)
+        # Every follower of a celebrity (thousands, by definition) merges the same outbox: read it once
+        # per celebrity_head_seconds per process, not once per page.
+        self._heads: TTLCache[int, list[int]] = TTLCache(100_000, celebrity_head_seconds or 1e-9)
 
     async def home_feed(self, user_id: int, size: int, token: str) -> FeedPage:
         """One page of `user_id`'s home feed. INVALID_ARGUMENT for a bad page size or token."""
@@ -66,12 +72,11 @@ class FeedService:
         if want <= 0:
             return FeedPage([], "")
         celebrities = await self._celebrity_followees(user_id)
-        keys = [self._timelines.inbox_key(user_id), *(self._timelines.outbox_key(c) for c in celebrities)]
         items: list[feed_pb2.FeedItem] = []
         exhausted = False
         while len(items) < want and not exhausted:
             fetch = want - len(items) + _SLACK
-            candidates, exhausted = await self._candidates(user_id, celebrities, keys, before, fetch)
+            candidates, exhausted = await self._candidates(user_id, celebrities, before, fetch)
             hydrated = await self._hydrator.items(candidates)
             for post_id in candidates:
                 before = post_id
@@ -88,18 +93,30 @@ class FeedService:
         return FeedPage(items, next_token)
 
     async def _candidates(
-        self, user_id: int, celebrities: list[int], keys: list[str], before: int | None, fetch: int
+        self, user_id: int, celebrities: list[int], before: int | None, fetch: int
     ) -> tuple[list[int], bool]:
         """The newest `fetch` distinct post ids older than `before` across inbox and celebrity outboxes,
         and whether every timeline ran out."""
-        pages = await self._timelines.pages(keys, before, fetch)
-        if pages[0] is None:
+        heads = await self._celebrity_heads(celebrities)
+        pages: list[list[int] | None] = []
+        deep = []  # celebrities whose kept head does not reach far enough below `before`
+        for author in celebrities:
+            head = heads[author]
+            older = head if before is None else [p for p in head if p < before]
+            if len(older) >= fetch or len(head) < _HEAD:  # a head shorter than _HEAD is the whole outbox
+                pages.append(older[:fetch])
+            else:
+                deep.append(author)
+        keys = [self._timelines.inbox_key(user_id), *(self._timelines.outbox_key(a) for a in deep)]
+        read = await self._timelines.pages(keys, before, fetch)
+        if read[0] is None:
             await self._rebuild_inbox(user_id, celebrities)
-        for index, author in enumerate(celebrities, start=1):
-            if pages[index] is None:
+        for author, page in zip(deep, read[1:], strict=True):
+            if page is None:
                 await self._outboxes.rebuild(author)
-        if any(page is None for page in pages):
-            pages = await self._timelines.pages(keys, before, fetch)
+        if any(page is None for page in read):
+            read = await self._timelines.pages(keys, before, fetch)
+        pages += read
         merged: list[int] = []
         for post_id in heapq.merge(*(page or [] for page in pages), reverse=True):
             if not merged or merged[-1] != post_id:  # an author may sit in the inbox and be a celebrity
@@ -108,6 +125,18 @@ class FeedService:
                 break
         exhausted = all(page is None or len(page) < fetch for page in pages) and len(merged) < fetch
         return merged, exhausted
+
+    async def _celebrity_heads(self, celebrities: list[int]) -> dict[int, list[int]]:
+        """The newest _HEAD post ids of each celebrity, from memory or (once per celebrity_head_seconds)
+        one pipeline for all the missing ones; a cold outbox is rebuilt."""
+        heads = {a: head for a in celebrities if (head := self._heads.get(a)) is not None}
+        missing = [a for a in celebrities if a not in heads]
+        if missing:
+            pages = await self._timelines.pages([self._timelines.outbox_key(a) for a in missing], None, _HEAD)
+            for author, page in zip(missing, pages, strict=True):
+                head = page if page is not None else (await self._outboxes.rebuild(author))[:_HEAD]
+                heads[author] = self._heads[author] = head
+        return heads
 
     async def _celebrity_followees(self, user_id: int) -> list[int]:
         cached = self._celebrities.get(user_id)

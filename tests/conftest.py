@@ -264,6 +264,7 @@ async def feed_addr(
         celebrity_threshold=CELEBRITY_THRESHOLD,
         # Tests move authors across the threshold and expect readers to see it at once.
         celebrity_cache_seconds=0,
+        celebrity_head_seconds=0,
     )
     async with feed_host(settings) as host:
         yield f"127.0.0.1:{await host.start()}"

@@ -1,0 +1,646 @@
+"""Feed read: GetHomeFeed through a real feed_svc process, beside an empty call, a celebrity-heavy
+reader, and the usual SQL join computing the same page.
+
+    python -m bench feed_read
+
+Runs graph_svc, post_svc, media_svc and feed_svc as processes (bench.stack) on a fresh database;
+CELEBRITY_THRESHOLD 10000, hydration and celebrity caches kept for 15 minutes so they stay warm for
+the whole run (every reader's first page is read once before measuring). This measures the read
+path, so the data is bulk-loaded (bench.feed_data): posts and READY media rows straight into their
+schemas, outboxes and inboxes written with mesh.timelines exactly as the fan-out leaves them
+(inbox: the newest 800 posts of the reader and their non-celebrity followees).
+
+Data, all in the one database, loaded before any measurement:
+  reed   socfb-Reed98 (graph_svc.demo.load: 962 users, 37,624 follows), 1,040 posts per user (1M)
+  mix    100 celebrities (follower_count set above the threshold; their follower rows beyond our
+         readers are not materialised) and 1,000 normal authors, 50 posts each; 100 readers
+         following 50 celebrities + 200 normal authors, 100 following 250 normal authors
+  scale  1M users; followers by a power law: 2 authors with ~1M followers each, author r has
+         4M/r^2 (the top 20 are above the threshold); 5,000 authors with 200 posts each (1M posts);
+         1,000 readers who also follow 20..500 authors each, chosen with a bias to popular ones
+Only the outboxes a read touches are written: the celebrities' (another author's outbox is read only
+to rebuild an expired inbox, and these readers' inboxes are live).
+
+Figures (targets printed beside them, never asserted):
+  3  GetHomeFeed (page 20, reed readers) at max rate beside Health/Check on the same feed_svc, with
+     the same client; then both at half the feed's max rate, open loop
+  4  the mix reader beside the inbox-only reader: p50/p99 of one caller, and max rate
+  5  the same page (post + author + media) by one SQL join over follows and posts (index on
+     posts(author_id, created_at DESC)) from psycopg, beside GetHomeFeed, for reed and scale readers
+
+The client: CLIENT_PROCESSES processes (spawned), each one asyncio loop with CONCURRENCY calls in
+flight (one gRPC channel per process; one psycopg connection per in-flight query), all starting
+together; closed loop (a call starts when one ends) or open loop (calls start on a fixed schedule
+and latency counts from the scheduled start, so a late client does not hide queueing).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import itertools
+import multiprocessing
+import random
+import statistics
+import sys
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from concurrent.futures import ProcessPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+
+import grpc
+import psycopg
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+
+from bench import feed_data
+from bench.feed_data import Step, Verdict, print_verdicts
+from bench.stack import Stack, running_stack
+from bench.stats import Sample, empty_call_floor, time_calls
+from glimpse.feed.v1 import feed_pb2, feed_pb2_grpc
+from graph_svc import demo
+from graph_svc.credentials import Passwords
+from mesh.db import Database
+from mesh.identity import as_caller
+from mesh.ids import IdGenerator
+
+ROOT = Path(__file__).resolve().parents[1]
+DATASET = ROOT.parent / "shared" / "datasets" / "socfb-Reed98.edges"
+
+CELEBRITY_THRESHOLD = 10_000
+CACHE_SECONDS = "900"
+PAGE = 20
+FEED_MAX = 800
+CLIENT_PROCESSES = 2
+CONCURRENCY = 8
+SECONDS = 4.0
+SEQUENTIAL_CALLS = 1500
+PLAN_LINES = 12
+
+TARGET_SHARE_OF_EMPTY = 0.5
+TARGET_P99_AT_HALF = 0.015
+TARGET_CELEBRITY_COST = 1.5
+TARGET_OVER_SQL = 10.0
+
+# Data set sizes (see the module docstring).
+REED_POSTS_PER_USER = 1040
+MIX_CELEBRITIES, MIX_NORMALS, MIX_READERS, MIX_POSTS = 100, 1000, 100, 50
+MIX_FOLLOWS = (50, 200)  # celebrities, normal authors followed by a celebrity-mix reader
+INBOX_FOLLOWS = 250  # normal authors followed by an inbox-only reader
+SCALE_USERS, SCALE_AUTHORS, SCALE_READERS, SCALE_POSTS = 1_000_000, 5_000, 1_000, 200
+# Generated users get ids from 2**40: far below any minted id (that would be 2025-01-01 + 131 ms).
+SCALE_BASE = 1 << 40
+# Post numbers (the low bits of generated post ids) of each data set.
+REED_SEQ, MIX_SEQ, SCALE_SEQ = 0, 1_100_000, 2_000_000
+
+# The usual home-feed query: the newest 20 posts of the reader's followees (and the reader's own,
+# which the feed also shows), then their authors and media, like the hydrated page.
+FEED_SQL = """
+SELECT p.id, p.caption, p.hashtags, p.created_at, u.id, u.username, u.display_name,
+       m.id, m.status, m.width, m.height, m.blurhash, m.renditions
+  FROM (SELECT p.id, p.author_id, p.caption, p.hashtags, p.media_ids, p.created_at
+          FROM posts.posts p
+          JOIN (SELECT f.followee_id FROM graph.follows f WHERE f.follower_id = %(reader)s
+                UNION ALL SELECT %(reader)s) AS a(author_id) ON p.author_id = a.author_id
+         WHERE p.state = 1
+         ORDER BY p.created_at DESC, p.id DESC
+         LIMIT 20) p
+  JOIN graph.users u ON u.id = p.author_id
+  LEFT JOIN media.media m ON m.id = ANY(p.media_ids)
+ ORDER BY p.created_at DESC, p.id DESC
+"""
+# The same page with a per-followee LIMIT (LATERAL): what a careful hand would write; a reference.
+LATERAL_SQL = """
+SELECT p.id, p.caption, p.hashtags, p.created_at, u.id, u.username, u.display_name,
+       m.id, m.status, m.width, m.height, m.blurhash, m.renditions
+  FROM (SELECT p.id, p.author_id, p.caption, p.hashtags, p.media_ids, p.created_at
+          FROM (SELECT f.followee_id FROM graph.follows f WHERE f.follower_id = %(reader)s
+                UNION ALL SELECT %(reader)s) AS a(author_id)
+          CROSS JOIN LATERAL (SELECT * FROM posts.posts p
+                               WHERE p.author_id = a.author_id AND p.state = 1
+                               ORDER BY p.created_at DESC LIMIT 20) p
+         ORDER BY p.created_at DESC, p.id DESC
+         LIMIT 20) p
+  JOIN graph.users u ON u.id = p.author_id
+  LEFT JOIN media.media m ON m.id = ANY(p.media_ids)
+ ORDER BY p.created_at DESC, p.id DESC
+"""
+EMPTY_SQL = "SELECT 1"
+SQL_QUERIES = {"sql": FEED_SQL, "sql-lateral": LATERAL_SQL, "sql-empty": EMPTY_SQL}
+# Parallel query only adds overhead when every core is already busy with concurrent queries: the
+# baseline is given its best throughput setting.
+SQL_OPTIONS = "-c max_parallel_workers_per_gather=0"
+
+
+@dataclass(frozen=True)
+class Readers:
+    reed: list[int]
+    celebrity_mix: list[int]
+    inbox_only: list[int]
+    scale: list[int]
+
+
+# The load client (runs in CLIENT_PROCESSES spawned processes) -----------------------------------
+
+
+@dataclass(frozen=True)
+class Load:
+    """What one client process does: which call, against what, how hard, and from when."""
+
+    kind: str  # "feed" | "health" | a key of SQL_QUERIES
+    target: str  # gRPC address, or libpq URL
+    readers: tuple[int, ...]
+    offset: int  # where in `readers` this process starts
+    seconds: float
+    start_at: float  # time.time() at which every process starts measuring
+    rate: float = 0.0  # open loop: calls per second from this process; 0: closed loop
+
+
+@dataclass(frozen=True)
+class Result:
+    latencies: list[float]
+    wall: float
+    errors: int
+
+
+Call = Callable[[int], Awaitable[object]]
+
+
+def run_client(load: Load) -> Result:
+    """Entry point of a client process."""
+    return asyncio.run(_client(load))
+
+
+async def _client(load: Load) -> Result:
+    async with _callers(load) as calls:
+        reader = load.offset
+        while time.time() < load.start_at - 0.02:  # warm-up: connect, prepare statements
+            await calls[0](load.readers[reader % len(load.readers)])
+            reader += 1
+        await asyncio.sleep(max(0.0, load.start_at - time.time()))
+        if load.rate:
+            return await _open_loop(calls[0], load)
+        return await _closed_loop(calls, load)
+
+
+@contextlib.asynccontextmanager
+async def _callers(load: Load) -> AsyncIterator[list[Call]]:
+    """One call per in-flight slot: gRPC slots share the process's channel, SQL slots own a connection."""
+    if load.kind in ("feed", "health"):
+        async with grpc.aio.insecure_channel(load.target) as channel:
+            if load.kind == "feed":
+                feed = feed_pb2_grpc.FeedServiceStub(channel)
+                request = feed_pb2.GetHomeFeedRequest(page_size=PAGE)
+                yield [lambda reader: feed.GetHomeFeed(request, metadata=as_caller(reader))] * CONCURRENCY
+            else:
+                health = health_pb2_grpc.HealthStub(channel)
+                check = health_pb2.HealthCheckRequest()
+                yield [lambda _reader: health.Check(check)] * CONCURRENCY
+        return
+    query = SQL_QUERIES[load.kind]
+    connections = [await _sql_connect(load.target) for _ in range(CONCURRENCY)]
+    try:
+        yield [_sql_call(conn, query) for conn in connections]
+    finally:
+        for conn in connections:
+            await conn.close()
+
+
+async def _sql_connect(url: str) -> psycopg.AsyncConnection:
+    return await psycopg.AsyncConnection.connect(url, autocommit=True, options=SQL_OPTIONS)
+
+
+def _sql_call(conn: psycopg.AsyncConnection, query: str) -> Call:
+    async def call(reader: int) -> object:
+        cursor = await conn.execute(query, {"reader": reader} if "%(reader)s" in query else None)
+        return await cursor.fetchall()
+
+    return call
+
+
+async def _closed_loop(calls: list[Call], load: Load) -> Result:
+    """Each slot calls again as soon as its call returns, until `seconds` have passed."""
+    latencies: list[float] = []
+    errors = 0
+    started = time.perf_counter()
+    deadline = started + load.seconds
+
+    async def slot(n: int, call: Call) -> None:
+        nonlocal errors
+        reader = load.offset + n
+        while time.perf_counter() < deadline:
+            t = time.perf_counter()
+            try:
+                await call(load.readers[reader % len(load.readers)])
+            except (grpc.aio.AioRpcError, psycopg.Error):
+                errors += 1
+            latencies.append(time.perf_counter() - t)
+            reader += len(calls)
+
+    await asyncio.gather(*(slot(n, call) for n, call in enumerate(calls)))
+    return Result(latencies, time.perf_counter() - started, errors)
+
+
+async def _open_loop(call: Call, load: Load) -> Result:
+    """Starts call n at start + n / rate whatever the answers; latency counts from that scheduled time."""
+    latencies: list[float] = []
+    errors = 0
+    started = time.perf_counter()
+    total = int(load.seconds * load.rate)
+
+    async def one(n: int, scheduled: float) -> None:
+        nonlocal errors
+        try:
+            await call(load.readers[(load.offset + n) % len(load.readers)])
+        except grpc.aio.AioRpcError:
+            errors += 1
+        latencies.append(time.perf_counter() - scheduled)
+
+    tasks = []
+    for n in range(total):
+        scheduled = started + n / load.rate
+        delay = scheduled - time.perf_counter()
+        if delay > 0:
+            await asyncio.sleep(delay)
+        tasks.append(asyncio.create_task(one(n, scheduled)))
+    await asyncio.gather(*tasks)
+    return Result(latencies, time.perf_counter() - started, errors)
+
+
+def _ready() -> int:
+    time.sleep(0.5)
+    return multiprocessing.current_process().pid or 0
+
+
+class Client:
+    """CLIENT_PROCESSES spawned processes, started once and reused by every measurement."""
+
+    def __init__(self, pool: ProcessPoolExecutor) -> None:
+        self._pool = pool
+        futures = [pool.submit(_ready) for _ in range(CLIENT_PROCESSES)]
+        pids = {f.result() for f in futures}
+        if len(pids) != CLIENT_PROCESSES:
+            raise RuntimeError(f"expected {CLIENT_PROCESSES} client processes, got {len(pids)}")
+
+    def run(self, name: str, kind: str, target: str, readers: Sequence[int], rate: float = 0.0) -> Sample:
+        """Every process runs the same load at once (open loop: `rate` split between them)."""
+        start_at = time.time() + 1.0
+        step = max(1, len(readers) // CLIENT_PROCESSES)
+        loads = [
+            Load(kind, target, tuple(readers), n * step, SECONDS, start_at, rate / CLIENT_PROCESSES)
+            for n in range(CLIENT_PROCESSES)
+        ]
+        results = list(self._pool.map(run_client, loads))
+        errors = sum(r.errors for r in results)
+        if errors:
+            print(f"  ! {name}: {errors} calls failed")
+        latencies = [s for r in results for s in r.latencies]
+        return Sample(name, latencies, max(r.wall for r in results), len(latencies))
+
+
+def describe_client() -> str:
+    return (
+        f"client: {CLIENT_PROCESSES} spawned processes x {CONCURRENCY} in-flight calls (asyncio; one gRPC "
+        f"channel per process, one psycopg connection per in-flight query), {SECONDS:.0f}s per measurement"
+    )
+
+
+# Data -------------------------------------------------------------------------------------------
+
+
+def load_data(stack: Stack) -> Readers:
+    """Loads the three data sets into the database, then every outbox and reader inbox into Redis."""
+    conn = feed_data.connect(stack.database_url)
+    with conn:
+        reed = _load_reed_graph(stack.database_url, conn)
+        with Step("drop the secondary indexes of follows, posts and media for the bulk load"):
+            deferred = feed_data.drop_secondary_indexes(conn, ["graph.follows", "posts.posts", "media.media"])
+        with Step(f"{len(reed) * REED_POSTS_PER_USER:,} posts and media of the Reed98 users"):
+            feed_data.insert_posts(conn, reed, REED_POSTS_PER_USER, REED_SEQ, days=365)
+        celebrity_mix, inbox_only, mix_authors = _load_mix(conn)
+        scale = _load_scale(conn)
+        with Step(f"build the {len(deferred)} indexes again; index posts(author_id, created_at DESC); ANALYZE"):
+            feed_data.create_indexes(conn, deferred)
+            # The index the SQL baseline needs (the services' own is on (author_id, id DESC)).
+            conn.execute("CREATE INDEX posts_author_created ON posts.posts (author_id, created_at DESC)")
+            conn.execute("ANALYZE")
+        readers = Readers(reed, celebrity_mix, inbox_only, scale)
+        with Step("newest posts of every author; inboxes merged from them"):
+            authors = reed + mix_authors + [SCALE_BASE + g for g in range(SCALE_AUTHORS)]
+            newest = feed_data.newest_posts(conn, authors, FEED_MAX)
+            counts = feed_data.follower_counts(conn, authors)
+            inboxes = _inboxes(conn, reed + celebrity_mix + inbox_only + scale, newest, counts)
+    # Reads touch only inboxes and celebrities' outboxes (other outboxes only to rebuild an expired
+    # inbox, which these readers never have), so only those are written.
+    outboxes = {a: posts for a, posts in newest.items() if counts[a] > CELEBRITY_THRESHOLD}
+    with Step(f"{len(outboxes):,} celebrity outboxes and {len(inboxes):,} inboxes into Redis"):
+        asyncio.run(_write_timelines(stack.namespace, outboxes, inboxes))
+    return readers
+
+
+def _load_reed_graph(database_url: str, conn: psycopg.Connection) -> list[int]:
+    with Step("socfb-Reed98 graph (graph_svc.demo.load)"):
+        asyncio.run(_demo_load(database_url))
+    return [row[0] for row in conn.execute("SELECT id FROM graph.users WHERE username LIKE 'reed%' ORDER BY id")]
+
+
+async def _demo_load(database_url: str) -> None:
+    db = Database(database_url, pool_size=2)
+    try:
+        await demo.load(db, demo.read_edges(DATASET), Passwords(1, 8192, 1), IdGenerator(1))
+    finally:
+        await db.dispose()
+
+
+def _load_mix(conn: psycopg.Connection) -> tuple[list[int], list[int], list[int]]:
+    """(celebrity-mix readers, inbox-only readers, authors) for figure 4."""
+    ids = IdGenerator(2)
+    rng = random.Random(4)
+    celebrities = [ids.next_id() for _ in range(MIX_CELEBRITIES)]
+    normals = [ids.next_id() for _ in range(MIX_NORMALS)]
+    mix = [ids.next_id() for _ in range(MIX_READERS)]
+    inbox = [ids.next_id() for _ in range(MIX_READERS)]
+    with Step("figure 4 authors and readers"):
+        feed_data.copy_users(conn, celebrities + normals + mix + inbox, "mix")
+        famous, normal = MIX_FOLLOWS
+        pairs = [(r, a) for r in mix for a in rng.sample(celebrities, famous) + rng.sample(normals, normal)]
+        pairs += [(r, a) for r in inbox for a in rng.sample(normals, INBOX_FOLLOWS)]
+        feed_data.copy_follows(conn, pairs)
+        feed_data.set_follow_counts(conn, celebrities + normals + mix + inbox)
+        # Celebrities by their count, which is what graph_svc and the fan-out read.
+        conn.execute(
+            "UPDATE graph.users SET follower_count = follower_count + %s WHERE id = ANY(%s)",
+            (2 * CELEBRITY_THRESHOLD, celebrities),
+        )
+    with Step(f"{(MIX_CELEBRITIES + MIX_NORMALS) * MIX_POSTS:,} posts and media of figure 4's authors"):
+        feed_data.insert_posts(conn, celebrities + normals, MIX_POSTS, MIX_SEQ, days=365)
+    return mix, inbox, celebrities + normals
+
+
+def _load_scale(conn: psycopg.Connection) -> list[int]:
+    """The power-law graph, generated in SQL; returns its readers."""
+    base, users, authors, readers = SCALE_BASE, SCALE_USERS, SCALE_AUTHORS, SCALE_READERS
+    with Step(f"{users:,} users"):
+        conn.execute(
+            "INSERT INTO graph.users (id, username, email, password_hash) "
+            "SELECT %s + g, 's' || g, 's' || g || '@bench.glimpse.dev', '-' FROM generate_series(0, %s - 1) g",
+            (base, users),
+        )
+    with Step("power-law follows: author r has min(1M, 4M/r^2) followers, each a window of the users"):
+        # Author r's followers are users (7919 r + k) mod N for k < its follower count: a window that
+        # starts elsewhere for each author, so follower sets overlap as random ones would, in one
+        # INSERT ... SELECT generate_series.
+        conn.execute(
+            """
+            INSERT INTO graph.follows (follower_id, followee_id)
+            SELECT %(base)s + (r * 7919 + k) %% %(n)s, %(base)s + r - 1
+              FROM generate_series(1, %(authors)s) r,
+                   LATERAL generate_series(0, LEAST(%(n)s - 1, 4000000 / (r * r)) - 1) k
+             WHERE (r * 7919 + k) %% %(n)s <> r - 1
+            """,
+            {"base": base, "n": users, "authors": authors},
+        )
+    with Step(f"{readers:,} readers following 20..500 more authors each"):
+        # Readers are users authors..authors+readers-1; rank = authors * random()^2 favours the popular.
+        conn.execute(
+            """
+            INSERT INTO graph.follows (follower_id, followee_id)
+            SELECT DISTINCT %(base)s + %(authors)s + i, %(base)s + floor(%(authors)s * random() ^ 2)::bigint
+              FROM generate_series(0, %(readers)s - 1) i,
+                   LATERAL generate_series(1, 20 + floor(480 * random() ^ 3)::int + i * 0) j
+            ON CONFLICT DO NOTHING
+            """,
+            {"base": base, "authors": authors, "readers": readers},
+        )
+        reader_ids = [base + authors + i for i in range(readers)]
+        feed_data.set_follow_counts(conn, [base + g for g in range(authors)] + reader_ids)
+    with Step(f"{authors * SCALE_POSTS:,} posts and media of the generated authors"):
+        feed_data.insert_posts(conn, [base + g for g in range(authors)], SCALE_POSTS, SCALE_SEQ, days=365)
+    return reader_ids
+
+
+def _inboxes(
+    conn: psycopg.Connection, readers: list[int], newest: dict[int, list[int]], counts: dict[int, int]
+) -> dict[int, list[int]]:
+    """Each reader's inbox as the fan-out leaves it: own and non-celebrity followees' newest posts."""
+    return {
+        reader: feed_data.merged_inbox(
+            [reader, *(a for a in followees if counts[a] <= CELEBRITY_THRESHOLD)], newest, FEED_MAX
+        )
+        for reader, followees in feed_data.followees(conn, readers).items()
+    }
+
+
+async def _write_timelines(namespace: str, newest: dict[int, list[int]], inboxes: dict[int, list[int]]) -> None:
+    timelines = feed_data.make_timelines(namespace)
+    try:
+        await feed_data.build_outboxes(timelines, newest)
+        await feed_data.build_inboxes(timelines, inboxes)
+    finally:
+        await timelines.redis.aclose()
+
+
+async def warm(addr: str, readers: Readers) -> None:
+    """Reads every reader's first page once (fills feed_svc's caches) and checks it is a full page."""
+    everyone = readers.reed + readers.celebrity_mix + readers.inbox_only + readers.scale
+    short = 0
+    async with grpc.aio.insecure_channel(addr) as channel:
+        feed = feed_pb2_grpc.FeedServiceStub(channel)
+        semaphore = asyncio.Semaphore(16)
+
+        async def read(reader: int) -> None:
+            nonlocal short
+            async with semaphore:
+                page = await feed.GetHomeFeed(feed_pb2.GetHomeFeedRequest(page_size=PAGE), metadata=as_caller(reader))
+            short += len(page.items) < PAGE
+
+        await asyncio.gather(*(read(r) for r in everyone))
+    if short:
+        raise RuntimeError(f"{short} readers got fewer than {PAGE} items: the data did not load as intended")
+
+
+def _followee_summary(conn: psycopg.Connection, readers: list[int]) -> str:
+    counts = [len(f) for f in feed_data.followees(conn, readers).values()]
+    return f"followees per reader: median {statistics.median(counts):.0f}, max {max(counts)}"
+
+
+# Figures ----------------------------------------------------------------------------------------
+
+
+async def one_caller(addr: str, groups: dict[str, list[int]]) -> list[Sample]:
+    """Latency of one caller, one call at a time: Health/Check, then GetHomeFeed for each reader group."""
+    async with grpc.aio.insecure_channel(addr) as channel:
+        samples = [await empty_call_floor(channel, SEQUENTIAL_CALLS)]
+        feed = feed_pb2_grpc.FeedServiceStub(channel)
+        request = feed_pb2.GetHomeFeedRequest(page_size=PAGE)
+        for name, readers in groups.items():
+            samples.append(await time_calls(name, _cycling(feed, request, readers), SEQUENTIAL_CALLS))
+        return samples
+
+
+def _cycling(
+    feed: feed_pb2_grpc.FeedServiceStub, request: feed_pb2.GetHomeFeedRequest, readers: list[int]
+) -> Callable[[], Awaitable[object]]:
+    """A GetHomeFeed call that reads as the next reader each time."""
+    turn = itertools.cycle(readers)
+    return lambda: feed.GetHomeFeed(request, metadata=as_caller(next(turn)))
+
+
+def figure_feed(client: Client, addr: str, readers: list[int], alone: list[Sample]) -> Sample:
+    """Figure 3; returns the feed's max-rate sample (the reed run of figure 5 reuses it)."""
+    health = client.run("floor: Health/Check, max rate", "health", addr, readers)
+    feed = client.run("GetHomeFeed, max rate", "feed", addr, readers)
+    half = feed.rate / 2
+    health_half = client.run(f"floor: Health/Check, open loop {half:,.0f}/s", "health", addr, readers, half)
+    feed_half = client.run(f"GetHomeFeed, open loop {half:,.0f}/s (half max)", "feed", addr, readers, half)
+    print("figure 3: GetHomeFeed, page 20, hydrated, warm caches, Reed98 readers; feed_svc in its own process")
+    for sample in [*alone, health, feed, health_half, feed_half]:
+        print(sample.line())
+    p99, floor_p99 = feed_half.percentile(99), health_half.percentile(99)
+    print_verdicts(
+        "figure 3",
+        [
+            Verdict(
+                "GetHomeFeed max rate",
+                f"{feed.rate:,.0f} calls/s",
+                f"Health/Check {health.rate:,.0f} calls/s",
+                f"{feed.rate / health.rate:.0%} of empty",
+                f">= {TARGET_SHARE_OF_EMPTY:.0%} of empty",
+                feed.rate >= TARGET_SHARE_OF_EMPTY * health.rate,
+            ),
+            Verdict(
+                f"GetHomeFeed p99 at {half:,.0f}/s (half max)",
+                f"p99 {p99 * 1000:.1f} ms",
+                f"Health/Check p99 {floor_p99 * 1000:.1f} ms",
+                f"{p99 / floor_p99:.1f}x empty",
+                f"p99 < {TARGET_P99_AT_HALF * 1000:.0f} ms",
+                p99 < TARGET_P99_AT_HALF,
+            ),
+        ],
+    )
+    return feed
+
+
+def figure_celebrities(client: Client, addr: str, readers: Readers, alone: list[Sample]) -> None:
+    """Figure 4: the celebrity-mix reader against the inbox-only reader (its floor)."""
+    mix_alone, inbox_alone = alone
+    inbox = client.run("floor: 250 normal followees, max rate", "feed", addr, readers.inbox_only)
+    mix = client.run("50 celebrities + 200 normal, max rate", "feed", addr, readers.celebrity_mix)
+    print("figure 4: GetHomeFeed of readers following 50 celebrities (pulled from outboxes) + 200 normal authors")
+    for sample in (inbox_alone, mix_alone, inbox, mix):
+        print(sample.line())
+    rows = [
+        (f"p{p} one caller", inbox_alone.percentile(p) * 1000, mix_alone.percentile(p) * 1000, "ms") for p in (50, 99)
+    ]
+    rows.append(("cost at max rate (1/rate)", 1e6 / inbox.rate, 1e6 / mix.rate, "us"))
+    print_verdicts(
+        "figure 4",
+        [
+            Verdict(
+                f"celebrity mix, {what}",
+                f"{value:,.1f} {unit}",
+                f"all-inbox {floor:,.1f} {unit}",
+                f"{value / floor:.2f}x",
+                f"<= {TARGET_CELEBRITY_COST}x",
+                value <= TARGET_CELEBRITY_COST * floor,
+            )
+            for what, floor, value, unit in rows
+        ],
+    )
+
+
+def figure_sql(client: Client, stack: Stack, readers: Readers, reed_feed: Sample) -> None:
+    """Figure 5: the SQL join against GetHomeFeed on the same readers and data (and, for reference,
+    the join with a per-followee LIMIT)."""
+    addr, url = stack.addr["feed_svc"], feed_data.sql_url(stack.database_url)
+    samples = [client.run("floor: SELECT 1, max rate", "sql-empty", url, readers.reed)]
+    rows = []
+    for label, group in (("Reed98", readers.reed), ("power-law", readers.scale)):
+        _explain(url, group, label)
+        print(f"  same page as GetHomeFeed (post ids, in order): {asyncio.run(_same_pages(addr, url, group))}")
+        sql = client.run(f"SQL join page, {label}, max rate", "sql", url, group)
+        lateral = client.run(f"SQL LATERAL page, {label}, max rate", "sql-lateral", url, group)
+        ours = reed_feed
+        if group is not readers.reed:
+            ours = client.run(f"GetHomeFeed, {label}, max rate", "feed", addr, group)
+        samples += [sql, lateral, ours]
+        for baseline, what, target in ((sql, "SQL join", TARGET_OVER_SQL), (lateral, "SQL LATERAL (reference)", None)):
+            rows.append(
+                Verdict(
+                    f"GetHomeFeed vs {what}, {label}",
+                    f"{ours.rate:,.0f} pages/s",
+                    f"{baseline.rate:,.0f} pages/s",
+                    f"{ours.rate / baseline.rate:.1f}x",
+                    f">= {target:.0f}x" if target else "-",
+                    ours.rate >= target * baseline.rate if target else None,
+                )
+            )
+    print("figure 5: the same hydrated page by SQL (psycopg, the same client) beside GetHomeFeed")
+    for sample in samples:
+        print(sample.line())
+    print_verdicts("figure 5", rows)
+
+
+def _explain(url: str, group: list[int], label: str) -> None:
+    """Prints the plan (EXPLAIN ANALYZE, shortened) for the reader with the median followee count."""
+    with psycopg.connect(url, autocommit=True, options=SQL_OPTIONS) as conn:
+        print(f"  {label}: {_followee_summary(conn, group)}; posts in the database: {_count_posts(conn):,}")
+        follows = feed_data.followees(conn, group)
+        reader = sorted(group, key=lambda r: len(follows[r]))[len(group) // 2]
+        plan = [row[0] for row in conn.execute("EXPLAIN (ANALYZE, COSTS OFF) " + FEED_SQL, {"reader": reader})]
+    print(f"  EXPLAIN ANALYZE, {label} reader with {len(follows[reader])} followees (first {PLAN_LINES} lines):")
+    for line in [*plan[:PLAN_LINES], *plan[-2:]]:
+        print(f"    {line}")
+
+
+def _count_posts(conn: psycopg.Connection) -> int:
+    row = conn.execute("SELECT count(*) FROM posts.posts").fetchone()
+    return int(row[0]) if row else 0
+
+
+async def _same_pages(addr: str, url: str, group: list[int]) -> str:
+    """Compares GetHomeFeed's page with both SQL pages for 20 readers spread over the group."""
+    readers = group[:: max(1, len(group) // 20)]
+    same = {"join": 0, "LATERAL": 0}
+    async with grpc.aio.insecure_channel(addr) as channel, await _sql_connect(url) as conn:
+        feed = feed_pb2_grpc.FeedServiceStub(channel)
+        for reader in readers:
+            page = await feed.GetHomeFeed(feed_pb2.GetHomeFeedRequest(page_size=PAGE), metadata=as_caller(reader))
+            ours = [item.post_id for item in page.items]
+            for name, query in (("join", FEED_SQL), ("LATERAL", LATERAL_SQL)):
+                rows = await (await conn.execute(query, {"reader": reader})).fetchall()
+                same[name] += ours == list(dict.fromkeys(row[0] for row in rows))
+    return ", ".join(f"SQL {name} {n}/{len(readers)} readers" for name, n in same.items())
+
+
+def main() -> None:
+    if not DATASET.is_file():
+        sys.exit(f"bench feed_read: {DATASET} not found")
+    with (
+        running_stack(
+            ["graph_svc", "post_svc", "media_svc", "feed_svc"],
+            celebrity_threshold=str(CELEBRITY_THRESHOLD),
+            hydration_cache_seconds=CACHE_SECONDS,
+            celebrity_cache_seconds=CACHE_SECONDS,
+        ) as stack,
+        ProcessPoolExecutor(CLIENT_PROCESSES, mp_context=multiprocessing.get_context("spawn")) as pool,
+    ):
+        readers = load_data(stack)
+        addr = stack.addr["feed_svc"]
+        with Step("first page of every reader (fills feed_svc's caches; checks each is a full page)"):
+            asyncio.run(warm(addr, readers))
+        client = Client(pool)
+        print(describe_client())
+        alone = asyncio.run(
+            one_caller(
+                addr,
+                {
+                    "GetHomeFeed, one caller": readers.reed,
+                    "50 celebrities + 200 normal, one caller": readers.celebrity_mix,
+                    "floor: 250 normal followees, one caller": readers.inbox_only,
+                },
+            )
+        )
+        reed_feed = figure_feed(client, addr, readers.reed, alone[:2])
+        figure_celebrities(client, addr, readers, alone[2:])
+        figure_sql(client, stack, readers, reed_feed)
