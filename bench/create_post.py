@@ -178,11 +178,17 @@ def _process_name(is_me: bool, is_child: bool, argv: list[str]) -> str | None:
     return None
 
 
-def cpu_report(before: dict[str, float], after: dict[str, float], wall: float) -> str:
-    """CPU used between two cpu_seconds() snapshots, as a share of one core over `wall`, busiest first."""
-    used = {name: after[name] - before.get(name, 0.0) for name in after}
-    parts = [f"{name} {100 * s / wall:.0f}%" for name, s in sorted(used.items(), key=lambda kv: -kv[1]) if s > 0.01]
-    return f"  CPU over {wall:.1f}s (100% = one core; 2 cores): " + ", ".join(parts)
+def cpu_report(before: dict[str, float], after: dict[str, float], wall: float, units: int = 0, unit: str = "") -> str:
+    """CPU used between two cpu_seconds() snapshots, busiest first: as a share of one core over `wall`,
+    and per unit of work if `units` is given (CPU per item is what stays put when the machine is busy)."""
+    used = sorted(((name, after[name] - before.get(name, 0.0)) for name in after), key=lambda kv: -kv[1])
+    parts = []
+    for name, seconds in used:
+        if seconds > 0.01:
+            per_unit = f" {seconds / units * 1000:.2f} ms" if units else ""
+            parts.append(f"{name} {100 * seconds / wall:.0f}%{per_unit}")
+    scale = f"100% = one core of 2; then CPU per {unit}" if units else "100% = one core of 2"
+    return f"  CPU over {wall:.1f}s ({scale}): " + ", ".join(parts)
 
 
 def create_requests(media_ids: Sequence[int], first: int) -> list[post_pb2.CreatePostRequest]:
@@ -241,12 +247,22 @@ async def _measure(stack: Stack, authors: list[int], media_ids: list[list[int]])
         requests = [create_requests(ids[WARMUP_EACH:], WARMUP_EACH) for ids in media_ids]
         before = cpu_seconds()
         create = await at_once(f"CreatePost, {AUTHORS} callers", _create_lanes(posts, authors, requests), "posts")
-        cpu = cpu_report(before, cpu_seconds(), create.wall)
+        cpu = cpu_report(before, cpu_seconds(), create.wall, create.units, "post")
         await drain(stack)
         retry = await at_once(
             f"CreatePost retry (same request_id), {AUTHORS} callers", _create_lanes(posts, authors, requests)
         )
+        await _check_one_post_per_request(posts, authors)
         return [sequential, floor, create, retry], cpu
+
+
+async def _check_one_post_per_request(posts: post_pb2_grpc.PostServiceStub, authors: list[int]) -> None:
+    """Each author has exactly one post per request sent: the retries created nothing. A retry that had
+    created a second post would also have been timed as a create, not as a replay."""
+    for author in authors:
+        page = await posts.ListPosts(post_pb2.ListPostsRequest(parent=f"users/{author}", page_size=100))
+        if len(page.posts) != WARMUP_EACH + POSTS_EACH or page.next_page_token:
+            raise RuntimeError(f"author {author} has {len(page.posts)} posts, expected {WARMUP_EACH + POSTS_EACH}")
 
 
 def _verdict(floor: Sample, create: Sample, retry: Sample) -> None:

@@ -201,8 +201,9 @@ def _is_trusted(address: ipaddress.IPv4Address | ipaddress.IPv6Address, networks
     return any(address in network for network in networks)
 
 
-def rate_limiter(request: Request) -> RateLimiter:
-    """FastAPI dependency: the limiter opened by the app's lifespan."""
+async def rate_limiter(request: Request) -> RateLimiter:
+    """FastAPI dependency: the limiter opened by the app's lifespan (async so it runs inline, not on a
+    worker thread)."""
     limiter: RateLimiter = request.app.state.rate_limiter
     return limiter
 

@@ -8,7 +8,37 @@ from typing import Any
 from google.protobuf.json_format import MessageToDict
 from google.protobuf.message import Message
 
+from glimpse.feed.v1 import feed_pb2
+
 
 def to_json(message: Message) -> dict[str, Any]:
     """The JSON object for `message`, with zero-valued fields included so clients see a stable shape."""
     return MessageToDict(message, preserving_proto_field_name=True, always_print_fields_with_no_presence=True)
+
+
+def feed_item_json(item: feed_pb2.FeedItem) -> dict[str, Any]:
+    """`to_json(item)`, written out field by field: a feed page holds 20 items, and MessageToDict (pure
+    Python, walking descriptors) took about a quarter of the gateway's CPU per feed read."""
+    out: dict[str, Any] = {"post_id": str(item.post_id)}
+    # Message fields have presence: to_json leaves them out when unset, and so does this.
+    if item.HasField("author"):
+        author = item.author
+        out["author"] = {"id": str(author.id), "username": author.username, "display_name": author.display_name}
+    out["caption"] = item.caption
+    out["hashtags"] = list(item.hashtags)
+    out["media"] = [
+        {
+            "id": str(media.id),
+            "status": media.status,
+            "width": media.width,
+            "height": media.height,
+            "blurhash": media.blurhash,
+            "renditions": [
+                {"size": r.size, "width": r.width, "height": r.height, "url": r.url} for r in media.renditions
+            ],
+        }
+        for media in item.media
+    ]
+    if item.HasField("create_time"):
+        out["create_time"] = item.create_time.ToJsonString()
+    return out

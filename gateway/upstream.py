@@ -96,8 +96,9 @@ async def connect_upstream(settings: GatewaySettings) -> AsyncIterator[Upstream]
         )
 
 
-def upstream(request: Request) -> Upstream:
-    """FastAPI dependency: the stubs opened by the app's lifespan."""
+async def upstream(request: Request) -> Upstream:
+    """FastAPI dependency: the stubs opened by the app's lifespan (async only so that FastAPI calls it
+    inline: a plain `def` dependency is run on a worker thread, a thread hop on every request)."""
     connected: Upstream = request.app.state.upstream
     return connected
 

@@ -55,13 +55,16 @@ class PostService:
         _check_media_ids(media_ids)
         if len(request_id) > REQUEST_ID_MAX:
             raise invalid_field("request_id", f"must be at most {REQUEST_ID_MAX} characters")
-        post_id = self._ids.next_id()
+        fresh_id = self._ids.next_id()
+        post_id = fresh_id
         if request_id:
-            post_id = await self._reserve(author_id, request_id, post_id, _fingerprint(caption, media_ids, location))
-            async with self._db.read_only() as session:
-                existing = await repo.get_post(session, post_id)
-            if existing is not None:
-                return existing
+            post_id = await self._reserve(author_id, request_id, fresh_id, _fingerprint(caption, media_ids, location))
+            # Only a retry (the key already held an earlier id) can find its post written already.
+            if post_id != fresh_id:
+                async with self._db.read_only() as session:
+                    existing = await repo.get_post(session, post_id)
+                if existing is not None:
+                    return existing
         # Attach before writing the post: media_svc checks ownership and upload, and the post never
         # exists with media it may not use. Attaching again to the same post id is a no-op.
         await self._media.AttachMedia(

@@ -9,7 +9,7 @@ from fastapi import APIRouter
 from gateway import rate_limits
 from gateway.auth import CallerId
 from gateway.fields import PageSize, PageToken
-from gateway.render import to_json
+from gateway.render import feed_item_json
 from gateway.resources import FeedPage, error_responses
 from gateway.upstream import Services
 from glimpse.feed.v1 import feed_pb2
@@ -32,4 +32,4 @@ async def home_feed(
     """Pages stay exact while new posts arrive (no duplicates, no gaps). 400 for a malformed `page_token`."""
     request = feed_pb2.GetHomeFeedRequest(page_size=page_size, page_token=page_token)
     response = await services.feed.GetHomeFeed(request, timeout=services.timeout, metadata=as_caller(caller))
-    return {"items": [to_json(item) for item in response.items], "next_page_token": response.next_page_token}
+    return {"items": [feed_item_json(item) for item in response.items], "next_page_token": response.next_page_token}
