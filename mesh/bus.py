@@ -76,8 +76,14 @@ class Bus:
     def stream(self, name: str) -> str:
         return f"{self.namespace.upper()}_{name}"
 
-    async def ensure_streams(self) -> None:
-        """Creates or updates every stream; safe to call from every process at start-up."""
+    async def ensure_streams(self, *, give_up_after: float = 60.0) -> None:
+        """Creates or updates every stream; safe to call from every process at start-up.
+
+        A cluster electing leaders (a rolling restart, a lost node) answers late or not at all for
+        a few seconds: that is waited out, up to `give_up_after` seconds, instead of crashing.
+        """
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + give_up_after
         for name, subjects in STREAMS.items():
             config = StreamConfig(
                 name=self.stream(name),
@@ -87,11 +93,22 @@ class Bus:
                 max_age=STREAM_MAX_AGE_SECONDS,
                 duplicate_window=DUPLICATE_WINDOW_SECONDS,
             )
-            try:
-                await self.js.add_stream(config)
-            except js_errors.BadRequestError:
-                # Exists with another config (e.g. older limits): bring it to ours.
-                await self.js.update_stream(config)
+            while True:
+                try:
+                    await self._create_or_update(config)
+                    break
+                except (nats.errors.TimeoutError, nats.errors.NoRespondersError, js_errors.ServiceUnavailableError):
+                    if loop.time() > deadline:
+                        raise
+                    log.warning("JetStream not answering yet; retrying", extra={"stream": config.name})
+                    await asyncio.sleep(1.0)
+
+    async def _create_or_update(self, config: StreamConfig) -> None:
+        try:
+            await self.js.add_stream(config)
+        except js_errors.BadRequestError:
+            # Exists with another config (e.g. older limits): bring it to ours.
+            await self.js.update_stream(config)
 
     async def publish(self, name: str, payload: bytes, *, msg_id: str, headers: dict[str, str] | None = None) -> None:
         """Publishes and waits until the stream has stored it; a repeated `msg_id` is dropped."""
