@@ -32,11 +32,9 @@ import time
 import uuid
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
-from typing import cast
 
 import grpc
 import httpx
-from nats.aio.msg import Msg
 from PIL import Image
 
 from bench import feed_data
@@ -51,8 +49,8 @@ from glimpse.media.v1 import media_pb2, media_pb2_grpc
 from glimpse.post.v1 import post_pb2, post_pb2_grpc
 from mesh.identity import as_caller
 from mesh.ids import MAX_SHARD, IdGenerator
-from mesh.redis_client import Keys
-from mesh.timelines import OutboxLoader, Timelines, member, score
+from timelines.outboxes import OutboxLoader
+from timelines.store import Timelines, member, score
 
 CELEBRITY_THRESHOLD = 10_000
 BIG, SMALL = 10_000, 1_000
@@ -75,14 +73,6 @@ class Audience:
 
     def followers_of(self, author: int) -> list[int]:
         return self.followers if author == self.big_author else self.followers[:SMALL]
-
-
-@dataclass(frozen=True)
-class _Delivered:
-    """The part of a JetStream message the handlers read."""
-
-    subject: str
-    data: bytes
 
 
 def main() -> None:
@@ -145,7 +135,6 @@ def _handlers(
         timelines,
         OutboxLoader(timelines, post_pb2_grpc.PostServiceStub(post_channel), timeout=settings.upstream_timeout_seconds),
         graph_pb2_grpc.GraphServiceStub(graph_channel),
-        Keys(stack.namespace),
         celebrity_threshold=CELEBRITY_THRESHOLD,
         follower_batch=BATCH,
         timeout=settings.upstream_timeout_seconds,
@@ -170,7 +159,7 @@ async def _fanout_rate(timelines: Timelines, handlers: FanoutHandlers, audience:
 
     async def handler(post: int) -> None:
         event = events_pb2.PostCreated(post_id=post, author_id=audience.big_author)
-        await handlers.on_post_created(cast(Msg, _Delivered("posts.created", event.SerializeToString())))
+        await handlers.on_post_created(event)
 
     methods: dict[str, Callable[[int], Awaitable[None]]] = {
         "floor: raw pipelined ZADD, 10k inboxes": raw,

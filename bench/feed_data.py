@@ -1,7 +1,7 @@
 """Bulk data for the feed benchmarks (fanout, feed_read), and the verdict table both print.
 
 Users, follows, posts and media are written straight into the services' schemas with SQL (COPY or
-one INSERT ... SELECT generate_series), and timelines straight into Redis through mesh.timelines,
+one INSERT ... SELECT generate_series), and timelines straight into Redis through the timelines package,
 the same code the fan-out and the feed use. That loads millions of rows in seconds; the API would
 take hours. Rows look like the services' own: time-ordered post ids whose timestamp is the post's
 creation time, READY media with three renditions, follower counts set from the follows table.
@@ -21,7 +21,8 @@ import psycopg
 from mesh.config import MeshSettings
 from mesh.ids import EPOCH_MS, SEQUENCE_BITS, SHARD_BITS
 from mesh.redis_client import connect_redis
-from mesh.timelines import Timelines, TimelineSettings
+from timelines.settings import TimelineSettings
+from timelines.store import Timelines
 
 # Posts generated here put a running number where a real id has its shard and sequence bits, so
 # ids stay unique (up to 2**23 posts per database) and keep their creation time.

@@ -7,7 +7,7 @@ Runs graph_svc, post_svc, media_svc and feed_svc as processes (bench.stack) on a
 CELEBRITY_THRESHOLD 10000, hydration and celebrity caches kept for 15 minutes so they stay warm for
 the whole run (every reader's first page is read once before measuring). This measures the read
 path, so the data is bulk-loaded (bench.feed_data): posts and READY media rows straight into their
-schemas, outboxes and inboxes written with mesh.timelines exactly as the fan-out leaves them
+schemas, outboxes and inboxes written with the timelines package exactly as the fan-out leaves them
 (inbox: the newest 800 posts of the reader and their non-celebrity followees).
 
 Data, all in the one database, loaded before any measurement:
@@ -347,7 +347,9 @@ def _load_reed_graph(database_url: str, conn: psycopg.Connection) -> list[int]:
 async def _demo_load(database_url: str) -> None:
     db = Database(database_url, pool_size=2)
     try:
-        await demo.load(db, demo.read_edges(DATASET), Passwords(1, 8192, 1), IdGenerator(1))
+        await demo.load(
+            db, demo.read_edges(DATASET), Passwords(time_cost=1, memory_kib=8192, parallelism=1), IdGenerator(1)
+        )
     finally:
         await db.dispose()
 

@@ -12,10 +12,11 @@ from glimpse.graph.v1 import graph_pb2_grpc
 from glimpse.post.v1 import post_pb2_grpc
 from mesh.bus import ConsumerSpec, run_consumer
 from mesh.channels import open_channel
-from mesh.redis_client import Keys
+from mesh.events import POST_CREATED, POST_DELETED, USER_FOLLOWED, USER_UNFOLLOWED
 from mesh.runtime import open_runtime
 from mesh.server import ServiceHost
-from mesh.timelines import OutboxLoader, Timelines
+from timelines.outboxes import OutboxLoader
+from timelines.store import Timelines
 
 
 @contextlib.asynccontextmanager
@@ -25,14 +26,12 @@ async def fanout_host(settings: FanoutSettings) -> AsyncIterator[ServiceHost]:
         open_channel(settings.graph_addr) as graph,
         open_channel(settings.post_addr) as posts,
     ):
-        keys = Keys(settings.namespace)
         timelines = Timelines.from_settings(runtime.redis, settings)
         timeout = settings.upstream_timeout_seconds
         handlers = FanoutHandlers(
             timelines,
             OutboxLoader(timelines, post_pb2_grpc.PostServiceStub(posts), timeout=timeout),
             graph_pb2_grpc.GraphServiceStub(graph),
-            keys,
             celebrity_threshold=settings.celebrity_threshold,
             follower_batch=settings.follower_batch,
             timeout=timeout,
@@ -42,12 +41,12 @@ async def fanout_host(settings: FanoutSettings) -> AsyncIterator[ServiceHost]:
             ConsumerSpec, ack_wait_seconds=settings.ack_wait_seconds, max_deliver=settings.max_deliveries
         )
         # Several pull loops share the posts.created durable, so that many posts fan out at once.
-        specs = [consumer("fanout_posts_created", "posts.created", handlers.on_post_created, batch=16)]
+        specs = [consumer("fanout_posts_created", [POST_CREATED], handlers.on_post_created, batch=16)]
         specs *= settings.concurrency
         specs += [
-            consumer("fanout_posts_deleted", "posts.deleted", handlers.on_post_deleted),
-            # One consumer for both graph subjects, handled in stream order.
-            consumer("fanout_graph", "graph.>", handlers.on_follow_changed),
+            consumer("fanout_posts_deleted", [POST_DELETED], handlers.on_post_deleted),
+            # One consumer for both follow events, handled in stream order.
+            consumer("fanout_graph", [USER_FOLLOWED, USER_UNFOLLOWED], handlers.on_follow_changed),
         ]
         for spec in specs:
             host.add_background(functools.partial(run_consumer, runtime.bus, spec))

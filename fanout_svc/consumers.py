@@ -1,21 +1,18 @@
-"""One handler per event subject. Each is idempotent: handling an event twice, or crashing between
-the Redis write and the ack, leaves the same state."""
+"""One handler per event type. Each is idempotent: handling an event twice, or crashing between
+the Redis write and the ack, leaves the same state. The bus decodes the events (mesh.bus)."""
 
 from __future__ import annotations
 
 import logging
-from typing import TypeVar
 
 import grpc
-from google.protobuf.message import DecodeError, Message
-from nats.aio.msg import Msg
 from prometheus_client import Counter, Histogram
 
 from glimpse.events.v1 import events_pb2
 from glimpse.graph.v1 import graph_pb2, graph_pb2_grpc
-from mesh.bus import PoisonMessage
-from mesh.redis_client import Keys
-from mesh.timelines import OutboxLoader, Timelines
+from mesh.events import PoisonMessage
+from timelines.outboxes import OutboxLoader
+from timelines.store import Timelines
 
 log = logging.getLogger("fanout_svc")
 
@@ -26,16 +23,6 @@ FANOUT_SECONDS = Histogram(
     buckets=(0.001, 0.005, 0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10),
 )
 
-E = TypeVar("E", bound=Message)
-
-
-def decode(kind: type[E], msg: Msg) -> E:
-    """The event in `msg`; PoisonMessage (dead-lettered at once) if it is not one."""
-    try:
-        return kind.FromString(msg.data)
-    except DecodeError as exc:
-        raise PoisonMessage(f"not a {kind.__name__}: {exc}") from exc
-
 
 class FanoutHandlers:
     def __init__(
@@ -43,7 +30,6 @@ class FanoutHandlers:
         timelines: Timelines,
         outboxes: OutboxLoader,
         graph: graph_pb2_grpc.GraphServiceStub,
-        keys: Keys,
         *,
         celebrity_threshold: int,
         follower_batch: int,
@@ -52,24 +38,18 @@ class FanoutHandlers:
         self._timelines = timelines
         self._outboxes = outboxes
         self._graph = graph
-        self._keys = keys
         self._threshold = celebrity_threshold
         self._batch = follower_batch
         self._timeout = timeout
 
-    def _pulled_key(self, author_id: int) -> str:
-        # Set while the author has posts that were not pushed (posted as a celebrity).
-        return self._keys.named("pulled", author_id)
-
-    async def on_post_created(self, msg: Msg) -> None:
+    async def on_post_created(self, event: events_pb2.PostCreated) -> None:
         """Outbox always; the author's own inbox; followers' live inboxes unless the author is a celebrity."""
-        event = decode(events_pb2.PostCreated, msg)
         author, post = event.author_id, event.post_id
         await self._outboxes.add(author, post)
         await self._timelines.add_to_inbox_if_live(author, [post])
         if await self._follower_count(author) > self._threshold:
             # O(1) writes: followers merge this outbox when they read.
-            await self._timelines.redis.set(self._pulled_key(author), post)
+            await self._timelines.mark_pulled(author, post)
             return
         with FANOUT_SECONDS.time():
             if not await self._catch_up(author):
@@ -83,28 +63,22 @@ class FanoutHandlers:
     async def _catch_up(self, author: int) -> bool:
         """If the author posted as a celebrity and is one no longer, pushes their recent posts (which
         followers stopped pulling) to the followers' inboxes; returns whether it did."""
-        redis = self._timelines.redis
-        if not await redis.exists(self._pulled_key(author)):
+        if not await self._timelines.was_pulled(author):
             return False
         if await self._follower_count(author) > self._threshold:
             return False
         await self._push_to_followers(author, await self._outboxes.newest(author, self._timelines.feed_max))
-        await redis.delete(self._pulled_key(author))
+        await self._timelines.clear_pulled(author)
         return True
 
-    async def on_post_deleted(self, msg: Msg) -> None:
+    async def on_post_deleted(self, event: events_pb2.PostDeleted) -> None:
         """Drops the post from the outbox and the author's inbox; readers filter it from other inboxes."""
-        event = decode(events_pb2.PostDeleted, msg)
         await self._timelines.remove_from_outbox(event.author_id, event.post_id)
         await self._timelines.remove_from_inbox(event.author_id, [event.post_id])
 
-    async def on_follow_changed(self, msg: Msg) -> None:
-        """graph.followed / graph.unfollowed: makes the follower's inbox match the follow as it is *now*
+    async def on_follow_changed(self, event: events_pb2.UserFollowed | events_pb2.UserUnfollowed) -> None:
+        """UserFollowed / UserUnfollowed: makes the follower's inbox match the follow as it is *now*
         (asked from graph_svc), so events handled out of order or twice converge to the same state."""
-        if msg.subject.endswith(".followed"):
-            event: events_pb2.UserFollowed | events_pb2.UserUnfollowed = decode(events_pb2.UserFollowed, msg)
-        else:
-            event = decode(events_pb2.UserUnfollowed, msg)
         follower, followee = event.follower_id, event.followee_id
         try:
             response = await self._graph.ListFolloweeIds(

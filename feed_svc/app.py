@@ -1,17 +1,14 @@
 """Assembles feed_svc: Redis and graph/post/media clients -> hydrator + service -> servicer -> host.
 
-Each process also listens to `posts.deleted` (plain NATS, at most once) to drop deleted posts from
-its hydration cache at once; the cache TTL covers a missed message.
+Each process also watches `posts.deleted` and `posts.updated` (mesh.bus.Bus.watch, resumed after a
+NATS reconnect) to drop deleted or edited posts from its hydration cache at once; the cache TTL
+bounds the staleness if a message is still missed.
 """
 
 from __future__ import annotations
 
 import contextlib
-import logging
 from collections.abc import AsyncIterator
-
-from google.protobuf.message import DecodeError
-from nats.aio.msg import Msg
 
 from feed_svc.hydration import Hydrator
 from feed_svc.service import FeedService
@@ -23,11 +20,11 @@ from glimpse.graph.v1 import graph_pb2_grpc
 from glimpse.media.v1 import media_pb2_grpc
 from glimpse.post.v1 import post_pb2_grpc
 from mesh.channels import open_channel
+from mesh.events import POST_DELETED, POST_UPDATED
 from mesh.runtime import open_runtime
 from mesh.server import ServiceHost
-from mesh.timelines import OutboxLoader, Timelines
-
-log = logging.getLogger("feed_svc")
+from timelines.outboxes import OutboxLoader
+from timelines.store import Timelines
 
 
 @contextlib.asynccontextmanager
@@ -51,13 +48,10 @@ async def feed_host(settings: FeedSettings) -> AsyncIterator[ServiceHost]:
             timeout=timeout,
         )
 
-        async def forget_deleted(msg: Msg) -> None:
-            try:
-                hydrator.forget_post(events_pb2.PostDeleted.FromString(msg.data).post_id)
-            except DecodeError:
-                log.warning("undecodable posts.deleted message ignored")
+        async def forget(event: events_pb2.PostDeleted | events_pb2.PostUpdated) -> None:
+            hydrator.forget_post(event.post_id)
 
-        await runtime.bus.nc.subscribe(runtime.bus.subject("posts.deleted"), cb=forget_deleted)
+        await runtime.bus.watch([POST_DELETED, POST_UPDATED], forget)
         service = FeedService(
             timelines,
             OutboxLoader(timelines, posts, timeout=timeout),

@@ -2,7 +2,7 @@ from __future__ import annotations
 
 from pydantic import Field
 
-from mesh.timelines import TimelineSettings
+from timelines.settings import TimelineSettings
 
 
 class FeedSettings(TimelineSettings):

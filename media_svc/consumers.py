@@ -1,31 +1,24 @@
-"""The rendition worker's event handlers: one per subject it consumes."""
+"""The rendition worker's event handlers: one per event type it consumes."""
 
 from __future__ import annotations
 
 import logging
 
-from google.protobuf.message import DecodeError
-from nats.aio.msg import Msg
-
 from glimpse.events.v1 import events_pb2
 from media_svc.renditions import Renditions
 from media_svc.settings import MediaSettings
-from mesh.bus import ConsumerSpec, PoisonMessage
+from mesh.bus import ConsumerSpec
 from mesh.errors import Unavailable
+from mesh.events import POST_CREATED, PoisonMessage
 
 log = logging.getLogger("media_svc.consumers")
 
 RENDITIONS_DURABLE = "media_renditions"
 
 
-def _post_created(data: bytes) -> events_pb2.PostCreated:
-    try:
-        event = events_pb2.PostCreated.FromString(data)
-    except DecodeError as exc:
-        raise PoisonMessage(f"not a PostCreated event: {exc}") from exc
+def _check(event: events_pb2.PostCreated) -> None:
     if event.post_id <= 0 or event.author_id <= 0:
         raise PoisonMessage("PostCreated without post_id or author_id")
-    return event
 
 
 class RenditionConsumer:
@@ -35,15 +28,13 @@ class RenditionConsumer:
         self._renditions = renditions
         self._max_deliveries = max_deliveries
 
-    async def on_post_created(self, msg: Msg) -> None:
-        event = _post_created(msg.data)
+    async def on_post_created(self, event: events_pb2.PostCreated) -> None:
+        _check(event)
         await self._renditions.render_post(event.post_id, event.author_id, list(event.media_ids))
 
-    async def on_dead_letter(self, msg: Msg, error: str) -> None:
+    async def on_dead_letter(self, event: events_pb2.PostCreated | None, error: str) -> None:
         """The event failed every delivery: its unfinished media become FAILED, so clients stop waiting."""
-        try:
-            event = _post_created(msg.data)
-        except PoisonMessage:
+        if event is None or event.post_id <= 0:
             return  # no media to name; the dead-letter subject keeps the bytes
         # The technical error is logged by the bus; the uploader gets its kind and what to do.
         kind = error.split(":", 1)[0]
@@ -62,15 +53,13 @@ def rendition_consumer(renditions: Renditions, settings: MediaSettings) -> Consu
     consumer = RenditionConsumer(renditions, settings.rendition_max_deliveries)
     return ConsumerSpec(
         durable=RENDITIONS_DURABLE,
-        subject="posts.created",
+        events=[POST_CREATED],
         handler=consumer.on_post_created,
         max_deliver=settings.rendition_max_deliveries,
         backoff=settings.rendition_backoff_seconds,
-        # A post of ten 50-megapixel photos takes a while; redelivering it meanwhile would only
-        # duplicate the work.
-        ack_wait_seconds=120.0,
-        # Messages are handled one after another: a small batch keeps the last one of a batch
-        # from waiting past its ack deadline.
+        # The bus extends the deadline while a post is rendered, however long it takes; a worker
+        # killed mid-render has its post redelivered to another one within this many seconds.
+        ack_wait_seconds=settings.rendition_ack_wait_seconds,
         batch=4,
         on_dead_letter=consumer.on_dead_letter,
     )

@@ -35,6 +35,9 @@ class MediaSettings(MeshSettings):
     # between them (seconds, the last one repeating).
     rendition_max_deliveries: int = Field(5, ge=1)
     rendition_backoff_seconds: tuple[float, ...] = (0.5, 2.0, 10.0, 30.0)
+    # A post whose worker died is rendered by another after at most this long (the bus extends the
+    # deadline of a live worker's posts every third of it).
+    rendition_ack_wait_seconds: float = Field(6.0, ge=1)
     # Media rendered at once per worker process: each holds a decoded image in memory.
     rendition_concurrency: int = Field(2, ge=1, le=64)
 

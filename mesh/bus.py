@@ -1,7 +1,9 @@
-"""NATS JetStream: stream provisioning, publishing with de-duplication ids, durable pull consumers.
+"""NATS JetStream: stream provisioning, publishing with de-duplication ids, durable pull consumers
+of typed events, and live watches for cache eviction.
 
 Subjects and stream names live under the deployment's namespace ("glimpse.posts.created" in stream
-"GLIMPSE_POSTS"), so a test run on the same server never sees another environment's events.
+"GLIMPSE_POSTS"), so a test run on the same server never sees another environment's events. Which
+subject and stream an event uses is declared once, in `mesh.events`.
 """
 
 from __future__ import annotations
@@ -9,11 +11,13 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 import grpc
 import nats
+from google.protobuf.message import Message
 from nats.aio.client import Client as NatsClient
 from nats.aio.msg import Msg
 from nats.js import JetStreamContext
@@ -21,15 +25,12 @@ from nats.js import errors as js_errors
 from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy, StorageType, StreamConfig
 from prometheus_client import Counter
 
+from mesh.events import EventType, PoisonMessage, by_subject, dead_letter_subject, event_type, stream_table
+
 log = logging.getLogger("mesh.bus")
 
-# Stream -> the subjects (below the namespace) it stores.
-STREAMS: dict[str, tuple[str, ...]] = {
-    "POSTS": ("posts.created", "posts.deleted"),
-    "GRAPH": ("graph.followed", "graph.unfollowed"),
-    "MEDIA": ("media.ready", "media.failed"),
-    "DEADLETTER": ("deadletter.>",),
-}
+# Stream -> the subjects (below the namespace) it stores, built from the event registry.
+STREAMS: dict[str, tuple[str, ...]] = stream_table()
 # Republishing the same event id within this window is dropped by the server; the outbox relay
 # relies on it to make "published, then crashed before marking sent" harmless.
 DUPLICATE_WINDOW_SECONDS = 600.0
@@ -37,9 +38,9 @@ STREAM_MAX_AGE_SECONDS = 7 * 24 * 3600.0
 
 CONSUMED = Counter("glimpse_events_consumed_total", "Events handled, by consumer and outcome.", ["consumer", "outcome"])
 
+WATCH_ERRORS = Counter("glimpse_event_watch_errors_total", "Watch callbacks that raised or got poison.", ["event"])
 
-class PoisonMessage(Exception):
-    """A message that can never be handled (undecodable, impossible): dead-lettered at once."""
+__all__ = ["STREAMS", "Bus", "ConsumerSpec", "PoisonMessage", "run_consumer"]
 
 
 class Bus:
@@ -114,6 +115,45 @@ class Bus:
         """Publishes and waits until the stream has stored it; a repeated `msg_id` is dropped."""
         await self.js.publish(self.subject(name), payload, headers={"Nats-Msg-Id": msg_id, **(headers or {})})
 
+    async def publish_event(self, event: Message) -> None:
+        """Publishes a registered event on its subject, de-duplicated by its `event_id` (which must be
+        set). Services publish through their outbox; this is for tools and tests."""
+        event_id = getattr(event, "event_id", 0)
+        if not event_id:
+            raise ValueError("publish_event needs an event with event_id set")
+        await self.publish(event_type(event).subject, event.SerializeToString(), msg_id=str(event_id))
+
+    async def watch(self, events: Sequence[EventType[Any]], callback: Callable[[Any], Awaitable[None]]) -> None:
+        """Calls `callback(event)` for each of `events` published from now on, in this process only.
+
+        For in-memory caches (drop a deleted post). An ordered consumer of the stream, not a plain
+        NATS subscription: it is resumed from the last sequence it saw after a reconnect, so a
+        message published while this process was reconnecting is still delivered (a plain
+        subscription loses it). Delivery is at-most-once across a restart of this process, which
+        starts with empty caches anyway. A failing callback is logged and counted, never retried.
+        """
+        filter_subject = self.subject(_filter_of(events))
+        wanted = {e.subject: e for e in events}
+
+        async def deliver(msg: Msg) -> None:
+            entry = wanted.get(msg.subject.removeprefix(self.namespace + "."))
+            if entry is None:
+                return
+            try:
+                await callback(entry.decode(msg.data))
+            except Exception as exc:  # noqa: BLE001 - a watcher must not stop on one bad message
+                WATCH_ERRORS.labels(entry.subject).inc()
+                log.warning("watch callback failed", extra={"subject": msg.subject, "error": _describe(exc)})
+
+        await self.js.subscribe(
+            filter_subject,
+            stream=self.stream(_stream_of_events(events)),
+            cb=deliver,
+            ordered_consumer=True,
+            deliver_policy=DeliverPolicy.NEW,
+            idle_heartbeat=2.0,
+        )
+
     async def delete_streams(self) -> None:
         """Removes this namespace's streams (tests clean up with it)."""
         for name in STREAMS:
@@ -129,51 +169,71 @@ async def _log_connection_error(exc: Exception) -> None:
     log.warning("nats connection error", extra={"error": f"{type(exc).__name__}: {exc}"})
 
 
-Handler = Callable[[Msg], Awaitable[None]]
+# Called with the decoded event (one of the spec's `events`).
+Handler = Callable[[Any], Awaitable[None]]
+# Called with the decoded event (None if it could not be decoded) and the error, before dead-lettering.
+DeadLetterHandler = Callable[[Any, str], Awaitable[None]]
 
 
 @dataclass
 class ConsumerSpec:
-    """A durable pull consumer of one subject, with bounded redelivery and a dead-letter subject.
+    """A durable pull consumer of some event types of one stream, with bounded redelivery and a
+    dead-letter subject.
 
-    The handler is called once per message; the message is acked only after it returns. If it
-    raises, the message is redelivered after `backoff[n]` seconds, up to `max_deliver` deliveries,
-    then published to `deadletter.<durable>` with the error and terminated.
+    The runtime decodes each message into its registered type and calls the handler once with the
+    event; the message is acked only after the handler returns (at-least-once: a crash before the
+    ack redelivers it, so handlers are idempotent). Undecodable bytes, or a handler raising
+    PoisonMessage, are dead-lettered at once. Any other exception redelivers the message after
+    `backoff[n]` seconds, up to `max_deliver` deliveries, then it goes to `deadletter.<durable>`
+    with the error and is terminated. Until its handler returns, a fetched message's ack deadline is
+    extended every third of `ack_wait_seconds`, so a long handler (or a message queued behind one in
+    its batch) is never redelivered meanwhile, and the messages of a crashed process are
+    redelivered after at most `ack_wait_seconds`: keep it short. Events of the stream that the spec
+    does not list (a wider filter such as "graph.>") are acked without calling the handler.
     """
 
     durable: str
-    subject: str
+    events: Sequence[EventType[Any]]
     handler: Handler
     max_deliver: int = 5
     backoff: tuple[float, ...] = (0.5, 2.0, 10.0, 30.0)
     ack_wait_seconds: float = 30.0
     batch: int = 64
-    on_dead_letter: Callable[[Msg, str], Awaitable[None]] | None = field(default=None)
+    on_dead_letter: DeadLetterHandler | None = field(default=None)
 
 
 async def run_consumer(bus: Bus, spec: ConsumerSpec) -> None:
     """Pulls and handles messages until cancelled. Several processes may run the same durable."""
     durable = f"{bus.namespace}_{spec.durable}"
+    subject = bus.subject(_filter_of(spec.events))
     config = ConsumerConfig(
         durable_name=durable,
         ack_policy=AckPolicy.EXPLICIT,
         deliver_policy=DeliverPolicy.ALL,
         ack_wait=spec.ack_wait_seconds,
         max_deliver=spec.max_deliver,
-        filter_subject=bus.subject(spec.subject),
+        filter_subject=subject,
         num_replicas=bus.replicas,
     )
-    stream = bus.stream(_stream_of(spec.subject))
-    sub = await bus.js.pull_subscribe(bus.subject(spec.subject), durable=durable, stream=stream, config=config)
-    log.info("consuming", extra={"consumer": durable, "subject": bus.subject(spec.subject)})
+    stream = bus.stream(_stream_of_events(spec.events))
+    sub = await bus.js.pull_subscribe(subject, durable=durable, stream=stream, config=config)
+    log.info("consuming", extra={"consumer": durable, "subject": subject})
     try:
         while True:
             try:
                 messages = await sub.fetch(spec.batch, timeout=1.0)
             except (TimeoutError, nats.errors.TimeoutError):
                 continue
-            for msg in messages:
-                await _handle(bus, spec, msg)
+            # Messages of a batch are handled one after another; until each is done, its ack
+            # deadline is extended, so a short ack wait never redelivers a message still queued.
+            pending = list(messages)
+            heartbeat = asyncio.create_task(_keep_in_progress(pending, spec.ack_wait_seconds / 3))
+            try:
+                while pending:
+                    await _handle(bus, spec, pending[0])
+                    pending.pop(0)
+            finally:
+                heartbeat.cancel()
     finally:
         # Leaves the durable in place (its position is kept) but frees this client's interest,
         # so closing the connection does not wait for the pending pull.
@@ -182,17 +242,27 @@ async def run_consumer(bus: Bus, spec: ConsumerSpec) -> None:
 
 async def _handle(bus: Bus, spec: ConsumerSpec, msg: Msg) -> None:
     deliveries = msg.metadata.num_delivered
+    entry = by_subject(msg.subject.removeprefix(bus.namespace + "."))
+    if entry is None or entry not in spec.events:
+        await msg.ack()  # another event of the same stream, not this consumer's business
+        CONSUMED.labels(spec.durable, "ignored").inc()
+        return
     try:
-        await spec.handler(msg)
+        event = entry.decode(msg.data)
+    except PoisonMessage as exc:
+        await _dead_letter(bus, spec, msg, None, f"poison: {exc}")
+        return
+    try:
+        await spec.handler(event)
     except asyncio.CancelledError:
         raise
     except PoisonMessage as exc:
-        await _dead_letter(bus, spec, msg, f"poison: {exc}")
+        await _dead_letter(bus, spec, msg, event, f"poison: {exc}")
         return
     except Exception as exc:  # noqa: BLE001 - any failure is retried, then dead-lettered
         reason = _describe(exc)
         if deliveries >= spec.max_deliver:
-            await _dead_letter(bus, spec, msg, reason)
+            await _dead_letter(bus, spec, msg, event, reason)
             return
         delay = spec.backoff[min(deliveries - 1, len(spec.backoff) - 1)]
         log.warning(
@@ -205,13 +275,26 @@ async def _handle(bus: Bus, spec: ConsumerSpec, msg: Msg) -> None:
     CONSUMED.labels(spec.durable, "ok").inc()
 
 
-async def _dead_letter(bus: Bus, spec: ConsumerSpec, msg: Msg, reason: str) -> None:
+async def _keep_in_progress(pending: list[Msg], every: float) -> None:
+    """Extends the ack deadline of every message in `pending` (a live list) every `every` seconds
+    until cancelled."""
+    while True:
+        await asyncio.sleep(every)
+        for msg in list(pending):
+            try:
+                await msg.in_progress()
+            except nats.errors.Error as exc:
+                # Reconnecting: the message may be redelivered, which handlers tolerate.
+                log.warning("could not extend an ack deadline", extra={"error": _describe(exc)})
+
+
+async def _dead_letter(bus: Bus, spec: ConsumerSpec, msg: Msg, event: Message | None, reason: str) -> None:
     log.error("dead-lettering message", extra={"consumer": spec.durable, "subject": msg.subject, "error": reason})
     if spec.on_dead_letter is not None:
-        await spec.on_dead_letter(msg, reason)
+        await spec.on_dead_letter(event, reason)
     seq = str(msg.metadata.sequence.stream) if msg.metadata.sequence else "?"
     await bus.publish(
-        f"deadletter.{spec.durable}",
+        dead_letter_subject(spec.durable),
         msg.data,
         msg_id=f"dlq-{spec.durable}-{seq}",
         headers={"Glimpse-Original-Subject": msg.subject, "Glimpse-Error": reason[:1000]},
@@ -227,10 +310,21 @@ def _describe(exc: Exception) -> str:
     return f"{type(exc).__name__}: {exc}"
 
 
-def _stream_of(subject: str) -> str:
-    """The stream storing `subject` ("posts.created", or a wildcard over one stream like "graph.>")."""
-    prefix = subject.removesuffix(">")
-    for name, subjects in STREAMS.items():
-        if subject in subjects or (prefix and prefix != subject and all(s.startswith(prefix) for s in subjects)):
-            return name
-    raise ValueError(f"no stream stores subject {subject!r}")
+def _stream_of_events(events: Sequence[EventType[Any]]) -> str:
+    """The one stream storing all of `events` (ValueError if they span streams, or none are given)."""
+    streams = {e.stream for e in events}
+    if len(streams) != 1:
+        raise ValueError(f"a consumer reads events of exactly one stream, not {sorted(streams) or 'none'}")
+    return streams.pop()
+
+
+def _filter_of(events: Sequence[EventType[Any]]) -> str:
+    """The subject filter for `events`: the subject itself for one event, else a wildcard over the
+    subjects' common first token ("graph.>"); events outside the list are skipped by the reader."""
+    stream = _stream_of_events(events)
+    if len(events) == 1:
+        return events[0].subject
+    heads = {e.subject.split(".", 1)[0] for e in events}
+    if len(heads) != 1:
+        raise ValueError(f"events of stream {stream} have no common subject prefix")
+    return f"{heads.pop()}.>"

@@ -114,19 +114,10 @@ if __name__ == "__main__":
 
 
 def create_outbox_table(schema: str) -> None:
-    """Migration step: the `outbox` table of `schema` (see mesh.outbox.outbox_table)."""
+    """Migration step: the `outbox` table of `schema`, with its index, created from its one
+    definition (mesh.outbox.outbox_table)."""
     from alembic import op
-    from sqlalchemy import BigInteger, Column, DateTime, LargeBinary, Text, func
 
-    op.create_table(
-        "outbox",
-        Column("id", BigInteger, primary_key=True, autoincrement=False),
-        Column("subject", Text, nullable=False),
-        Column("payload", LargeBinary, nullable=False),
-        Column("created_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
-        Column("published_at", DateTime(timezone=True)),
-        schema=schema,
-    )
-    op.create_index(
-        "outbox_unpublished", "outbox", ["id"], schema=schema, postgresql_where=text("published_at IS NULL")
-    )
+    from mesh.outbox import outbox_table
+
+    outbox_table(MetaData(schema=schema)).create(op.get_bind())

@@ -4,6 +4,12 @@ and a relay publishes it to JetStream afterwards.
 Crash safety: the relay publishes with `Nats-Msg-Id` = event id and marks rows sent only after the
 stream acknowledged them. If it dies in between, the rows are published again on restart and the
 stream drops the repeats (its duplicate window), so each event is stored exactly once.
+
+One bad row cannot stall the flow: a row whose subject no registered event uses (written by an older
+or newer release), or that the server refuses for good (too large), is parked: copied with its
+reason to "deadletter.outbox.<schema>" (the DEADLETTER stream keeps it for a week), marked done,
+logged and counted, and the rows behind it flow on. Transient failures (NATS reconnecting, a
+leader election, the database restarting) pause the relay with backoff and lose nothing.
 """
 
 from __future__ import annotations
@@ -35,18 +41,25 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from mesh.bus import Bus
 from mesh.db import OUTBOX_WRITTEN, Database
 from mesh.errors import Unavailable
+from mesh.events import by_subject, dead_letter_subject, event_type
 from mesh.ids import IdGenerator
 
 log = logging.getLogger("mesh.outbox")
 
 _BACKOFF_MIN, _BACKOFF_MAX = 0.1, 5.0
+# A parked payload larger than this is not copied to the dead-letter stream (it stays in its row).
+_DEAD_LETTER_COPY_MAX = 512 * 1024
 _TRANSIENT = (TimeoutError, ConnectionError, Unavailable, nats.errors.Error)
 
 RELAYED = Counter("glimpse_outbox_relayed_total", "Outbox events published to JetStream.", ["schema"])
+PARKED = Counter("glimpse_outbox_parked_total", "Outbox rows parked instead of published.", ["schema"])
+# Refusals that will not change on a retry (the payload is over the server's limit).
+_PERMANENT = (nats.errors.MaxPayloadError,)
 
 
 def outbox_table(metadata: MetaData) -> Table:
-    """The `outbox` table in the schema of `metadata` (each owning service has its own)."""
+    """The `outbox` table in the schema of `metadata` (each owning service has its own). This is the
+    one definition: migrations create it from here (`mesh.migrate.create_outbox_table`)."""
     table = Table(
         "outbox",
         metadata,
@@ -54,6 +67,7 @@ def outbox_table(metadata: MetaData) -> Table:
         Column("subject", Text, nullable=False),
         Column("payload", LargeBinary, nullable=False),
         Column("created_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+        # Set when the stream stored the event, or when the row was parked (dead-lettered).
         Column("published_at", DateTime(timezone=True)),
     )
     Index("outbox_unpublished", table.c.id, postgresql_where=table.c.published_at.is_(None))
@@ -67,8 +81,11 @@ class Outbox:
         self._table = table
         self._ids = ids
 
-    async def add(self, session: AsyncSession, subject: str, event: Message) -> int:
-        """Stamps `event` with a new event id and time and stores it for publishing on `subject`."""
+    async def add(self, session: AsyncSession, event: Message) -> int:
+        """Stamps `event` with a new event id and time and stores it for publishing on its registered
+        subject (mesh.events); returns the event id. LookupError for a message that is not a
+        registered event (a programming error, caught by tests)."""
+        subject = event_type(event).subject
         event_id = self._ids.next_id()
         event.event_id = event_id  # type: ignore[attr-defined]
         event.occur_time.GetCurrentTime()  # type: ignore[attr-defined]
@@ -139,13 +156,38 @@ class OutboxRelay:
                     .with_for_update(skip_locked=True)
                 )
             ).all()
+            published: list[int] = []
             for row in rows:
-                await self._bus.publish(row.subject, row.payload, msg_id=str(row.id))
-            if rows:
-                await session.execute(update(t).where(t.c.id.in_([r.id for r in rows])).values(published_at=func.now()))
-        if rows:
-            RELAYED.labels(t.schema or "public").inc(len(rows))
+                problem = None if by_subject(row.subject) else f"no registered event uses subject {row.subject!r}"
+                if problem is None:
+                    try:
+                        await self._bus.publish(row.subject, row.payload, msg_id=str(row.id))
+                    except _PERMANENT as exc:
+                        problem = f"{type(exc).__name__}: {exc}"
+                if problem is None:
+                    published.append(row.id)
+                else:
+                    await self._park(session, row.id, row.subject, row.payload, problem)
+            if published:
+                await session.execute(update(t).where(t.c.id.in_(published)).values(published_at=func.now()))
+        if published:
+            RELAYED.labels(t.schema or "public").inc(len(published))
         return len(rows)
+
+    async def _park(self, session: AsyncSession, row_id: int, subject: str, payload: bytes, reason: str) -> None:
+        """Copies one row with its reason to the dead-letter stream and marks it done."""
+        schema = self._table.schema or "public"
+        log.error("outbox row parked", extra={"schema": schema, "id": row_id, "subject": subject, "error": reason})
+        PARKED.labels(schema).inc()
+        t = self._table
+        await session.execute(update(t).where(t.c.id == row_id).values(published_at=func.now()))
+        copy = payload if len(payload) <= _DEAD_LETTER_COPY_MAX else b""
+        await self._bus.publish(
+            dead_letter_subject("outbox", schema),
+            copy,
+            msg_id=f"parked-{schema}-{row_id}",
+            headers={"Glimpse-Original-Subject": subject, "Glimpse-Error": reason[:1000]},
+        )
 
     async def prune(self) -> None:
         """Deletes rows published longer ago than `keep_published` (kept meanwhile for debugging)."""

@@ -19,16 +19,11 @@ def connect_redis(url: str) -> Any:
 
 
 class Keys:
-    """Builds this deployment's Redis keys: "<namespace>:<kind>:{<id>}"."""
+    """Builds this deployment's Redis keys: "<namespace>:<kind>:{<id>}". The package that owns a
+    layout names its keys with it (e.g. timelines.keys)."""
 
     def __init__(self, namespace: str) -> None:
         self._ns = namespace
-
-    def feed(self, user_id: int) -> str:
-        return f"{self._ns}:feed:{{{user_id}}}"
-
-    def outbox(self, user_id: int) -> str:
-        return f"{self._ns}:outbox:{{{user_id}}}"
 
     def named(self, kind: str, ident: int | str) -> str:
         return f"{self._ns}:{kind}:{{{ident}}}"

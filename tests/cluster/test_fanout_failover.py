@@ -34,11 +34,11 @@ from glimpse.feed.v1 import feed_pb2_grpc
 from glimpse.post.v1 import post_pb2_grpc
 from mesh.bus import Bus
 from mesh.db import Database
+from mesh.events import POST_CREATED
 from mesh.ids import timestamp_ms
 from mesh.migrate import drop_database, ensure_database, upgrade
-from mesh.redis_client import Keys, connect_redis
+from mesh.redis_client import connect_redis
 from mesh.runtime import lease_id_shard
-from mesh.timelines import LIVE
 from post_svc.app import post_host
 from post_svc.settings import PostSettings
 from tests.cluster.nodes import (
@@ -53,6 +53,8 @@ from tests.cluster.nodes import (
 )
 from tests.conftest import ENV, Account, Stubs, fresh_database_url
 from tests.feed_svc.actions import FANOUT_CONSUMERS, create_post, drain, feed_ids, follow
+from timelines.keys import TimelineKeys
+from timelines.store import LIVE
 
 AUTHORS = 4
 FOLLOWERS = 30
@@ -73,7 +75,7 @@ class Stack:
     database_url: str
     namespace: str
     redis: Any
-    keys: Keys
+    keys: TimelineKeys
 
 
 @pytest.fixture
@@ -153,7 +155,7 @@ async def stack(stubs: Stubs, database_url: str, graph_addr: str, media_addr: st
                 database_url=url,
                 namespace=namespace,
                 redis=redis,
-                keys=Keys(namespace),
+                keys=TimelineKeys(namespace),
             )
     finally:
         await bus.delete_streams()
@@ -212,7 +214,7 @@ async def test_no_acknowledged_post_is_lost_when_a_nats_server_and_a_redis_maste
     nats_leader = _leader((await stack.bus.js.stream_info(posts_stream)).cluster)
     nats_victim = nats_node_number(nats_leader)
     consumer_leader = _leader((await stack.bus.js.consumer_info(posts_stream, created_durable)).cluster)
-    inbox_master = {f.id: stack.redis.get_node_from_key(stack.keys.feed(f.id)).port for f in followers}
+    inbox_master = {f.id: stack.redis.get_node_from_key(stack.keys.inbox(f.id)).port for f in followers}
     redis_victim = max(set(inbox_master.values()), key=list(inbox_master.values()).count)
     on_victim = {user for user, port in inbox_master.items() if port == redis_victim}
 
@@ -378,7 +380,7 @@ async def _compare(
         found.unexpected += len({p for p in set(got) - want if p in acknowledged})
         if want - set(got):
             found.missing[reader.id] = want - set(got)
-        if lacking := want - await _timeline(stack, stack.keys.feed(reader.id)):
+        if lacking := want - await _timeline(stack, stack.keys.inbox(reader.id)):
             found.inbox_missing[reader.id] = lacking
     for author in authors:
         mine = {p for p, a in acknowledged.items() if a == author.id}
@@ -411,12 +413,13 @@ async def _new_stream_leader(bus: Bus, stream: str, old: str, within_seconds: fl
 
 async def _posts_created(bus: Bus) -> list[int]:
     """The post id of every posts.created event in the stream, read with a throwaway consumer."""
-    subject = bus.subject("posts.created")
-    stored = (await bus.js.stream_info(bus.stream("POSTS"), subjects_filter=subject)).state.subjects or {}
+    subject = bus.subject(POST_CREATED.subject)
+    stream = bus.stream(POST_CREATED.stream)
+    stored = (await bus.js.stream_info(stream, subjects_filter=subject)).state.subjects or {}
     total = stored.get(subject, 0)
     sub = await bus.js.pull_subscribe(
         subject,
-        stream=bus.stream("POSTS"),
+        stream=stream,
         config=ConsumerConfig(
             name=f"count_{uuid.uuid4().hex[:6]}", ack_policy=AckPolicy.NONE, deliver_policy=DeliverPolicy.ALL
         ),

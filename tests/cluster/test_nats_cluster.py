@@ -18,6 +18,7 @@ from glimpse.events.v1 import events_pb2
 from graph_svc import models
 from mesh.bus import STREAMS, Bus, ConsumerSpec, run_consumer
 from mesh.db import Database
+from mesh.events import USER_FOLLOWED
 from mesh.ids import IdGenerator
 from mesh.migrate import drop_database, ensure_database, upgrade
 from mesh.outbox import Outbox
@@ -54,13 +55,13 @@ async def test_streams_and_consumers_are_replicated_on_three_servers(cluster_bus
 
     handled = asyncio.Event()
 
-    async def handler(msg: object) -> None:
+    async def handler(event: events_pb2.UserFollowed) -> None:
         handled.set()
 
-    spec = ConsumerSpec(durable="replicas_probe", subject="graph.followed", handler=handler)
+    spec = ConsumerSpec(durable="replicas_probe", events=[USER_FOLLOWED], handler=handler)
     consumer = asyncio.create_task(run_consumer(cluster_bus, spec))
     try:
-        await cluster_bus.publish("graph.followed", b"", msg_id="probe-1")
+        await cluster_bus.publish_event(events_pb2.UserFollowed(event_id=1, follower_id=1, followee_id=2))
         await asyncio.wait_for(handled.wait(), 10)
         info = await cluster_bus.js.consumer_info(
             cluster_bus.stream("GRAPH"), f"{cluster_bus.namespace}_{spec.durable}"
@@ -151,7 +152,7 @@ async def _write_events(db: Database, count: int) -> set[int]:
     async with db.unit_of_work() as session:
         for n in range(count):
             event = events_pb2.UserFollowed(follower_id=n + 1, followee_id=1)
-            ids.add(await outbox.add(session, "graph.followed", event))
+            ids.add(await outbox.add(session, event))
     return ids
 
 

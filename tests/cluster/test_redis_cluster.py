@@ -52,7 +52,7 @@ async def test_users_keys_spread_over_all_three_masters(redis: Any, keys: Keys, 
     users = [ids.next_id() for _ in range(USERS)]
     async with redis.pipeline(transaction=False) as pipe:
         for user_id in users:
-            pipe.zadd(keys.feed(user_id), {"0000000000000000001": 1.0})
+            pipe.zadd(keys.named("feed", user_id), {"0000000000000000001": 1.0})
         assert all(added == 1 for added in await pipe.execute())
 
     per_master = {}
@@ -66,7 +66,7 @@ async def test_users_keys_spread_over_all_three_masters(redis: Any, keys: Keys, 
 
 async def test_one_users_keys_share_a_slot_so_pipelines_and_transactions_need_no_crossslot(redis: Any, keys: Keys):
     user = 42
-    feed, outbox, limit = keys.feed(user), keys.outbox(user), keys.named("rate", user)
+    feed, outbox, limit = keys.named("feed", user), keys.named("outbox", user), keys.named("rate", user)
     assert redis.keyslot(feed) == redis.keyslot(outbox) == redis.keyslot(limit)
 
     async with redis.pipeline(transaction=False) as pipe:
@@ -87,7 +87,7 @@ async def test_one_users_keys_share_a_slot_so_pipelines_and_transactions_need_no
     assert await redis.zunionstore(feed, [feed, outbox]) == 3
 
     # The control: two users' keys are (almost always) in two slots, and the cluster refuses them.
-    other = keys.feed(43)
+    other = keys.named("feed", 43)
     assert redis.keyslot(other) != redis.keyslot(feed)
     with pytest.raises(CrossSlotTransactionError):
         async with redis.pipeline(transaction=True) as multi:

@@ -6,9 +6,10 @@ import grpc
 import pytest
 
 from glimpse.feed.v1 import feed_pb2
-from mesh.redis_client import Keys
+from glimpse.media.v1.media_pb2 import MEDIA_STATUS_FAILED, MEDIA_STATUS_PROCESSING, MEDIA_STATUS_READY
 from tests.conftest import CELEBRITY_THRESHOLD
 from tests.feed_svc.actions import create_post, delete_post, drain, feed_ids, feed_page, follow, unfollow
+from timelines.keys import TimelineKeys
 
 pytestmark = pytest.mark.usefixtures("fanout")
 
@@ -32,12 +33,12 @@ async def test_followers_see_a_post_and_its_photos_with_the_author(
     post_id = await create_post(stubs, upload_photo, author, caption="hello #glimpse", photos=2)
     await drain(bus, database_url)
     page = await feed_page(stubs, reader)
-    assert [item.post_id for item in page.items] == [post_id]
+    assert [item.id for item in page.items] == [post_id]
     item = page.items[0]
     assert item.author.id == author.id and item.author.username == author.user.username
     assert item.caption == "hello #glimpse" and list(item.hashtags) == ["glimpse"]
     assert len(item.media) == 2
-    assert all(m.status in ("PROCESSING", "READY", "FAILED") for m in item.media)
+    assert all(m.status in (MEDIA_STATUS_PROCESSING, MEDIA_STATUS_READY, MEDIA_STATUS_FAILED) for m in item.media)
     assert not page.next_page_token
 
 
@@ -48,7 +49,7 @@ async def test_an_inactive_inbox_is_skipped_then_rebuilt_on_read(
     await follow(stubs, reader, author)
     first = await create_post(stubs, upload_photo, author)
     await drain(bus, database_url)
-    inbox = Keys(namespace).feed(reader.id)
+    inbox = TimelineKeys(namespace).inbox(reader.id)
     assert not await redis.exists(inbox), "the fan-out must not create inboxes for readers who never read"
     assert await feed_ids(stubs, reader) == [first]
     assert await redis.ttl(inbox) > 0
@@ -80,7 +81,7 @@ async def test_a_celebrity_post_costs_no_inbox_writes_but_reaches_followers(
     post_id = await create_post(stubs, upload_photo, star)
     await drain(bus, database_url)
     for fan in fans:
-        inbox = await redis.zrange(Keys(namespace).feed(fan.id), 0, -1)
+        inbox = await redis.zrange(TimelineKeys(namespace).inbox(fan.id), 0, -1)
         assert inbox == [b"live"], "a celebrity's post is pulled at read time, never pushed"
         assert await feed_ids(stubs, fan) == [post_id]
 
@@ -115,11 +116,11 @@ async def test_pages_stay_exact_while_new_posts_arrive(stubs, make_account, uplo
     first = await feed_page(stubs, reader, size=3)
     newer = [await create_post(stubs, upload_photo, author) for _ in range(2)]
     await drain(bus, database_url)
-    seen = [item.post_id for item in first.items]
+    seen = [item.id for item in first.items]
     token = first.next_page_token
     while token:
         page = await feed_page(stubs, reader, size=3, token=token)
-        seen += [item.post_id for item in page.items]
+        seen += [item.id for item in page.items]
         token = page.next_page_token
     assert seen == sorted(older, reverse=True), "no duplicates, no gaps, nothing newer slipped in"
     assert (await feed_ids(stubs, reader))[:2] == sorted(newer, reverse=True)

@@ -15,9 +15,10 @@ import pytest
 from fanout_svc.app import fanout_host
 from glimpse.events.v1 import events_pb2
 from mesh.ids import IdGenerator
-from mesh.redis_client import Keys, connect_redis
+from mesh.redis_client import connect_redis
 from tests.conftest import CELEBRITY_THRESHOLD, ENV, Account
 from tests.feed_svc.actions import create_post, delete_post, drain, feed_ids, feed_page, follow, unfollow
+from timelines.keys import TimelineKeys
 
 pytestmark = pytest.mark.usefixtures("fanout")
 
@@ -45,7 +46,7 @@ async def test_every_feed_matches_the_reference(
     model = Model(users, {u.id: set() for u in users})
     by_id = {u.id: u for u in users}
     redis = connect_redis(ENV.redis_url)
-    keys = Keys(namespace)
+    keys = TimelineKeys(namespace)
     event_ids = IdGenerator(77)
 
     async def do_follow(a: Account, b: Account) -> None:
@@ -122,14 +123,14 @@ async def test_every_feed_matches_the_reference(
             elif roll < 0.85:
                 await feed_page(stubs, rng.choice(users), size=5)
             elif roll < 0.90:
-                await redis.delete(keys.feed(rng.choice(users).id))  # an inbox lost mid-run
+                await redis.delete(keys.inbox(rng.choice(users).id))  # an inbox lost mid-run
             else:
                 # The same post announced twice (a new event id, so JetStream does not drop it).
                 post_id = rng.choice(sorted(model.posts))
                 event = events_pb2.PostCreated(
                     event_id=event_ids.next_id(), post_id=post_id, author_id=model.posts[post_id]
                 )
-                await bus.publish("posts.created", event.SerializeToString(), msg_id=str(event.event_id))
+                await bus.publish_event(event)
             if step % 10 == 0:
                 await asyncio.sleep(0)
 

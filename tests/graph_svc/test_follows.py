@@ -4,27 +4,27 @@ from __future__ import annotations
 
 import asyncio
 import uuid
+from typing import Any
 
 import grpc
 import pytest
 from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
 
-from glimpse.events.v1 import events_pb2
 from glimpse.graph.v1 import graph_pb2
 from graph_svc import demo
 from graph_svc.credentials import Passwords
 from mesh.bus import Bus
 from mesh.db import Database
+from mesh.events import USER_FOLLOWED, USER_UNFOLLOWED, EventType
 from mesh.ids import IdGenerator
 
 
-async def events_about(bus: Bus, subject: str, user_id: int, expect: int, settle: float = 0.5) -> list:
-    """The events on `subject` whose follower is `user_id`; waits for `expect` then `settle` s for extras."""
-    kind = {"graph.followed": events_pb2.UserFollowed, "graph.unfollowed": events_pb2.UserUnfollowed}[subject]
+async def events_about(bus: Bus, kind: EventType[Any], user_id: int, expect: int, settle: float = 0.5) -> list:
+    """The `kind` events whose follower is `user_id`; waits for `expect` then `settle` s for extras."""
     sub = await bus.js.pull_subscribe(
-        bus.subject(subject),
+        bus.subject(kind.subject),
         durable=None,
-        stream=bus.stream("GRAPH"),
+        stream=bus.stream(kind.stream),
         config=ConsumerConfig(
             name=f"probe_{uuid.uuid4().hex[:8]}", ack_policy=AckPolicy.NONE, deliver_policy=DeliverPolicy.ALL
         ),
@@ -42,7 +42,7 @@ async def events_about(bus: Bus, subject: str, user_id: int, expect: int, settle
             except TimeoutError:
                 batch = []
             for msg in batch:
-                event = kind.FromString(msg.data)
+                event = kind.decode(msg.data)
                 if event.follower_id == user_id:
                     assert msg.headers["Nats-Msg-Id"] == str(event.event_id)
                     found.append(event)
@@ -59,7 +59,7 @@ async def test_follow_is_idempotent_counts_and_emits_one_event(graph, make_accou
     assert first.created and not again.created
     assert again.target.follower_count == 1
     assert (await graph.GetUser(graph_pb2.GetUserRequest(user_id=a.id))).following_count == 1
-    followed = await events_about(bus, "graph.followed", a.id, expect=1)
+    followed = await events_about(bus, USER_FOLLOWED, a.id, expect=1)
     assert [(e.follower_id, e.followee_id) for e in followed] == [(a.id, b.id)]
 
     removed = await graph.UnfollowUser(graph_pb2.UnfollowUserRequest(target_user_id=b.id), metadata=a.metadata)
@@ -67,7 +67,7 @@ async def test_follow_is_idempotent_counts_and_emits_one_event(graph, make_accou
     assert removed.deleted and not removed_again.deleted
     assert (await graph.GetFollowerCount(graph_pb2.GetFollowerCountRequest(user_id=b.id))).follower_count == 0
     assert (await graph.GetUser(graph_pb2.GetUserRequest(user_id=a.id))).following_count == 0
-    assert len(await events_about(bus, "graph.unfollowed", a.id, expect=1)) == 1
+    assert len(await events_about(bus, USER_UNFOLLOWED, a.id, expect=1)) == 1
 
 
 async def test_follow_errors_are_precise_and_change_nothing(graph, make_account):
@@ -153,9 +153,11 @@ async def test_bulk_loaded_follows_with_equal_timestamps_page_without_gaps(graph
     prefix = demo.USERNAME_PREFIX
     demo.USERNAME_PREFIX = f"{tag}r"
     try:
-        await demo.load(db, edges, Passwords(1, 8 * 1024, 1), IdGenerator(7))
+        await demo.load(db, edges, Passwords(time_cost=1, memory_kib=8 * 1024, parallelism=1), IdGenerator(7))
         # Loading again changes nothing.
-        n_users, n_follows = await demo.load(db, edges, Passwords(1, 8 * 1024, 1), IdGenerator(7))
+        n_users, n_follows = await demo.load(
+            db, edges, Passwords(time_cost=1, memory_kib=8 * 1024, parallelism=1), IdGenerator(7)
+        )
     finally:
         demo.USERNAME_PREFIX = prefix
         await db.dispose()
@@ -204,15 +206,14 @@ async def test_follower_stream_ids_counts_and_celebrities(graph, make_account):
 
 async def test_following_limit_is_enforced(graph_settings, make_account):
     from graph_svc import models
-    from graph_svc.service import GraphService
+    from graph_svc.follows import FollowService
     from mesh.errors import FailedPrecondition
     from mesh.outbox import Outbox
-    from mesh.tokens import signer_from
 
     a, b, c = await make_account(), await make_account(), await make_account()
     db = Database(graph_settings.database_url, pool_size=1)
     ids = IdGenerator(9)
-    service = GraphService(db, Outbox(models.outbox, ids), ids, signer_from(graph_settings), Passwords(1, 8192, 1), 1)
+    service = FollowService(db=db, outbox=Outbox(models.outbox, ids), max_following=1)
     try:
         assert (await service.follow(a.id, b.id))[0]
         with pytest.raises(FailedPrecondition):

@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Any
 
 import grpc
 import httpx
@@ -21,6 +22,7 @@ from glimpse.media.v1 import media_pb2, media_pb2_grpc
 from media_svc.settings import MediaSettings
 from media_svc.storage import admin_client
 from mesh.bus import Bus
+from mesh.events import EventType
 from mesh.ids import IdGenerator
 
 
@@ -69,7 +71,7 @@ async def publish_post_created(bus: Bus, post_id: int, author_id: int, media_ids
     so publishing the same post twice hands the worker the event twice, as a redelivery would."""
     event_id = _ids.next_id()
     event = events_pb2.PostCreated(event_id=event_id, post_id=post_id, author_id=author_id, media_ids=media_ids)
-    await bus.publish("posts.created", event.SerializeToString(), msg_id=str(event_id))
+    await bus.publish_event(event)
 
 
 async def wait_until_settled(
@@ -121,13 +123,12 @@ async def wait_until_consumed(bus: Bus, durable: str = "media_renditions", withi
         await asyncio.sleep(0.05)
 
 
-async def media_events(bus: Bus, subject: str, media_id: int, settle: float = 0.5) -> list:
-    """Every `media.ready` / `media.failed` event about `media_id` stored so far (after `settle` s)."""
-    kind = {"media.ready": events_pb2.MediaReady, "media.failed": events_pb2.MediaFailed}[subject]
+async def media_events(bus: Bus, kind: EventType[Any], media_id: int, settle: float = 0.5) -> list:
+    """Every MEDIA_READY / MEDIA_FAILED event about `media_id` stored so far (after `settle` s)."""
     await asyncio.sleep(settle)
     sub = await bus.js.pull_subscribe(
-        bus.subject(subject),
-        stream=bus.stream("MEDIA"),
+        bus.subject(kind.subject),
+        stream=bus.stream(kind.stream),
         config=ConsumerConfig(
             name=f"probe_{uuid.uuid4().hex[:8]}", ack_policy=AckPolicy.NONE, deliver_policy=DeliverPolicy.ALL
         ),
@@ -140,7 +141,7 @@ async def media_events(bus: Bus, subject: str, media_id: int, settle: float = 0.
             except TimeoutError:
                 return found
             for msg in batch:
-                event = kind.FromString(msg.data)
+                event = kind.decode(msg.data)
                 if event.media_id == media_id:
                     assert msg.headers["Nats-Msg-Id"] == str(event.event_id)
                     found.append(event)

@@ -17,6 +17,7 @@ from media_svc.renditions import Renditions
 from media_svc.storage import ObjectStore
 from mesh.bus import Bus, run_consumer
 from mesh.db import Database
+from mesh.events import MEDIA_FAILED, MEDIA_READY
 from mesh.ids import IdGenerator
 from mesh.outbox import Outbox
 from tests.media_svc import photos
@@ -77,7 +78,7 @@ async def test_phone_photo_becomes_upright_public_renditions_without_gps(media, 
     # The raw upload is never exposed.
     assert "raw" not in str(ready)
 
-    [event] = await media_events(bus, "media.ready", ready.id)
+    [event] = await media_events(bus, MEDIA_READY, ready.id)
     assert (event.owner_id, event.post_id) == (user.id, ready.post_id)
 
 
@@ -115,7 +116,7 @@ async def test_bad_upload_fails_with_a_reason_and_the_worker_carries_on(media, b
     assert failed.status == media_pb2.MEDIA_STATUS_FAILED
     assert reason in failed.failure_reason
     assert not failed.renditions and not failed.blurhash
-    [event] = await media_events(bus, "media.failed", failed.id)
+    [event] = await media_events(bus, MEDIA_FAILED, failed.id)
     assert event.reason == failed.failure_reason
 
     # The next good photo is served as usual.
@@ -137,7 +138,7 @@ async def test_redelivered_event_changes_nothing(media, bus, make_account, uploa
     await wait_until_consumed(bus)
     [after] = (await media.BatchGetMedia(media_pb2.BatchGetMediaRequest(media_ids=[grant.media_id]))).media
     assert after == first
-    assert len(await media_events(bus, "media.ready", grant.media_id)) == 1
+    assert len(await media_events(bus, MEDIA_READY, grant.media_id)) == 1
 
 
 async def test_an_event_cannot_render_someone_elses_media(media, bus, make_account, upload):

@@ -8,13 +8,15 @@ import uuid
 
 from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
 
+from glimpse.events.v1 import events_pb2
 from mesh.bus import Bus, ConsumerSpec, PoisonMessage, run_consumer
+from mesh.events import POST_CREATED, dead_letter_subject
 from tests.conftest import NATS_URL, STREAM_REPLICAS
 
 
 async def _dead_letters(bus: Bus, durable: str, expect: int) -> list[tuple[bytes, str]]:
     sub = await bus.js.pull_subscribe(
-        bus.subject(f"deadletter.{durable}"),
+        bus.subject(dead_letter_subject(durable)),
         stream=bus.stream("DEADLETTER"),
         config=ConsumerConfig(
             name=f"dl_{uuid.uuid4().hex[:6]}", ack_policy=AckPolicy.NONE, deliver_policy=DeliverPolicy.ALL
@@ -36,31 +38,47 @@ async def test_retries_then_dead_letters_and_keeps_serving():
     attempts: dict[bytes, int] = {}
     handled: list[bytes] = []
 
-    async def handler(msg):
-        attempts[msg.data] = attempts.get(msg.data, 0) + 1
-        if msg.data == b"flaky" and attempts[msg.data] < 3:
-            raise ConnectionError("redis blinked")
-        if msg.data == b"broken":
-            raise ValueError("always fails")
-        if msg.data == b"poison":
-            raise PoisonMessage("cannot decode")
-        handled.append(msg.data)
+    # The handler gets decoded events; each test case is a PostCreated whose post_id names it.
+    names = {1: "ok-1", 2: "flaky", 3: "broken", 4: "poison", 5: "ok-2"}
+    failed_with: dict[str, str] = {}
 
-    spec = ConsumerSpec("probe", "posts.created", handler, max_deliver=3, backoff=(0.05, 0.05))
+    async def handler(event: events_pb2.PostCreated) -> None:
+        name = names[event.post_id]
+        attempts[name] = attempts.get(name, 0) + 1
+        if name == "flaky" and attempts[name] < 3:
+            raise ConnectionError("redis blinked")
+        if name == "broken":
+            raise ValueError("always fails")
+        if name == "poison":
+            raise PoisonMessage("cannot be handled")
+        handled.append(name)
+
+    async def on_dead_letter(event: events_pb2.PostCreated | None, error: str) -> None:
+        failed_with[names[event.post_id] if event else "undecodable"] = error
+
+    spec = ConsumerSpec(
+        "probe", [POST_CREATED], handler, max_deliver=3, backoff=(0.05, 0.05), on_dead_letter=on_dead_letter
+    )
     task = asyncio.create_task(run_consumer(bus, spec))
     try:
-        for n, payload in enumerate([b"ok-1", b"flaky", b"broken", b"poison", b"ok-2"]):
-            await bus.publish("posts.created", payload, msg_id=f"m{n}")
+        for post_id in names:
+            await bus.publish_event(events_pb2.PostCreated(event_id=100 + post_id, post_id=post_id, author_id=1))
+        # Bytes that are no PostCreated, and a registered event of the stream the spec does not list.
+        await bus.publish(POST_CREATED.subject, b"\xff\xff not protobuf", msg_id="garbage")
+        await bus.publish_event(events_pb2.PostDeleted(event_id=99, post_id=1, author_id=1))
         for _ in range(200):
-            if len(handled) == 3:
+            if len(handled) == 3 and len(failed_with) == 3:
                 break
             await asyncio.sleep(0.05)
-        assert sorted(handled) == [b"flaky", b"ok-1", b"ok-2"]
-        assert attempts[b"flaky"] == 3
-        assert attempts[b"broken"] == 3  # max_deliver, then dead-lettered
-        assert attempts[b"poison"] == 1  # poison goes straight to the dead-letter subject
-        dead = await _dead_letters(bus, "probe", expect=2)
-        assert sorted(d for d, _ in dead) == [b"broken", b"poison"]
+        assert sorted(handled) == ["flaky", "ok-1", "ok-2"]
+        assert attempts["flaky"] == 3
+        assert attempts["broken"] == 3  # max_deliver, then dead-lettered
+        assert attempts["poison"] == 1  # poison goes straight to the dead-letter subject
+        assert set(failed_with) == {"broken", "poison", "undecodable"}
+        assert "always fails" in failed_with["broken"]
+        dead = await _dead_letters(bus, "probe", expect=3)
+        assert len(dead) == 3
+        assert any(d == b"\xff\xff not protobuf" for d, _ in dead)
         assert any("always fails" in error for _, error in dead)
     finally:
         task.cancel()

@@ -17,6 +17,7 @@ from glimpse.events.v1 import events_pb2
 from graph_svc import models
 from mesh.bus import Bus
 from mesh.db import Database
+from mesh.events import DEAD_LETTER_STREAM, USER_FOLLOWED, dead_letter_subject
 from mesh.ids import IdGenerator
 from mesh.migrate import drop_database, ensure_database, upgrade
 from mesh.outbox import Outbox, OutboxRelay
@@ -29,9 +30,7 @@ async def _write_events(db: Database, count: int) -> set[int]:
     outbox, ids = Outbox(models.outbox, IdGenerator(11)), set()
     async with db.unit_of_work() as session:
         for n in range(count):
-            ids.add(
-                await outbox.add(session, "graph.followed", events_pb2.UserFollowed(follower_id=n + 1, followee_id=1))
-            )
+            ids.add(await outbox.add(session, events_pb2.UserFollowed(follower_id=n + 1, followee_id=1)))
     return ids
 
 
@@ -40,7 +39,7 @@ async def _stored_event_ids(bus: Bus) -> list[int]:
     info = await bus.js.stream_info(bus.stream("GRAPH"))
     total = info.state.messages
     sub = await bus.js.pull_subscribe(
-        bus.subject("graph.followed"),
+        bus.subject(USER_FOLLOWED.subject),
         stream=bus.stream("GRAPH"),
         config=ConsumerConfig(
             name=f"count_{uuid.uuid4().hex[:6]}", ack_policy=AckPolicy.NONE, deliver_policy=DeliverPolicy.ALL
@@ -133,5 +132,39 @@ async def test_relay_killed_and_restarted_publishes_each_event_exactly_once():
         stored = await _stored_event_ids(bus)
         assert len(stored) == 6000
         assert set(stored) == written
+    finally:
+        await _cleanup(url, db, bus)
+
+
+async def test_a_row_no_stream_stores_is_parked_and_the_rows_behind_it_flow_on():
+    """A row whose subject no registered event uses (an older or newer release wrote it) sits at
+    the head of the outbox: it is dead-lettered with its reason, and every later event is published."""
+    url, db, bus = await _fresh("park")
+    try:
+        async with db.unit_of_work() as session:
+            await session.execute(models.outbox.insert().values(id=1, subject="graph.renamed", payload=b"\x08\x01"))
+        written = await _write_events(db, 5)
+        relay = OutboxRelay(db, models.outbox, bus)
+        task = asyncio.create_task(relay.run())
+        try:
+            for _ in range(200):
+                if await _unpublished(db) == 0:
+                    break
+                await asyncio.sleep(0.02)
+        finally:
+            task.cancel()
+            await asyncio.gather(task, return_exceptions=True)
+        assert await _unpublished(db) == 0
+        assert set(await _stored_event_ids(bus)) == written
+        sub = await bus.js.pull_subscribe(
+            bus.subject(dead_letter_subject("outbox", "graph")),
+            stream=bus.stream(DEAD_LETTER_STREAM),
+            config=ConsumerConfig(name="parked", ack_policy=AckPolicy.NONE, deliver_policy=DeliverPolicy.ALL),
+        )
+        [parked] = await sub.fetch(10, timeout=5)
+        assert parked.data == b"\x08\x01"
+        assert parked.headers["Glimpse-Original-Subject"] == "graph.renamed"
+        assert "no registered event" in parked.headers["Glimpse-Error"]
+        await sub.unsubscribe()
     finally:
         await _cleanup(url, db, bus)

@@ -1,35 +1,15 @@
-"""Redis timelines: each user's inbox (home feed) and each author's outbox, as sorted sets.
-
-This layout is the contract between fanout_svc (which writes) and feed_svc (which reads and
-rebuilds), like a protobuf message between services.
-
-    <ns>:feed:{uid}     inbox: posts pushed by the fan-out, plus LIVE at +inf
-    <ns>:outbox:{uid}   outbox: the author's recent posts, plus LIVE at +inf
-
-Scores are a post's creation time in milliseconds (taken from its id: exact in a float64, unlike the
-64-bit id itself). Members are post ids zero-padded to 19 digits, so members with equal scores sort
-like the ids, and (score, member) order is exactly id order: pages keyed on a post id never skip or
-repeat posts created in the same millisecond.
-
-LIVE marks a timeline that was built, even if it holds no posts (Redis drops empty sets). An inbox
-without it has expired (its owner has not read for FEED_INBOX_TTL) or never existed: the fan-out
-skips it and the next read rebuilds it. Every multi-command change is one Lua script on one key, so
-it is atomic and runs unchanged on Redis Cluster.
-"""
+"""Inboxes and outboxes as Redis sorted sets (the layout is described in `timelines/__init__.py`)."""
 
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 from typing import Any
 
-from pydantic import Field
 from redis.exceptions import NoScriptError
 
-from glimpse.post.v1 import post_pb2, post_pb2_grpc
-from mesh.config import MeshSettings
 from mesh.ids import timestamp_ms
-from mesh.names import user_name
-from mesh.redis_client import Keys
+from timelines.keys import TimelineKeys
+from timelines.settings import TimelineSettings
 
 LIVE = "live"
 _WIDTH = 19
@@ -72,22 +52,12 @@ def _pairs(post_ids: Iterable[int]) -> list[Any]:
     return args
 
 
-class TimelineSettings(MeshSettings):
-    """The timeline layout's settings: fanout_svc (which writes) and feed_svc (which reads) must
-    agree on them, so both inherit this one definition (and read the same GLIMPSE_* variables)."""
-
-    # Authors with more followers than this are not pushed: followers pull their outbox at read time.
-    celebrity_threshold: int = Field(10_000, ge=0)
-    feed_max_items: int = Field(800, ge=1)
-    outbox_max_items: int = Field(800, ge=1)
-    # An inbox unread for this long expires; the fan-out skips it and the next read rebuilds it.
-    feed_inbox_ttl_seconds: int = Field(30 * 24 * 3600, ge=60)
-
-
 class Timelines:
     """Inboxes and outboxes of one deployment (namespace)."""
 
-    def __init__(self, redis: Any, keys: Keys, *, feed_max: int, outbox_max: int, inbox_ttl_seconds: int) -> None:
+    def __init__(
+        self, redis: Any, keys: TimelineKeys, *, feed_max: int, outbox_max: int, inbox_ttl_seconds: int
+    ) -> None:
         self.redis = redis
         self._keys = keys
         self.feed_max = feed_max
@@ -100,17 +70,29 @@ class Timelines:
     def from_settings(cls, redis: Any, settings: TimelineSettings) -> Timelines:
         return cls(
             redis,
-            Keys(settings.namespace),
+            TimelineKeys(settings.namespace),
             feed_max=settings.feed_max_items,
             outbox_max=settings.outbox_max_items,
             inbox_ttl_seconds=settings.feed_inbox_ttl_seconds,
         )
 
     def inbox_key(self, user_id: int) -> str:
-        return self._keys.feed(user_id)
+        return self._keys.inbox(user_id)
 
     def outbox_key(self, author_id: int) -> str:
         return self._keys.outbox(author_id)
+
+    # The pulled marker (fanout_svc only) ------------------------------------------------------
+
+    async def mark_pulled(self, author_id: int, post_id: int) -> None:
+        """Records that the author posted without being pushed (as a celebrity)."""
+        await self.redis.set(self._keys.pulled(author_id), post_id)
+
+    async def was_pulled(self, author_id: int) -> bool:
+        return bool(await self.redis.exists(self._keys.pulled(author_id)))
+
+    async def clear_pulled(self, author_id: int) -> None:
+        await self.redis.delete(self._keys.pulled(author_id))
 
     # Writes ------------------------------------------------------------------------------------
 
@@ -204,42 +186,3 @@ class Timelines:
 def _older_than(members: Sequence[bytes | str], bound: str | None) -> list[int]:
     decoded = (m.decode() if isinstance(m, bytes) else m for m in members)
     return [int(m) for m in decoded if m != LIVE and (bound is None or m < bound)]
-
-
-class OutboxLoader:
-    """Reads outboxes, rebuilding a cold one (Redis lost it, or the author never posted since) from
-    post_svc, the source of truth."""
-
-    def __init__(self, timelines: Timelines, posts: post_pb2_grpc.PostServiceStub, *, timeout: float) -> None:
-        self._timelines = timelines
-        self._posts = posts
-        self._timeout = timeout
-
-    async def newest(self, author_id: int, limit: int) -> list[int]:
-        """The author's newest post ids (at most `limit`, within the outbox cap)."""
-        page = await self._timelines.page(self._timelines.outbox_key(author_id), None, limit)
-        if page is not None:
-            return page
-        return (await self.rebuild(author_id))[:limit]
-
-    async def rebuild(self, author_id: int) -> list[int]:
-        """Loads the author's newest posts (up to the outbox cap) into a live outbox; returns them."""
-        ids: list[int] = []
-        token = ""
-        while len(ids) < self._timelines.outbox_max:
-            response = await self._posts.ListPosts(
-                post_pb2.ListPostsRequest(parent=user_name(author_id), page_size=100, page_token=token),
-                timeout=self._timeout,
-            )
-            ids += [post.id for post in response.posts]
-            token = response.next_page_token
-            if not token:
-                break
-        ids = ids[: self._timelines.outbox_max]
-        await self._timelines.build_outbox(author_id, ids)
-        return ids
-
-    async def add(self, author_id: int, post_id: int) -> None:
-        """Adds a new post to the author's outbox, rebuilding it (with the post) if it was cold."""
-        if not await self._timelines.add_to_outbox(author_id, post_id):
-            await self.rebuild(author_id)

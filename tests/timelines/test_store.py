@@ -1,4 +1,4 @@
-"""Redis timelines: pagination across equal timestamps, live-only pushes, caps, rebuilds."""
+"""timelines.store: pagination across equal timestamps, live-only pushes, caps, rebuilds."""
 
 from __future__ import annotations
 
@@ -8,9 +8,10 @@ import uuid
 import pytest
 
 from mesh.ids import EPOCH_MS, timestamp_ms
-from mesh.redis_client import Keys, connect_redis
-from mesh.timelines import Timelines
+from mesh.redis_client import connect_redis
 from tests.conftest import ENV
+from timelines.keys import TimelineKeys
+from timelines.store import Timelines
 
 
 def post_id(ms: int, seq: int, shard: int = 1) -> int:
@@ -21,7 +22,7 @@ def post_id(ms: int, seq: int, shard: int = 1) -> int:
 async def timelines():
     redis = connect_redis(ENV.redis_url)
     namespace = f"tl{uuid.uuid4().hex[:8]}"
-    yield Timelines(redis, Keys(namespace), feed_max=50, outbox_max=20, inbox_ttl_seconds=60)
+    yield Timelines(redis, TimelineKeys(namespace), feed_max=50, outbox_max=20, inbox_ttl_seconds=60)
     async for key in redis.scan_iter(match=f"{namespace}:*"):
         await redis.delete(key)
     await redis.aclose()
