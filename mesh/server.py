@@ -1,8 +1,9 @@
 """The one gRPC server bootstrap: every service's entry point is a few lines on top of `ServiceHost`.
 
-A host carries health (grpc.health.v1) and reflection for every servicer it serves, the error and
-telemetry interceptors, optional background tasks (outbox relay, consumers) and graceful shutdown:
-SIGTERM -> health NOT_SERVING -> stop background work -> `server.stop(grace)`.
+A host carries health (grpc.health.v1) and reflection for every servicer it serves, the error,
+telemetry and request-text (mesh.validation) interceptors, optional background tasks (outbox relay,
+consumers) and graceful shutdown: SIGTERM -> health NOT_SERVING -> stop background work ->
+`server.stop(grace)`.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from grpc_reflection.v1alpha import reflection
 from prometheus_client import start_http_server
 
 from mesh.interceptors import ErrorInterceptor, TelemetryInterceptor
+from mesh.validation import TextInterceptor
 
 log = logging.getLogger("mesh.server")
 
@@ -34,7 +36,9 @@ class ServiceHost:
         self._grace = grace_seconds
         self._metrics_port = metrics_port
         self._server = grpc.aio.server(
-            interceptors=[TelemetryInterceptor(), ErrorInterceptor()],
+            # Outermost first: the text check runs inside the error mapping, which turns its refusal
+            # into INVALID_ARGUMENT with details, and telemetry counts it.
+            interceptors=[TelemetryInterceptor(), ErrorInterceptor(), TextInterceptor()],
             options=[("grpc.so_reuseport", 0), ("grpc.max_receive_message_length", 8 * 1024 * 1024)],
         )
         self._health = health.aio.HealthServicer()
