@@ -42,7 +42,7 @@ async def _load(url: str) -> tuple[int, int]:
     db = Database(url, pool_size=2)
     ids = IdGenerator(1)
     try:
-        await demo.load(db, demo.read_edges(DATASET), Passwords(1, 8192, 1), ids)
+        await demo.load(db, demo.read_edges(DATASET), Passwords(time_cost=1, memory_kib=8192, parallelism=1), ids)
         now = dt.datetime.now(dt.UTC)
         async with db.unit_of_work() as session:
             big = ids.next_id()

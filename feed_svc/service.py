@@ -11,7 +11,6 @@ import asyncio
 import heapq
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass
 
 from cachetools import TTLCache
 from prometheus_client import Counter
@@ -19,9 +18,8 @@ from prometheus_client import Counter
 from feed_svc.hydration import Hydrator
 from glimpse.feed.v1 import feed_pb2
 from glimpse.graph.v1 import graph_pb2, graph_pb2_grpc
-from mesh.errors import invalid_field
 from mesh.ids import timestamp_ms
-from mesh.pagination import decode_page_token, encode_page_token, page_size
+from mesh.pagination import Count, Id, Page, PageCursor, decode_cursor, encode_cursor, page_size
 from mesh.timelines import OutboxLoader, Timelines
 
 REBUILDS = Counter("glimpse_feed_inbox_rebuilds_total", "Inboxes rebuilt on read (expired or never built).")
@@ -33,10 +31,12 @@ _REBUILD_CONCURRENCY = 16
 _HEAD = 100
 
 
-@dataclass(frozen=True)
-class FeedPage:
-    items: list[feed_pb2.FeedItem]
-    next_page_token: str
+class FeedCursor(PageCursor):
+    """The next home feed page starts below post id `before`, after `served` items so far (the feed
+    ends at feed_max items)."""
+
+    before: Id
+    served: Count
 
 
 class FeedService:
@@ -63,14 +63,16 @@ class FeedService:
         # per celebrity_head_seconds per process, not once per page.
         self._heads: TTLCache[int, list[int]] = TTLCache(100_000, celebrity_head_seconds or 1e-9)
 
-    async def home_feed(self, user_id: int, size: int, token: str) -> FeedPage:
-        """One page of `user_id`'s home feed. INVALID_ARGUMENT for a bad page size or token."""
+    async def home_feed(self, user_id: int, size: int, token: str) -> Page[feed_pb2.FeedItem]:
+        """One page of `user_id`'s home feed. INVALID_ARGUMENT for a bad page size or token (see
+        mesh.pagination.decode_cursor)."""
         want = page_size(size)
         scope = f"feed:{user_id}"
-        before, served = _cursor(decode_page_token(token, scope))
+        cursor = decode_cursor(token, FeedCursor, scope)
+        before, served = (cursor.before, cursor.served) if cursor else (None, 0)
         want = min(want, self._timelines.feed_max - served)
         if want <= 0:
-            return FeedPage([], "")
+            return Page([], "")
         celebrities = await self._celebrity_followees(user_id)
         items: list[feed_pb2.FeedItem] = []
         exhausted = False
@@ -88,9 +90,11 @@ class FeedService:
         if token == "":
             await self._timelines.touch_inbox(user_id)
         served += len(items)
-        more = not exhausted and before is not None and served < self._timelines.feed_max
-        next_token = encode_page_token(scope, {"before": before, "served": served}) if more else ""
-        return FeedPage(items, next_token)
+        more = not exhausted and served < self._timelines.feed_max
+        next_token = (
+            encode_cursor(FeedCursor(before=before, served=served), scope) if more and before is not None else ""
+        )
+        return Page(items, next_token)
 
     async def _candidates(
         self, user_id: int, celebrities: list[int], before: int | None, fetch: int
@@ -177,12 +181,3 @@ class FeedService:
         rebuilt = await asyncio.gather(*(rebuild(a) for a in cold))
         streams = [page for page in pages if page is not None] + list(rebuilt)
         return heapq.nlargest(self._timelines.feed_max, {p for stream in streams for p in stream})
-
-
-def _cursor(cursor: dict[str, object] | None) -> tuple[int | None, int]:
-    if cursor is None:
-        return None, 0
-    before, served = cursor.get("before"), cursor.get("served")
-    if not isinstance(before, int) or not isinstance(served, int) or before <= 0 or served < 0:
-        raise invalid_field("page_token", "is malformed; pass back next_page_token unchanged")
-    return before, served

@@ -1,4 +1,4 @@
-"""Assembles graph_svc: runtime -> service -> servicer -> host (with the outbox relay)."""
+"""Assembles graph_svc: runtime -> services (accounts, follows) -> servicer -> host (with the outbox relay)."""
 
 from __future__ import annotations
 
@@ -7,8 +7,9 @@ from collections.abc import AsyncIterator
 
 from glimpse.graph.v1 import graph_pb2, graph_pb2_grpc
 from graph_svc import models
+from graph_svc.accounts import AccountService
 from graph_svc.credentials import Passwords
-from graph_svc.service import GraphService
+from graph_svc.follows import FollowService
 from graph_svc.servicer import GraphServicer
 from graph_svc.settings import GraphSettings
 from mesh.runtime import open_runtime
@@ -20,18 +21,18 @@ from mesh.tokens import signer_from
 async def graph_host(settings: GraphSettings) -> AsyncIterator[ServiceHost]:
     async with open_runtime(settings) as runtime:
         host = runtime.host("graph_svc", settings.listen, settings.metrics_port)
-        passwords = Passwords(settings.argon2_time_cost, settings.argon2_memory_kib, settings.argon2_parallelism)
-        service = GraphService(
-            runtime.db,
-            runtime.outbox(models.outbox, host),
-            runtime.ids,
-            signer_from(settings),
-            passwords,
-            settings.max_following,
+        passwords = Passwords(
+            time_cost=settings.argon2_time_cost,
+            memory_kib=settings.argon2_memory_kib,
+            parallelism=settings.argon2_parallelism,
+        )
+        accounts = AccountService(db=runtime.db, ids=runtime.ids, signer=signer_from(settings), passwords=passwords)
+        follows = FollowService(
+            db=runtime.db, outbox=runtime.outbox(models.outbox, host), max_following=settings.max_following
         )
         host.add_servicer(
             graph_pb2_grpc.add_GraphServiceServicer_to_server,
-            GraphServicer(service),
+            GraphServicer(accounts=accounts, follows=follows),
             graph_pb2.DESCRIPTOR.services_by_name["GraphService"],
         )
         yield host

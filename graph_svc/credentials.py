@@ -1,9 +1,17 @@
-"""Account credentials: what a valid username, email and password are, and argon2id hashing."""
+"""Account credentials: what a valid username, email and password are, and argon2id hashing.
+
+Passwords are prepared per RFC 8265's OpaqueString profile (as NIST SP 800-63B asks) before they are
+checked, hashed or verified: non-ASCII spaces become U+0020 and the text is put in Unicode NFC, so
+"café" typed as one code point (NFC, most keyboards) or as "e" + combining accent (NFD, some macOS
+and iOS inputs) is the same password.
+"""
 
 from __future__ import annotations
 
 import asyncio
 import re
+import unicodedata
+from dataclasses import dataclass
 
 from argon2 import PasswordHasher, Type
 from argon2.exceptions import InvalidHashError, VerificationError, VerifyMismatchError
@@ -37,8 +45,23 @@ def normalize_email(raw: str) -> str:
     return email
 
 
-def check_password(password: str, username: str) -> None:
-    """INVALID_ARGUMENT (reason WEAK_PASSWORD) for a password too short, too common or too guessable."""
+def prepare_password(raw: str) -> str:
+    """The RFC 8265 OpaqueString preparation of a password: every non-ASCII space (Unicode Zs) mapped
+    to U+0020, then NFC. No case folding and no width mapping: those would weaken the password."""
+    spaced = "".join(" " if c != " " and unicodedata.category(c) == "Zs" else c for c in raw)
+    return unicodedata.normalize("NFC", spaced)
+
+
+def check_password(raw: str, username: str) -> None:
+    """Checks a new password, counting characters of its prepared form (prepare_password).
+
+    INVALID_ARGUMENT (reason WEAK_PASSWORD) for one too short, too long, too common or containing the
+    username; INVALID_ARGUMENT (reason INVALID_ARGUMENT) for one with control characters, which
+    OpaqueString disallows (RFC 8264 section 9.12) and which are usually a paste accident.
+    """
+    password = prepare_password(raw)
+    if any(unicodedata.category(c) == "Cc" for c in password):
+        raise invalid_field("password", "must not contain control characters such as tabs or line breaks")
     if len(password) < PASSWORD_MIN:
         raise invalid_field("password", f"must be at least {PASSWORD_MIN} characters", reason="WEAK_PASSWORD")
     if len(password) > PASSWORD_MAX:
@@ -50,10 +73,21 @@ def check_password(password: str, username: str) -> None:
         )
 
 
-class Passwords:
-    """argon2id hashing, off the event loop (each hash takes tens of milliseconds by design)."""
+@dataclass(frozen=True)
+class PasswordCheck:
+    """The outcome of verifying a password against a stored hash."""
 
-    def __init__(self, time_cost: int, memory_kib: int, parallelism: int) -> None:
+    matched: bool
+    # Matched, but the hash should be replaced by `Passwords.hash` of the same password: it was made
+    # with older argon2 parameters, or from the password before preparation existed.
+    needs_rehash: bool
+
+
+class Passwords:
+    """argon2id hashing of prepared passwords (prepare_password), off the event loop (each hash takes
+    tens of milliseconds by design)."""
+
+    def __init__(self, *, time_cost: int, memory_kib: int, parallelism: int) -> None:
         self._hasher = PasswordHasher(
             time_cost=time_cost, memory_cost=memory_kib, parallelism=parallelism, type=Type.ID
         )
@@ -61,16 +95,28 @@ class Passwords:
         self._decoy = self._hasher.hash("decoy password for timing")
 
     async def hash(self, password: str) -> str:
-        return await asyncio.to_thread(self._hasher.hash, password)
+        """The argon2id hash of the prepared `password`."""
+        return await asyncio.to_thread(self._hasher.hash, prepare_password(password))
 
-    async def verify(self, stored_hash: str | None, password: str) -> bool:
-        def check() -> bool:
+    async def verify(self, stored_hash: str | None, password: str) -> PasswordCheck:
+        """Whether `password` matches `stored_hash` (None: no such account; a decoy is verified so that
+        both paths take the same time).
+
+        Hashes stored before passwords were prepared hold the raw text: when the prepared form
+        misses and differs from the raw one, the raw one is tried too, and a match asks for a
+        rehash, so each such account moves to the prepared form at its next login.
+        """
+        prepared = prepare_password(password)
+
+        def check(candidate: str) -> bool:
             try:
-                return self._hasher.verify(stored_hash or self._decoy, password) and stored_hash is not None
+                return self._hasher.verify(stored_hash or self._decoy, candidate) and stored_hash is not None
             except (VerifyMismatchError, VerificationError, InvalidHashError):
                 return False
 
-        return await asyncio.to_thread(check)
-
-    def needs_rehash(self, stored_hash: str) -> bool:
-        return self._hasher.check_needs_rehash(stored_hash)
+        if await asyncio.to_thread(check, prepared):
+            assert stored_hash is not None
+            return PasswordCheck(matched=True, needs_rehash=self._hasher.check_needs_rehash(stored_hash))
+        if prepared != password and await asyncio.to_thread(check, password):
+            return PasswordCheck(matched=True, needs_rehash=True)
+        return PasswordCheck(matched=False, needs_rehash=False)

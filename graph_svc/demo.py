@@ -89,7 +89,11 @@ async def _main(path: Path) -> None:
     db = Database(settings.database_url, pool_size=2)
     try:
         started = time.perf_counter()
-        passwords = Passwords(settings.argon2_time_cost, settings.argon2_memory_kib, settings.argon2_parallelism)
+        passwords = Passwords(
+            time_cost=settings.argon2_time_cost,
+            memory_kib=settings.argon2_memory_kib,
+            parallelism=settings.argon2_parallelism,
+        )
         shard = settings.id_shard if settings.id_shard is not None else await lease_id_shard(db)
         n_users, n_follows = await load(db, read_edges(path), passwords, IdGenerator(shard))
         elapsed = time.perf_counter() - started

@@ -9,8 +9,9 @@ import grpc
 from google.protobuf.timestamp_pb2 import Timestamp
 
 from glimpse.graph.v1 import graph_pb2, graph_pb2_grpc
+from graph_svc.accounts import AccountService, Session
+from graph_svc.follows import FollowService
 from graph_svc.repository import FollowRecord, UserRecord
-from graph_svc.service import GraphService, Session
 from mesh.identity import caller_id
 from mesh.names import parse_user_name
 
@@ -48,43 +49,44 @@ def _follow_message(follow: FollowRecord) -> graph_pb2.Follow:
 
 
 class GraphServicer(graph_pb2_grpc.GraphServiceServicer):
-    def __init__(self, service: GraphService) -> None:
-        self._service = service
+    def __init__(self, *, accounts: AccountService, follows: FollowService) -> None:
+        self._accounts = accounts
+        self._follows = follows
 
     async def RegisterUser(
         self, request: graph_pb2.RegisterUserRequest, context: grpc.aio.ServicerContext
     ) -> graph_pb2.User:
-        user = await self._service.register(request.username, request.email, request.password, request.display_name)
+        user = await self._accounts.register(request.username, request.email, request.password, request.display_name)
         return user_message(user)
 
     async def AuthenticateUser(
         self, request: graph_pb2.AuthenticateUserRequest, context: grpc.aio.ServicerContext
     ) -> graph_pb2.AuthenticateUserResponse:
-        return _session_message(await self._service.authenticate(request.login, request.password))
+        return _session_message(await self._accounts.authenticate(request.login, request.password))
 
     async def RefreshAccessToken(
         self, request: graph_pb2.RefreshAccessTokenRequest, context: grpc.aio.ServicerContext
     ) -> graph_pb2.AuthenticateUserResponse:
-        return _session_message(await self._service.refresh(request.refresh_token))
+        return _session_message(await self._accounts.refresh(request.refresh_token))
 
     async def GetUser(self, request: graph_pb2.GetUserRequest, context: grpc.aio.ServicerContext) -> graph_pb2.User:
-        return user_message(await self._service.get_user(request.user_id))
+        return user_message(await self._accounts.get_user(request.user_id))
 
     async def BatchGetUsers(
         self, request: graph_pb2.BatchGetUsersRequest, context: grpc.aio.ServicerContext
     ) -> graph_pb2.BatchGetUsersResponse:
-        users = await self._service.batch_get_users(list(request.user_ids))
+        users = await self._accounts.batch_get_users(list(request.user_ids))
         return graph_pb2.BatchGetUsersResponse(users=[user_message(u) for u in users])
 
     async def LookupUser(
         self, request: graph_pb2.LookupUserRequest, context: grpc.aio.ServicerContext
     ) -> graph_pb2.User:
-        return user_message(await self._service.lookup_user(request.username))
+        return user_message(await self._accounts.lookup_user(request.username))
 
     async def SearchUsers(
         self, request: graph_pb2.SearchUsersRequest, context: grpc.aio.ServicerContext
     ) -> graph_pb2.SearchUsersResponse:
-        page = await self._service.search_users(request.query, request.page_size, request.page_token)
+        page = await self._accounts.search_users(request.query, request.page_size, request.page_token)
         return graph_pb2.SearchUsersResponse(
             users=[user_message(u) for u in page.items], next_page_token=page.next_page_token
         )
@@ -92,20 +94,20 @@ class GraphServicer(graph_pb2_grpc.GraphServiceServicer):
     async def FollowUser(
         self, request: graph_pb2.FollowUserRequest, context: grpc.aio.ServicerContext
     ) -> graph_pb2.FollowUserResponse:
-        created, target = await self._service.follow(caller_id(context), request.target_user_id)
+        created, target = await self._follows.follow(caller_id(context), request.target_user_id)
         return graph_pb2.FollowUserResponse(created=created, target=user_message(target))
 
     async def UnfollowUser(
         self, request: graph_pb2.UnfollowUserRequest, context: grpc.aio.ServicerContext
     ) -> graph_pb2.UnfollowUserResponse:
-        deleted = await self._service.unfollow(caller_id(context), request.target_user_id)
+        deleted = await self._follows.unfollow(caller_id(context), request.target_user_id)
         return graph_pb2.UnfollowUserResponse(deleted=deleted)
 
     async def ListFollowers(
         self, request: graph_pb2.ListFollowersRequest, context: grpc.aio.ServicerContext
     ) -> graph_pb2.ListFollowersResponse:
         user_id = parse_user_name(request.parent)
-        page = await self._service.list_follows(
+        page = await self._follows.list_follows(
             user_id, followers=True, size=request.page_size, token=request.page_token
         )
         return graph_pb2.ListFollowersResponse(
@@ -116,7 +118,7 @@ class GraphServicer(graph_pb2_grpc.GraphServiceServicer):
         self, request: graph_pb2.ListFollowingRequest, context: grpc.aio.ServicerContext
     ) -> graph_pb2.ListFollowingResponse:
         user_id = parse_user_name(request.parent)
-        page = await self._service.list_follows(
+        page = await self._follows.list_follows(
             user_id, followers=False, size=request.page_size, token=request.page_token
         )
         return graph_pb2.ListFollowingResponse(
@@ -126,21 +128,21 @@ class GraphServicer(graph_pb2_grpc.GraphServiceServicer):
     async def StreamFollowerIds(
         self, request: graph_pb2.StreamFollowerIdsRequest, context: grpc.aio.ServicerContext
     ) -> AsyncIterator[graph_pb2.StreamFollowerIdsResponse]:
-        async for ids in self._service.stream_follower_ids(request.user_id, request.batch_size):
+        async for ids in self._follows.stream_follower_ids(request.user_id, request.batch_size):
             yield graph_pb2.StreamFollowerIdsResponse(follower_ids=ids)
 
     async def ListFolloweeIds(
         self, request: graph_pb2.ListFolloweeIdsRequest, context: grpc.aio.ServicerContext
     ) -> graph_pb2.ListFolloweeIdsResponse:
-        return graph_pb2.ListFolloweeIdsResponse(followee_ids=await self._service.followee_ids(request.user_id))
+        return graph_pb2.ListFolloweeIdsResponse(followee_ids=await self._follows.followee_ids(request.user_id))
 
     async def GetFollowerCount(
         self, request: graph_pb2.GetFollowerCountRequest, context: grpc.aio.ServicerContext
     ) -> graph_pb2.GetFollowerCountResponse:
-        return graph_pb2.GetFollowerCountResponse(follower_count=await self._service.follower_count(request.user_id))
+        return graph_pb2.GetFollowerCountResponse(follower_count=await self._follows.follower_count(request.user_id))
 
     async def ListCelebrityFollowees(
         self, request: graph_pb2.ListCelebrityFolloweesRequest, context: grpc.aio.ServicerContext
     ) -> graph_pb2.ListCelebrityFolloweesResponse:
-        ids = await self._service.celebrity_followees(request.user_id, request.threshold)
+        ids = await self._follows.celebrity_followees(request.user_id, request.threshold)
         return graph_pb2.ListCelebrityFolloweesResponse(user_ids=ids)

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import datetime as dt
 import hashlib
-from dataclasses import dataclass
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -15,7 +14,7 @@ from mesh.errors import FailedPrecondition, InvalidArgument, NotFound, Permissio
 from mesh.identity import as_caller
 from mesh.ids import IdGenerator
 from mesh.outbox import Outbox
-from mesh.pagination import decode_page_token, encode_page_token, page_size
+from mesh.pagination import Id, Page, PageCursor, decode_cursor, page_of, page_size
 from post_svc import repository as repo
 from post_svc.captions import Location, check_caption, hashtags_of
 from post_svc.repository import PostRecord
@@ -25,10 +24,10 @@ MAX_BATCH = 100
 REQUEST_ID_MAX = 128
 
 
-@dataclass(frozen=True)
-class PostPage:
-    posts: list[PostRecord]
-    next_page_token: str
+class PostCursor(PageCursor):
+    """A profile grid page starts below this post id (newest first)."""
+
+    before: Id
 
 
 class PostService:
@@ -121,20 +120,15 @@ class PostService:
             found = await repo.get_posts(session, list(set(post_ids)))
         return [found[i] for i in post_ids if i in found]
 
-    async def list_by_author(self, author_id: int, size: int, token: str) -> PostPage:
+    async def list_by_author(self, author_id: int, size: int, token: str) -> Page[PostRecord]:
+        """The author's live posts, newest first. INVALID_ARGUMENT for a bad page size or token
+        (see mesh.pagination.decode_cursor)."""
         limit = page_size(size)
         scope = f"posts:{author_id}"
-        cursor = decode_page_token(token, scope)
-        before = None
-        if cursor is not None:
-            before = cursor.get("before")
-            if not isinstance(before, int):
-                raise invalid_field("page_token", "is malformed; pass back next_page_token unchanged")
+        cursor = decode_cursor(token, PostCursor, scope)
         async with self._db.read_only() as session:
-            found = await repo.list_by_author(session, author_id, before, limit + 1)
-        page = found[:limit]
-        next_token = encode_page_token(scope, {"before": page[-1].id}) if len(found) > limit else ""
-        return PostPage(page, next_token)
+            found = await repo.list_by_author(session, author_id, cursor.before if cursor else None, limit + 1)
+        return page_of(found, limit, scope, lambda post: PostCursor(before=post.id))
 
     async def update_caption(self, caller_id: int, post_id: int, caption: str, mask: list[str]) -> PostRecord:
         """Changes the caption (the only mutable field). PERMISSION_DENIED unless the caller wrote the post."""

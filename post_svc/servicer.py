@@ -58,7 +58,7 @@ class PostServicer(post_pb2_grpc.PostServiceServicer):
         author_id = parse_user_name(request.parent)
         page = await self._service.list_by_author(author_id, request.page_size, request.page_token)
         return post_pb2.ListPostsResponse(
-            posts=[post_message(p) for p in page.posts], next_page_token=page.next_page_token
+            posts=[post_message(p) for p in page.items], next_page_token=page.next_page_token
         )
 
     async def UpdatePost(self, request: post_pb2.UpdatePostRequest, context: grpc.aio.ServicerContext) -> post_pb2.Post:

@@ -10,8 +10,9 @@ import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from glimpse.graph.v1 import graph_pb2, graph_pb2_grpc
+from graph_svc.accounts import AccountService
 from graph_svc.credentials import Passwords
-from graph_svc.service import GraphService
+from graph_svc.follows import FollowService
 from graph_svc.servicer import GraphServicer
 from mesh.db import Database
 from mesh.ids import IdGenerator
@@ -45,7 +46,11 @@ async def test_operator_sees_graph_service_health_and_reflection(graph_addr):
 
 def _broken_graph(db: Database | None, settings) -> GraphServicer:
     ids = IdGenerator(3)
-    return GraphServicer(GraphService(db, None, ids, signer_from(settings), Passwords(1, 8192, 1), 10))  # type: ignore[arg-type]
+    passwords = Passwords(time_cost=1, memory_kib=8192, parallelism=1)
+    return GraphServicer(
+        accounts=AccountService(db=db, ids=ids, signer=signer_from(settings), passwords=passwords),  # type: ignore[arg-type]
+        follows=FollowService(db=db, outbox=None, max_following=10),  # type: ignore[arg-type]
+    )
 
 
 @pytest.fixture

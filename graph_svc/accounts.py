@@ -1,0 +1,145 @@
+"""The rules of accounts and sessions: registration, login, token refresh, and finding users.
+
+Raises mesh.errors.DomainError subclasses.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass
+from typing import Annotated
+
+from pydantic import Field
+
+from graph_svc import repository as repo
+from graph_svc.credentials import USERNAME, Passwords, check_password, normalize_email, normalize_username
+from graph_svc.repository import UserRecord
+from mesh.db import Database
+from mesh.errors import NotFound, Unauthenticated, invalid_field
+from mesh.ids import IdGenerator
+from mesh.pagination import Page, PageCursor, decode_cursor, page_of, page_size
+from mesh.tokens import ACCESS, REFRESH, IssuedToken, TokenSigner
+
+MAX_BATCH = 100
+DISPLAY_NAME_MAX = 64
+
+
+@dataclass(frozen=True)
+class Session:
+    user: UserRecord
+    access: IssuedToken
+    refresh: IssuedToken
+
+
+class SearchCursor(PageCursor):
+    """A username search page starts after this username (alphabetical order)."""
+
+    username: Annotated[str, Field(max_length=30, pattern=USERNAME.pattern)]
+
+
+class AccountService:
+    def __init__(self, *, db: Database, ids: IdGenerator, signer: TokenSigner, passwords: Passwords) -> None:
+        self._db = db
+        self._ids = ids
+        self._signer = signer
+        self._passwords = passwords
+
+    async def register(self, username: str, email: str, password: str, display_name: str) -> UserRecord:
+        """Creates an account, storing the hash of the prepared password (credentials.prepare_password).
+
+        INVALID_ARGUMENT naming the field for a bad username, email, display name or password (reason
+        WEAK_PASSWORD for a weak one); ALREADY_EXISTS (USERNAME_TAKEN, EMAIL_TAKEN) if taken.
+        """
+        username = normalize_username(username)
+        email = normalize_email(email)
+        check_password(password, username)
+        display_name = display_name.strip()
+        if len(display_name) > DISPLAY_NAME_MAX:
+            raise invalid_field("display_name", f"must be at most {DISPLAY_NAME_MAX} characters")
+        password_hash = await self._passwords.hash(password)
+        record = UserRecord(
+            id=self._ids.next_id(),
+            username=username,
+            email=email,
+            password_hash=password_hash,
+            display_name=display_name or username,
+            bio="",
+            follower_count=0,
+            following_count=0,
+            created_at=dt.datetime.now(dt.UTC),
+        )
+        async with self._db.unit_of_work() as session:
+            return await repo.insert_user(session, record)
+
+    async def authenticate(self, login: str, password: str) -> Session:
+        """A token pair for a username (or email) and password, in any Unicode form of the registered
+        one; UNAUTHENTICATED (BAD_CREDENTIALS) otherwise, the same for an unknown login. A hash made
+        with older parameters, or from an unprepared password, is replaced on success."""
+        login = login.strip().lower()
+        async with self._db.read_only() as session:
+            if "@" in login:
+                user = await repo.find_user(session, email=login)
+            else:
+                user = await repo.find_user(session, username=login)
+        check = await self._passwords.verify(user.password_hash if user else None, password)
+        if not check.matched or user is None:
+            raise Unauthenticated("wrong username or password", reason="BAD_CREDENTIALS")
+        if check.needs_rehash:
+            new_hash = await self._passwords.hash(password)
+            async with self._db.unit_of_work() as session:
+                await repo.set_password_hash(session, user.id, new_hash)
+        return self._session_for(user)
+
+    async def refresh(self, refresh_token: str) -> Session:
+        """A new token pair for a valid refresh token; UNAUTHENTICATED for a bad token (TOKEN_*) or a
+        deleted account (ACCOUNT_GONE)."""
+        user_id = self._signer.verify(refresh_token, REFRESH)
+        async with self._db.read_only() as session:
+            user = await repo.get_user(session, user_id)
+        if user is None:
+            raise Unauthenticated("the account no longer exists", reason="ACCOUNT_GONE")
+        return self._session_for(user)
+
+    def _session_for(self, user: UserRecord) -> Session:
+        return Session(user, self._signer.issue(user.id, ACCESS), self._signer.issue(user.id, REFRESH))
+
+    async def get_user(self, user_id: int) -> UserRecord:
+        """The user; NOT_FOUND (USER_NOT_FOUND) if there is none."""
+        async with self._db.read_only() as session:
+            user = await repo.get_user(session, user_id)
+        if user is None:
+            raise NotFound(f"user {user_id} does not exist", reason="USER_NOT_FOUND")
+        return user
+
+    async def batch_get_users(self, user_ids: list[int]) -> list[UserRecord]:
+        """The users that exist, in request order (repeats kept); INVALID_ARGUMENT above MAX_BATCH ids."""
+        if len(user_ids) > MAX_BATCH:
+            raise invalid_field("user_ids", f"at most {MAX_BATCH} ids per call")
+        if not user_ids:
+            return []
+        async with self._db.read_only() as session:
+            found = await repo.get_users(session, list(set(user_ids)))
+        return [found[i] for i in user_ids if i in found]
+
+    async def lookup_user(self, username: str) -> UserRecord:
+        """The user called `username` (case-insensitive, '@' optional); NOT_FOUND if nobody is."""
+        name = username.strip().lower().removeprefix("@")
+        async with self._db.read_only() as session:
+            user = await repo.find_user(session, username=name)
+        if user is None:
+            raise NotFound(f"no user is called {name[:40]!r}", reason="USER_NOT_FOUND")
+        return user
+
+    async def search_users(self, query: str, size: int, token: str) -> Page[UserRecord]:
+        """Users whose username starts with `query`, alphabetical. INVALID_ARGUMENT for a bad query,
+        page size or page token (see mesh.pagination.decode_cursor)."""
+        prefix = query.strip().lower().removeprefix("@")
+        if not prefix or len(prefix) > 30 or not all(c.isascii() and (c.isalnum() or c in "._") for c in prefix):
+            raise invalid_field("query", "must be 1-30 characters of a-z, 0-9, '.' and '_'")
+        limit = page_size(size)
+        scope = f"search:{prefix}"
+        cursor = decode_cursor(token, SearchCursor, scope)
+        after = cursor.username if cursor else None
+        async with self._db.read_only() as session:
+            found = await repo.search_usernames(session, prefix, after, limit + 1)
+        return page_of(found, limit, scope, lambda user: SearchCursor(username=user.username))
