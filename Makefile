@@ -59,10 +59,13 @@ test-cluster: proto services  ## event, fan-out and feed tests on a local Redis 
 	$(CLUSTER_ENV) $(PY) -m pytest -q tests/mesh tests/graph_svc tests/feed_svc tests/cluster; \
 		status=$$?; dev/cluster/stop.sh; exit $$status
 
-lint: proto  ## ruff, mypy, buf lint and buf breaking against main
+lint: proto services  ## ruff, mypy, import-linter, deptry, alembic check, buf lint and buf breaking against main
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
 	$(VENV)/bin/mypy
+	$(VENV)/bin/lint-imports --no-cache
+	$(VENV)/bin/deptry .
+	GLIMPSE_DATABASE_URL=postgresql+psycopg://postgres@127.0.0.1:5432/glimpse_lint $(PY) -m mesh.migrate --check $(SERVICES)
 	$(VENV)/bin/buf lint
 	if git rev-parse --verify -q main >/dev/null; then $(VENV)/bin/buf breaking --against '.git#branch=main'; fi
 

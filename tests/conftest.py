@@ -92,7 +92,7 @@ def fresh_database_url(tag: str) -> str:
     return f"{base}/glimpse_test_{tag}"
 
 
-SCHEMAS = ("graph_svc", "post_svc", "media_svc")
+SCHEMAS = ("graph_svc", "post_svc", "media_svc")  # every service with a database (tests/mesh/test_migrate.py checks each)
 # Lowered so a handful of test users exercise both fan-out paths (push and pull).
 CELEBRITY_THRESHOLD = 4
 
