@@ -2,13 +2,23 @@
 
 from __future__ import annotations
 
+import unicodedata
+
 import grpc
 import pytest
+from argon2 import PasswordHasher, Type
+from argon2.exceptions import VerifyMismatchError
 from google.rpc import error_details_pb2
 from grpc_status import rpc_status
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import create_async_engine
 
 from glimpse.graph.v1 import graph_pb2
 from tests.conftest import PASSWORD
+
+# The issue's password: composed (NFC) as most keyboards type it, decomposed (NFD) as some inputs do.
+UNICODE_PASSWORD = "Grüße aus Köln, café crème"
+NFC, NFD = unicodedata.normalize("NFC", UNICODE_PASSWORD), unicodedata.normalize("NFD", UNICODE_PASSWORD)
 
 
 def _details(error: grpc.aio.AioRpcError) -> tuple[str, dict[str, str]]:
@@ -187,3 +197,89 @@ async def test_search_rejects_bad_queries_and_foreign_tokens(graph, new_username
             await graph.SearchUsers(graph_pb2.SearchUsersRequest(query=prefix + "x0", page_token=token))
         assert caught.value.code() == grpc.StatusCode.INVALID_ARGUMENT
         assert "page_token" in caught.value.details()
+
+
+def login(name: str, password: str) -> graph_pb2.AuthenticateUserRequest:
+    return graph_pb2.AuthenticateUserRequest(login=name, password=password)
+
+
+async def test_a_password_logs_in_in_any_unicode_form(graph, new_username):
+    assert NFC != NFD
+    name = new_username()
+    user = await graph.RegisterUser(register(name, password=NFC))
+    # NFD; NFC with a no-break space and an ideographic space for two of its spaces (RFC 8265 maps them).
+    for form in (NFD, NFC, NFC.replace(" ", "\u00a0", 1).replace(" ", "\u3000", 1)):
+        session = await graph.AuthenticateUser(login(name, form))
+        assert session.user.id == user.id
+    # Registered decomposed, it logs in composed.
+    other = new_username()
+    await graph.RegisterUser(register(other, password=NFD))
+    assert (await graph.AuthenticateUser(login(other, NFC))).user.username == other
+    # Preparation is no case or width folding: those would be other passwords.
+    for wrong in (NFC.upper(), NFC.replace("G", "\uff27")):
+        with pytest.raises(grpc.aio.AioRpcError) as caught:
+            await graph.AuthenticateUser(login(name, wrong))
+        assert caught.value.code() == grpc.StatusCode.UNAUTHENTICATED
+
+
+async def test_a_hash_of_a_raw_unnormalised_password_logs_in_and_is_rehashed(graph, graph_settings, new_username):
+    """Accounts registered before passwords were prepared hold argon2(raw NFD text)."""
+    name = new_username()
+    user = await graph.RegisterUser(register(name))
+    hasher = PasswordHasher(
+        time_cost=graph_settings.argon2_time_cost,
+        memory_cost=graph_settings.argon2_memory_kib,
+        parallelism=graph_settings.argon2_parallelism,
+        type=Type.ID,
+    )
+    legacy_hash = hasher.hash(NFD)
+    engine = create_async_engine(graph_settings.database_url)
+    stored = text("SELECT password_hash FROM graph.users WHERE id = :id")
+    try:
+        async with engine.begin() as conn:
+            await conn.execute(
+                text("UPDATE graph.users SET password_hash = :hash WHERE id = :id"),
+                {"hash": legacy_hash, "id": user.id},
+            )
+        with pytest.raises(grpc.aio.AioRpcError) as caught:
+            await graph.AuthenticateUser(login(name, NFD + "x"))
+        assert caught.value.code() == grpc.StatusCode.UNAUTHENTICATED
+        async with engine.connect() as conn:
+            assert (await conn.execute(stored, {"id": user.id})).scalar_one() == legacy_hash
+
+        assert (await graph.AuthenticateUser(login(name, NFD))).user.id == user.id
+        async with engine.connect() as conn:
+            new_hash = (await conn.execute(stored, {"id": user.id})).scalar_one()
+    finally:
+        await engine.dispose()
+    assert new_hash != legacy_hash
+    assert hasher.verify(new_hash, NFC)
+    with pytest.raises(VerifyMismatchError):
+        hasher.verify(new_hash, NFD)
+    # Rehashed to the prepared form, it now logs in from any form.
+    assert (await graph.AuthenticateUser(login(name, NFC))).user.id == user.id
+    assert (await graph.AuthenticateUser(login(name, NFD))).user.id == user.id
+
+
+async def test_password_length_counts_the_prepared_form(graph, new_username):
+    # Seven characters composed, eleven code points decomposed: too short.
+    short = unicodedata.normalize("NFD", "éèêëabc")
+    assert len(short) == 11
+    with pytest.raises(grpc.aio.AioRpcError) as caught:
+        await graph.RegisterUser(register(new_username(), password=short))
+    assert _details(caught.value) == ("WEAK_PASSWORD", {"password": "must be at least 8 characters"})
+    # 128 characters composed (the most allowed), 192 code points decomposed: accepted.
+    longest = unicodedata.normalize("NFD", "é1z" * 42 + "xy")
+    assert len(longest) > 128
+    name = new_username()
+    await graph.RegisterUser(register(name, password=longest))
+    assert (await graph.AuthenticateUser(login(name, unicodedata.normalize("NFC", longest)))).user.username == name
+
+
+@pytest.mark.parametrize("control", ["\t", "\n", "\x00", "\x7f", "\x85"])
+async def test_passwords_with_control_characters_are_refused(graph, new_username, control):
+    name = new_username()
+    with pytest.raises(grpc.aio.AioRpcError) as caught:
+        await graph.RegisterUser(register(name, password=f"a long enough{control}passphrase"))
+    assert caught.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert "password" in _details(caught.value)[1]
