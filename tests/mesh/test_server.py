@@ -104,3 +104,15 @@ async def test_stop_reports_not_serving_before_closing(host_with, graph_settings
     await host.stop()
     assert (await watch.read()).status == health_pb2.HealthCheckResponse.NOT_SERVING
     await channel.close()
+
+
+@pytest.mark.parametrize("code", list(grpc.StatusCode))
+def test_every_status_code_becomes_its_google_rpc_number(code: grpc.StatusCode):
+    """Domain errors carry any gRPC code; its number in google.rpc.Status is the wire number."""
+    from google.rpc import code_pb2
+
+    from mesh.errors import DomainError
+
+    error = DomainError("probe")
+    error.code = code
+    assert error.to_status().code == code_pb2.Code.Value(code.name)
