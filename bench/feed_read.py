@@ -608,7 +608,7 @@ async def _same_pages(addr: str, url: str, group: list[int]) -> str:
         feed = feed_pb2_grpc.FeedServiceStub(channel)
         for reader in readers:
             page = await feed.GetHomeFeed(feed_pb2.GetHomeFeedRequest(page_size=PAGE), metadata=as_caller(reader))
-            ours = [item.post_id for item in page.items]
+            ours = [item.id for item in page.items]
             for name, query in (("join", FEED_SQL), ("LATERAL", LATERAL_SQL)):
                 rows = await (await conn.execute(query, {"reader": reader})).fetchall()
                 same[name] += ours == list(dict.fromkeys(row[0] for row in rows))

@@ -1,8 +1,10 @@
-"""Turns post ids into feed items: post, author and media, fetched in batch and cached.
+"""Turns post ids into feed items: post, author and media, fetched in batch and cached. This is the one
+place a post is rendered for clients (home feed, single post, profile grid, create/edit responses).
 
 Posts and users are cached for a short TTL; a deleted post is evicted at once (the service listens
 to `posts.deleted`), and media are cached only once final (READY or FAILED), so a photo that is
-still PROCESSING is asked for again on the next read.
+still PROCESSING is asked for again on the next read. A `fresh` read skips the post and item caches
+(and refills them), so the response to a write shows the write.
 """
 
 from __future__ import annotations
@@ -47,35 +49,39 @@ class Hydrator:
         self._post_cache.pop(post_id, None)
         self._item_cache.pop(post_id, None)
 
-    async def items(self, post_ids: Sequence[int]) -> dict[int, feed_pb2.FeedItem]:
-        """Feed items of the posts that still exist (deleted or unknown ids are left out)."""
-        items = {p: item for p in post_ids if (item := self._item_cache.get(p)) is not None}
+    async def items(self, post_ids: Sequence[int], *, fresh: bool = False) -> dict[int, feed_pb2.FeedItem]:
+        """Feed items by post id, for the posts that still exist and whose author's account does
+        (deleted or unknown posts are left out). `fresh` reads every post from post_svc, not the cache.
+        Upstream failures propagate as the upstream's gRPC error."""
+        items = {} if fresh else {p: item for p in post_ids if (item := self._item_cache.get(p)) is not None}
         missing = [p for p in post_ids if p not in items]
         if missing:
-            items.update(await self._build(missing))
+            items.update(await self._build(missing, fresh))
         return items
 
-    async def _build(self, post_ids: Sequence[int]) -> dict[int, feed_pb2.FeedItem]:
-        posts = await _fetch(self._post_cache, post_ids, self._batch_posts)
+    async def _build(self, post_ids: Sequence[int], fresh: bool) -> dict[int, feed_pb2.FeedItem]:
+        posts = await _fetch(self._post_cache, post_ids, self._batch_posts, fresh=fresh)
         authors = await _fetch(self._user_cache, list({p.author_id for p in posts.values()}), self._batch_users)
         media_ids = [m for p in posts.values() for m in p.media_ids]
         media = await _fetch(self._media_cache, media_ids, self._batch_media, lambda m: m.status in _FINAL)
         items = {}
         for post_id, post in posts.items():
             author = authors.get(post.author_id)
+            if author is None:  # the account is gone: its posts go with it, as deleted ones do
+                continue
             item = feed_pb2.FeedItem(
-                post_id=post.id,
+                id=post.id,
+                author=feed_pb2.FeedAuthor(id=author.id, username=author.username, display_name=author.display_name),
                 caption=post.caption,
                 hashtags=post.hashtags,
                 media=[_feed_media(media[m]) for m in post.media_ids if m in media],
                 create_time=post.create_time,
+                update_time=post.update_time,
             )
-            if author is not None:
-                item.author.CopyFrom(
-                    feed_pb2.FeedAuthor(id=author.id, username=author.username, display_name=author.display_name)
-                )
-                if all(m in media and media[m].status in _FINAL for m in post.media_ids):
-                    self._item_cache[post_id] = item
+            if post.HasField("location"):
+                item.location.CopyFrom(post.location)
+            if all(m in media and media[m].status in _FINAL for m in post.media_ids):
+                self._item_cache[post_id] = item
             items[post_id] = item
         return items
 
@@ -97,9 +103,12 @@ async def _fetch(
     ids: Sequence[int],
     load: Callable[[list[int]], Awaitable[dict[int, V]]],
     cacheable: Callable[[V], bool] = lambda _: True,
+    *,
+    fresh: bool = False,
 ) -> dict[int, V]:
-    """Values for `ids` from the cache, loading the rest in batches of 100 (missing ones are left out)."""
-    found = {i: cache[i] for i in ids if i in cache}
+    """Values for `ids` from the cache (unless `fresh`), loading the rest in batches of 100 and caching
+    what `cacheable` accepts (missing ones are left out)."""
+    found = {} if fresh else {i: cache[i] for i in ids if i in cache}
     missing = list(dict.fromkeys(i for i in ids if i not in found))
     for start in range(0, len(missing), _BATCH):
         loaded = await load(missing[start : start + _BATCH])
@@ -113,7 +122,7 @@ async def _fetch(
 def _feed_media(media: media_pb2.Media) -> feed_pb2.FeedMedia:
     return feed_pb2.FeedMedia(
         id=media.id,
-        status=media_pb2.MediaStatus.Name(media.status).removeprefix("MEDIA_STATUS_"),
+        status=media.status,
         width=media.width,
         height=media.height,
         blurhash=media.blurhash,

@@ -2,7 +2,7 @@
 
 Pages are keyed on the last post id handed out (opaque token), so posts arriving while a reader
 pages through never shift later pages: no duplicates, no gaps, also across posts created in the
-same millisecond (see mesh.timelines for the ordering).
+same millisecond (see the timelines package for the ordering).
 """
 
 from __future__ import annotations
@@ -18,9 +18,11 @@ from prometheus_client import Counter
 from feed_svc.hydration import Hydrator
 from glimpse.feed.v1 import feed_pb2
 from glimpse.graph.v1 import graph_pb2, graph_pb2_grpc
+from mesh.errors import invalid_field
 from mesh.ids import timestamp_ms
 from mesh.pagination import Count, Id, Page, PageCursor, decode_cursor, encode_cursor, page_size
-from mesh.timelines import OutboxLoader, Timelines
+from timelines.outboxes import OutboxLoader
+from timelines.store import Timelines
 
 REBUILDS = Counter("glimpse_feed_inbox_rebuilds_total", "Inboxes rebuilt on read (expired or never built).")
 # Extra candidates read per round, so a few deleted posts rarely cost a second round.
@@ -29,6 +31,8 @@ _SLACK = 4
 _REBUILD_CONCURRENCY = 16
 # Newest posts of a celebrity kept in process memory (a few pages' worth).
 _HEAD = 100
+# Posts rendered per BatchGetFeedItems call: one upstream batch of each kind.
+MAX_FEED_ITEMS = 100
 
 
 class FeedCursor(PageCursor):
@@ -95,6 +99,15 @@ class FeedService:
             encode_cursor(FeedCursor(before=before, served=served), scope) if more and before is not None else ""
         )
         return Page(items, next_token)
+
+    async def feed_items(self, post_ids: Sequence[int], *, fresh: bool = False) -> list[feed_pb2.FeedItem]:
+        """The posts as feed items, in request order (a repeated id is rendered each time); deleted or
+        unknown posts and posts whose author's account is gone are left out. `fresh` bypasses the
+        hydration cache. INVALID_ARGUMENT naming `post_ids` for more than MAX_FEED_ITEMS ids."""
+        if len(post_ids) > MAX_FEED_ITEMS:
+            raise invalid_field("post_ids", f"at most {MAX_FEED_ITEMS} ids per call, got {len(post_ids)}")
+        hydrated = await self._hydrator.items(post_ids, fresh=fresh)
+        return [hydrated[p] for p in post_ids if p in hydrated]
 
     async def _candidates(
         self, user_id: int, celebrities: list[int], before: int | None, fetch: int

@@ -18,3 +18,9 @@ class FeedServicer(feed_pb2_grpc.FeedServiceServicer):
     ) -> feed_pb2.GetHomeFeedResponse:
         page = await self._service.home_feed(caller_id(context), request.page_size, request.page_token)
         return feed_pb2.GetHomeFeedResponse(items=page.items, next_page_token=page.next_page_token)
+
+    async def BatchGetFeedItems(
+        self, request: feed_pb2.BatchGetFeedItemsRequest, context: grpc.aio.ServicerContext
+    ) -> feed_pb2.BatchGetFeedItemsResponse:
+        items = await self._service.feed_items(request.post_ids, fresh=request.fresh)
+        return feed_pb2.BatchGetFeedItemsResponse(items=items)

@@ -3,12 +3,22 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 from google.protobuf.json_format import MessageToDict
 from google.protobuf.message import Message
 
 from glimpse.feed.v1 import feed_pb2
+from glimpse.media.v1 import media_pb2
+
+# The media status vocabulary on the wire: media.proto's MediaStatus without its MEDIA_STATUS_ prefix
+# ("PENDING", "PROCESSING", "READY", "FAILED"). UNSPECIFIED is never sent: services always set a status.
+MEDIA_STATUSES: Mapping[int, str] = {
+    value.number: value.name.removeprefix("MEDIA_STATUS_")
+    for value in media_pb2.MediaStatus.DESCRIPTOR.values
+    if value.number != media_pb2.MEDIA_STATUS_UNSPECIFIED
+}
 
 
 def to_json(message: Message) -> dict[str, Any]:
@@ -17,9 +27,11 @@ def to_json(message: Message) -> dict[str, Any]:
 
 
 def feed_item_json(item: feed_pb2.FeedItem) -> dict[str, Any]:
-    """`to_json(item)`, written out field by field: a feed page holds 20 items, and MessageToDict (pure
-    Python, walking descriptors) took about a quarter of the gateway's CPU per feed read."""
-    out: dict[str, Any] = {"post_id": str(item.post_id)}
+    """The JSON of a post, wherever it appears (feed, single post, profile grid, create/edit responses):
+    `to_json(item)` with the media status spelled as in MEDIA_STATUSES, written out field by field: a
+    feed page holds 20 items, and MessageToDict (pure Python, walking descriptors) took about a quarter
+    of the gateway's CPU per feed read."""
+    out: dict[str, Any] = {"id": str(item.id)}
     # Message fields have presence: to_json leaves them out when unset, and so does this.
     if item.HasField("author"):
         author = item.author
@@ -29,7 +41,7 @@ def feed_item_json(item: feed_pb2.FeedItem) -> dict[str, Any]:
     out["media"] = [
         {
             "id": str(media.id),
-            "status": media.status,
+            "status": MEDIA_STATUSES.get(media.status, "UNSPECIFIED"),
             "width": media.width,
             "height": media.height,
             "blurhash": media.blurhash,
@@ -41,4 +53,9 @@ def feed_item_json(item: feed_pb2.FeedItem) -> dict[str, Any]:
     ]
     if item.HasField("create_time"):
         out["create_time"] = item.create_time.ToJsonString()
+    if item.HasField("location"):
+        location = item.location
+        out["location"] = {"name": location.name, "latitude": location.latitude, "longitude": location.longitude}
+    if item.HasField("update_time"):
+        out["update_time"] = item.update_time.ToJsonString()
     return out

@@ -1,14 +1,23 @@
 """The JSON resources the API returns, declared for the OpenAPI document and checked on the way out.
 
-They mirror the protobuf messages as `gateway.render.to_json` renders them: 64-bit integers are
-strings, timestamps are RFC 3339 strings.
+They mirror the protobuf messages as `gateway.render` renders them: 64-bit integers are strings,
+timestamps are RFC 3339 strings, media statuses are MEDIA_STATUSES' names. tests/gateway/test_resources.py
+checks each against its message, so neither can gain a field the other lacks.
 """
 
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Mapping
+from typing import Annotated, Any
 
-from pydantic import BaseModel, Field
+from pydantic import AfterValidator, BaseModel, Field, WithJsonSchema
+from pydantic_core import PydanticCustomError
+
+from gateway.render import MEDIA_STATUSES
+from glimpse.feed.v1 import feed_pb2
+from glimpse.graph.v1 import graph_pb2
+from glimpse.media.v1 import media_pb2
+from glimpse.post.v1 import post_pb2
 
 
 class User(BaseModel):
@@ -64,14 +73,62 @@ class Readiness(BaseModel):
     )
 
 
+# Reasons any route may give, whichever service answers: the mesh's (a status code's name when nothing
+# more specific applies; database, caller and token failures) and the gateway's own. Each service's own
+# reasons are its proto's `ErrorReason` enum. tests/test_error_reasons.py keeps both true to the code.
+GENERIC_ERROR_REASONS: Mapping[str, str] = {
+    "INVALID_ARGUMENT": "the request is invalid; the BadRequest detail names the fields",
+    "FAILED_PRECONDITION": "the request cannot be done in the current state",
+    "NOT_FOUND": "no such resource",
+    "ALREADY_EXISTS": "it already exists",
+    "PERMISSION_DENIED": "the caller may not do this",
+    "UNAUTHENTICATED": "the caller is not signed in",
+    "RESOURCE_EXHAUSTED": "a limit was reached",
+    "UNAVAILABLE": "a service is unavailable; retry shortly",
+    "DATABASE_UNAVAILABLE": "the database is unavailable; retry shortly",
+    "NO_CALLER": "the call carried no signed-in user",
+    "TOKEN_MISSING": "no `Authorization: Bearer` token was sent",
+    "TOKEN_INVALID": "the token is not valid; log in again",
+    "TOKEN_EXPIRED": "the token has expired; refresh it or log in again",
+    "TOKEN_WRONG_KIND": "a refresh token where an access token is needed, or the reverse",
+    "RATE_LIMITED": "too many requests; retry after `Retry-After` seconds",
+    "RATE_LIMITS_UNAVAILABLE": "rate limits cannot be checked, so the action is refused; retry shortly",
+    "UPSTREAM_NOT_READY": "/readyz: an upstream service is not serving",
+    "ROUTE_NOT_FOUND": "no route matches the method and path",
+    "METHOD_NOT_ALLOWED": "the path exists but not with this method",
+    "BODY_TOO_LARGE": "the request body is above the gateway's limit",
+}
+
+# Every service's `ErrorReason` catalogue, as the reason strings it sends (without ERROR_REASON_).
+SERVICE_ERROR_REASONS: Mapping[str, tuple[str, ...]] = {
+    package.DESCRIPTOR.package: tuple(
+        value.name.removeprefix("ERROR_REASON_")
+        for value in package.ErrorReason.DESCRIPTOR.values
+        if value.number != package.ERROR_REASON_UNSPECIFIED
+    )
+    for package in (graph_pb2, post_pb2, media_pb2, feed_pb2)
+}
+
+
+def _reasons_description() -> str:
+    services = "; ".join(
+        f"{package}: {', '.join(reasons) or '(none of its own)'}" for package, reasons in SERVICE_ERROR_REASONS.items()
+    )
+    generic = "; ".join(f"{reason} ({meaning})" for reason, meaning in GENERIC_ERROR_REASONS.items())
+    return (
+        'google.rpc details: {"type": "ErrorInfo", "reason", "domain", "metadata"}, '
+        '{"type": "BadRequest", "field_violations": [{"field", "description"}]} and '
+        '{"type": "RetryInfo", "retry_delay": "12s"}. '
+        "An ErrorInfo `reason` is a stable name to switch on. Each service's reasons are its proto's "
+        "`ErrorReason` enum (proto/glimpse/<service>/v1/<service>.proto, one line on each, without the "
+        f"ERROR_REASON_ prefix): {services}. Any route may also give: {generic}."
+    )
+
+
 class ErrorStatus(BaseModel):
     code: str = Field(description="The gRPC status code name.", examples=["NOT_FOUND"])
     message: str = Field(description="What went wrong, for a person to read.")
-    details: list[dict[str, Any]] = Field(
-        description='google.rpc details: {"type": "ErrorInfo", "reason", "domain", "metadata"}, '
-        '{"type": "BadRequest", "field_violations": [{"field", "description"}]} and '
-        '{"type": "RetryInfo", "retry_delay": "12s"}.'
-    )
+    details: list[dict[str, Any]] = Field(description=_reasons_description())
 
 
 class ErrorResponse(BaseModel):
@@ -109,26 +166,33 @@ _RETRY_AFTER = {
 }
 
 
+def _known_media_status(value: str) -> str:
+    if value not in _MEDIA_STATUS_NAMES:
+        raise PydanticCustomError("media_status", "is not a media status: {value}", {"value": value})
+    return value
+
+
+_MEDIA_STATUS_NAMES = frozenset(MEDIA_STATUSES.values())
+
+MediaStatus = Annotated[
+    str,
+    AfterValidator(_known_media_status),
+    WithJsonSchema(
+        {
+            "type": "string",
+            "enum": list(MEDIA_STATUSES.values()),
+            "description": "PENDING (not uploaded yet), PROCESSING (renditions being made), READY or FAILED; "
+            "show the blurhash until READY.",
+        }
+    ),
+]
+
+
 class Rendition(BaseModel):
     size: int = Field(description="Nominal longest side: 1080, 640 or 150 (never upscaled).")
     width: int
     height: int
     url: str = Field(description="Public, immutable URL of the WebP rendition.")
-
-
-class Media(BaseModel):
-    id: str
-    owner_id: str
-    status: str = Field(description="MEDIA_STATUS_PENDING, _PROCESSING, _READY or _FAILED.")
-    failure_reason: str = Field(description="Why processing failed (status FAILED), for a person to read.")
-    content_type: str
-    size_bytes: str
-    width: int
-    height: int
-    blurhash: str = Field(description="A compact placeholder to show while the photo loads.")
-    renditions: list[Rendition] = Field(description="Empty until the media is READY.")
-    post_id: str
-    create_time: str | None = None
 
 
 class UploadGrant(BaseModel):
@@ -145,17 +209,33 @@ class Location(BaseModel):
     longitude: float = 0
 
 
-class Post(BaseModel):
+class Author(BaseModel):
     id: str
-    author_id: str
+    username: str
+    display_name: str
+
+
+class Media(BaseModel):
+    id: str
+    status: MediaStatus
+    width: int = Field(description="Pixels, once known (0 until the photo is processed).")
+    height: int = Field(description="Pixels, once known (0 until the photo is processed).")
+    blurhash: str = Field(description="A compact placeholder to show while the photo loads.")
+    renditions: list[Rendition] = Field(description="Empty until the photo is READY.")
+
+
+class Post(BaseModel):
+    """A post as every route renders it: the feed, a single post, the profile grid and the responses to
+    creating and editing one."""
+
+    id: str = Field(description="64-bit post id, as a decimal string.", examples=["7240392310784001"])
+    author: Author
     caption: str
-    hashtags: list[str]
-    location: Location | None = None
-    media_ids: list[str]
+    hashtags: list[str] = Field(description="Lower-case, without '#', in order of first appearance.")
     media: list[Media] = Field(description="Each photo's status, size, blurhash and rendition URLs, in order.")
-    state: str
-    create_time: str
-    update_time: str
+    create_time: str = Field(description="RFC 3339.")
+    location: Location | None = Field(None, description="Absent (null) when the post has no location.")
+    update_time: str = Field(description="RFC 3339: the last caption edit, or create_time.")
 
 
 class PostPage(BaseModel):
@@ -163,32 +243,8 @@ class PostPage(BaseModel):
     next_page_token: str = Field(description="Pass as `page_token` for the next page; empty on the last page.")
 
 
-class FeedAuthor(BaseModel):
-    id: str
-    username: str
-    display_name: str
-
-
-class FeedMedia(BaseModel):
-    id: str
-    status: str = Field(description="PENDING, PROCESSING, READY or FAILED; show the blurhash until READY.")
-    width: int
-    height: int
-    blurhash: str
-    renditions: list[Rendition] = Field(description="Empty until the photo is READY.")
-
-
-class FeedItem(BaseModel):
-    post_id: str
-    author: FeedAuthor
-    caption: str
-    hashtags: list[str]
-    media: list[FeedMedia]
-    create_time: str
-
-
 class FeedPage(BaseModel):
-    items: list[FeedItem] = Field(description="Newest first: the people you follow, and yourself.")
+    items: list[Post] = Field(description="Newest first: the people you follow, and yourself.")
     next_page_token: str = Field(
         description="Pass as `page_token` for the next page; empty at the end. Stable while new posts arrive."
     )

@@ -1,5 +1,6 @@
-"""Posts: create (idempotent), read, edit the caption, delete, and an author's grid. Every post comes
-with its photos' status, dimensions, blurhash and rendition URLs."""
+"""Posts: create (idempotent), read, edit the caption, delete, and an author's grid. Every post is a
+feed_svc FeedItem rendered by `feed_item_json`, as in the home feed: the same post has the same JSON
+on every route, with its author and its photos' status, dimensions, blurhash and rendition URLs."""
 
 from __future__ import annotations
 
@@ -13,11 +14,12 @@ from pydantic import BaseModel, Field
 from gateway import rate_limits
 from gateway.auth import CallerId
 from gateway.fields import MediaId, PageSize, PageToken, PostId, Text, UserId
-from gateway.render import to_json
+from gateway.render import feed_item_json
 from gateway.resources import Post, PostPage, error_responses
 from gateway.upstream import Services, Upstream
-from glimpse.media.v1 import media_pb2
+from glimpse.feed.v1 import feed_pb2
 from glimpse.post.v1 import post_pb2
+from mesh.errors import NotFound
 from mesh.identity import as_caller
 
 router = APIRouter(tags=["posts"])
@@ -49,21 +51,22 @@ IdempotencyKey = Annotated[
 ]
 
 
-async def _with_media(posts: Sequence[post_pb2.Post], services: Upstream, caller: int) -> list[dict[str, Any]]:
-    """Post JSON with a `media` list in each, from one BatchGetMedia call for the whole page."""
-    media_ids = [m for post in posts for m in post.media_ids]
-    found: dict[int, dict[str, Any]] = {}
-    if media_ids:
-        response = await services.media.BatchGetMedia(
-            media_pb2.BatchGetMediaRequest(media_ids=media_ids), timeout=services.timeout, metadata=as_caller(caller)
-        )
-        found = {m.id: to_json(m) for m in response.media}
-    rendered = []
-    for post in posts:
-        body = to_json(post)
-        body["media"] = [found[m] for m in post.media_ids if m in found]
-        rendered.append(body)
-    return rendered
+async def _rendered(
+    post_ids: Sequence[int], services: Upstream, caller: int, *, fresh: bool = False
+) -> list[dict[str, Any]]:
+    """The JSON of each post that exists, in order (deleted ones left out), from one BatchGetFeedItems
+    call. `fresh` skips feed_svc's hydration cache: for the response to a write."""
+    request = feed_pb2.BatchGetFeedItemsRequest(post_ids=post_ids, fresh=fresh)
+    response = await services.feed.BatchGetFeedItems(request, timeout=services.timeout, metadata=as_caller(caller))
+    return [feed_item_json(item) for item in response.items]
+
+
+async def _one(post_id: int, services: Upstream, caller: int, *, fresh: bool = False) -> dict[str, Any]:
+    """The JSON of one post; NOT_FOUND (reason POST_NOT_FOUND) if it does not exist or was deleted."""
+    rendered = await _rendered([post_id], services, caller, fresh=fresh)
+    if not rendered:
+        raise NotFound(f"post {post_id} does not exist", reason="POST_NOT_FOUND")
+    return rendered[0]
 
 
 @router.post(
@@ -85,7 +88,7 @@ async def create_post(
         caption=body.caption, media_ids=body.media_ids, location=location, request_id=idempotency_key
     )
     post = await services.post.CreatePost(request, timeout=services.timeout, metadata=as_caller(caller))
-    return (await _with_media([post], services, caller))[0]
+    return await _one(post.id, services, caller, fresh=True)
 
 
 @router.get(
@@ -97,11 +100,8 @@ async def create_post(
     dependencies=[rate_limits.user_reads],
 )
 async def get_post(post_id: PostId, caller: CallerId, services: Services) -> dict[str, Any]:
-    """404 if the post does not exist or was deleted."""
-    post = await services.post.GetPost(
-        post_pb2.GetPostRequest(post_id=post_id), timeout=services.timeout, metadata=as_caller(caller)
-    )
-    return (await _with_media([post], services, caller))[0]
+    """404 (reason POST_NOT_FOUND) if the post does not exist or was deleted."""
+    return await _one(post_id, services, caller)
 
 
 @router.patch(
@@ -118,7 +118,7 @@ async def update_post(post_id: PostId, body: UpdatePostBody, caller: CallerId, s
         post=post_pb2.Post(id=post_id, caption=body.caption), update_mask=FieldMask(paths=["caption"])
     )
     post = await services.post.UpdatePost(request, timeout=services.timeout, metadata=as_caller(caller))
-    return (await _with_media([post], services, caller))[0]
+    return await _one(post.id, services, caller, fresh=True)
 
 
 @router.delete(
@@ -151,5 +151,5 @@ async def list_posts(
     """The author's live posts with their photos. 400 for a malformed `page_token`."""
     request = post_pb2.ListPostsRequest(parent=f"users/{user_id}", page_size=page_size, page_token=page_token)
     response = await services.post.ListPosts(request, timeout=services.timeout, metadata=as_caller(caller))
-    items = await _with_media(response.posts, services, caller)
+    items = await _rendered([post.id for post in response.posts], services, caller) if response.posts else []
     return {"items": items, "next_page_token": response.next_page_token}

@@ -57,7 +57,7 @@ async def feed_ids(stubs: Stubs, reader: Account, size: int = 7) -> list[int]:
     token = ""
     while True:
         page = await feed_page(stubs, reader, size, token)
-        ids += [item.post_id for item in page.items]
+        ids += [item.id for item in page.items]
         token = page.next_page_token
         if not token:
             return ids

@@ -20,7 +20,7 @@ async def test_the_feed_lists_followed_posts_with_string_ids_and_photos(
     response = await http.get("/v1/feed", params={"page_size": 5}, headers=reader.headers)
     assert response.status_code == 200, response.text
     [item] = response.json()["items"]
-    assert item["post_id"] == str(post_id)
+    assert item["id"] == str(post_id)
     assert item["author"] == {
         "id": str(author.id),
         "username": author.user.username,
