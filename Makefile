@@ -56,7 +56,7 @@ test: proto services  ## the whole suite on the local servers, then the cluster 
 
 test-cluster: proto services  ## event, fan-out and feed tests on a local Redis Cluster and NATS cluster
 	dev/cluster/start.sh
-	$(CLUSTER_ENV) $(PY) -m pytest -q tests/mesh tests/graph_svc tests/feed_svc tests/cluster; \
+	$(CLUSTER_ENV) $(PY) -m pytest -q tests/mesh tests/timelines tests/graph_svc tests/fanout_svc tests/feed_svc tests/cluster; \
 		status=$$?; dev/cluster/stop.sh; exit $$status
 
 lint: proto services  ## ruff, mypy, import-linter, deptry, alembic check, buf lint and buf breaking against main
