@@ -13,6 +13,7 @@ from gateway.errors import install_error_handlers
 from gateway.fields import known_query_parameters
 from gateway.metrics import RequestMetrics
 from gateway.rate_limits import RateLimiter
+from gateway.request_target import RequestTargetText
 from gateway.routes import accounts, feed, graph, media, operations, posts
 from gateway.settings import GatewaySettings
 from gateway.upstream import connect_upstream
@@ -47,6 +48,8 @@ def create_app(settings: GatewaySettings) -> FastAPI:
     app.state.token_signer = signer_from(settings)
     install_error_handlers(app)
     app.add_middleware(BodySizeLimit, max_bytes=settings.max_body_bytes)
+    # Before routing, authentication and rate limits: a control character in the path or query is a 400.
+    app.add_middleware(RequestTargetText)
     # Added last, so outermost: it also counts what the body limit refuses.
     app.add_middleware(RequestMetrics)
     app.include_router(accounts.router)

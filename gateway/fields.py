@@ -11,16 +11,22 @@ from pydantic import AfterValidator, BeforeValidator, WithJsonSchema
 from pydantic_core import PydanticCustomError
 
 from mesh.errors import InvalidArgument
+from mesh.validation import control_character_problem
 
 _MAX_INT64 = 2**63 - 1
 
 
-def _encodable(value: str) -> str:
+def _text(value: str) -> str:
     # JSON allows lone surrogates ("\ud800"); protobuf cannot encode them and would raise mid-request.
     try:
         value.encode("utf-8")
     except UnicodeEncodeError as exc:
         raise PydanticCustomError("string_unicode", "must be valid Unicode text") from exc
+    # JSON also allows "\u0000", which PostgreSQL text cannot store; services refuse it as well
+    # (mesh.validation), here it is a 400 naming the body field before any upstream call.
+    problem = control_character_problem(value)
+    if problem is not None:
+        raise PydanticCustomError("control_character", problem)
     return value
 
 
@@ -61,7 +67,9 @@ def _id_type(kind: str) -> Any:
     ]
 
 
-Text = Annotated[str, AfterValidator(_encodable)]
+# Every text field of a request body: valid Unicode without control characters (tab, line feed and
+# carriage return allowed). Path segments and query values get the same check in gateway.request_target.
+Text = Annotated[str, AfterValidator(_text)]
 
 UserId = _id_type("user")
 PostId = _id_type("post")

@@ -4,6 +4,7 @@ on every route, with its author and its photos' status, dimensions, blurhash and
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import Sequence
 from typing import Annotated, Any
 
@@ -84,8 +85,10 @@ async def create_post(
     """Posts uploaded photos with a caption. 403 for another user's media; 400 for media not uploaded
     yet, already used, or an `Idempotency-Key` reused for a different post."""
     location = post_pb2.Location(**body.location.model_dump()) if body.location else None
+    # Without the client's key, a key of our own still makes the channel's retries safe (mesh.channels).
+    request_id = idempotency_key or str(uuid.uuid4())
     request = post_pb2.CreatePostRequest(
-        caption=body.caption, media_ids=body.media_ids, location=location, request_id=idempotency_key
+        caption=body.caption, media_ids=body.media_ids, location=location, request_id=request_id
     )
     post = await services.post.CreatePost(request, timeout=services.timeout, metadata=as_caller(caller))
     return await _one(post.id, services, caller, fresh=True)

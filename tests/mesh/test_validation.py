@@ -100,7 +100,7 @@ def test_the_offset_and_the_first_bad_field_are_reported_not_the_text():
             caption="fine", request_id="secret\x00token", location=post_pb2.Location(name="\x01")
         )
     )
-    # Fields are checked in declaration order; the offending text is never echoed (it may be a password).
+    # A message's own strings are checked before its nested messages; the text is never echoed (passwords).
     assert field == "request_id"
     assert "U+0000 at offset 6" in description and "secret" not in description
 
