@@ -1,6 +1,6 @@
 """Assembles media_svc's two processes: runtime and object store -> service -> servicer -> API host
-(with the outbox relay), and runtime and object store -> renditions -> worker host (health, the
-`posts.created` consumer and its own outbox relay)."""
+(with the outbox relay), and runtime, object store and a post_svc client -> renditions and sweeper
+-> worker host (health, the `posts.created` consumer, the sweeper and its own outbox relay)."""
 
 from __future__ import annotations
 
@@ -9,6 +9,7 @@ import datetime as dt
 from collections.abc import AsyncIterator
 
 from glimpse.media.v1 import media_pb2, media_pb2_grpc
+from glimpse.post.v1 import post_pb2_grpc
 from media_svc import models
 from media_svc.consumers import rendition_consumer
 from media_svc.images import refuse_decompression_bombs
@@ -17,7 +18,9 @@ from media_svc.service import MediaService
 from media_svc.servicer import MediaServicer
 from media_svc.settings import MediaSettings
 from media_svc.storage import ObjectStore
+from media_svc.sweeper import Sweeper
 from mesh.bus import run_consumer
+from mesh.channels import open_channel
 from mesh.runtime import open_runtime
 from mesh.server import ServiceHost
 
@@ -38,6 +41,8 @@ async def open_store(settings: MediaSettings) -> ObjectStore:
 
 @contextlib.asynccontextmanager
 async def media_host(settings: MediaSettings) -> AsyncIterator[ServiceHost]:
+    # AttachMedia decodes uploads (for placeholders): the same bomb guard as the worker's.
+    refuse_decompression_bombs(settings.media_max_pixels)
     async with open_runtime(settings) as runtime:
         store = await open_store(settings)
         host = runtime.host("media_svc", settings.listen, settings.metrics_port)
@@ -48,7 +53,9 @@ async def media_host(settings: MediaSettings) -> AsyncIterator[ServiceHost]:
             store,
             runtime.ids,
             max_bytes=settings.media_max_bytes,
+            max_pixels=settings.media_max_pixels,
             grant_ttl=dt.timedelta(seconds=settings.upload_grant_ttl_seconds),
+            placeholder_concurrency=settings.placeholder_concurrency,
         )
         host.add_servicer(
             media_pb2_grpc.add_MediaServiceServicer_to_server,
@@ -61,7 +68,7 @@ async def media_host(settings: MediaSettings) -> AsyncIterator[ServiceHost]:
 @contextlib.asynccontextmanager
 async def worker_host(settings: MediaSettings) -> AsyncIterator[ServiceHost]:
     refuse_decompression_bombs(settings.media_max_pixels)
-    async with open_runtime(settings) as runtime:
+    async with open_runtime(settings) as runtime, open_channel(settings.post_addr) as post_channel:
         store = await open_store(settings)
         # No servicer: the host serves health (for probes) and runs the consumer and the relay.
         host = runtime.host("media_svc.worker", settings.worker_listen, settings.worker_metrics_port)
@@ -81,4 +88,6 @@ async def worker_host(settings: MediaSettings) -> AsyncIterator[ServiceHost]:
             await run_consumer(runtime.bus, spec)
 
         host.add_background(consume_posts_created)
+        sweeper = Sweeper.from_settings(settings, runtime.db, store, post_pb2_grpc.PostServiceStub(post_channel))
+        host.add_background(sweeper.run)
         yield host

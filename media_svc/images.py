@@ -5,29 +5,46 @@ Every way an upload can be unusable raises `UnusableImage` with a reason a perso
 anything else escaping from here is a bug (or memory exhaustion), not a bad photo.
 
 Speed comes from decoding as little as possible: JPEG draft mode lets libjpeg decode straight to
-a power-of-two reduction that is still at least as large as the biggest rendition, each rendition
-is resized from the previous (smaller) one, and orientation and colour conversion run on the
-first rendition rather than on the full-size image.
+a power-of-two reduction that is still at least as large as the biggest rendition (HEIF's draft
+picks an embedded thumbnail when one is large enough), each rendition is resized from the previous
+(smaller) one, and orientation and colour conversion run on the first rendition rather than on the
+full-size image.
+
+Colour: an embedded ICC profile is honoured for every image mode (grey, RGB, CMYK, palette, with or
+without alpha): the colour channels are converted from the profile to sRGB in the mode LittleCMS
+expects for the profile's colour space, alpha is carried over untouched. A profile that cannot be
+used is logged and counted (`glimpse_media_colour_profile_fallbacks_total`) and the pixels are
+then taken as sRGB, which is what browsers would show for the same file without a profile.
 """
 
 from __future__ import annotations
 
 import hashlib
 import io
+import logging
 import warnings
 from dataclasses import dataclass
 
+import pillow_heif
 from PIL import ExifTags, Image, ImageCms, UnidentifiedImageError
+from prometheus_client import Counter
 
 from media_svc import blurhash
+
+log = logging.getLogger("media_svc.images")
+
+# HEIC/HEIF (iPhone photos) through libheif; AVIF is decoded by Pillow's own plugin (libavif).
+pillow_heif.register_heif_opener()
 
 # Longest side of each rendition, largest first (each is made from the one before it).
 RENDITION_SIZES = (1080, 640, 150)
 # Pillow's names of the formats we accept, and ours. MPO is a JPEG with extra frames appended
-# (many phones write it); its first frame is the photo.
-ACCEPTED_FORMATS = {"JPEG": "jpeg", "MPO": "jpeg", "PNG": "png", "WEBP": "webp"}
-# Only these parsers ever see an upload: less attack surface.
-_PARSERS = ("JPEG", "PNG", "WEBP")
+# (many phones write it); its first frame is the photo. HEIF covers .heic and .heif files.
+ACCEPTED_FORMATS = {"JPEG": "jpeg", "MPO": "jpeg", "PNG": "png", "WEBP": "webp", "HEIF": "heif", "AVIF": "avif"}
+ACCEPTED_NAMES = "a JPEG, PNG, WebP, HEIC or AVIF image"
+# Only these parsers ever see an upload: less attack surface. The format is found from the bytes,
+# never from the declared type. AVIF before HEIF: both are ISO-BMFF files, each plugin claims its own.
+_PARSERS = ("JPEG", "PNG", "WEBP", "AVIF", "HEIF")
 WEBP_QUALITY = 80
 # libwebp's effort (0 fastest .. 6 smallest). 2 encodes about twice as fast as the default 4 for
 # files about 7% larger at the same quality (bench/renditions.py prints both); encoding is the
@@ -40,6 +57,9 @@ RESAMPLE = Image.Resampling.BICUBIC
 # factor; at 3 the result is indistinguishable from a one-step resize (Pillow's docs).
 REDUCING_GAP = 3.0
 BLURHASH_COMPONENTS = (4, 3)
+# The blurhash of an upload before renditions exist is computed from an image this small (after a
+# draft decode), which costs a few milliseconds for a JPEG.
+PLACEHOLDER_SIDE = blurhash.SAMPLE_SIDE
 
 # EXIF orientation -> the transpose that makes the picture upright (EXIF 2.32, tag 0x0112).
 _UPRIGHT = {
@@ -59,8 +79,21 @@ _OTHER_FORMATS = (
     (b"II*\x00", "a TIFF image"),
     (b"MM\x00*", "a TIFF image"),
 )
-_HEIF_BRANDS = (b"heic", b"heix", b"hevc", b"heim", b"heis", b"mif1", b"msf1", b"avif")
+_ISO_BMFF_IMAGE_BRANDS = (b"heic", b"heix", b"hevc", b"heim", b"heis", b"mif1", b"msf1", b"avif", b"avis")
 _SRGB = ImageCms.createProfile("sRGB")
+# LittleCMS's pixel layout for each ICC colour space (the profile header's data colour space).
+_MODE_FOR_SPACE = {"GRAY": "L", "RGB": "RGB", "CMYK": "CMYK"}
+# Modes whose pixels may be converted to a profile's mode without losing what the profile describes:
+# a grey image is also an RGB one; an RGB image under a grey profile holds grey (palette images).
+_COMPATIBLE = {("L", "RGB"), ("RGB", "L")}
+_ALPHA_MODES = ("RGBA", "LA", "PA", "RGBa", "La")
+_GREY_MODES = ("1", "L", "LA", "La", "I", "I;16", "I;16B", "I;16L", "F")
+
+COLOUR_PROFILE_FALLBACKS = Counter(
+    "glimpse_media_colour_profile_fallbacks_total",
+    "Uploads whose embedded ICC profile could not be applied (pixels taken as sRGB), by reason.",
+    ["reason"],
+)
 
 
 class UnusableImage(Exception):
@@ -101,41 +134,15 @@ def refuse_decompression_bombs(max_pixels: int) -> None:
 def render(raw: bytes, *, max_pixels: int, webp_method: int = WEBP_METHOD) -> Rendering:
     """Renditions (1080, 640 and 150 px, never upscaled), blurhash and checksum of an upload.
 
-    Raises UnusableImage if `raw` is not a JPEG, PNG or WebP image, is truncated or corrupt, or
-    has more than `max_pixels` pixels (a decompression bomb, or simply too large to process).
+    Raises UnusableImage if `raw` is not a JPEG, PNG, WebP, HEIC/HEIF or AVIF image, is truncated
+    or corrupt, or has more than `max_pixels` pixels (a decompression bomb, or simply too large).
     """
     checksum = hashlib.sha256(raw).hexdigest()
-    image = _open(raw, max_pixels)
-    real_format = ACCEPTED_FORMATS.get(image.format or "")
-    if real_format is None:
-        raise UnusableImage(f"the file is a {image.format} image, which is not supported; upload a JPEG, PNG or WebP")
+    image, real_format = _open(raw, max_pixels)
     orientation = _orientation(image)
     stored_w, stored_h = image.size
-    icc_profile = image.info.get("icc_profile")
-
     first_w, first_h = _fit(stored_w, stored_h, RENDITION_SIZES[0])
-    if real_format == "jpeg":
-        # Decode at 1/2, 1/4 or 1/8 scale when that still covers the largest rendition.
-        image.draft("RGB", (first_w, first_h))
-    try:
-        image.load()
-    except (OSError, SyntaxError, ValueError) as exc:
-        raise UnusableImage(f"the image is truncated or corrupt ({_short(exc)}); upload the file again") from exc
-    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
-        raise UnusableImage(_too_many_pixels(max_pixels, (stored_w, stored_h))) from exc
-
-    current: Image.Image = image
-    if current.mode.startswith("I"):
-        # 16-bit grey PNG: scale to 8 bits (a plain conversion would clip everything above 255 to white).
-        current = current.convert("I").point(lambda v: v / 257).convert("L")
-    working = _working_mode(current)
-    current = current.convert(working) if current.mode != working else current
-    current = _resized(current, first_w, first_h)
-    current = _to_srgb(current, icc_profile)
-    if orientation in _UPRIGHT:
-        current = current.transpose(_UPRIGHT[orientation])
-    # Nothing of the original's metadata (EXIF with GPS, XMP, comments, ICC) may reach a rendition.
-    current.info = {}
+    current = _upright_srgb(image, (first_w, first_h), orientation, max_pixels)
 
     renditions: list[RenderedImage] = []
     for size in RENDITION_SIZES:
@@ -158,8 +165,52 @@ def render(raw: bytes, *, max_pixels: int, webp_method: int = WEBP_METHOD) -> Re
     )
 
 
-def _open(raw: bytes, max_pixels: int) -> Image.Image:
-    """The image, header parsed and integrity checked but not decoded; UnusableImage if it is not one."""
+def placeholder(raw: bytes, *, max_pixels: int) -> str:
+    """The blurhash of an upload, for clients to show while its renditions are being made.
+
+    Decodes as little as it can: a JPEG at 1/8 scale, a HEIC's embedded thumbnail when it has one;
+    other formats are decoded whole and then reduced (still bounded by `max_pixels`). Upright and
+    in sRGB, like the renditions. Raises UnusableImage exactly as `render` does.
+    """
+    image, _ = _open(raw, max_pixels)
+    orientation = _orientation(image)
+    size = _fit(*image.size, PLACEHOLDER_SIDE)
+    current = _upright_srgb(image, size, orientation, max_pixels)
+    return blurhash.encode(current, *_components(*current.size))
+
+
+def _upright_srgb(image: Image.Image, size: tuple[int, int], orientation: int, max_pixels: int) -> Image.Image:
+    """`image` decoded (as little as `size` allows), resized to `size`, in sRGB (RGB or RGBA),
+    turned upright and stripped of every piece of the original's metadata."""
+    icc_profile = image.info.get("icc_profile")
+    # JPEG: decode at 1/2, 1/4 or 1/8 scale when that still covers `size`; HEIF: a large enough
+    # embedded thumbnail. Other formats ignore the request.
+    image.draft("RGB", size)
+    try:
+        image.load()
+    except (OSError, SyntaxError, ValueError, EOFError, RuntimeError) as exc:
+        raise UnusableImage(f"the image is truncated or corrupt ({_short(exc)}); upload the file again") from exc
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
+        raise UnusableImage(_too_many_pixels(max_pixels, image.size)) from exc
+
+    current: Image.Image = image
+    if current.mode.startswith("I"):
+        # 16-bit grey PNG: scale to 8 bits (a plain conversion would clip everything above 255 to white).
+        current = current.convert("I").point(lambda v: v / 257).convert("L")
+    working = _working_mode(current)
+    current = current.convert(working) if current.mode != working else current
+    current = _resized(current, *size)
+    current = _to_srgb(current, icc_profile)
+    if orientation in _UPRIGHT:
+        current = current.transpose(_UPRIGHT[orientation])
+    # Nothing of the original's metadata (EXIF with GPS, XMP, comments, ICC) may reach a rendition.
+    current.info = {}
+    return current
+
+
+def _open(raw: bytes, max_pixels: int) -> tuple[Image.Image, str]:
+    """The image and our name of its format, header parsed and integrity checked but not decoded;
+    UnusableImage if it is not an image we accept, or has too many pixels to decode."""
     try:
         with Image.open(io.BytesIO(raw), formats=_PARSERS) as probe:
             width, height = probe.size
@@ -173,22 +224,24 @@ def _open(raw: bytes, max_pixels: int) -> Image.Image:
         raise UnusableImage(_too_many_pixels(max_pixels)) from exc
     except UnidentifiedImageError as exc:
         raise UnusableImage(_not_an_image(raw)) from exc
-    except (OSError, SyntaxError, ValueError) as exc:
+    except (OSError, SyntaxError, ValueError, EOFError, RuntimeError) as exc:
         raise UnusableImage(f"the image is truncated or corrupt ({_short(exc)}); upload the file again") from exc
+    real_format = ACCEPTED_FORMATS.get(image.format or "")
+    if real_format is None:
+        raise UnusableImage(f"the file is a {image.format} image, which is not supported; upload {ACCEPTED_NAMES}")
     if getattr(image, "n_frames", 1) > 1:
-        # An animated WebP: the first frame stands for it, as a still photo.
+        # An animated WebP or AVIF, or a HEIF burst: the first frame stands for it, as a still photo.
         image.seek(0)
-    return image
+    return image, real_format
 
 
 def _not_an_image(raw: bytes) -> str:
-    accepted = "upload a JPEG, PNG or WebP image"
+    accepted = f"upload {ACCEPTED_NAMES}"
     for magic, name in _OTHER_FORMATS:
         if raw.startswith(magic):
             return f"the file is {name}, which is not supported; {accepted}"
-    if raw[4:8] == b"ftyp" and raw[8:12] in _HEIF_BRANDS:
-        kind = "an AVIF" if raw[8:12] == b"avif" else "a HEIC/HEIF"
-        return f"the file is {kind} image, which is not supported yet; {accepted} (e.g. export it as JPEG)"
+    if raw[4:8] == b"ftyp" and raw[8:12] in _ISO_BMFF_IMAGE_BRANDS:
+        return f"the file is a HEIF/AVIF variant that cannot be decoded here; {accepted} (e.g. export it as JPEG)"
     return f"the file is not an image; {accepted}"
 
 
@@ -205,6 +258,8 @@ def _short(exc: BaseException) -> str:
 
 
 def _orientation(image: Image.Image) -> int:
+    """The EXIF orientation to undo. HEIF files are already upright when decoded (libheif applies
+    their rotation boxes and the plugin resets the EXIF tag to 1); AVIF's boxes arrive as this tag."""
     try:
         value = image.getexif().get(ExifTags.Base.Orientation, 1)
     except (OSError, SyntaxError, ValueError):
@@ -213,12 +268,14 @@ def _orientation(image: Image.Image) -> int:
 
 
 def _working_mode(image: Image.Image) -> str:
-    """RGBA if the image has any transparency (WebP keeps it), else RGB; CMYK stays CMYK for its profile."""
-    if image.mode == "CMYK" and image.info.get("icc_profile"):
-        return "CMYK"
-    if image.mode in ("RGBA", "LA", "PA", "RGBa", "La") or "transparency" in image.info:
-        return "RGBA"
-    return "RGB"
+    """The mode pixels are resized in: the decoded colour channels (grey, RGB or CMYK, the one the
+    embedded profile describes), plus alpha if the image has any transparency (WebP keeps it)."""
+    has_alpha = image.mode in _ALPHA_MODES or "transparency" in image.info
+    if image.mode == "CMYK":
+        return "CMYK"  # Pillow has no CMYK with alpha, and JPEG none either
+    if image.mode in _GREY_MODES:
+        return "LA" if has_alpha else "L"
+    return "RGBA" if has_alpha else "RGB"
 
 
 def _fit(width: int, height: int, longest: int) -> tuple[int, int]:
@@ -237,17 +294,51 @@ def _resized(image: Image.Image, width: int, height: int) -> Image.Image:
 
 
 def _to_srgb(image: Image.Image, icc_profile: bytes | None) -> Image.Image:
-    """The pixels in sRGB (the colour space browsers assume), converted through an embedded profile."""
-    target = "RGBA" if image.mode == "RGBA" else "RGB"
-    if icc_profile:
-        try:
-            source = ImageCms.ImageCmsProfile(io.BytesIO(icc_profile))
-            converted = ImageCms.profileToProfile(image, source, _SRGB, outputMode=target)
-        except (ImageCms.PyCMSError, OSError, ValueError):
-            converted = None  # a broken profile: its pixels are most likely sRGB anyway
-        if converted is not None:
-            return converted
-    return image if image.mode == target else image.convert(target)
+    """The pixels in sRGB (the colour space browsers assume) as RGB, or RGBA if `image` has alpha.
+
+    With an embedded profile the colour channels are converted through it; alpha is carried over
+    as it is. A profile that cannot be used is logged and counted, and the pixels taken as sRGB.
+    """
+    alpha = image.getchannel("A") if image.mode in ("LA", "RGBA") else None
+    colour = image.convert(image.mode[:-1]) if alpha is not None else image
+    converted = _through_profile(colour, icc_profile) if icc_profile else None
+    if converted is None:
+        converted = colour if colour.mode == "RGB" else colour.convert("RGB")
+    if alpha is not None:
+        converted.putalpha(alpha)
+    return converted
+
+
+def _through_profile(colour: Image.Image, icc_profile: bytes) -> Image.Image | None:
+    """`colour` (L, RGB or CMYK) converted from `icc_profile` to sRGB, as RGB; None if the profile
+    cannot be applied (then logged and counted by reason)."""
+    try:
+        source = ImageCms.ImageCmsProfile(io.BytesIO(icc_profile))
+        space = source.profile.xcolor_space.strip()
+    except (ImageCms.PyCMSError, OSError, ValueError, TypeError) as exc:
+        return _fallback("unreadable", exc, colour.mode)
+    mode = _MODE_FOR_SPACE.get(space)
+    if mode is None:
+        return _fallback("unsupported_space", f"profile colour space {space!r}", colour.mode)
+    if colour.mode != mode:
+        if (colour.mode, mode) not in _COMPATIBLE:
+            return _fallback("mismatch", f"{colour.mode} pixels with a {space} profile", colour.mode)
+        colour = colour.convert(mode)
+    try:
+        return ImageCms.profileToProfile(colour, source, _SRGB, outputMode="RGB")
+    except (ImageCms.PyCMSError, OSError, ValueError) as exc:
+        return _fallback("transform_failed", exc, colour.mode)
+
+
+def _fallback(reason: str, error: object, mode: str) -> None:
+    # Deliberate: the photo is still published (as if it carried no profile), never refused, but
+    # an operator sees how often and why, and a wrong-looking photo can be traced to its cause.
+    COLOUR_PROFILE_FALLBACKS.labels(reason=reason).inc()
+    detail = _short(error) if isinstance(error, BaseException) else str(error)
+    log.warning(
+        "embedded colour profile not applied; pixels taken as sRGB",
+        extra={"reason": reason, "error": detail, "mode": mode},
+    )
 
 
 def _encode_webp(image: Image.Image, method: int) -> bytes:

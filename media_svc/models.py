@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from enum import StrEnum
+
 from sqlalchemy import BigInteger, CheckConstraint, Column, DateTime, Index, Integer, MetaData, Table, Text, func, text
 from sqlalchemy.dialects.postgresql import JSONB
 
@@ -9,14 +11,26 @@ from mesh.outbox import outbox_table
 
 metadata = MetaData(schema="media")
 
-STATUSES = ("PENDING", "PROCESSING", "READY", "FAILED")
+
+class MediaStatus(StrEnum):
+    """A media's life, the one spelling of it (the table's check, the SQL and the servicer's mapping
+    to glimpse.media.v1.MediaStatus, whose value names are "MEDIA_STATUS_" + these)."""
+
+    # Granted (bytes maybe uploaded), on no post: attachable; swept once its grant is long expired.
+    PENDING = "PENDING"
+    # Attached to a post; renditions being made (a blurhash is already there).
+    PROCESSING = "PROCESSING"
+    READY = "READY"
+    # The upload can never be rendered; failure_reason says why.
+    FAILED = "FAILED"
+
 
 media = Table(
     "media",
     metadata,
     Column("id", BigInteger, primary_key=True, autoincrement=False),
     Column("owner_id", BigInteger, nullable=False),
-    # u/{owner}/raw/{id}: the upload, never served to clients.
+    # media_svc.object_keys.raw_key: the upload, never served to clients.
     Column("object_key", Text, nullable=False, unique=True),
     # What the uploader declared when asking for the grant ...
     Column("content_type", Text, nullable=False),
@@ -27,19 +41,40 @@ media = Table(
     Column("height", Integer),
     Column("checksum", Text),
     Column("blurhash", Text),
-    # [{"size": 1080, "width": .., "height": .., "key": "u/{owner}/r/{id}/1080.webp"}, ...]
+    # [{"size": 1080, "width": .., "height": .., "key": object_keys.rendition_key(..)}, ...]
     Column("renditions", JSONB, nullable=False, server_default=text("'[]'::jsonb")),
-    Column("status", Text, nullable=False, server_default="PENDING"),
+    Column("status", Text, nullable=False, server_default=MediaStatus.PENDING.value),
     Column("failure_reason", Text),
     Column("post_id", BigInteger),
     Column("created_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
     Column("updated_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
-    CheckConstraint(f"status IN ({', '.join(repr(s) for s in STATUSES)})", name="known_status"),
+    # When the upload grant stops working: the sweeper deletes media still PENDING long after it.
+    Column("upload_expires_at", DateTime(timezone=True), nullable=False),
+    # When the sweeper deleted the raw upload (retention policy): renditions remain, the original is gone.
+    Column("raw_deleted_at", DateTime(timezone=True)),
+    CheckConstraint(f"status IN ({', '.join(repr(s.value) for s in MediaStatus)})", name="known_status"),
     CheckConstraint("size_bytes > 0", name="size_positive"),
     # Attached media always have their post; pending ones never do.
-    CheckConstraint("(status = 'PENDING') = (post_id IS NULL)", name="attached_iff_not_pending"),
+    CheckConstraint(f"(status = '{MediaStatus.PENDING}') = (post_id IS NULL)", name="attached_iff_not_pending"),
 )
 Index("media_by_post", media.c.post_id, postgresql_where=media.c.post_id.is_not(None))
 Index("media_by_owner", media.c.owner_id, media.c.id.desc())
+# The sweeper's three queries, each over the few rows it looks for.
+Index(
+    "media_pending_by_expiry",
+    media.c.upload_expires_at,
+    postgresql_where=media.c.status == text(f"'{MediaStatus.PENDING}'"),
+)
+Index(
+    "media_processing_by_update",
+    media.c.updated_at,
+    postgresql_where=media.c.status == text(f"'{MediaStatus.PROCESSING}'"),
+)
+Index(
+    "media_raw_kept_by_update",
+    media.c.updated_at,
+    postgresql_where=media.c.status.in_([MediaStatus.READY.value, MediaStatus.FAILED.value])
+    & media.c.raw_deleted_at.is_(None),
+)
 
 outbox = outbox_table(metadata)

@@ -19,8 +19,9 @@ from glimpse.events.v1 import events_pb2
 from media_svc import images
 from media_svc import repository as repo
 from media_svc.images import UnusableImage
+from media_svc.models import MediaStatus
+from media_svc.object_keys import rendition_key
 from media_svc.repository import MediaRecord, RenditionRecord
-from media_svc.service import rendition_key
 from media_svc.storage import ObjectStore
 from mesh.db import Database
 from mesh.outbox import Outbox
@@ -65,7 +66,7 @@ class Renditions:
                     "skipping media not attached to this post",
                     extra={"media_id": media_id, "post_id": post_id, "found": record is not None},
                 )
-            elif record.status == repo.PROCESSING:
+            elif record.status == MediaStatus.PROCESSING:
                 todo.append(record)
         outcomes = await asyncio.gather(*(self._render(r) for r in todo), return_exceptions=True)
         errors = [o for o in outcomes if isinstance(o, BaseException)]
@@ -77,7 +78,7 @@ class Renditions:
         async with self._db.unit_of_work() as session:
             locked = await repo.lock_media(session, media_ids)
             for record in locked.values():
-                if record.post_id == post_id and record.status == repo.PROCESSING:
+                if record.post_id == post_id and record.status == MediaStatus.PROCESSING:
                     await self._mark_failed(session, record, reason)
 
     async def _render(self, record: MediaRecord) -> None:
@@ -109,7 +110,7 @@ class Renditions:
         )
         async with self._db.unit_of_work() as session:
             current = (await repo.lock_media(session, [record.id])).get(record.id)
-            if current is None or current.status != repo.PROCESSING:
+            if current is None or current.status != MediaStatus.PROCESSING:
                 return  # another delivery finished it meanwhile
             await repo.mark_ready(
                 session,
@@ -122,13 +123,13 @@ class Renditions:
                 renditions=renditions,
             )
             event = events_pb2.MediaReady(media_id=record.id, owner_id=record.owner_id, post_id=current.post_id or 0)
-            await self._outbox.add(session, "media.ready", event)
+            await self._outbox.add(session, event)
         log.info("media ready", extra={"media_id": record.id, "format": rendering.real_format})
 
     async def _fail(self, record: MediaRecord, reason: str) -> None:
         async with self._db.unit_of_work() as session:
             current = (await repo.lock_media(session, [record.id])).get(record.id)
-            if current is not None and current.status == repo.PROCESSING:
+            if current is not None and current.status == MediaStatus.PROCESSING:
                 await self._mark_failed(session, current, reason)
 
     async def _mark_failed(self, session: AsyncSession, record: MediaRecord, reason: str) -> None:
@@ -136,5 +137,5 @@ class Renditions:
         event = events_pb2.MediaFailed(
             media_id=record.id, owner_id=record.owner_id, post_id=record.post_id or 0, reason=reason
         )
-        await self._outbox.add(session, "media.failed", event)
+        await self._outbox.add(session, event)
         log.info("media failed", extra={"media_id": record.id, "reason": reason})

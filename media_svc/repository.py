@@ -7,12 +7,10 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import func, select, update
+from sqlalchemy import delete, func, literal, select, tuple_, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from media_svc.models import media
-
-PENDING, PROCESSING, READY, FAILED = "PENDING", "PROCESSING", "READY", "FAILED"
+from media_svc.models import MediaStatus, media
 
 
 @dataclass(frozen=True)
@@ -36,11 +34,13 @@ class MediaRecord:
     checksum: str | None
     blurhash: str | None
     renditions: tuple[RenditionRecord, ...]
-    status: str
+    status: MediaStatus
     failure_reason: str | None
     post_id: int | None
     created_at: dt.datetime
     updated_at: dt.datetime
+    upload_expires_at: dt.datetime
+    raw_deleted_at: dt.datetime | None
 
 
 _COLUMNS = [media.c[name] for name in MediaRecord.__dataclass_fields__]
@@ -49,11 +49,19 @@ _COLUMNS = [media.c[name] for name in MediaRecord.__dataclass_fields__]
 def _record(row: Any) -> MediaRecord:
     fields = dict(row._mapping)
     fields["renditions"] = tuple(RenditionRecord(**r) for r in fields["renditions"])
+    fields["status"] = MediaStatus(fields["status"])
     return MediaRecord(**fields)
 
 
 async def insert_media(
-    session: AsyncSession, *, media_id: int, owner_id: int, object_key: str, content_type: str, size_bytes: int
+    session: AsyncSession,
+    *,
+    media_id: int,
+    owner_id: int,
+    object_key: str,
+    content_type: str,
+    size_bytes: int,
+    upload_expires_at: dt.datetime,
 ) -> MediaRecord:
     row = (
         await session.execute(
@@ -64,7 +72,8 @@ async def insert_media(
                 object_key=object_key,
                 content_type=content_type,
                 size_bytes=size_bytes,
-                status=PENDING,
+                status=MediaStatus.PENDING,
+                upload_expires_at=upload_expires_at,
             )
             .returning(*_COLUMNS)
         )
@@ -89,11 +98,46 @@ async def attach(session: AsyncSession, media_ids: Sequence[int], post_id: int) 
     """Binds pending media to `post_id` and marks them PROCESSING."""
     rows = await session.execute(
         update(media)
-        .where(media.c.id.in_(list(media_ids)), media.c.status == PENDING)
-        .values(post_id=post_id, status=PROCESSING, updated_at=func.now())
+        .where(media.c.id.in_(list(media_ids)), media.c.status == MediaStatus.PENDING)
+        .values(post_id=post_id, status=MediaStatus.PROCESSING, updated_at=func.now())
         .returning(*_COLUMNS)
     )
     return {row.id: _record(row) for row in rows}
+
+
+async def detach(session: AsyncSession, media_ids: Sequence[int], post_id: int) -> list[int]:
+    """Returns media that are PROCESSING on `post_id` to PENDING (unattached); the ids changed.
+
+    The blurhash stays (it describes the same bytes); `updated_at` restarts the sweeper's clock.
+    """
+    rows = await session.execute(
+        update(media)
+        .where(
+            media.c.id.in_(list(media_ids)),
+            media.c.post_id == post_id,
+            media.c.status == MediaStatus.PROCESSING,
+        )
+        .values(post_id=None, status=MediaStatus.PENDING, updated_at=func.now())
+        .returning(media.c.id)
+    )
+    return [row.id for row in rows]
+
+
+async def set_blurhash(session: AsyncSession, blurhashes: dict[int, str]) -> dict[int, MediaRecord]:
+    """Stores each media's placeholder unless it has one already; the updated records."""
+    updated = {}
+    for media_id, value in blurhashes.items():
+        row = (
+            await session.execute(
+                update(media)
+                .where(media.c.id == media_id, media.c.blurhash.is_(None))
+                .values(blurhash=value)
+                .returning(*_COLUMNS)
+            )
+        ).one_or_none()
+        if row is not None:
+            updated[media_id] = _record(row)
+    return updated
 
 
 async def mark_ready(
@@ -111,12 +155,14 @@ async def mark_ready(
         update(media)
         .where(media.c.id == media_id)
         .values(
-            status=READY,
+            status=MediaStatus.READY,
             real_format=real_format,
             width=width,
             height=height,
             checksum=checksum,
-            blurhash=blurhash,
+            # The placeholder clients already show (made at attach) is kept, so it never changes
+            # under their eyes; the worker's own is used when there was none.
+            blurhash=func.coalesce(media.c.blurhash, blurhash),
             renditions=[{"size": r.size, "width": r.width, "height": r.height, "key": r.key} for r in renditions],
             failure_reason=None,
             updated_at=func.now(),
@@ -126,5 +172,65 @@ async def mark_ready(
 
 async def mark_failed(session: AsyncSession, media_id: int, reason: str) -> None:
     await session.execute(
-        update(media).where(media.c.id == media_id).values(status=FAILED, failure_reason=reason, updated_at=func.now())
+        update(media)
+        .where(media.c.id == media_id)
+        .values(status=MediaStatus.FAILED, failure_reason=reason, updated_at=func.now())
     )
+
+
+# The sweeper's queries. Each takes at most `limit` rows, oldest first; the locking ones skip rows
+# another transaction holds (an AttachMedia in flight, or a second worker's sweeper).
+
+
+async def lock_abandoned_uploads(session: AsyncSession, *, grace: dt.timedelta, limit: int) -> list[MediaRecord]:
+    """PENDING media whose upload grant expired more than `grace` ago and that were not detached
+    from a post within `grace` either; locked until the unit of work ends."""
+    cutoff = func.now() - grace
+    rows = await session.execute(
+        select(*_COLUMNS)
+        .where(media.c.status == MediaStatus.PENDING, media.c.upload_expires_at < cutoff, media.c.updated_at < cutoff)
+        .order_by(media.c.upload_expires_at)
+        .limit(limit)
+        .with_for_update(skip_locked=True)
+    )
+    return [_record(row) for row in rows]
+
+
+async def delete_media(session: AsyncSession, media_ids: Sequence[int]) -> None:
+    await session.execute(delete(media).where(media.c.id.in_(list(media_ids))))
+
+
+async def stalled_processing(
+    session: AsyncSession, *, older_than: dt.timedelta, limit: int, after: tuple[dt.datetime, int] | None = None
+) -> list[MediaRecord]:
+    """Media attached (PROCESSING) more than `older_than` ago, ordered by (updated_at, id) and
+    after `after` if given: their post was never published, or the worker is behind. Not locked:
+    the caller asks post_svc first, then detaches by post."""
+    query = select(*_COLUMNS).where(
+        media.c.status == MediaStatus.PROCESSING, media.c.updated_at < func.now() - older_than
+    )
+    if after is not None:
+        query = query.where(tuple_(media.c.updated_at, media.c.id) > tuple_(literal(after[0]), literal(after[1])))
+    rows = await session.execute(query.order_by(media.c.updated_at, media.c.id).limit(limit))
+    return [_record(row) for row in rows]
+
+
+async def lock_settled_with_raw(session: AsyncSession, *, settled_for: dt.timedelta, limit: int) -> list[MediaRecord]:
+    """READY or FAILED media, settled more than `settled_for` ago, whose raw upload is still
+    stored; locked until the unit of work ends."""
+    rows = await session.execute(
+        select(*_COLUMNS)
+        .where(
+            media.c.status.in_([MediaStatus.READY, MediaStatus.FAILED]),
+            media.c.raw_deleted_at.is_(None),
+            media.c.updated_at < func.now() - settled_for,
+        )
+        .order_by(media.c.updated_at)
+        .limit(limit)
+        .with_for_update(skip_locked=True)
+    )
+    return [_record(row) for row in rows]
+
+
+async def mark_raw_deleted(session: AsyncSession, media_ids: Sequence[int]) -> None:
+    await session.execute(update(media).where(media.c.id.in_(list(media_ids))).values(raw_deleted_at=func.now()))

@@ -1,4 +1,5 @@
-"""The rules of media records: upload grants, attaching media to posts, reading them back.
+"""The rules of media records: upload grants, attaching media to posts (and detaching them when
+the post could not be stored), reading them back.
 
 Raises mesh.errors.DomainError subclasses; storage or database outages surface as Unavailable.
 """
@@ -7,25 +8,25 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
+import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+from media_svc import images
 from media_svc import repository as repo
+from media_svc.images import UnusableImage
+from media_svc.models import MediaStatus
+from media_svc.object_keys import raw_key
 from media_svc.repository import MediaRecord
 from media_svc.storage import ObjectStore, StoredObject
 from mesh.db import Database
-from mesh.errors import FailedPrecondition, NotFound, PermissionDenied, invalid_field
+from mesh.errors import FailedPrecondition, NotFound, PermissionDenied, Unavailable, invalid_field
 from mesh.ids import IdGenerator
 
-ACCEPTED_TYPES = ("image/jpeg", "image/png", "image/webp")
-# Types phones produce that Pillow here cannot decode: refused up front with advice.
-_CONVERT_FIRST = {
-    "image/heic": "HEIC",
-    "image/heif": "HEIF",
-    "image/heic-sequence": "HEIC",
-    "image/heif-sequence": "HEIF",
-    "image/avif": "AVIF",
-}
+log = logging.getLogger("media_svc.service")
+
+# The worker finds the real format from the bytes; the declared type only has to be a photo's.
+ACCEPTED_TYPES = ("image/jpeg", "image/png", "image/webp", "image/heic", "image/heif", "image/avif")
 MAX_MEDIA_PER_POST = 10
 MAX_BATCH = 100
 
@@ -38,25 +39,26 @@ class UploadGrant:
     expires_at: dt.datetime
 
 
-def raw_key(owner_id: int, media_id: int) -> str:
-    """Where the uploaded original lives; never served to anyone."""
-    return f"u/{owner_id}/raw/{media_id}"
-
-
-def rendition_key(owner_id: int, media_id: int, size: int) -> str:
-    """Where a rendition lives; immutable, so caches may keep it forever."""
-    return f"u/{owner_id}/r/{media_id}/{size}.webp"
-
-
 class MediaService:
     def __init__(
-        self, db: Database, store: ObjectStore, ids: IdGenerator, *, max_bytes: int, grant_ttl: dt.timedelta
+        self,
+        db: Database,
+        store: ObjectStore,
+        ids: IdGenerator,
+        *,
+        max_bytes: int,
+        max_pixels: int,
+        grant_ttl: dt.timedelta,
+        placeholder_concurrency: int,
     ) -> None:
         self._db = db
         self._store = store
         self._ids = ids
         self._max_bytes = max_bytes
+        self._max_pixels = max_pixels
         self._grant_ttl = grant_ttl
+        # Each placeholder holds an upload's bytes and a (reduced) decoded image in memory.
+        self._placeholder_slots = asyncio.Semaphore(placeholder_concurrency)
 
     async def create_upload_grant(self, owner_id: int, content_type: str, size_bytes: int) -> UploadGrant:
         """Records a PENDING media of `owner_id` and signs a grant to upload exactly its bytes.
@@ -83,6 +85,7 @@ class MediaService:
                 object_key=key,
                 content_type=content_type,
                 size_bytes=size_bytes,
+                upload_expires_at=post.expires_at,
             )
         return UploadGrant(record, post.url, post.fields, post.expires_at)
 
@@ -92,35 +95,20 @@ class MediaService:
         if content_type in ACCEPTED_TYPES:
             return content_type
         accepted = ", ".join(ACCEPTED_TYPES)
-        if content_type in _CONVERT_FIRST:
-            kind = _CONVERT_FIRST[content_type]
-            raise invalid_field(
-                "content_type",
-                f"{kind} photos are not supported yet; upload one of {accepted} "
-                "(on iPhone: Settings > Camera > Formats > Most Compatible)",
-                reason="UNSUPPORTED_MEDIA_TYPE",
-            )
         shown = repr(raw[:60]) if raw else "empty"
         raise invalid_field("content_type", f"must be one of {accepted}, got {shown}", reason="UNSUPPORTED_MEDIA_TYPE")
 
     async def attach_media(self, caller_id: int, post_id: int, media_ids: Sequence[int]) -> list[MediaRecord]:
-        """Binds the caller's uploaded media to `post_id`, all or none; the media in request order.
+        """Binds the caller's uploaded media to `post_id`, all or none; the media in request order,
+        PROCESSING, each with a blurhash placeholder (made from the upload) for clients to show
+        until its renditions are ready.
 
         Idempotent: media already on `post_id` are returned as they are. Raises INVALID_ARGUMENT
         for a bad request; NOT_FOUND for an unknown media; PERMISSION_DENIED for another user's;
         FAILED_PRECONDITION with reason ALREADY_ATTACHED (on another post), NOT_UPLOADED (no bytes
         stored yet), SIZE_MISMATCH (stored size differs from the grant) or MEDIA_TOO_LARGE.
         """
-        if post_id <= 0:
-            raise invalid_field("post_id", "must be a post id")
-        ids = list(media_ids)
-        if not 1 <= len(ids) <= MAX_MEDIA_PER_POST:
-            raise invalid_field("media_ids", f"a post has 1 to {MAX_MEDIA_PER_POST} media, got {len(ids)}")
-        if len(set(ids)) != len(ids):
-            raise invalid_field("media_ids", "must not repeat a media id")
-        if any(i <= 0 for i in ids):
-            raise invalid_field("media_ids", "must be media ids")
-
+        ids = _checked_post_media(post_id, media_ids)
         async with self._db.unit_of_work() as session:
             found = await repo.lock_media(session, ids)
             to_attach = []
@@ -144,7 +132,66 @@ class MediaService:
             for record, found_object in zip(to_attach, stored, strict=True):
                 self._check_upload(record, found_object)
             attached = await repo.attach(session, [r.id for r in to_attach], post_id) if to_attach else {}
-        return [attached.get(i) or found[i] for i in ids]
+        media = [attached.get(i) or found[i] for i in ids]
+        # After the attach committed, so the rows are not locked while the bytes are read and decoded.
+        return await self._with_placeholders(media)
+
+    async def _with_placeholders(self, media: list[MediaRecord]) -> list[MediaRecord]:
+        """`media` with a blurhash stored on each PROCESSING one that had none.
+
+        A placeholder is a nicety, not part of attaching: an upload that cannot be decoded (the
+        worker will mark it FAILED with the reason) or an unreachable store leaves it without one,
+        logged; the worker's blurhash fills it when the renditions are made.
+        """
+        missing = [m for m in media if m.status == MediaStatus.PROCESSING and not m.blurhash]
+        if not missing:
+            return media
+        made = await asyncio.gather(*(self._placeholder(m) for m in missing))
+        blurhashes = {m.id: value for m, value in zip(missing, made, strict=True) if value}
+        if not blurhashes:
+            return media
+        async with self._db.unit_of_work() as session:
+            updated = await repo.set_blurhash(session, blurhashes)
+        return [updated.get(m.id, m) for m in media]
+
+    async def _placeholder(self, record: MediaRecord) -> str | None:
+        async with self._placeholder_slots:
+            try:
+                raw = await self._store.read(record.object_key, self._max_bytes)
+            except Unavailable:
+                log.warning("no placeholder: storage unavailable", extra={"media_id": record.id})
+                return None
+            if raw is None or len(raw) > self._max_bytes:
+                return None  # checked by the attach itself; the worker reports it
+            try:
+                # Decoding releases the GIL: other requests go on meanwhile.
+                return await asyncio.to_thread(images.placeholder, raw, max_pixels=self._max_pixels)
+            except UnusableImage as exc:
+                log.info("no placeholder: unusable upload", extra={"media_id": record.id, "reason": exc.reason})
+                return None
+
+    async def detach_media(self, caller_id: int, post_id: int, media_ids: Sequence[int]) -> list[int]:
+        """Returns the caller's media attached to `post_id` and not yet rendered to PENDING
+        (uploaded, attachable to another post); the ids detached, in request order.
+
+        For post_svc's compensation when a post could not be stored after AttachMedia. Media
+        unknown, attached elsewhere or unattached are left alone, and so are READY/FAILED ones:
+        the worker only renders a post's media once the post's `posts.created` was published, so
+        that post exists and keeps them. Idempotent. Raises INVALID_ARGUMENT for a bad request
+        (as AttachMedia) and PERMISSION_DENIED (reason NOT_MEDIA_OWNER, nothing changed) if a
+        media belongs to another user.
+        """
+        ids = _checked_post_media(post_id, media_ids)
+        async with self._db.unit_of_work() as session:
+            found = await repo.lock_media(session, ids)
+            for media_id in ids:
+                record = found.get(media_id)
+                if record is not None and record.owner_id != caller_id:
+                    raise PermissionDenied(f"media {media_id} belongs to another user", reason="NOT_MEDIA_OWNER")
+            detached = set(await repo.detach(session, ids, post_id))
+        if detached:
+            log.info("media detached", extra={"post_id": post_id, "media_ids": sorted(detached)})
+        return [i for i in ids if i in detached]
 
     def _check_upload(self, record: MediaRecord, stored: StoredObject | None) -> None:
         meta = {"media_id": str(record.id)}
@@ -176,3 +223,17 @@ class MediaService:
         async with self._db.read_only() as session:
             found = await repo.get_media(session, ids)
         return [found[i] for i in ids if i in found]
+
+
+def _checked_post_media(post_id: int, media_ids: Sequence[int]) -> list[int]:
+    """The media ids of an attach/detach request; INVALID_ARGUMENT naming the field otherwise."""
+    if post_id <= 0:
+        raise invalid_field("post_id", "must be a post id")
+    ids = list(media_ids)
+    if not 1 <= len(ids) <= MAX_MEDIA_PER_POST:
+        raise invalid_field("media_ids", f"a post has 1 to {MAX_MEDIA_PER_POST} media, got {len(ids)}")
+    if len(set(ids)) != len(ids):
+        raise invalid_field("media_ids", "must not repeat a media id")
+    if any(i <= 0 for i in ids):
+        raise invalid_field("media_ids", "must be media ids")
+    return ids

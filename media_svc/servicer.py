@@ -8,16 +8,13 @@ import grpc
 from google.protobuf.timestamp_pb2 import Timestamp
 
 from glimpse.media.v1 import media_pb2, media_pb2_grpc
+from media_svc.models import MediaStatus
 from media_svc.repository import MediaRecord
 from media_svc.service import MediaService
 from mesh.identity import caller_id
 
-_STATUS = {
-    "PENDING": media_pb2.MEDIA_STATUS_PENDING,
-    "PROCESSING": media_pb2.MEDIA_STATUS_PROCESSING,
-    "READY": media_pb2.MEDIA_STATUS_READY,
-    "FAILED": media_pb2.MEDIA_STATUS_FAILED,
-}
+# The wire names are ours with the enum's prefix; a status missing from the proto fails at import.
+_STATUS = {status: media_pb2.MediaStatus.Value(f"MEDIA_STATUS_{status.value}") for status in MediaStatus}
 
 
 def _timestamp(value: dt.datetime) -> Timestamp:
@@ -74,3 +71,9 @@ class MediaServicer(media_pb2_grpc.MediaServiceServicer):
     ) -> media_pb2.BatchGetMediaResponse:
         media = await self._service.batch_get_media(list(request.media_ids))
         return media_pb2.BatchGetMediaResponse(media=[self.media_message(m) for m in media])
+
+    async def DetachMedia(
+        self, request: media_pb2.DetachMediaRequest, context: grpc.aio.ServicerContext
+    ) -> media_pb2.DetachMediaResponse:
+        detached = await self._service.detach_media(caller_id(context), request.post_id, list(request.media_ids))
+        return media_pb2.DetachMediaResponse(detached_media_ids=detached)

@@ -40,6 +40,25 @@ class MediaSettings(MeshSettings):
     rendition_ack_wait_seconds: float = Field(6.0, ge=1)
     # Media rendered at once per worker process: each holds a decoded image in memory.
     rendition_concurrency: int = Field(2, ge=1, le=64)
+    # AttachMedia decodes each upload (reduced) for its blurhash placeholder: at most this many at
+    # once per API process, each holding an upload's bytes in memory.
+    placeholder_concurrency: int = Field(4, ge=1, le=64)
+
+    # The sweeper (a background task of the worker; see media_svc.sweeper): a pass every
+    # `sweep_interval_seconds`, each of its three steps handling at most `sweep_batch_size` media
+    # per batch and `sweep_max_batches` batches per pass.
+    sweep_interval_seconds: float = Field(300.0, gt=0)
+    sweep_batch_size: int = Field(100, ge=1, le=1000)
+    sweep_max_batches: int = Field(10, ge=1, le=1000)
+    # PENDING media (and their uploads) are deleted this long after their upload grant expired and
+    # after they were last detached from a post.
+    abandoned_upload_grace_seconds: float = Field(24 * 3600.0, ge=0)
+    # Media attached this long whose post does not exist are detached. Must exceed the longest a
+    # CreatePost can take between AttachMedia and committing the post.
+    orphan_grace_seconds: float = Field(3600.0, ge=0)
+    # Raw uploads of READY/FAILED media are deleted this long after the media settled. Unset (the
+    # default): kept, as the only full-quality copy (see media_svc.sweeper for why).
+    raw_original_retention_seconds: float | None = Field(None, ge=0)
 
     @property
     def bucket(self) -> str:

@@ -12,7 +12,7 @@ import datetime as dt
 import io
 import json
 import logging
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import TypeVar
@@ -21,8 +21,10 @@ from urllib.parse import urlsplit
 import urllib3
 from minio import Minio
 from minio.datatypes import PostPolicy
+from minio.deleteobjects import DeleteObject
 from minio.error import MinioException, S3Error
 
+from media_svc.object_keys import PUBLIC_KEYS
 from media_svc.settings import MediaSettings
 from mesh.errors import Unavailable
 
@@ -102,7 +104,7 @@ class ObjectStore:
                         "Effect": "Allow",
                         "Principal": {"AWS": ["*"]},
                         "Action": ["s3:GetObject"],
-                        "Resource": [f"arn:aws:s3:::{self.bucket}/u/*/r/*"],
+                        "Resource": [f"arn:aws:s3:::{self.bucket}/{PUBLIC_KEYS}"],
                     }
                 ],
             }
@@ -185,6 +187,24 @@ class ObjectStore:
             )
 
         await self._call(write)
+
+    async def delete(self, keys: Sequence[str]) -> None:
+        """Deletes the objects under `keys` (at most 1000, one request); keys with nothing stored
+        are fine. Unavailable if the store refused any of them (deleting again is harmless)."""
+
+        def delete() -> None:
+            # The client sends the request lazily, when its error list is read.
+            errors = list(self._client.remove_objects(self.bucket, [DeleteObject(k) for k in keys]))
+            if errors:
+                first = errors[0]
+                log.error(
+                    "object store refused to delete",
+                    extra={"code": first.code, "key": first.name, "refused": len(errors), "keys": len(keys)},
+                )
+                raise Unavailable("photo storage is unavailable; retry shortly", reason="STORAGE_UNAVAILABLE")
+
+        if keys:
+            await self._call(delete)
 
     async def _call(self, work: Callable[[], T]) -> T:
         with _unavailable_when_unreachable(self._endpoint):

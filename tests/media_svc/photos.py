@@ -82,3 +82,136 @@ def png_declaring(width: int, height: int) -> bytes:
 
 
 NOT_AN_IMAGE = b"Dear diary, today I renamed a text file to holiday.jpg.\n" * 20
+
+
+# ICC profiles, written byte by byte (ICC.1:2001-04, version 2): the smallest profiles LittleCMS
+# accepts, so each test controls exactly what its photo's profile says.
+
+_D50 = (0.9642, 1.0, 0.8249)
+# Linear sRGB -> XYZ relative to D50 (Bradford-adapted), the matrix of every sRGB profile.
+_SRGB_TO_XYZ_D50 = (
+    (0.4360747, 0.3850649, 0.1430804),
+    (0.2225045, 0.7168786, 0.0606169),
+    (0.0139322, 0.0971045, 0.7141733),
+)
+
+
+def _s15f16(value: float) -> bytes:
+    return struct.pack(">i", round(value * 65536))
+
+
+def _xyz_tag(xyz: tuple[float, float, float]) -> bytes:
+    return b"XYZ \0\0\0\0" + b"".join(_s15f16(v) for v in xyz)
+
+
+def _gamma_tag(gamma: float) -> bytes:
+    # curveType with one entry: a pure power function, the exponent as u8Fixed8.
+    return b"curv\0\0\0\0" + struct.pack(">IH", 1, round(gamma * 256))
+
+
+def _text_tag(text: str) -> bytes:
+    ascii_ = text.encode() + b"\0"
+    # textDescriptionType: ASCII, then empty Unicode and ScriptCode parts.
+    return b"desc\0\0\0\0" + struct.pack(">I", len(ascii_)) + ascii_ + b"\0" * 8 + b"\0" * 3 + b"\0" * 67
+
+
+def icc_profile(device_class: bytes, colour_space: bytes, tags: dict[bytes, bytes]) -> bytes:
+    """A version-2 profile of `colour_space` (b"GRAY", b"RGB ", b"CMYK") with XYZ as its PCS."""
+    count = len(tags)
+    offset = 128 + 4 + 12 * count
+    table, data = b"", b""
+    for signature, body in tags.items():
+        body += b"\0" * (-len(body) % 4)  # tags start on 4-byte boundaries
+        table += signature + struct.pack(">II", offset + len(data), len(body))
+        data += body
+    size = offset + len(data)
+    header = (
+        struct.pack(">I", size)
+        + b"none"
+        + bytes((2, 0x10, 0, 0))
+        + device_class
+        + colour_space
+        + b"XYZ "
+        + b"\0" * 12  # date
+        + b"acsp"
+        + b"\0" * 24  # platform, flags, manufacturer, model, attributes
+        + struct.pack(">I", 0)  # perceptual
+        + b"".join(_s15f16(v) for v in _D50)
+        + b"\0" * 48  # creator, id, reserved
+    )
+    assert len(header) == 128
+    return header + struct.pack(">I", count) + table + data
+
+
+def grey_gamma_profile(gamma: float = 1.8) -> bytes:
+    """A grey profile whose tone curve is `gamma` (old Mac scanners and printers wrote 1.8)."""
+    return icc_profile(
+        b"mntr",
+        b"GRAY",
+        {b"desc": _text_tag(f"Grey gamma {gamma}"), b"wtpt": _xyz_tag(_D50), b"kTRC": _gamma_tag(gamma)},
+    )
+
+
+def rgb_gamma_profile(gamma: float = 1.8) -> bytes:
+    """sRGB's primaries with a pure `gamma` tone curve on each channel (like the old Apple RGB)."""
+    columns = list(zip(*_SRGB_TO_XYZ_D50, strict=True))
+    curve = _gamma_tag(gamma)
+    return icc_profile(
+        b"mntr",
+        b"RGB ",
+        {
+            b"desc": _text_tag(f"RGB gamma {gamma}"),
+            b"wtpt": _xyz_tag(_D50),
+            b"rXYZ": _xyz_tag(columns[0]),  # type: ignore[arg-type]
+            b"gXYZ": _xyz_tag(columns[1]),  # type: ignore[arg-type]
+            b"bXYZ": _xyz_tag(columns[2]),  # type: ignore[arg-type]
+            b"rTRC": curve,
+            b"gTRC": curve,
+            b"bTRC": curve,
+        },
+    )
+
+
+def _srgb_to_linear(value: int) -> float:
+    v = value / 255
+    return v / 12.92 if v <= 0.04045 else ((v + 0.055) / 1.055) ** 2.4
+
+
+# What each full-strength ink of the test press looks like on white paper, in sRGB.
+PRESS_CYAN, PRESS_MAGENTA, PRESS_YELLOW = (0, 160, 225), (236, 0, 140), (255, 240, 0)
+_PRESS_BLACK_REFLECTANCE = 0.03
+
+
+def cmyk_press_profile() -> bytes:
+    """An output profile of a made-up press: each ink filters light like the colours above (a
+    Neugebauer model: the 16 ink combinations are products of the inks' reflectances), tabulated
+    in a 2-point-per-ink lut16 as A2B0. Its cyan is (0, 160, 225) where a naive conversion of
+    CMYK (255, 0, 0, 0) gives (0, 255, 255)."""
+    inks = [tuple(_srgb_to_linear(c) for c in ink) for ink in (PRESS_CYAN, PRESS_MAGENTA, PRESS_YELLOW)]
+    inks.append((_PRESS_BLACK_REFLECTANCE,) * 3)
+    clut = b""
+    # The first input channel (C) varies slowest.
+    for c in (0, 1):
+        for m in (0, 1):
+            for y in (0, 1):
+                for k in (0, 1):
+                    linear = [1.0, 1.0, 1.0]
+                    for used, ink in zip((c, m, y, k), inks, strict=True):
+                        if used:
+                            linear = [a * b for a, b in zip(linear, ink, strict=True)]
+                    xyz = [sum(row[i] * linear[i] for i in range(3)) for row in _SRGB_TO_XYZ_D50]
+                    # lut16's XYZ encoding: 0x8000 is 1.0.
+                    clut += struct.pack(">3H", *(min(65535, round(v * 32768)) for v in xyz))
+    identity = b"".join(_s15f16(1.0 if i == j else 0.0) for i in range(3) for j in range(3))
+    ramp = struct.pack(">2H", 0, 65535)
+    lut = b"mft2\0\0\0\0" + bytes((4, 3, 2, 0)) + identity + struct.pack(">HH", 2, 2) + ramp * 4 + clut + ramp * 3
+    return icc_profile(b"prtr", b"CMYK", {b"desc": _text_tag("Test press"), b"wtpt": _xyz_tag(_D50), b"A2B0": lut})
+
+
+def patches(mode: str, values: tuple[int, ...], patch: tuple[int, int] = (120, 120)) -> Image.Image:
+    """Flat patches of grey `values` side by side, in `mode` (grey in every channel, opaque)."""
+    width, height = patch
+    image = Image.new("L", (width * len(values), height))
+    for i, value in enumerate(values):
+        image.paste(value, (i * width, 0, (i + 1) * width, height))
+    return image.convert(mode)

@@ -50,7 +50,15 @@ async def test_grant_uploads_straight_to_the_store(media, make_account, s3, s3_a
 
 async def test_each_accepted_type_gets_a_grant(media, make_account):
     user = await make_account()
-    for content_type in ("image/jpeg", "image/png", "image/webp", "Image/JPEG"):
+    for content_type in (
+        "image/jpeg",
+        "image/png",
+        "image/webp",
+        "image/heic",
+        "image/heif",
+        "image/avif",
+        "Image/JPEG",
+    ):
         grant = await media.CreateUploadGrant(
             media_pb2.CreateUploadGrantRequest(content_type=content_type, size_bytes=1), metadata=user.metadata
         )
@@ -63,7 +71,7 @@ async def test_each_accepted_type_gets_a_grant(media, make_account):
         ("image/gif", 1000, "content_type", "image/jpeg, image/png, image/webp"),
         ("", 1000, "content_type", "must be one of"),
         ("text/plain", 1000, "content_type", "must be one of"),
-        ("image/heic", 1000, "content_type", "HEIC photos are not supported"),
+        ("image/heic-sequence", 1000, "content_type", "image/heic, image/heif, image/avif"),
         ("image/jpeg", 0, "size_bytes", "at least 1"),
         ("image/jpeg", -5, "size_bytes", "at least 1"),
         ("image/jpeg", 20 * 1024 * 1024 + 1, "size_bytes", "at most 20 MiB"),
