@@ -34,17 +34,11 @@ INT64_MAX = 2**63 - 1
 _EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
 _MICROSECOND = dt.timedelta(microseconds=1)
 
-# Bounded integer types for cursor fields. Timestamps are also bounded by what a Python datetime
-# holds (years 1-9999), so turning one back into a datetime cannot overflow.
+# Bounded integer types for cursor fields. Timestamps start at the Unix epoch (nothing in Glimpse is
+# older) and end where a Python datetime does (year 9999), so turning one back cannot overflow.
 Id = Annotated[int, Field(ge=1, le=INT64_MAX)]
 Count = Annotated[int, Field(ge=0, le=INT64_MAX)]
-TimestampUs = Annotated[
-    int,
-    Field(
-        ge=(dt.datetime.min.replace(tzinfo=dt.UTC) - _EPOCH) // _MICROSECOND,
-        le=(dt.datetime.max.replace(tzinfo=dt.UTC) - _EPOCH) // _MICROSECOND,
-    ),
-]
+TimestampUs = Annotated[int, Field(ge=0, le=(dt.datetime.max.replace(tzinfo=dt.UTC) - _EPOCH) // _MICROSECOND)]
 
 MALFORMED = "is malformed; pass back next_page_token unchanged"
 FOREIGN = "was issued for a different list or query; start again with an empty page_token"

@@ -129,15 +129,12 @@ def test_missing_and_unknown_fields_are_malformed(cursor):
     malformed(token_of({"s": "x", "c": cursor}), FeedCursor, "x")
 
 
-def test_timestamps_are_bounded_by_what_a_datetime_holds():
-    low, high = (
-        timestamp_us(dt.datetime.min.replace(tzinfo=dt.UTC)),
-        timestamp_us(dt.datetime.max.replace(tzinfo=dt.UTC)),
-    )
-    for us in (low, 0, high):
+def test_timestamps_run_from_the_epoch_to_what_a_datetime_holds():
+    high = timestamp_us(dt.datetime.max.replace(tzinfo=dt.UTC))
+    for us in (0, high):
         cursor = decode_cursor(token_of({"s": "f", "c": {"created_at_us": us, "id": 1}}), FollowCursor, "f")
         assert cursor is not None and timestamp_us(from_timestamp_us(cursor.created_at_us)) == us
-    for us in (low - 1, high + 1, 2**63, -(2**63) - 1):
+    for us in (-1, high + 1, 2**63, -(2**63) - 1):
         malformed(token_of({"s": "f", "c": {"created_at_us": us, "id": 1}}), FollowCursor, "f")
 
 
