@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import datetime as dt
 import hashlib
+import logging
 
+import grpc
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from glimpse.events.v1 import events_pb2
@@ -18,6 +20,8 @@ from mesh.pagination import Id, Page, PageCursor, decode_cursor, page_of, page_s
 from post_svc import repository as repo
 from post_svc.captions import Location, check_caption, hashtags_of
 from post_svc.repository import PostRecord
+
+log = logging.getLogger("post_svc.service")
 
 MEDIA_MIN, MEDIA_MAX = 1, 10
 MAX_BATCH = 100
@@ -45,10 +49,13 @@ class PostService:
     ) -> PostRecord:
         """Creates a post from the author's uploaded media; the post and `posts.created` commit together.
 
-        Idempotent per (author, request_id): a retry returns the first call's post, even if that call
-        failed after attaching the media. INVALID_ARGUMENT for bad fields, FAILED_PRECONDITION if the
-        request id was used for a different request; media_svc's refusals (PERMISSION_DENIED,
-        FAILED_PRECONDITION "not uploaded", NOT_FOUND) reach the caller unchanged.
+        Every field is checked before anything changes (control characters already were, by
+        mesh.validation). If a step fails after the attach, the media are detached again (see
+        `_release_media`), so a retry succeeds with the same request id or with none. Idempotent
+        per (author, request_id): a retry returns the first call's post. INVALID_ARGUMENT for bad
+        fields, FAILED_PRECONDITION (reason IDEMPOTENCY_KEY_REUSED) if the request id was used for a
+        different request; media_svc's refusals (PERMISSION_DENIED, FAILED_PRECONDITION "not
+        uploaded" or "already attached", NOT_FOUND) reach the caller unchanged.
         """
         caption = check_caption(caption)
         _check_media_ids(media_ids)
@@ -66,11 +73,23 @@ class PostService:
                     return existing
         # Attach before writing the post: media_svc checks ownership and upload, and the post never
         # exists with media it may not use. Attaching again to the same post id is a no-op.
-        await self._media.AttachMedia(
-            media_pb2.AttachMediaRequest(post_id=post_id, media_ids=media_ids),
-            metadata=as_caller(author_id),
-            timeout=self._timeout,
-        )
+        try:
+            await self._media.AttachMedia(
+                media_pb2.AttachMediaRequest(post_id=post_id, media_ids=media_ids),
+                metadata=as_caller(author_id),
+                timeout=self._timeout,
+            )
+            return await self._write(post_id, author_id, caption, media_ids, location)
+        except BaseException as exc:  # cancellation included: the media may be attached all the same
+            if not _attach_refused(exc):
+                await self._release_media(author_id, post_id, media_ids)
+            raise
+
+    async def _write(
+        self, post_id: int, author_id: int, caption: str, media_ids: list[int], location: Location | None
+    ) -> PostRecord:
+        """Inserts the post and its `posts.created` in one unit of work; the stored post."""
+        now = dt.datetime.now(dt.UTC)
         record = PostRecord(
             id=post_id,
             author_id=author_id,
@@ -79,17 +98,50 @@ class PostService:
             location=location,
             media_ids=media_ids,
             deleted=False,
-            created_at=dt.datetime.now(dt.UTC),
-            updated_at=dt.datetime.now(dt.UTC),
+            created_at=now,
+            updated_at=now,
         )
         async with self._db.unit_of_work() as session:
             if await repo.insert_post(session, record):
                 event = events_pb2.PostCreated(post_id=post_id, author_id=author_id, media_ids=media_ids)
                 event.create_time.FromDatetime(record.created_at)
-                await self._outbox.add(session, "posts.created", event)
+                await self._outbox.add(session, event)
             stored = await repo.get_post(session, post_id)
         assert stored is not None
         return stored
+
+    async def _release_media(self, author_id: int, post_id: int, media_ids: list[int]) -> None:
+        """Compensation for a create that failed after (possibly) attaching: hands the media back to
+        the author (DetachMedia), so that a retry with or without the same request id can use them.
+
+        Never raises: the create's own error is what the caller must see. The media stay attached
+        when the post turns out to be stored (an in-doubt commit, or a concurrent retry with the same
+        request id that got through) or when that cannot be read; media_svc's sweeper detaches media
+        left on a post that never appeared.
+        """
+        extra = {"post_id": post_id, "author_id": author_id, "media_ids": media_ids}
+        try:
+            async with self._db.read_only() as session:
+                stored = await repo.get_post(session, post_id)
+        except Exception:
+            log.warning(
+                "create failed; cannot tell whether the post was stored, media left attached",
+                exc_info=True,
+                extra=extra,
+            )
+            return
+        if stored is not None:
+            return
+        try:
+            await self._media.DetachMedia(
+                media_pb2.DetachMediaRequest(post_id=post_id, media_ids=media_ids),
+                metadata=as_caller(author_id),
+                timeout=self._timeout,
+            )
+        except Exception:
+            log.exception("create failed and its media could not be detached; the sweeper will", extra=extra)
+        else:
+            log.info("create failed; its media were detached", extra=extra)
 
     async def _reserve(self, author_id: int, request_id: str, post_id: int, fingerprint: bytes) -> int:
         async with self._db.unit_of_work() as session:
@@ -165,6 +217,24 @@ async def _owned(session: AsyncSession, caller_id: int, post_id: int, action: st
     if post.author_id != caller_id:
         raise PermissionDenied(f"only the author can {action} a post", reason="NOT_AUTHOR")
     return post
+
+
+# What media_svc answers when it refused the attach as a whole (one transaction: nothing attached).
+# Any other outcome (UNAVAILABLE, DEADLINE_EXCEEDED, CANCELLED, INTERNAL...) may have attached.
+_REFUSALS = frozenset(
+    {
+        grpc.StatusCode.INVALID_ARGUMENT,
+        grpc.StatusCode.NOT_FOUND,
+        grpc.StatusCode.PERMISSION_DENIED,
+        grpc.StatusCode.FAILED_PRECONDITION,
+        grpc.StatusCode.UNAUTHENTICATED,
+    }
+)
+
+
+def _attach_refused(exc: BaseException) -> bool:
+    """Whether `exc` is media_svc refusing the attach, so that there is nothing to hand back."""
+    return isinstance(exc, grpc.aio.AioRpcError) and exc.code() in _REFUSALS
 
 
 def _check_media_ids(media_ids: list[int]) -> None:
