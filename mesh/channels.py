@@ -1,34 +1,129 @@
-"""gRPC client channels between services: one per upstream per process, with keepalive and
-automatic retries of UNAVAILABLE (the call never reached a healthy server, so a retry is safe)."""
+"""gRPC client channels between services: one per upstream per process, with keepalive and automatic
+retries of UNAVAILABLE for the methods where a repeat is safe.
+
+Why not every method: UNAVAILABLE does not only mean "the call never reached a healthy server".
+Services answer it themselves after doing part of the work (the database or the object store went
+away mid-request: mesh.db and media_svc.storage raise Unavailable), and a connection can drop after
+the server committed. A write repeated blindly after that can happen twice. So every RPC in proto/
+is classified below, once, as one of:
+
+- READ: reads only (or refreshes a cache); a repeat changes nothing.
+- SETS_STATE: puts one thing into a given state (followed, liked, attached to post P, deleted...);
+  a repeat finds it in that state and changes nothing, events included (they are emitted only
+  when the state really changed; UpdatePost's `posts.updated` only makes readers drop a cache).
+- BY_REQUEST_ID: a creation made idempotent by the request's `request_id` (AIP-155): a repeat with
+  the same id returns the first call's result. Every caller sends one: the gateway passes the
+  client's Idempotency-Key or mints a uuid4 when there is none. A call without one would be a new
+  write per attempt, so internal callers must send one too.
+- NEVER: a repeat could write twice or hide the first call's success (RegisterUser would answer
+  ALREADY_EXISTS; each CreateUploadGrant mints a new media record). Never retried by the channel;
+  the client decides.
+
+Only the first three are in the retry policy; a method not listed (an RPC added without being
+classified, grpc.health) is not retried. tests/mesh/test_channels.py fails when an RPC of the
+generated contracts is missing here. gRPC still retries transparently a call that never left the
+client, which is always safe.
+"""
 
 from __future__ import annotations
 
+import enum
 import json
+from collections.abc import Mapping
 
 import grpc
 
 from mesh.interceptors import ClientTelemetryInterceptor
 
-_SERVICE_CONFIG = json.dumps(
-    {
-        "methodConfig": [
-            {
-                "name": [{}],
-                "retryPolicy": {
-                    "maxAttempts": 3,
-                    "initialBackoff": "0.05s",
-                    "maxBackoff": "0.5s",
-                    "backoffMultiplier": 2,
-                    "retryableStatusCodes": ["UNAVAILABLE"],
-                },
-            }
-        ]
-    }
-)
+
+class Retry(enum.Enum):
+    READ = "reads only"
+    SETS_STATE = "sets a state; a repeat changes nothing"
+    BY_REQUEST_ID = "idempotent by its request_id"
+    NEVER = "a repeat could write twice"
+
+
+# The field a BY_REQUEST_ID method's request carries its idempotency key in (AIP-155).
+REQUEST_ID_FIELD = "request_id"
+
+# Every RPC of the contracts, by full method name ("package.Service/Method").
+RETRIES: Mapping[str, Retry] = {
+    # graph_svc. Tokens are signed, not stored: authenticating or refreshing again issues another
+    # pair and changes nothing else (a password rehash on log-in stores the same kind of value).
+    "glimpse.graph.v1.GraphService/RegisterUser": Retry.NEVER,
+    "glimpse.graph.v1.GraphService/AuthenticateUser": Retry.READ,
+    "glimpse.graph.v1.GraphService/RefreshAccessToken": Retry.READ,
+    "glimpse.graph.v1.GraphService/GetUser": Retry.READ,
+    "glimpse.graph.v1.GraphService/BatchGetUsers": Retry.READ,
+    "glimpse.graph.v1.GraphService/LookupUser": Retry.READ,
+    "glimpse.graph.v1.GraphService/SearchUsers": Retry.READ,
+    "glimpse.graph.v1.GraphService/FollowUser": Retry.SETS_STATE,
+    "glimpse.graph.v1.GraphService/UnfollowUser": Retry.SETS_STATE,
+    "glimpse.graph.v1.GraphService/ListFollowers": Retry.READ,
+    "glimpse.graph.v1.GraphService/ListFollowing": Retry.READ,
+    # A server stream is retried only until its first message arrives (gRPC commits the call then).
+    "glimpse.graph.v1.GraphService/StreamFollowerIds": Retry.READ,
+    "glimpse.graph.v1.GraphService/ListFolloweeIds": Retry.READ,
+    "glimpse.graph.v1.GraphService/GetFollowerCount": Retry.READ,
+    "glimpse.graph.v1.GraphService/ListCelebrityFollowees": Retry.READ,
+    # post_svc
+    "glimpse.post.v1.PostService/CreatePost": Retry.BY_REQUEST_ID,
+    "glimpse.post.v1.PostService/GetPost": Retry.READ,
+    "glimpse.post.v1.PostService/BatchGetPosts": Retry.READ,
+    "glimpse.post.v1.PostService/ListPosts": Retry.READ,
+    "glimpse.post.v1.PostService/UpdatePost": Retry.SETS_STATE,
+    "glimpse.post.v1.PostService/DeletePost": Retry.SETS_STATE,
+    # media_svc. Attach and detach name the post: a repeat finds the media on (or off) it already.
+    "glimpse.media.v1.MediaService/CreateUploadGrant": Retry.NEVER,
+    "glimpse.media.v1.MediaService/AttachMedia": Retry.SETS_STATE,
+    "glimpse.media.v1.MediaService/DetachMedia": Retry.SETS_STATE,
+    "glimpse.media.v1.MediaService/BatchGetMedia": Retry.READ,
+    # feed_svc (a missing inbox is rebuilt on read: a cache, the same whoever builds it).
+    "glimpse.feed.v1.FeedService/GetHomeFeed": Retry.READ,
+    "glimpse.feed.v1.FeedService/BatchGetFeedItems": Retry.READ,
+    # engagement_svc. Counters move only when a row really changed, so toggles repeat safely.
+    "glimpse.engagement.v1.EngagementService/LikePost": Retry.SETS_STATE,
+    "glimpse.engagement.v1.EngagementService/UnlikePost": Retry.SETS_STATE,
+    "glimpse.engagement.v1.EngagementService/ListLikes": Retry.READ,
+    "glimpse.engagement.v1.EngagementService/CreateComment": Retry.BY_REQUEST_ID,
+    "glimpse.engagement.v1.EngagementService/ListComments": Retry.READ,
+    "glimpse.engagement.v1.EngagementService/ListReplies": Retry.READ,
+    "glimpse.engagement.v1.EngagementService/DeleteComment": Retry.SETS_STATE,
+    "glimpse.engagement.v1.EngagementService/SavePost": Retry.SETS_STATE,
+    "glimpse.engagement.v1.EngagementService/UnsavePost": Retry.SETS_STATE,
+    "glimpse.engagement.v1.EngagementService/ListSavedPosts": Retry.READ,
+    "glimpse.engagement.v1.EngagementService/BatchGetEngagement": Retry.READ,
+    # Recomputes counters from the rows: a repeat computes the same values.
+    "glimpse.engagement.v1.EngagementService/ReconcileCounts": Retry.SETS_STATE,
+}
+
+RETRIED = frozenset(method for method, retry in RETRIES.items() if retry is not Retry.NEVER)
+
+# Up to 3 attempts within about 0.15 s: long enough to ride out a restarting pod behind the same
+# address, short against the callers' deadlines (seconds).
+RETRY_POLICY = {
+    "maxAttempts": 3,
+    "initialBackoff": "0.05s",
+    "maxBackoff": "0.5s",
+    "backoffMultiplier": 2,
+    "retryableStatusCodes": ["UNAVAILABLE"],
+}
+
+
+def _service_config() -> str:
+    names = []
+    for method in sorted(RETRIED):
+        service, name = method.split("/")
+        names.append({"service": service, "method": name})
+    return json.dumps({"methodConfig": [{"name": names, "retryPolicy": RETRY_POLICY}]})
+
+
+_SERVICE_CONFIG = _service_config()
 
 
 def open_channel(address: str) -> grpc.aio.Channel:
-    """An insecure channel to a service inside the mesh (TLS is the platform's job: mesh sidecars)."""
+    """An insecure channel to a service inside the mesh (TLS is the platform's job: mesh sidecars),
+    retrying UNAVAILABLE for the methods in RETRIED only."""
     return grpc.aio.insecure_channel(
         address,
         options=[
