@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Annotated, Any
 
-from pydantic import AfterValidator, BaseModel, Field, WithJsonSchema
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, WithJsonSchema
 from pydantic_core import PydanticCustomError
 
 from gateway.render import MEDIA_STATUSES
@@ -20,7 +20,13 @@ from glimpse.media.v1 import media_pb2
 from glimpse.post.v1 import post_pb2
 
 
-class User(BaseModel):
+class Resource(BaseModel):
+    # A key the model does not declare fails the response (a 500, logged) instead of being dropped in
+    # silence: a renderer and its model that drift apart show up in the first test that calls the route.
+    model_config = ConfigDict(extra="forbid")
+
+
+class User(Resource):
     id: str = Field(description="64-bit user id, as a decimal string.", examples=["7240392310784001"])
     username: str = Field(description="Lower-case, 3-30 characters of [a-z0-9._].", examples=["ada.l"])
     display_name: str
@@ -30,7 +36,7 @@ class User(BaseModel):
     create_time: str | None = Field(None, description="RFC 3339.", examples=["2024-05-01T12:00:00.123Z"])
 
 
-class Session(BaseModel):
+class Session(Resource):
     access_token: str = Field(description="Send as `Authorization: Bearer <access_token>`.")
     access_token_expire_time: str = Field(description="RFC 3339.")
     refresh_token: str = Field(description="Exchange at `POST /v1/sessions/refresh` for a new pair.")
@@ -38,35 +44,35 @@ class Session(BaseModel):
     user: User
 
 
-class FollowResult(BaseModel):
+class FollowResult(Resource):
     created: bool = Field(description="False when the caller already followed the target (nothing changed).")
     target: User
 
 
-class UnfollowResult(BaseModel):
+class UnfollowResult(Resource):
     deleted: bool = Field(description="False when the caller did not follow the user (nothing changed).")
 
 
-class Follow(BaseModel):
+class Follow(Resource):
     user: User
     create_time: str = Field(description="When the follow began, RFC 3339.")
 
 
-class FollowPage(BaseModel):
+class FollowPage(Resource):
     items: list[Follow] = Field(description="Newest follow first.")
     next_page_token: str = Field(description="Pass as `page_token` for the next page; empty on the last page.")
 
 
-class UserPage(BaseModel):
+class UserPage(Resource):
     items: list[User]
     next_page_token: str = Field(description="Pass as `page_token` for the next page; empty on the last page.")
 
 
-class Health(BaseModel):
+class Health(Resource):
     status: str = Field(examples=["ok"])
 
 
-class Readiness(BaseModel):
+class Readiness(Resource):
     status: str = Field(examples=["ready"])
     upstreams: dict[str, str] = Field(
         description="Each upstream service's grpc.health.v1 status.", examples=[{"graph": "SERVING"}]
@@ -125,13 +131,13 @@ def _reasons_description() -> str:
     )
 
 
-class ErrorStatus(BaseModel):
+class ErrorStatus(Resource):
     code: str = Field(description="The gRPC status code name.", examples=["NOT_FOUND"])
     message: str = Field(description="What went wrong, for a person to read.")
     details: list[dict[str, Any]] = Field(description=_reasons_description())
 
 
-class ErrorResponse(BaseModel):
+class ErrorResponse(Resource):
     error: ErrorStatus
 
 
@@ -188,14 +194,14 @@ MediaStatus = Annotated[
 ]
 
 
-class Rendition(BaseModel):
+class Rendition(Resource):
     size: int = Field(description="Nominal longest side: 1080, 640 or 150 (never upscaled).")
     width: int
     height: int
     url: str = Field(description="Public, immutable URL of the WebP rendition.")
 
 
-class UploadGrant(BaseModel):
+class UploadGrant(Resource):
     media_id: str
     url: str = Field(description="POST a multipart form here: every `form_fields` entry, then the file as `file`.")
     form_fields: dict[str, str]
@@ -203,19 +209,19 @@ class UploadGrant(BaseModel):
     expire_time: str = Field(description="RFC 3339; upload before then.")
 
 
-class Location(BaseModel):
+class Location(Resource):
     name: str = ""
     latitude: float = 0
     longitude: float = 0
 
 
-class Author(BaseModel):
+class Author(Resource):
     id: str
     username: str
     display_name: str
 
 
-class Media(BaseModel):
+class Media(Resource):
     id: str
     status: MediaStatus
     width: int = Field(description="Pixels, once known (0 until the photo is processed).")
@@ -224,7 +230,7 @@ class Media(BaseModel):
     renditions: list[Rendition] = Field(description="Empty until the photo is READY.")
 
 
-class Post(BaseModel):
+class Post(Resource):
     """A post as every route renders it: the feed, a single post, the profile grid and the responses to
     creating and editing one."""
 
@@ -238,12 +244,12 @@ class Post(BaseModel):
     update_time: str = Field(description="RFC 3339: the last caption edit, or create_time.")
 
 
-class PostPage(BaseModel):
+class PostPage(Resource):
     items: list[Post] = Field(description="Newest first.")
     next_page_token: str = Field(description="Pass as `page_token` for the next page; empty on the last page.")
 
 
-class FeedPage(BaseModel):
+class FeedPage(Resource):
     items: list[Post] = Field(description="Newest first: the people you follow, and yourself.")
     next_page_token: str = Field(
         description="Pass as `page_token` for the next page; empty at the end. Stable while new posts arrive."

@@ -167,7 +167,8 @@ async def test_upstream_down_is_503_without_internal_addresses(client):
     ("upstream", "method", "path", "body"),
     [
         ("graph", "GET", "/v1/users/7/followers", None),
-        ("post", "GET", "/v1/posts/7", None),
+        ("post", "GET", "/v1/users/7/posts", None),
+        ("feed", "GET", "/v1/posts/7", None),
         ("media", "POST", "/v1/media/upload-url", {"content_type": "image/png", "size_bytes": 10}),
     ],
 )
