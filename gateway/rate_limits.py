@@ -76,7 +76,7 @@ BUDGETS = (
 class RateLimited(ResourceExhausted):
     """429: the caller has spent `budget` for now and may retry after `retry_after` seconds."""
 
-    def __init__(self, budget: Budget, retry_after: int) -> None:
+    def __init__(self, budget: Budget, *, retry_after: int) -> None:
         super().__init__(
             f"too many {budget.what}; try again in {retry_after} s",
             reason="RATE_LIMITED",
@@ -133,7 +133,7 @@ class RateLimiter:
             self._storage_down(budget)
             return
         RATE_LIMIT_CHECKS.labels(budget.name, "limited").inc()
-        raise RateLimited(budget, max(1, math.ceil(window.reset_time - time.time())))
+        raise RateLimited(budget, retry_after=max(1, math.ceil(window.reset_time - time.time())))
 
     def _storage_down(self, budget: Budget) -> None:
         if budget.fail_open:

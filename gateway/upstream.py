@@ -35,7 +35,7 @@ class HealthCheck:
     service: str  # the gRPC service the channel must serve, e.g. "glimpse.graph.v1.GraphService"
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class UpstreamHealth:
     """One health check per upstream channel."""
 
@@ -92,7 +92,7 @@ async def connect_upstream(settings: GatewaySettings) -> AsyncIterator[Upstream]
             media=MediaServiceStub(media),
             feed=FeedServiceStub(feed),
             timeout=settings.upstream_timeout_seconds,
-            health=UpstreamHealth(checks, settings.readiness_timeout_seconds),
+            health=UpstreamHealth(checks=checks, timeout=settings.readiness_timeout_seconds),
         )
 
 

@@ -24,7 +24,7 @@ def _check(event: events_pb2.PostCreated) -> None:
 class RenditionConsumer:
     """`posts.created` -> renditions of the post's media."""
 
-    def __init__(self, renditions: Renditions, max_deliveries: int) -> None:
+    def __init__(self, renditions: Renditions, *, max_deliveries: int) -> None:
         self._renditions = renditions
         self._max_deliveries = max_deliveries
 
@@ -50,7 +50,7 @@ class RenditionConsumer:
 
 
 def rendition_consumer(renditions: Renditions, settings: MediaSettings) -> ConsumerSpec:
-    consumer = RenditionConsumer(renditions, settings.rendition_max_deliveries)
+    consumer = RenditionConsumer(renditions, max_deliveries=settings.rendition_max_deliveries)
     return ConsumerSpec(
         durable=RENDITIONS_DURABLE,
         events=[POST_CREATED],

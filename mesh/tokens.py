@@ -27,7 +27,7 @@ class IssuedToken:
 
 
 class TokenSigner:
-    def __init__(self, secret: str, issuer: str, access_ttl: dt.timedelta, refresh_ttl: dt.timedelta) -> None:
+    def __init__(self, secret: str, issuer: str, *, access_ttl: dt.timedelta, refresh_ttl: dt.timedelta) -> None:
         if len(secret) < 32:
             raise ValueError("the token secret must be at least 32 characters")
         self._secret = secret
@@ -73,6 +73,6 @@ def signer_from(settings: MeshSettings) -> TokenSigner:
     return TokenSigner(
         settings.jwt_secret,
         settings.jwt_issuer,
-        dt.timedelta(seconds=settings.access_token_ttl_seconds),
-        dt.timedelta(seconds=settings.refresh_token_ttl_seconds),
+        access_ttl=dt.timedelta(seconds=settings.access_token_ttl_seconds),
+        refresh_ttl=dt.timedelta(seconds=settings.refresh_token_ttl_seconds),
     )

@@ -25,7 +25,7 @@ async def post_host(settings: PostSettings) -> AsyncIterator[ServiceHost]:
             runtime.outbox(models.outbox, host),
             runtime.ids,
             media_pb2_grpc.MediaServiceStub(media_channel),
-            settings.upstream_timeout_seconds,
+            timeout=settings.upstream_timeout_seconds,
         )
         host.add_servicer(
             post_pb2_grpc.add_PostServiceServicer_to_server,

@@ -36,7 +36,7 @@ class PostCursor(PageCursor):
 
 class PostService:
     def __init__(
-        self, db: Database, outbox: Outbox, ids: IdGenerator, media: media_pb2_grpc.MediaServiceStub, timeout: float
+        self, db: Database, outbox: Outbox, ids: IdGenerator, media: media_pb2_grpc.MediaServiceStub, *, timeout: float
     ) -> None:
         self._db = db
         self._outbox = outbox
@@ -194,7 +194,11 @@ class PostService:
                 raise NotFound(f"post {post_id} does not exist", reason="POST_NOT_FOUND")
             await repo.set_caption(session, post.id, caption, hashtags_of(caption))
             updated = await repo.get_post(session, post.id)
-        assert updated is not None
+            assert updated is not None
+            # Readers cache posts (feed_svc hydration): the event lets them drop the old caption.
+            event = events_pb2.PostUpdated(post_id=post.id, author_id=post.author_id)
+            event.update_time.FromDatetime(updated.updated_at)
+            await self._outbox.add(session, event)
         return updated
 
     async def delete(self, caller_id: int, post_id: int) -> None:
@@ -204,9 +208,7 @@ class PostService:
             if post.deleted:
                 return
             await repo.mark_deleted(session, post_id)
-            await self._outbox.add(
-                session, "posts.deleted", events_pb2.PostDeleted(post_id=post_id, author_id=caller_id)
-            )
+            await self._outbox.add(session, events_pb2.PostDeleted(post_id=post_id, author_id=caller_id))
 
 
 async def _owned(session: AsyncSession, caller_id: int, post_id: int, action: str) -> PostRecord:

@@ -75,7 +75,7 @@ async def failing_post(database_url: str, media_addr: str) -> AsyncIterator[post
     ids = IdGenerator(await lease_id_shard(db))  # as a deployed replica: no id shared with the others
     broken = Outbox(outbox_table(MetaData(schema="no_such_schema")), ids)
     async with open_channel(media_addr) as media_channel:
-        service = PostService(db, broken, ids, media_pb2_grpc.MediaServiceStub(media_channel), 5.0)
+        service = PostService(db, broken, ids, media_pb2_grpc.MediaServiceStub(media_channel), timeout=5.0)
         host = ServiceHost("post_svc_failing", "127.0.0.1:0", grace_seconds=0.5)
         host.add_servicer(
             post_pb2_grpc.add_PostServiceServicer_to_server,
