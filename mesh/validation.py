@@ -163,13 +163,17 @@ def _problems(message: Message, prefix: str) -> Iterator[tuple[str, str]]:
 
 @functools.cache
 def _plan(descriptor: Descriptor) -> _Plan:
-    texts, text_lists, messages, message_lists, maps = [], [], [], [], []
+    texts: list[str] = []
+    text_lists: list[str] = []
+    messages: list[str] = []
+    message_lists: list[str] = []
+    maps: list[tuple[str, Descriptor]] = []
     for field in descriptor.fields:
         if field.type == FieldDescriptor.TYPE_STRING:
             (text_lists if field.is_repeated else texts).append(field.name)
-        elif field.type == FieldDescriptor.TYPE_MESSAGE and _reaches_text(field.message_type):
-            if field.message_type.GetOptions().map_entry:
-                maps.append((field.name, field.message_type))
+        elif (nested := _message_type(field)) is not None and _reaches_text(nested):
+            if nested.GetOptions().map_entry:
+                maps.append((field.name, nested))
             else:
                 (message_lists if field.is_repeated else messages).append(field.name)
     return _Plan(tuple(texts), tuple(text_lists), tuple(messages), tuple(message_lists), tuple(maps))
@@ -184,7 +188,14 @@ def _reaches_text(descriptor: Descriptor) -> bool:
         for field in pending.pop().fields:
             if field.type == FieldDescriptor.TYPE_STRING:
                 return True
-            if field.type == FieldDescriptor.TYPE_MESSAGE and field.message_type not in seen:
-                seen.add(field.message_type)
-                pending.append(field.message_type)
+            if (nested := _message_type(field)) is not None and nested not in seen:
+                seen.add(nested)
+                pending.append(nested)
     return False
+
+
+def _message_type(field: FieldDescriptor) -> Descriptor | None:
+    """The message type of a message field (groups included); None for scalars and enums."""
+    if field.type in (FieldDescriptor.TYPE_MESSAGE, FieldDescriptor.TYPE_GROUP):
+        return field.message_type
+    return None
