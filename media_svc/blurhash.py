@@ -47,8 +47,7 @@ def encode(image: Image.Image, x_components: int = 4, y_components: int = 3) -> 
     """
     if not (1 <= x_components <= 9 and 1 <= y_components <= 9):
         raise ValueError("component counts must be within 1..9")
-    sample = _flatten(image)
-    sample.thumbnail((SAMPLE_SIDE, SAMPLE_SIDE), Image.Resampling.BILINEAR)
+    sample = sampled(image)
     width, height = sample.size
     pixels = sample.tobytes()
 
@@ -96,6 +95,14 @@ def encode(image: Image.Image, x_components: int = 4, y_components: int = 3) -> 
         q = [max(0, min(18, math.floor(_sign_pow(c / maximum, 0.5) * 9 + 9.5))) for c in factor]
         parts.append(_base83(q[0] * 19 * 19 + q[1] * 19 + q[2], 2))
     return "".join(parts)
+
+
+def sampled(image: Image.Image) -> Image.Image:
+    """The RGB image `encode` transforms: `image` flattened onto white and reduced to fit
+    SAMPLE_SIDE x SAMPLE_SIDE (aspect kept, never enlarged)."""
+    sample = _flatten(image)
+    sample.thumbnail((SAMPLE_SIDE, SAMPLE_SIDE), Image.Resampling.BILINEAR)
+    return sample
 
 
 def _flatten(image: Image.Image) -> Image.Image:

@@ -241,7 +241,10 @@ def _not_an_image(raw: bytes) -> str:
         if raw.startswith(magic):
             return f"the file is {name}, which is not supported; {accepted}"
     if raw[4:8] == b"ftyp" and raw[8:12] in _ISO_BMFF_IMAGE_BRANDS:
-        return f"the file is a HEIF/AVIF variant that cannot be decoded here; {accepted} (e.g. export it as JPEG)"
+        return (
+            "the file looks like a HEIC/AVIF image but cannot be read (truncated, corrupt, or a variant "
+            "not supported here); upload it again, or export it as JPEG"
+        )
     return f"the file is not an image; {accepted}"
 
 

@@ -110,9 +110,12 @@ class Sweeper:
         )
 
     async def run(self) -> None:
-        """A pass now and then every interval, until cancelled. A pass that meets an outage
-        (Unavailable) is logged and the next one retries; anything else is a bug and stops the host."""
+        """A pass every interval (the first after one interval: replicas started together by a
+        rollout do not all sweep at once, and nothing here is urgent), until cancelled. A pass that
+        meets an outage (Unavailable) is logged and the next one retries; anything else is a bug
+        and stops the host."""
         while True:
+            await asyncio.sleep(self._interval.total_seconds())
             try:
                 done = await self.sweep()
             except Unavailable as exc:
@@ -120,7 +123,6 @@ class Sweeper:
             else:
                 if done != SweepPass(0, 0, 0):
                     log.info("swept", extra=vars(done))
-            await asyncio.sleep(self._interval.total_seconds())
 
     async def sweep(self) -> SweepPass:
         """One pass of the three steps. Unavailable if the database or the store is down."""

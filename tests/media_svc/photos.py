@@ -6,7 +6,11 @@ import io
 import struct
 import zlib
 
+import pillow_heif
 from PIL import ExifTags, Image
+
+# Saving HEIF needs the plugin registered (media_svc.images registers it for reading too).
+pillow_heif.register_heif_opener()
 
 RED, GREEN, BLUE, YELLOW = (230, 20, 20), (20, 200, 40), (30, 40, 220), (240, 220, 30)
 QUADRANT_COLOURS = (RED, GREEN, BLUE, YELLOW)  # top-left, top-right, bottom-left, bottom-right
@@ -48,6 +52,23 @@ def camera_exif(orientation: int) -> Image.Exif:
 def phone_jpeg(width: int = 3000, height: int = 2000, orientation: int = 6) -> bytes:
     """A landscape photo stored sideways, as phones store portrait shots, with GPS in its EXIF."""
     return encoded(quadrants(width, height), "JPEG", quality=90, exif=camera_exif(orientation))
+
+
+def phone_heic(
+    width: int = 1200, height: int = 800, orientation: int = 6, *, icc_profile: bytes | None = None, thumbnail: int = 0
+) -> bytes:
+    """A HEIC as an iPhone writes it: pixels stored as the sensor saw them with a rotation box
+    (irot) saying how to show them, EXIF with GPS, optionally a colour profile and a thumbnail."""
+    image = quadrants(width, height)
+    # pillow-heif writes the rotation box from the image's own EXIF (a `exif=` argument would only
+    # be copied as metadata, which HEIF readers must ignore for orientation).
+    image.info["exif"] = camera_exif(orientation).tobytes()
+    params: dict[str, object] = {"quality": 90}
+    if icc_profile:
+        params["icc_profile"] = icc_profile
+    if thumbnail:
+        params["thumbnails"] = [thumbnail]
+    return encoded(image, "HEIF", **params)
 
 
 def transparent_png(width: int = 800, height: int = 600) -> bytes:

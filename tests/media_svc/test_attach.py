@@ -9,7 +9,7 @@ import pytest
 
 from glimpse.media.v1 import media_pb2
 from tests.media_svc import photos
-from tests.media_svc.conftest import error_details, new_post_id
+from tests.media_svc.conftest import error_details, new_post_id, publish_post_created, wait_until_settled
 
 
 async def attach(media, account, post_id, media_ids):
@@ -145,3 +145,116 @@ async def test_two_posts_racing_for_one_photo_get_it_once(media, make_account, u
     assert len(winners) == 1 and len(losers) == 3
     assert all(error_details(e)[0] == "ALREADY_ATTACHED" for e in losers)
     assert await statuses(media, [grant.media_id]) == [(media_pb2.MEDIA_STATUS_PROCESSING, winners[0])]
+
+
+# The placeholder: every media still PROCESSING already carries a blurhash.
+
+
+async def test_attached_media_carry_a_blurhash_before_any_rendition(media, make_account, upload):
+    """No posts.created is published here, so no rendition can exist: the blurhash is AttachMedia's."""
+    user = await make_account()
+    uploads = [
+        await upload(user, photos.phone_jpeg(3000, 2000), "image/jpeg"),
+        await upload(user, photos.transparent_png(), "image/png"),
+        await upload(user, photos.phone_heic(1200, 800, thumbnail=160), "image/heic"),
+        await upload(user, photos.encoded(photos.quadrants(900, 600), "AVIF", quality=80), "image/avif"),
+    ]
+    ids = [g.media_id for g in uploads]
+    attached = (await attach(media, user, new_post_id(), ids)).media
+    assert all(m.status == media_pb2.MEDIA_STATUS_PROCESSING and len(m.blurhash) == 28 for m in attached)
+    found = (await media.BatchGetMedia(media_pb2.BatchGetMediaRequest(media_ids=ids))).media
+    assert [(m.blurhash, m.renditions) for m in found] == [(m.blurhash, []) for m in attached]
+    # The sideways phone photos' placeholders are upright: portrait (3 by 4 components, "T"), like
+    # their renditions; the others landscape (4 by 3, "L").
+    assert [m.blurhash[0] for m in attached] == ["T", "L", "T", "L"]
+
+
+async def test_an_unreadable_upload_is_attached_without_a_placeholder(media, make_account, upload):
+    """The worker, not AttachMedia, tells the uploader what is wrong with the file."""
+    user = await make_account()
+    grant = await upload(user, photos.NOT_AN_IMAGE)
+    [attached] = (await attach(media, user, new_post_id(), [grant.media_id])).media
+    assert attached.status == media_pb2.MEDIA_STATUS_PROCESSING and attached.blurhash == ""
+
+
+# DetachMedia: post_svc's compensation when a post could not be stored after AttachMedia.
+
+
+async def detach(media, account, post_id, media_ids):
+    return await media.DetachMedia(
+        media_pb2.DetachMediaRequest(post_id=post_id, media_ids=media_ids), metadata=account.metadata
+    )
+
+
+async def test_detached_media_can_go_on_another_post(media, make_account, upload):
+    user = await make_account()
+    ids = [(await upload(user, photos.tiny_jpeg())).media_id for _ in range(2)]
+    failed_post = new_post_id()
+    attached = (await attach(media, user, failed_post, ids)).media
+
+    assert list((await detach(media, user, failed_post, ids)).detached_media_ids) == ids
+    found = (await media.BatchGetMedia(media_pb2.BatchGetMediaRequest(media_ids=ids))).media
+    assert [(m.status, m.post_id) for m in found] == [(media_pb2.MEDIA_STATUS_PENDING, 0)] * 2
+    assert [m.blurhash for m in found] == [m.blurhash for m in attached]  # the same bytes, the same placeholder
+
+    # A retry of the compensation changes nothing; the retried post gets the photos.
+    assert list((await detach(media, user, failed_post, ids)).detached_media_ids) == []
+    retried = new_post_id()
+    assert [m.post_id for m in (await attach(media, user, retried, ids)).media] == [retried, retried]
+
+
+async def test_detach_leaves_media_of_other_posts_and_unknown_ids_alone(media, make_account, upload):
+    user = await make_account()
+    mine, elsewhere, unattached = [(await upload(user, photos.tiny_jpeg())).media_id for _ in range(3)]
+    post, other_post = new_post_id(), new_post_id()
+    await attach(media, user, post, [mine])
+    await attach(media, user, other_post, [elsewhere])
+
+    reply = await detach(media, user, post, [mine, elsewhere, unattached, 424242])
+    assert list(reply.detached_media_ids) == [mine]
+    assert await statuses(media, [mine, elsewhere, unattached]) == [
+        (media_pb2.MEDIA_STATUS_PENDING, 0),
+        (media_pb2.MEDIA_STATUS_PROCESSING, other_post),
+        (media_pb2.MEDIA_STATUS_PENDING, 0),
+    ]
+
+
+async def test_rendered_media_stay_on_their_published_post(media, make_account, upload, bus, media_worker):
+    """READY (or FAILED) means the worker saw the post's posts.created: the post exists."""
+    user = await make_account()
+    grant = await upload(user, photos.tiny_jpeg())
+    post = new_post_id()
+    await attach(media, user, post, [grant.media_id])
+    await publish_post_created(bus, post, user.id, [grant.media_id])
+    await wait_until_settled(media, [grant.media_id])
+
+    assert list((await detach(media, user, post, [grant.media_id])).detached_media_ids) == []
+    assert await statuses(media, [grant.media_id]) == [(media_pb2.MEDIA_STATUS_READY, post)]
+
+
+async def test_only_the_owner_can_detach(media, make_account, upload):
+    owner, other = await make_account(), await make_account()
+    grant = await upload(owner, photos.tiny_jpeg())
+    post = new_post_id()
+    await attach(media, owner, post, [grant.media_id])
+    _, reason, _, _ = await refused(detach(media, other, post, [grant.media_id]), grpc.StatusCode.PERMISSION_DENIED)
+    assert reason == "NOT_MEDIA_OWNER"
+    await refused(
+        media.DetachMedia(media_pb2.DetachMediaRequest(post_id=post, media_ids=[grant.media_id])),
+        grpc.StatusCode.UNAUTHENTICATED,
+    )
+    assert await statuses(media, [grant.media_id]) == [(media_pb2.MEDIA_STATUS_PROCESSING, post)]
+
+
+async def test_bad_detach_requests_name_the_field(media, make_account):
+    user = await make_account()
+    cases = [
+        (new_post_id(), [], "media_ids"),
+        (new_post_id(), list(range(1, 12)), "media_ids"),
+        (new_post_id(), [5, 5], "media_ids"),
+        (new_post_id(), [-1], "media_ids"),
+        (0, [5], "post_id"),
+    ]
+    for post_id, ids, field in cases:
+        _, _, _, fields = await refused(detach(media, user, post_id, ids), grpc.StatusCode.INVALID_ARGUMENT)
+        assert list(fields) == [field]

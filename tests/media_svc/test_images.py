@@ -4,12 +4,15 @@ from __future__ import annotations
 
 import hashlib
 import io
+import logging
 import warnings
 
+import blurhash as reference
 import pytest
 from PIL import Image, ImageCms, ImageOps
+from prometheus_client import REGISTRY
 
-from media_svc.images import UnusableImage, refuse_decompression_bombs, render
+from media_svc.images import UnusableImage, placeholder, refuse_decompression_bombs, render
 from tests.media_svc import photos
 
 MAX_PIXELS = 50_000_000
@@ -112,7 +115,7 @@ def test_cmyk_jpeg_becomes_rgb():
         (photos.png_declaring(30000, 30000), "decompression bomb"),
         (photos.png_declaring(8000, 7000), "decompression bomb"),
         (photos.encoded(Image.new("RGB", (40, 40)), "GIF"), "GIF"),
-        (b"\x00\x00\x00\x18ftypheic\x00\x00\x00\x00mif1heic", "HEIC"),
+        (b"\x00\x00\x00\x18ftypheic\x00\x00\x00\x00mif1heic", "HEIC/AVIF image but cannot be read"),
     ],
     ids=["text", "empty", "truncated", "bomb-900MP", "bomb-56MP", "gif", "heic"],
 )
@@ -160,3 +163,200 @@ def test_pillow_itself_refuses_bombs_once_told(monkeypatch):
         # render's own limit is set high here, so it is Pillow that refuses.
         with pytest.raises(UnusableImage, match="decompression bomb"):
             render(photos.png_declaring(1200, 1000), max_pixels=10**9)
+
+
+# Colour management: every mode with an embedded profile is converted from it to sRGB.
+
+GREYS = (64, 128, 192)
+# (v/255)^1.8 in linear light, written back with the sRGB curve: what a gamma-1.8 profile means.
+GREYS_THROUGH_GAMMA_18 = (81, 146, 203)
+
+
+def patch_values(webp: bytes, count: int = 3, patch: int = 120) -> list[tuple[int, ...]]:
+    """The RGBA pixel at the centre of each patch of a rendition."""
+    image = decoded(webp).convert("RGBA")
+    return [image.getpixel((i * patch + patch // 2, patch // 2)) for i in range(count)]  # type: ignore[misc]
+
+
+def near(got: tuple[int, ...], want: tuple[int, ...], tolerance: int = 3) -> bool:
+    return all(abs(a - b) <= tolerance for a, b in zip(got, want, strict=True))
+
+
+def fallbacks(reason: str) -> float:
+    return REGISTRY.get_sample_value("glimpse_media_colour_profile_fallbacks_total", {"reason": reason}) or 0.0
+
+
+def test_grey_photo_with_a_grey_gamma_profile_is_converted_through_it():
+    """The issue's photo: greyscale JPEG, grey 'gamma 1.8' profile, patches 64/128/192."""
+    raw = photos.encoded(photos.patches("L", GREYS), "JPEG", quality=95, icc_profile=photos.grey_gamma_profile(1.8))
+    rendering = render(raw, max_pixels=MAX_PIXELS)
+    for got, grey in zip(patch_values(rendering.renditions[0].webp), GREYS_THROUGH_GAMMA_18, strict=True):
+        assert near(got, (grey, grey, grey, 255)), (got, grey)
+
+
+@pytest.mark.parametrize(
+    ("mode", "fmt", "profile"),
+    [
+        ("L", "PNG", "grey"),
+        ("LA", "PNG", "grey"),
+        ("RGB", "JPEG", "rgb"),
+        ("RGB", "PNG", "rgb"),
+        ("RGBA", "PNG", "rgb"),
+        ("RGBA", "WEBP", "rgb"),
+        ("P", "PNG", "rgb"),
+        ("L", "JPEG", "rgb"),  # a grey JPEG tagged with an RGB profile: grey is RGB too
+    ],
+)
+def test_every_mode_with_a_profile_is_converted_through_it(mode, fmt, profile):
+    icc = photos.grey_gamma_profile(1.8) if profile == "grey" else photos.rgb_gamma_profile(1.8)
+    image = photos.patches(mode, GREYS)
+    params: dict[str, object] = {"icc_profile": icc}
+    if fmt != "PNG":
+        params["quality"] = 95
+    if mode in ("LA", "RGBA"):
+        # The middle patch half transparent: alpha must come through untouched.
+        alpha = Image.new("L", image.size, 255)
+        alpha.paste(128, (120, 0, 240, 120))
+        image.putalpha(alpha)
+    if fmt == "WEBP":
+        params["lossless"] = True
+    raw = photos.encoded(image, fmt, **params)
+    assert Image.open(io.BytesIO(raw)).mode == mode
+    rendition = render(raw, max_pixels=MAX_PIXELS).renditions[0].webp
+    alphas = (255, 128, 255) if mode in ("LA", "RGBA") else (255, 255, 255)
+    for got, grey, alpha_value in zip(patch_values(rendition), GREYS_THROUGH_GAMMA_18, alphas, strict=True):
+        assert near(got[:3], (grey, grey, grey), tolerance=4) and abs(got[3] - alpha_value) <= 2, (got, grey)
+
+
+def test_cmyk_jpeg_is_converted_through_its_press_profile():
+    image = Image.new("CMYK", (360, 120))
+    for i, ink in enumerate(((255, 0, 0, 0), (0, 255, 0, 0), (0, 0, 255, 0))):
+        image.paste(ink, (i * 120, 0, (i + 1) * 120, 120))
+    raw = photos.encoded(image, "JPEG", quality=95, icc_profile=photos.cmyk_press_profile())
+    got = patch_values(render(raw, max_pixels=MAX_PIXELS).renditions[0].webp)
+    # A conversion ignoring the profile would give (0, 255, 255), (255, 0, 255) and (255, 255, 0).
+    for value, ink in zip(got, (photos.PRESS_CYAN, photos.PRESS_MAGENTA, photos.PRESS_YELLOW), strict=True):
+        assert near(value[:3], ink, tolerance=6), (value, ink)
+
+
+@pytest.mark.parametrize(
+    ("icc", "mode", "reason"),
+    [
+        (b"this is not an ICC profile at all", "RGB", "unreadable"),
+        (photos.grey_gamma_profile(1.8)[:100], "L", "unreadable"),  # cut short
+        (photos.cmyk_press_profile(), "RGB", "mismatch"),  # RGB pixels, CMYK profile
+        (ImageCms.ImageCmsProfile(ImageCms.createProfile("LAB")).tobytes(), "RGB", "unsupported_space"),
+    ],
+    ids=["garbage", "truncated", "cmyk-profile-on-rgb", "lab-profile"],
+)
+def test_a_profile_that_cannot_be_used_falls_back_to_srgb_counted_and_logged(icc, mode, reason, caplog):
+    raw = photos.encoded(photos.patches(mode, GREYS), "JPEG", quality=95, icc_profile=icc)
+    before = fallbacks(reason)
+    with caplog.at_level(logging.WARNING, logger="media_svc.images"):
+        rendering = render(raw, max_pixels=MAX_PIXELS)
+    # The pixels as stored, taken as sRGB: what a browser shows for the file without its profile.
+    for got, grey in zip(patch_values(rendering.renditions[0].webp), GREYS, strict=True):
+        assert near(got[:3], (grey, grey, grey)), (got, grey)
+    assert fallbacks(reason) == before + 1
+    [record] = [r for r in caplog.records if r.name == "media_svc.images"]
+    assert record.reason == reason and "taken as sRGB" in record.getMessage()  # type: ignore[attr-defined]
+
+
+def test_a_usable_profile_is_not_counted_as_a_fallback():
+    counted = {
+        reason: fallbacks(reason) for reason in ("unreadable", "mismatch", "unsupported_space", "transform_failed")
+    }
+    raw = photos.encoded(photos.patches("L", GREYS), "JPEG", quality=95, icc_profile=photos.grey_gamma_profile())
+    render(raw, max_pixels=MAX_PIXELS)
+    assert {reason: fallbacks(reason) for reason in counted} == counted
+
+
+# HEIC/HEIF (iPhone photos) and AVIF.
+
+
+def test_iphone_heic_is_upright_colour_managed_and_has_no_metadata():
+    raw = photos.phone_heic(1200, 800, orientation=6, icc_profile=photos.rgb_gamma_profile(1.8))
+    assert raw[4:12] == b"ftypheic"
+    rendering = render(raw, max_pixels=MAX_PIXELS)
+    assert rendering.real_format == "heif"
+    assert (rendering.width, rendering.height) == (800, 1200)  # the rotation its irot box asks for
+    assert [(r.width, r.height) for r in rendering.renditions] == [(720, 1080), (427, 640), (100, 150)]
+    for rendition in rendering.renditions:
+        image = decoded(rendition.webp)
+        top_left, top_right, _ = corners(image)
+        assert close(top_right, _through_gamma_18(photos.RED), tolerance=12), top_right
+        assert close(top_left, _through_gamma_18(photos.BLUE), tolerance=12), top_left
+        assert not image.getexif() and "icc_profile" not in image.info
+        assert b"Exif" not in rendition.webp and photos.CAMERA.encode() not in rendition.webp
+
+
+def test_avif_is_upright_and_has_no_metadata():
+    raw = photos.encoded(photos.quadrants(900, 600), "AVIF", quality=90, exif=photos.camera_exif(6))
+    assert raw[4:12] == b"ftypavif"
+    rendering = render(raw, max_pixels=MAX_PIXELS)
+    assert rendering.real_format == "avif"
+    assert (rendering.width, rendering.height) == (600, 900)
+    image = decoded(rendering.renditions[0].webp)
+    top_left, top_right, _ = corners(image)
+    assert close(top_right, photos.RED) and close(top_left, photos.BLUE), (top_left, top_right)
+    assert not image.getexif() and photos.CAMERA.encode() not in rendering.renditions[0].webp
+
+
+@pytest.mark.filterwarnings("ignore::PIL.Image.DecompressionBombWarning")
+@pytest.mark.parametrize("fmt", ["HEIF", "AVIF"])
+def test_heif_and_avif_above_the_pixel_cap_are_refused_before_decoding(fmt):
+    raw = photos.encoded(photos.quadrants(1200, 1000), fmt, quality=50)
+    with pytest.raises(UnusableImage, match=r"\(1200x1000\).*decompression bomb"):
+        render(raw, max_pixels=1_000_000)
+    with pytest.raises(UnusableImage, match="decompression bomb"):
+        placeholder(raw, max_pixels=1_000_000)
+
+
+def test_truncated_heic_says_so():
+    raw = photos.phone_heic(600, 400)
+    with pytest.raises(UnusableImage, match=r"cannot be read \(truncated, corrupt"):
+        render(raw[: len(raw) // 2], max_pixels=MAX_PIXELS)
+
+
+def _through_gamma_18(colour: tuple[int, int, int]) -> tuple[int, ...]:
+    """`colour` as stored under a gamma-1.8 RGB profile, shown in sRGB."""
+    converted = ImageCms.profileToProfile(
+        Image.new("RGB", (1, 1), colour),
+        ImageCms.ImageCmsProfile(io.BytesIO(photos.rgb_gamma_profile(1.8))),
+        ImageCms.createProfile("sRGB"),
+    )
+    return converted.getpixel((0, 0))  # type: ignore[return-value]
+
+
+# The placeholder AttachMedia stores: the same picture as the renditions' blurhash, decoded cheaply.
+
+
+@pytest.mark.parametrize(
+    "raw",
+    [
+        photos.phone_jpeg(3000, 2000, orientation=6),
+        photos.phone_heic(1200, 800, orientation=6, thumbnail=160),
+        photos.encoded(photos.quadrants(900, 600), "AVIF", quality=90, exif=photos.camera_exif(6)),
+        photos.transparent_png(),
+    ],
+    ids=["jpeg", "heic-with-thumbnail", "avif", "png"],
+)
+def test_placeholder_describes_the_same_upright_picture_as_the_renditions(raw):
+    quick = placeholder(raw, max_pixels=MAX_PIXELS)
+    full = render(raw, max_pixels=MAX_PIXELS).blurhash
+    assert len(quick) == len(full) and quick[0] == full[0]  # same component counts: same orientation
+    assert _mean_abs_difference(quick, full) < 6
+
+
+def _mean_abs_difference(first: str, second: str) -> float:
+    """Mean absolute difference (0-255) between the two hashes' previews, decoded by the
+    reference implementation."""
+    a = reference.decode(first, 16, 16)
+    b = reference.decode(second, 16, 16)
+    values = [
+        abs(x - y)
+        for row_a, row_b in zip(a, b, strict=True)
+        for pa, pb in zip(row_a, row_b, strict=True)
+        for x, y in zip(pa, pb, strict=True)
+    ]
+    return sum(values) / len(values)
