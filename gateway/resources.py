@@ -84,8 +84,6 @@ class Readiness(Resource):
 # reasons are its proto's `ErrorReason` enum. tests/test_error_reasons.py keeps both true to the code.
 GENERIC_ERROR_REASONS: Mapping[str, str] = {
     "INVALID_ARGUMENT": "the request is invalid; the BadRequest detail names the fields",
-    "FAILED_PRECONDITION": "the request cannot be done in the current state",
-    "NOT_FOUND": "no such resource",
     "ALREADY_EXISTS": "it already exists",
     "PERMISSION_DENIED": "the caller may not do this",
     "UNAUTHENTICATED": "the caller is not signed in",
