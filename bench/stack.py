@@ -5,8 +5,13 @@
         stack.database_url, stack.namespace, stack.env
 
 Every process gets the same GLIMPSE_* environment (extra settings as keyword arguments), its own
-free port, and logs at WARNING to bench/.logs/. Everything is removed afterwards: processes,
+free port, and logs at WARNING to .run/bench-logs/. Everything is removed afterwards: processes,
 database, JetStream streams, Redis keys and the media bucket.
+
+Fault tests (tests/faults) kill and restart single processes of a running stack:
+
+    stack.kill("fanout_svc")        # SIGKILL: no graceful stop, nothing flushed
+    stack.start("fanout_svc")       # the same command and environment, back when its health says SERVING
 """
 
 from __future__ import annotations
@@ -53,6 +58,44 @@ class Stack:
     env: dict[str, str]
     addr: dict[str, str] = field(default_factory=dict)
     gateway_url: str = ""
+    # The running child of each started process name.
+    running: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
+
+    def start(self, process: str, *, within: float = 60.0) -> None:
+        """Starts `process` (again) and returns once it serves: SERVING on gRPC health (the rendition
+        worker's host too), or the gateway accepting connections. RuntimeError if any process of the
+        stack exits meanwhile, or `process` is not serving within `within` seconds. Blocks: from a
+        coroutine, run it in a thread (asyncio.to_thread)."""
+        self._spawn(process)
+        self.wait_serving([process], within=within)
+
+    def _spawn(self, process: str) -> None:
+        env = dict(self.env)
+        if process in self.addr:
+            env["GLIMPSE_LISTEN"] = self.addr[process]
+        log = open(LOGS / f"{self.namespace}-{process}.log", "ab")  # noqa: SIM115 - closed with the process
+        self.running[process] = subprocess.Popen(
+            [sys.executable, "-m", process], cwd=ROOT, env=env, stdout=log, stderr=log
+        )
+
+    def kill(self, process: str) -> None:
+        """SIGKILL `process` (no graceful stop: nothing acked, flushed or deregistered) and reaps it."""
+        child = self.running.pop(process)
+        child.kill()
+        child.wait(timeout=20)
+
+    def wait_serving(self, processes: list[str], *, within: float = 60.0) -> None:
+        """Until every one of `processes` serves (see start)."""
+        health = [self.health_addr(p) for p in processes if p != "gateway"]
+        asyncio.run(_wait_serving(health, list(self.running.values()), within))
+        if "gateway" in processes:
+            _wait_http(int(self.gateway_url.rsplit(":", 1)[1]), list(self.running.values()), within)
+
+    def health_addr(self, process: str) -> str:
+        """Where `process` serves gRPC health."""
+        if process == "media_svc.worker":
+            return self.env["GLIMPSE_WORKER_LISTEN"]
+        return self.addr[process]
 
 
 def free_port() -> int:
@@ -86,22 +129,15 @@ def running_stack(processes: list[str], **settings: str) -> Iterator[Stack]:
     stack.env["GLIMPSE_WORKER_LISTEN"] = f"127.0.0.1:{free_port()}"
     stack.gateway_url = f"http://127.0.0.1:{http_port}"
     LOGS.mkdir(parents=True, exist_ok=True)
-    running: list[subprocess.Popen[bytes]] = []
     try:
         for process in processes:
-            env = dict(stack.env)
-            if process in stack.addr:
-                env["GLIMPSE_LISTEN"] = stack.addr[process]
-            log = open(LOGS / f"{stack.namespace}-{process}.log", "wb")  # noqa: SIM115 - closed with the process
-            running.append(subprocess.Popen([sys.executable, "-m", process], cwd=ROOT, env=env, stdout=log, stderr=log))
-        asyncio.run(_wait_serving([stack.addr[p] for p in processes if p in stack.addr], running))
-        if "gateway" in processes:
-            _wait_http(http_port, running)
+            stack._spawn(process)
+        stack.wait_serving(processes)
         yield stack
     finally:
-        for child in running:
+        for child in stack.running.values():
             child.terminate()
-        for child in running:
+        for child in stack.running.values():
             try:
                 child.wait(timeout=20)
             except subprocess.TimeoutExpired:
@@ -110,8 +146,8 @@ def running_stack(processes: list[str], **settings: str) -> Iterator[Stack]:
         drop_database(database_url)
 
 
-async def _wait_serving(addresses: list[str], running: list[subprocess.Popen[bytes]]) -> None:
-    deadline = time.monotonic() + 60
+async def _wait_serving(addresses: list[str], running: list[subprocess.Popen[bytes]], within: float = 60.0) -> None:
+    deadline = time.monotonic() + within
     for address in addresses:
         async with grpc.aio.insecure_channel(address) as channel:
             health = health_pb2_grpc.HealthStub(channel)
@@ -125,11 +161,11 @@ async def _wait_serving(addresses: list[str], running: list[subprocess.Popen[byt
                     pass
                 if time.monotonic() > deadline:
                     raise RuntimeError(f"{address} did not become SERVING; see {LOGS}")
-                await asyncio.sleep(0.1)
+                await asyncio.sleep(0.05)
 
 
-def _wait_http(port: int, running: list[subprocess.Popen[bytes]]) -> None:
-    deadline = time.monotonic() + 60
+def _wait_http(port: int, running: list[subprocess.Popen[bytes]], within: float = 60.0) -> None:
+    deadline = time.monotonic() + within
     while time.monotonic() < deadline:
         _check_alive(running)
         with socket.socket() as sock:
@@ -147,10 +183,11 @@ def _check_alive(running: list[subprocess.Popen[bytes]]) -> None:
 
 async def _clean(stack: Stack) -> None:
     settings = MeshSettings()
-    bus = await Bus.connect(settings.nats_url, stack.namespace)
+    # The stack's own servers when the caller named others (a fault test runs its own NATS).
+    bus = await Bus.connect(stack.env.get("GLIMPSE_NATS_URL", settings.nats_url), stack.namespace)
     await bus.delete_streams()
     await bus.close()
-    redis = connect_redis(settings.redis_url)
+    redis = connect_redis(stack.env.get("GLIMPSE_REDIS_URL", settings.redis_url))
     async for key in redis.scan_iter(match=f"{stack.namespace}:*", count=1000):
         await redis.delete(key)
     await redis.aclose()
