@@ -92,7 +92,11 @@ def fresh_database_url(tag: str) -> str:
     return f"{base}/glimpse_test_{tag}"
 
 
-SCHEMAS = ("graph_svc", "post_svc", "media_svc")  # every service with a database (tests/mesh/test_migrate.py checks each)
+SCHEMAS = (
+    "graph_svc",
+    "post_svc",
+    "media_svc",
+)  # every service with a database (tests/mesh/test_migrate.py checks each)
 # Lowered so a handful of test users exercise both fan-out paths (push and pull).
 CELEBRITY_THRESHOLD = 4
 
@@ -205,6 +209,9 @@ def media_settings(database_url: str, namespace: str) -> Iterator[MediaSettings]
         worker_listen="127.0.0.1:0",
         rendition_backoff_seconds=(0.1,),
         rendition_max_deliveries=3,
+        # The suite's worker never sweeps the shared database (tests/media_svc/test_sweeper.py runs
+        # its own sweepers, with short grace periods and this run's post_svc).
+        sweep_interval_seconds=7 * 24 * 3600,
     )
     yield settings
     remove_bucket(settings)
