@@ -39,9 +39,10 @@ _ADDRS = {"graph_addr", "post_addr", "media_addr", "feed_addr", "fanout_addr"}
 _NOT_READ: dict[str, set[str]] = {
     "graph_svc": {"redis_url", *_ADDRS},
     "post_svc": {"redis_url", "jwt_secret", *_ADDRS - {"media_addr"}},
-    "media_svc": {"redis_url", "jwt_secret", "worker_listen", *_ADDRS},
+    # post_addr: the worker's sweeper asks post_svc which posts exist (the check reads the package).
+    "media_svc": {"redis_url", "jwt_secret", "worker_listen", *_ADDRS - {"post_addr"}},
     # The worker runs media_svc's settings but binds worker_listen, not listen.
-    "media_svc.worker": {"redis_url", "jwt_secret", "listen", *_ADDRS},
+    "media_svc.worker": {"redis_url", "jwt_secret", "listen", *_ADDRS - {"post_addr"}},
     "feed_svc": {"database_url", "jwt_secret", "feed_addr", "fanout_addr"},
     "fanout_svc": {"database_url", "jwt_secret", "media_addr", "feed_addr", "fanout_addr"},
     "gateway": {"database_url", "nats_url", "stream_replicas", "fanout_addr"},
