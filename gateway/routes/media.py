@@ -22,9 +22,9 @@ router = APIRouter(tags=["media"])
 class UploadGrantBody(BaseModel):
     # Documented here, checked by media_svc (whose error names the accepted types).
     content_type: Text = Field(
-        description="image/jpeg, image/png or image/webp.",
+        description="image/jpeg, image/png, image/webp, image/heic, image/heif or image/avif.",
         examples=["image/jpeg"],
-        json_schema_extra={"enum": ["image/jpeg", "image/png", "image/webp"]},
+        json_schema_extra={"enum": ["image/jpeg", "image/png", "image/webp", "image/heic", "image/heif", "image/avif"]},
     )
     size_bytes: int = Field(
         ge=0,
