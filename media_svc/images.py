@@ -319,18 +319,22 @@ def _through_profile(colour: Image.Image, icc_profile: bytes) -> Image.Image | N
         source = ImageCms.ImageCmsProfile(io.BytesIO(icc_profile))
         space = source.profile.xcolor_space.strip()
     except (ImageCms.PyCMSError, OSError, ValueError, TypeError) as exc:
-        return _fallback("unreadable", exc, colour.mode)
+        _fallback("unreadable", exc, colour.mode)
+        return None
     mode = _MODE_FOR_SPACE.get(space)
     if mode is None:
-        return _fallback("unsupported_space", f"profile colour space {space!r}", colour.mode)
+        _fallback("unsupported_space", f"profile colour space {space!r}", colour.mode)
+        return None
     if colour.mode != mode:
         if (colour.mode, mode) not in _COMPATIBLE:
-            return _fallback("mismatch", f"{colour.mode} pixels with a {space} profile", colour.mode)
+            _fallback("mismatch", f"{colour.mode} pixels with a {space} profile", colour.mode)
+            return None
         colour = colour.convert(mode)
     try:
         return ImageCms.profileToProfile(colour, source, _SRGB, outputMode="RGB")
     except (ImageCms.PyCMSError, OSError, ValueError) as exc:
-        return _fallback("transform_failed", exc, colour.mode)
+        _fallback("transform_failed", exc, colour.mode)
+        return None
 
 
 def _fallback(reason: str, error: object, mode: str) -> None:
