@@ -103,7 +103,8 @@ async def create_post(
     dependencies=[rate_limits.user_reads],
 )
 async def get_post(post_id: PostId, caller: CallerId, services: Services) -> dict[str, Any]:
-    """404 (reason POST_NOT_FOUND) if the post does not exist or was deleted."""
+    """404 (reason POST_NOT_FOUND) if the post does not exist or was deleted (feed_svc's cache may serve
+    a post deleted in the last moments until the deletion event reaches it)."""
     return await _one(post_id, services, caller)
 
 
