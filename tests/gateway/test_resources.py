@@ -74,14 +74,14 @@ def json_type(field: FieldDescriptor) -> Any:
     """The Python annotation a resource field must have to hold `field` as rendered."""
     if field.message_type is not None and field.message_type.GetOptions().map_entry:
         key, value = field.message_type.fields_by_name["key"], field.message_type.fields_by_name["value"]
-        return dict[json_type(key), json_type(value)]  # type: ignore[misc]
+        return dict[json_type(key), json_type(value)]
     if field.message_type is None:
         single: Any = _SCALAR[field.type]
     elif field.message_type.full_name == "google.protobuf.Timestamp":
         single = str
     else:
         single = _MODEL_OF.get(field.message_type.full_name, f"a resource mirroring {field.message_type.full_name}")
-    return list[single] if field.is_repeated else single  # type: ignore[valid-type]
+    return list[single] if field.is_repeated else single
 
 
 def without_none(annotation: Any) -> Any:
