@@ -56,6 +56,7 @@ async def media_host(settings: MediaSettings) -> AsyncIterator[ServiceHost]:
             max_pixels=settings.media_max_pixels,
             grant_ttl=dt.timedelta(seconds=settings.upload_grant_ttl_seconds),
             placeholder_concurrency=settings.placeholder_concurrency,
+            placeholder_wait=dt.timedelta(seconds=settings.placeholder_wait_seconds),
         )
         host.add_servicer(
             media_pb2_grpc.add_MediaServiceServicer_to_server,

@@ -43,6 +43,8 @@ class MediaSettings(MeshSettings):
     # AttachMedia decodes each upload (reduced) for its blurhash placeholder: at most this many at
     # once per API process, each holding an upload's bytes in memory.
     placeholder_concurrency: int = Field(4, ge=1, le=64)
+    # How long AttachMedia waits for placeholders; slower ones are stored when made (seconds).
+    placeholder_wait_seconds: float = Field(0.5, ge=0)
 
     # The sweeper (a background task of the worker; see media_svc.sweeper): a pass every
     # `sweep_interval_seconds`, each of its three steps handling at most `sweep_batch_size` media

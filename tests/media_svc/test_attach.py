@@ -3,11 +3,17 @@
 from __future__ import annotations
 
 import asyncio
+import datetime as dt
 
 import grpc
 import pytest
 
 from glimpse.media.v1 import media_pb2
+from media_svc.app import open_store
+from media_svc.models import MediaStatus
+from media_svc.service import MediaService
+from mesh.db import Database
+from mesh.ids import IdGenerator
 from tests.media_svc import photos
 from tests.media_svc.conftest import error_details, new_post_id, publish_post_created, wait_until_settled
 
@@ -258,3 +264,34 @@ async def test_bad_detach_requests_name_the_field(media, make_account):
     for post_id, ids, field in cases:
         _, _, _, fields = await refused(detach(media, user, post_id, ids), grpc.StatusCode.INVALID_ARGUMENT)
         assert list(fields) == [field]
+
+
+async def test_a_slow_placeholder_is_stored_after_attach_answers(
+    media, make_account, upload, database_url, media_settings
+):
+    """AttachMedia waits for placeholders only so long (here: not at all); the rest arrive shortly."""
+    user = await make_account()
+    grant = await upload(user, photos.phone_heic(1200, 800), "image/heic")  # no thumbnail: decoded whole
+    db = Database(database_url, pool_size=2)
+    service = MediaService(
+        db,
+        await open_store(media_settings),
+        IdGenerator(),
+        max_bytes=media_settings.media_max_bytes,
+        max_pixels=media_settings.media_max_pixels,
+        grant_ttl=dt.timedelta(minutes=15),
+        placeholder_concurrency=1,
+        placeholder_wait=dt.timedelta(0),
+    )
+    try:
+        [attached] = await service.attach_media(user.id, new_post_id(), [grant.media_id])
+        assert attached.status == MediaStatus.PROCESSING and attached.blurhash is None
+        deadline = asyncio.get_running_loop().time() + 20
+        while not (
+            found := (await media.BatchGetMedia(media_pb2.BatchGetMediaRequest(media_ids=[grant.media_id]))).media[0]
+        ).blurhash:
+            assert asyncio.get_running_loop().time() < deadline, "the placeholder never arrived"
+            await asyncio.sleep(0.05)
+        assert len(found.blurhash) == 28 and not found.renditions
+    finally:
+        await db.dispose()
