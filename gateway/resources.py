@@ -7,17 +7,16 @@ checks each against its message, so neither can gain a field the other lacks.
 
 from __future__ import annotations
 
+import importlib
 from collections.abc import Mapping
+from pathlib import Path
 from typing import Annotated, Any
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, WithJsonSchema
 from pydantic_core import PydanticCustomError
 
+import glimpse
 from gateway.render import MEDIA_STATUSES
-from glimpse.feed.v1 import feed_pb2
-from glimpse.graph.v1 import graph_pb2
-from glimpse.media.v1 import media_pb2
-from glimpse.post.v1 import post_pb2
 
 
 class Resource(BaseModel):
@@ -103,15 +102,29 @@ GENERIC_ERROR_REASONS: Mapping[str, str] = {
     "BODY_TOO_LARGE": "the request body is above the gateway's limit",
 }
 
-# Every service's `ErrorReason` catalogue, as the reason strings it sends (without ERROR_REASON_).
-SERVICE_ERROR_REASONS: Mapping[str, tuple[str, ...]] = {
-    package.DESCRIPTOR.package: tuple(
-        value.name.removeprefix("ERROR_REASON_")
-        for value in package.ErrorReason.DESCRIPTOR.values
-        if value.number != package.ERROR_REASON_UNSPECIFIED
-    )
-    for package in (graph_pb2, post_pb2, media_pb2, feed_pb2)
-}
+
+def _service_catalogues() -> dict[str, tuple[str, ...]]:
+    """Every service proto's `ErrorReason` enum, by proto package, as the reason strings it sends
+    (without ERROR_REASON_): found in the generated package, so a new service's catalogue is listed
+    without an edit here (tests/test_error_reasons.py fails for a service proto without one)."""
+    catalogues = {}
+    # The generated folders have no __init__.py (namespace packages), which pkgutil does not walk.
+    names = {
+        ".".join(("glimpse", *path.relative_to(root).with_suffix("").parts))
+        for root in map(Path, glimpse.__path__)
+        for path in root.rglob("*_pb2.py")
+    }
+    for name in sorted(names):
+        module = importlib.import_module(name)
+        enum = module.DESCRIPTOR.enum_types_by_name.get("ErrorReason")
+        if module.DESCRIPTOR.services_by_name and enum is not None:
+            catalogues[module.DESCRIPTOR.package] = tuple(
+                value.name.removeprefix("ERROR_REASON_") for value in enum.values if value.number != 0
+            )
+    return dict(sorted(catalogues.items()))
+
+
+SERVICE_ERROR_REASONS: Mapping[str, tuple[str, ...]] = _service_catalogues()
 
 
 def _reasons_description() -> str:

@@ -197,15 +197,14 @@ def _outside(raised: list[Raised], allowed: set[str]) -> list[str]:
 def test_every_service_proto_has_an_error_reason_catalogue_in_the_openapi_description():
     assert set(CATALOGUE.values()) == SERVICE_PROTOS, "a service proto without its *_svc package"
     assert set(SERVICE_ERROR_REASONS) == SERVICE_PROTOS, (
-        "each service proto needs an `enum ErrorReason` at its end, and its module in "
-        "gateway.resources.SERVICE_ERROR_REASONS"
+        "each service proto needs an `enum ErrorReason` (gateway.resources finds it after `make proto`)"
     )
 
 
 @pytest.mark.parametrize("package", list(CATALOGUE))
 def test_a_service_raises_only_catalogued_reasons_and_every_one_of_its_own(package):
     catalogue = SERVICE_ERROR_REASONS.get(CATALOGUE[package])
-    assert catalogue is not None, f"{CATALOGUE[package]} has no ErrorReason in gateway.resources.SERVICE_ERROR_REASONS"
+    assert catalogue is not None, f"{CATALOGUE[package]} has no `enum ErrorReason` (or `make proto` was not run)"
     own = set(catalogue)
     raised, unknown = raised_in(package)
     assert not unknown, f"reasons this test cannot work out; list their values in DYNAMIC: {unknown}"
