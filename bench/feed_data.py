@@ -18,6 +18,8 @@ from dataclasses import dataclass
 
 import psycopg
 
+from media_svc.models import MediaStatus
+from media_svc.object_keys import raw_key_sql, rendition_key_sql
 from mesh.config import MeshSettings
 from mesh.ids import EPOCH_MS, SEQUENCE_BITS, SHARD_BITS
 from mesh.redis_client import connect_redis
@@ -122,8 +124,14 @@ def insert_posts(conn: psycopg.Connection, authors: Sequence[int], per_author: i
     if first_seq + len(authors) * per_author > POST_SEQ_LIMIT:
         raise ValueError("post numbers exhausted: give each data set its own range below 2**23")
     now_ms = int(time.time() * 1000) - 60_000  # a minute back: nothing generated here is "newer than now"
+    # The key layout is media_svc's (media_svc.object_keys), written here as SQL expressions.
+    renditions = ", ".join(
+        f"jsonb_build_object('size', {size}, 'width', {width}, 'height', {height}, "
+        f"'key', {rendition_key_sql('author_id', 'id', size)})"
+        for size, width, height in ((1080, 1080, 1440), (640, 640, 853), (150, 150, 200))
+    )
     cursor = conn.execute(
-        """
+        f"""
         WITH generated AS (
             -- random() stays in this subquery (it is not flattened), so each post gets one time.
             SELECT a.author_id, %(first)s + (a.n - 1) * %(per)s + k AS seq,
@@ -140,17 +148,11 @@ def insert_posts(conn: psycopg.Connection, authors: Sequence[int], per_author: i
             RETURNING id, author_id, created_at
         )
         INSERT INTO media.media (id, owner_id, object_key, content_type, size_bytes, real_format, width, height,
-                                 checksum, blurhash, renditions, status, post_id, created_at, updated_at)
-        SELECT id, author_id, 'u/' || author_id || '/raw/' || id, 'image/jpeg', 2400000, 'JPEG', 3024, 4032,
-               md5(id::text), %(blurhash)s,
-               jsonb_build_array(
-                   jsonb_build_object('size', 1080, 'width', 1080, 'height', 1440,
-                                      'key', 'u/' || author_id || '/r/' || id || '/1080.webp'),
-                   jsonb_build_object('size', 640, 'width', 640, 'height', 853,
-                                      'key', 'u/' || author_id || '/r/' || id || '/640.webp'),
-                   jsonb_build_object('size', 150, 'width', 150, 'height', 200,
-                                      'key', 'u/' || author_id || '/r/' || id || '/150.webp')),
-               'READY', id, created_at, created_at
+                                 checksum, blurhash, renditions, status, post_id, created_at, updated_at,
+                                 upload_expires_at)
+        SELECT id, author_id, {raw_key_sql("author_id", "id")}, 'image/jpeg', 2400000, 'JPEG', 3024, 4032,
+               md5(id::text), %(blurhash)s, jsonb_build_array({renditions}),
+               %(ready)s, id, created_at, created_at, created_at
           FROM new_posts
         """,
         {
@@ -162,6 +164,7 @@ def insert_posts(conn: psycopg.Connection, authors: Sequence[int], per_author: i
             "epoch": EPOCH_MS,
             "shift": SHARD_BITS + SEQUENCE_BITS,
             "blurhash": _BLURHASH,
+            "ready": MediaStatus.READY.value,
         },
     )
     return cursor.rowcount

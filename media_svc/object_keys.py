@@ -4,7 +4,8 @@
     u/{owner_id}/r/{media_id}/{size}.webp   a rendition; public (CDN) and immutable
 
 Everything that names a key or a set of keys (upload grants, the worker, the sweeper, the bucket's
-public-read policy) builds it here, so the policy's pattern cannot drift from the keys it guards.
+public-read policy, bulk loads written in SQL) builds it here, so the policy's pattern cannot drift
+from the keys it guards.
 """
 
 from __future__ import annotations
@@ -27,3 +28,14 @@ def raw_key(owner_id: int, media_id: int) -> str:
 def rendition_key(owner_id: int, media_id: int, size: int) -> str:
     """Where a rendition (longest side `size` px) lives; immutable, so caches may keep it forever."""
     return f"{_USER}/{owner_id}/{_RENDITIONS}/{media_id}/{size}.{RENDITION_EXTENSION}"
+
+
+def raw_key_sql(owner_id: str, media_id: str) -> str:
+    """`raw_key` as a PostgreSQL expression over the SQL expressions `owner_id` and `media_id`
+    (for bulk loads that make media rows in SQL)."""
+    return f"'{_USER}/' || {owner_id} || '/{_RAW}/' || {media_id}"
+
+
+def rendition_key_sql(owner_id: str, media_id: str, size: int) -> str:
+    """`rendition_key` as a PostgreSQL expression (see raw_key_sql)."""
+    return f"'{_USER}/' || {owner_id} || '/{_RENDITIONS}/' || {media_id} || '/{int(size)}.{RENDITION_EXTENSION}'"

@@ -7,8 +7,10 @@ import io
 import json
 from fnmatch import fnmatchcase
 
+from sqlalchemy import create_engine, text
+
 from media_svc.images import RENDITION_SIZES
-from media_svc.object_keys import PUBLIC_KEYS, raw_key, rendition_key
+from media_svc.object_keys import PUBLIC_KEYS, raw_key, raw_key_sql, rendition_key, rendition_key_sql
 from tests.media_svc import photos
 
 
@@ -34,3 +36,20 @@ async def test_the_bucket_serves_renditions_to_anyone_and_uploads_to_no_one(
     base = media_settings.public_base_url
     assert (await s3.get(f"{base}/{rendition}")).status_code == 200
     assert (await s3.get(f"{base}/{grant.object_key}")).status_code == 403
+
+
+def test_the_sql_spelling_builds_the_same_keys(database_url):
+    """Bulk loads (bench/feed_data.py) make keys in SQL from the same layout."""
+    engine = create_engine(database_url)
+    try:
+        with engine.connect() as conn:
+            row = conn.execute(
+                text(
+                    f"SELECT {raw_key_sql('o', 'm')}, {rendition_key_sql('o', 'm', 640)}"
+                    " FROM (VALUES (506085774953809920, 506085775171912704)) AS v(o, m)"
+                )
+            ).one()
+    finally:
+        engine.dispose()
+    owner, media_id = 506085774953809920, 506085775171912704
+    assert tuple(row) == (raw_key(owner, media_id), rendition_key(owner, media_id, 640))
