@@ -55,6 +55,11 @@ USER_FOLLOWED = EventType(events_pb2.UserFollowed, "graph.followed", "GRAPH")
 USER_UNFOLLOWED = EventType(events_pb2.UserUnfollowed, "graph.unfollowed", "GRAPH")
 MEDIA_READY = EventType(events_pb2.MediaReady, "media.ready", "MEDIA")
 MEDIA_FAILED = EventType(events_pb2.MediaFailed, "media.failed", "MEDIA")
+POST_LIKED = EventType(events_pb2.PostLiked, "engagement.liked", "ENGAGEMENT")
+POST_UNLIKED = EventType(events_pb2.PostUnliked, "engagement.unliked", "ENGAGEMENT")
+COMMENT_CREATED = EventType(events_pb2.CommentCreated, "engagement.commented", "ENGAGEMENT")
+COMMENT_DELETED = EventType(events_pb2.CommentDeleted, "engagement.comment_deleted", "ENGAGEMENT")
+USER_MENTIONED = EventType(events_pb2.UserMentioned, "engagement.mentioned", "ENGAGEMENT")
 
 REGISTRY: tuple[EventType[Any], ...] = (
     POST_CREATED,
@@ -64,6 +69,11 @@ REGISTRY: tuple[EventType[Any], ...] = (
     USER_UNFOLLOWED,
     MEDIA_READY,
     MEDIA_FAILED,
+    POST_LIKED,
+    POST_UNLIKED,
+    COMMENT_CREATED,
+    COMMENT_DELETED,
+    USER_MENTIONED,
 )
 
 # Messages that failed every delivery, or could never be handled, or outbox rows no stream would

@@ -6,6 +6,7 @@ import re
 from dataclasses import dataclass
 
 from mesh.errors import invalid_field
+from usertext import parse_mentions
 
 CAPTION_MAX = 2200
 HASHTAGS_MAX = 30
@@ -34,6 +35,12 @@ def check_caption(caption: str) -> str:
 def hashtags_of(caption: str) -> list[str]:
     """Lower-case hashtags without '#', in order of first appearance, each once."""
     return list(dict.fromkeys(tag.lower() for tag in _HASHTAG.findall(caption)))
+
+
+def mentions_of(caption: str) -> list[str]:
+    """The usernames the caption @mentions (usertext.parse_mentions: graph_svc's username rules, each
+    once, at most 20). Whether they exist is for whoever announces them (engagement_svc)."""
+    return parse_mentions(caption)
 
 
 def check_location(name: str, latitude: float, longitude: float) -> Location | None:

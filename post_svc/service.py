@@ -18,7 +18,7 @@ from mesh.ids import IdGenerator
 from mesh.outbox import Outbox
 from mesh.pagination import Id, Page, PageCursor, decode_cursor, page_of, page_size
 from post_svc import repository as repo
-from post_svc.captions import Location, check_caption, hashtags_of
+from post_svc.captions import Location, check_caption, hashtags_of, mentions_of
 from post_svc.repository import PostRecord
 
 log = logging.getLogger("post_svc.service")
@@ -103,7 +103,9 @@ class PostService:
         )
         async with self._db.unit_of_work() as session:
             if await repo.insert_post(session, record):
-                event = events_pb2.PostCreated(post_id=post_id, author_id=author_id, media_ids=media_ids)
+                event = events_pb2.PostCreated(
+                    post_id=post_id, author_id=author_id, media_ids=media_ids, mentioned_usernames=mentions_of(caption)
+                )
                 event.create_time.FromDatetime(record.created_at)
                 await self._outbox.add(session, event)
             stored = await repo.get_post(session, post_id)

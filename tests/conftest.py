@@ -25,10 +25,13 @@ import httpx
 import pytest
 from PIL import Image
 
+from engagement_svc.app import engagement_host
+from engagement_svc.settings import EngagementSettings
 from fanout_svc.app import fanout_host
 from fanout_svc.settings import FanoutSettings
 from feed_svc.app import feed_host
 from feed_svc.settings import FeedSettings
+from glimpse.engagement.v1 import engagement_pb2_grpc
 from glimpse.feed.v1 import feed_pb2_grpc
 from glimpse.graph.v1 import graph_pb2, graph_pb2_grpc
 from glimpse.media.v1 import media_pb2, media_pb2_grpc
@@ -96,6 +99,7 @@ SCHEMAS = (
     "graph_svc",
     "post_svc",
     "media_svc",
+    "engagement_svc",
 )  # every service with a database (tests/mesh/test_migrate.py checks each)
 # Lowered so a handful of test users exercise both fan-out paths (push and pull).
 CELEBRITY_THRESHOLD = 4
@@ -240,6 +244,20 @@ async def post_addr(database_url: str, namespace: str, media_addr: str) -> Async
 
 
 @pytest.fixture(scope="session")
+async def engagement_addr(database_url: str, namespace: str, graph_addr: str, post_addr: str) -> AsyncIterator[str]:
+    settings = EngagementSettings(
+        **_common(database_url, namespace),
+        graph_addr=graph_addr,
+        post_addr=post_addr,
+        # Short, so a test that kills a consumer mid-batch sees the redelivery quickly.
+        ack_wait_seconds=2,
+    )
+    async with engagement_host(settings) as host:
+        yield f"127.0.0.1:{await host.start()}"
+        await host.stop()
+
+
+@pytest.fixture(scope="session")
 def fanout_settings(database_url: str, namespace: str, graph_addr: str, post_addr: str) -> FanoutSettings:
     return FanoutSettings(
         **_common(database_url, namespace),
@@ -279,19 +297,23 @@ async def feed_addr(
 
 
 @pytest.fixture(scope="session")
-async def stubs(graph_addr: str, post_addr: str, media_addr: str, feed_addr: str) -> AsyncIterator[Stubs]:
+async def stubs(
+    graph_addr: str, post_addr: str, media_addr: str, feed_addr: str, engagement_addr: str
+) -> AsyncIterator[Stubs]:
     """Stubs of every service of the running stack (with the fan-out consuming)."""
     async with (
         grpc.aio.insecure_channel(post_addr) as post,
         grpc.aio.insecure_channel(media_addr) as media,
         grpc.aio.insecure_channel(feed_addr) as feed,
         grpc.aio.insecure_channel(graph_addr) as graph,
+        grpc.aio.insecure_channel(engagement_addr) as engagement,
     ):
         yield Stubs(
             graph=graph_pb2_grpc.GraphServiceStub(graph),
             post=post_pb2_grpc.PostServiceStub(post),
             media=media_pb2_grpc.MediaServiceStub(media),
             feed=feed_pb2_grpc.FeedServiceStub(feed),
+            engagement=engagement_pb2_grpc.EngagementServiceStub(engagement),
         )
 
 
@@ -301,6 +323,7 @@ class Stubs:
     post: post_pb2_grpc.PostServiceStub
     media: media_pb2_grpc.MediaServiceStub
     feed: feed_pb2_grpc.FeedServiceStub
+    engagement: engagement_pb2_grpc.EngagementServiceStub
 
 
 def tiny_png(seed: int) -> bytes:

@@ -3,12 +3,17 @@ from __future__ import annotations
 import pytest
 
 from mesh.errors import InvalidArgument
-from post_svc.captions import CAPTION_MAX, check_caption, check_location, hashtags_of
+from post_svc.captions import CAPTION_MAX, check_caption, check_location, hashtags_of, mentions_of
 
 
 def test_hashtags_are_lower_case_unique_in_order_and_unicode():
     caption = "Sunset at #Reed with #Friends! #reed again, #café_2 and #日本. not a#tag, ## nor #"
     assert hashtags_of(caption) == ["reed", "friends", "café_2", "日本"]
+
+
+def test_mentions_are_read_like_usernames_for_posts_created():
+    # PostCreated.mentioned_usernames carries these; engagement_svc tells the users who exist.
+    assert mentions_of("Dinner with @Ada and @bob.l. (cc ada@example.com, @ada again, @x)") == ["ada", "bob.l"]
 
 
 def test_caption_limits():

@@ -1,0 +1,71 @@
+"""Assembles engagement_svc: runtime, post and graph clients -> services -> servicer -> host (with the
+outbox relay, the `posts.deleted` and `posts.created` consumers and the `posts.deleted` watch that
+keeps the post cache honest)."""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+from collections.abc import AsyncIterator
+
+from engagement_svc import models
+from engagement_svc.comments import CommentService
+from engagement_svc.consumers import POSTS_CREATED_DURABLE, POSTS_DELETED_DURABLE, PostEvents
+from engagement_svc.counts import CountService
+from engagement_svc.likes import LikeService
+from engagement_svc.mentions import MentionResolver
+from engagement_svc.posts import PostDirectory
+from engagement_svc.saves import SaveService
+from engagement_svc.servicer import EngagementServicer
+from engagement_svc.settings import EngagementSettings
+from glimpse.engagement.v1 import engagement_pb2, engagement_pb2_grpc
+from glimpse.graph.v1 import graph_pb2_grpc
+from glimpse.post.v1 import post_pb2_grpc
+from mesh.bus import ConsumerSpec, run_consumer
+from mesh.channels import open_channel
+from mesh.events import POST_CREATED, POST_DELETED
+from mesh.runtime import open_runtime
+from mesh.server import ServiceHost
+
+
+@contextlib.asynccontextmanager
+async def engagement_host(settings: EngagementSettings) -> AsyncIterator[ServiceHost]:
+    async with (
+        open_runtime(settings) as runtime,
+        open_channel(settings.post_addr) as post_channel,
+        open_channel(settings.graph_addr) as graph_channel,
+    ):
+        host = runtime.host("engagement_svc", settings.listen, settings.metrics_port)
+        outbox = runtime.outbox(models.outbox, host)
+        timeout = settings.upstream_timeout_seconds
+        posts = PostDirectory(
+            runtime.db,
+            post_pb2_grpc.PostServiceStub(post_channel),
+            ttl_seconds=settings.post_cache_seconds,
+            max_items=settings.post_cache_items,
+            timeout=timeout,
+        )
+        await runtime.bus.watch([POST_DELETED], posts.on_post_deleted)
+        mentions = MentionResolver(graph_pb2_grpc.GraphServiceStub(graph_channel), timeout=timeout)
+        shards = settings.counter_shards
+        servicer = EngagementServicer(
+            LikeService(runtime.db, outbox, posts, counter_shards=shards),
+            CommentService(runtime.db, outbox, runtime.ids, posts, mentions, counter_shards=shards),
+            SaveService(runtime.db, posts),
+            CountService(runtime.db),
+        )
+        host.add_servicer(
+            engagement_pb2_grpc.add_EngagementServiceServicer_to_server,
+            servicer,
+            engagement_pb2.DESCRIPTOR.services_by_name["EngagementService"],
+        )
+        handlers = PostEvents(runtime.db, outbox, posts, mentions)
+        consumer = functools.partial(
+            ConsumerSpec, ack_wait_seconds=settings.ack_wait_seconds, max_deliver=settings.max_deliveries
+        )
+        for spec in (
+            consumer(POSTS_DELETED_DURABLE, [POST_DELETED], handlers.on_post_deleted),
+            consumer(POSTS_CREATED_DURABLE, [POST_CREATED], handlers.on_post_created),
+        ):
+            host.add_background(functools.partial(run_consumer, runtime.bus, spec))
+        yield host

@@ -1,0 +1,4 @@
+from engagement_svc.models import metadata
+from mesh.migrate import run_migrations
+
+run_migrations(metadata)

@@ -1,0 +1,466 @@
+"""SQL of the engagement schema. Every function runs inside the caller's unit of work.
+
+Locking, in the one order every writer follows (so no two transactions wait for each other in a
+circle): the post's advisory lock (`hold_post`), then a top-level comment's row, then its replies'
+rows, then one `post_counters` shard. Writers of a post's rows share its advisory lock, so they never
+wait for each other on it; a purge or a reconcile takes it exclusively, and so waits for the writes
+in flight and holds back new ones until it commits.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy import Select, Table, delete, func, literal, select, text, tuple_, union_all, update
+from sqlalchemy.dialects.postgresql import insert
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from engagement_svc.models import (
+    DELETED,
+    LIVE,
+    caption_mentions,
+    comment_requests,
+    comments,
+    deleted_posts,
+    likes,
+    post_counters,
+    saves,
+)
+
+# First key of this schema's per-post advisory locks (the two-key form never meets the one-key
+# locks mesh.migrate takes). The second key is the post id folded to 31 bits: two posts that share
+# it only share a lock, which costs a wait, never a wrong count.
+_LOCK_CLASS = 0x656E67
+_SHARED_LOCK = "pg_advisory_xact_lock_shared(:lock_class, :lock_key)"
+
+
+def _lock_params(post_id: int) -> dict[str, int]:
+    return {"lock_class": _LOCK_CLASS, "lock_key": (post_id ^ (post_id >> 31)) & 0x7FFFFFFF}
+
+
+@dataclass(frozen=True)
+class LikeRecord:
+    user_id: int
+    created_at: dt.datetime
+
+
+@dataclass(frozen=True)
+class CommentRecord:
+    id: int
+    post_id: int
+    author_id: int
+    parent_id: int | None
+    reply_to_id: int | None
+    text: str
+    reply_count: int
+    live: bool
+    created_at: dt.datetime
+
+
+@dataclass(frozen=True)
+class SaveRecord:
+    post_id: int
+    created_at: dt.datetime
+
+
+@dataclass(frozen=True)
+class Counts:
+    likes: int
+    comments: int
+    # The post's `posts.deleted` was handled: every change to it must roll back.
+    post_deleted: bool
+
+
+@dataclass(frozen=True)
+class PostEngagement:
+    post_id: int
+    like_count: int
+    comment_count: int
+    viewer_has_liked: bool
+    viewer_has_saved: bool
+
+
+@dataclass(frozen=True)
+class Purged:
+    likes: int
+    comments: int
+    saves: int
+
+
+async def hold_post(session: AsyncSession, post_id: int, *, exclusive: bool = False) -> None:
+    """Takes the post's advisory lock until the transaction ends: shared by every writer of its likes,
+    comments and saves, exclusive for a purge or a reconcile."""
+    lock = "pg_advisory_xact_lock(:lock_class, :lock_key)" if exclusive else _SHARED_LOCK
+    await session.execute(text(f"SELECT {lock}"), _lock_params(post_id))
+
+
+async def is_deleted(session: AsyncSession, post_id: int) -> bool:
+    """Whether the post's `posts.deleted` was handled here."""
+    found = await session.execute(select(deleted_posts.c.post_id).where(deleted_posts.c.post_id == post_id))
+    return found.first() is not None
+
+
+# The like and its lock in one round trip: the lock is taken before the row is written (the hot path
+# of a viral post). The caller then checks `post_deleted` in a later statement, whose snapshot is
+# taken after the lock was granted, so it sees any purge that committed before.
+_INSERT_LIKE = text(
+    f"INSERT INTO {likes.fullname} (post_id, user_id) "
+    f"SELECT :post_id, :user_id FROM (SELECT {_SHARED_LOCK}) AS held "
+    "ON CONFLICT DO NOTHING RETURNING created_at"
+)
+
+
+async def insert_like(session: AsyncSession, post_id: int, user_id: int) -> bool:
+    """Holds the post (shared) and adds the like; False if the user already liked it."""
+    result = await session.execute(_INSERT_LIKE, {"post_id": post_id, "user_id": user_id, **_lock_params(post_id)})
+    return result.first() is not None
+
+
+async def delete_like(session: AsyncSession, post_id: int, user_id: int) -> bool:
+    """Removes the like (hold the post first); False if there was none."""
+    result = await session.execute(
+        delete(likes).where(likes.c.post_id == post_id, likes.c.user_id == user_id).returning(likes.c.post_id)
+    )
+    return result.first() is not None
+
+
+_BUMP = text(
+    f"""
+    WITH bump AS (
+        INSERT INTO {post_counters.fullname} AS c (post_id, shard, likes, comments)
+        VALUES (:post_id, :shard, :likes, :comments)
+        ON CONFLICT (post_id, shard)
+        DO UPDATE SET likes = c.likes + EXCLUDED.likes, comments = c.comments + EXCLUDED.comments
+        RETURNING c.likes, c.comments
+    ), others AS (
+        SELECT COALESCE(sum(likes), 0) AS likes, COALESCE(sum(comments), 0) AS comments
+        FROM {post_counters.fullname} WHERE post_id = :post_id AND shard <> :shard
+    )
+    SELECT (bump.likes + others.likes)::bigint AS likes, (bump.comments + others.comments)::bigint AS comments,
+           EXISTS (SELECT 1 FROM {deleted_posts.fullname} WHERE post_id = :post_id) AS post_deleted
+    FROM bump, others
+    """
+)
+
+_COUNTS = text(
+    f"""
+    SELECT COALESCE(sum(likes), 0)::bigint AS likes, COALESCE(sum(comments), 0)::bigint AS comments,
+           EXISTS (SELECT 1 FROM {deleted_posts.fullname} WHERE post_id = :post_id) AS post_deleted
+    FROM {post_counters.fullname} WHERE post_id = :post_id
+    """
+)
+
+
+async def bump_counters(
+    session: AsyncSession, post_id: int, shard: int, *, likes: int = 0, comments: int = 0
+) -> Counts:
+    """Adds the deltas to one shard of the post's counters; the post's counts after the change (as of
+    this statement) and whether the post was deleted, in the same round trip."""
+    params = {"post_id": post_id, "shard": shard, "likes": likes, "comments": comments}
+    row = (await session.execute(_BUMP, params)).one()
+    return Counts(row.likes, row.comments, row.post_deleted)
+
+
+async def counts(session: AsyncSession, post_id: int) -> Counts:
+    """The post's counts and whether it was deleted."""
+    row = (await session.execute(_COUNTS, {"post_id": post_id})).one()
+    return Counts(row.likes, row.comments, row.post_deleted)
+
+
+async def list_likes(
+    session: AsyncSession, post_id: int, before: tuple[dt.datetime, int] | None, limit: int
+) -> list[LikeRecord]:
+    """The post's likes, newest first (ties: higher user id first), strictly after the `before` position."""
+    query = select(likes.c.user_id, likes.c.created_at).where(likes.c.post_id == post_id)
+    if before is not None:
+        query = query.where(
+            tuple_(likes.c.created_at, likes.c.user_id) < tuple_(literal(before[0]), literal(before[1]))
+        )
+    rows = await session.execute(query.order_by(likes.c.created_at.desc(), likes.c.user_id.desc()).limit(limit))
+    return [LikeRecord(row.user_id, row.created_at) for row in rows]
+
+
+# Reads one page of comments: (session, position to continue after, limit).
+CommentReader = Callable[[AsyncSession, tuple[dt.datetime, int] | None, int], Awaitable[list["CommentRecord"]]]
+
+_COMMENT_COLUMNS = [
+    comments.c.id,
+    comments.c.post_id,
+    comments.c.author_id,
+    comments.c.parent_id,
+    comments.c.reply_to_id,
+    comments.c.text,
+    comments.c.reply_count,
+    comments.c.state,
+    comments.c.created_at,
+]
+
+
+def _comment(row: object) -> CommentRecord:
+    m = row._mapping  # type: ignore[attr-defined]
+    return CommentRecord(
+        id=m["id"],
+        post_id=m["post_id"],
+        author_id=m["author_id"],
+        parent_id=m["parent_id"],
+        reply_to_id=m["reply_to_id"],
+        text=m["text"],
+        reply_count=m["reply_count"],
+        live=m["state"] == LIVE,
+        created_at=m["created_at"],
+    )
+
+
+async def get_comment(session: AsyncSession, comment_id: int, *, for_update: bool = False) -> CommentRecord | None:
+    query = select(*_COMMENT_COLUMNS).where(comments.c.id == comment_id)
+    if for_update:
+        query = query.with_for_update()
+    row = (await session.execute(query)).one_or_none()
+    return _comment(row) if row else None
+
+
+async def reserve_comment_id(
+    session: AsyncSession, author_id: int, request_id: str, comment_id: int, post_id: int, fingerprint: bytes
+) -> tuple[int, bytes]:
+    """The (comment id, fingerprint) reserved for (author, request id): `comment_id` if this call
+    reserved it. A concurrent reservation of the same key waits for the other transaction to end."""
+    await session.execute(
+        insert(comment_requests)
+        .values(
+            author_id=author_id, request_id=request_id, comment_id=comment_id, post_id=post_id, fingerprint=fingerprint
+        )
+        .on_conflict_do_nothing()
+    )
+    reserved = await comment_request(session, author_id, request_id)
+    assert reserved is not None  # inserted above, or by a transaction that has committed
+    return reserved
+
+
+async def comment_request(session: AsyncSession, author_id: int, request_id: str) -> tuple[int, bytes] | None:
+    """The (comment id, fingerprint) reserved for (author, request id), if any."""
+    row = (
+        await session.execute(
+            select(comment_requests.c.comment_id, comment_requests.c.fingerprint).where(
+                comment_requests.c.author_id == author_id, comment_requests.c.request_id == request_id
+            )
+        )
+    ).one_or_none()
+    return (row.comment_id, bytes(row.fingerprint)) if row else None
+
+
+async def add_reply_to(session: AsyncSession, post_id: int, parent_id: int) -> int:
+    """Counts one more reply on a live top-level comment of the post (locking its row) and returns its
+    author; 0 if there is no such comment (deleted meanwhile, a reply, or of another post)."""
+    result = await session.execute(
+        update(comments)
+        .where(
+            comments.c.id == parent_id,
+            comments.c.post_id == post_id,
+            comments.c.parent_id.is_(None),
+            comments.c.state == LIVE,
+        )
+        .values(reply_count=comments.c.reply_count + 1)
+        .returning(comments.c.author_id)
+    )
+    return result.scalar() or 0
+
+
+async def insert_comment(session: AsyncSession, record: CommentRecord) -> None:
+    await session.execute(
+        insert(comments).values(
+            id=record.id,
+            post_id=record.post_id,
+            author_id=record.author_id,
+            parent_id=record.parent_id,
+            reply_to_id=record.reply_to_id,
+            text=record.text,
+            created_at=record.created_at,
+        )
+    )
+
+
+async def delete_thread(session: AsyncSession, comment_id: int) -> list[int]:
+    """Marks a top-level comment (row locked by the caller) and its live replies deleted; the ids of
+    the replies deleted with it."""
+    result = await session.execute(
+        update(comments)
+        .where((comments.c.id == comment_id) | (comments.c.parent_id == comment_id), comments.c.state == LIVE)
+        .values(state=DELETED, deleted_at=func.now())
+        .returning(comments.c.id)
+    )
+    return sorted(row.id for row in result if row.id != comment_id)
+
+
+async def delete_reply(session: AsyncSession, reply_id: int, parent_id: int) -> None:
+    """Marks a live reply deleted and counts one reply less on its parent (both rows locked by the caller)."""
+    await session.execute(
+        update(comments).where(comments.c.id == reply_id).values(state=DELETED, deleted_at=func.now())
+    )
+    await session.execute(
+        update(comments).where(comments.c.id == parent_id).values(reply_count=comments.c.reply_count - 1)
+    )
+
+
+async def list_top_level(
+    session: AsyncSession, post_id: int, after: tuple[dt.datetime, int] | None, limit: int
+) -> list[CommentRecord]:
+    """The post's live top-level comments, oldest first (ties: lower id first), after `after`."""
+    query = select(*_COMMENT_COLUMNS).where(
+        comments.c.post_id == post_id, comments.c.parent_id.is_(None), comments.c.state == LIVE
+    )
+    return await _comment_page(session, query, after, limit)
+
+
+async def list_replies(
+    session: AsyncSession, parent_id: int, after: tuple[dt.datetime, int] | None, limit: int
+) -> list[CommentRecord]:
+    """A top-level comment's live replies, oldest first (ties: lower id first), after `after`."""
+    query = select(*_COMMENT_COLUMNS).where(
+        comments.c.parent_id == parent_id, comments.c.parent_id.is_not(None), comments.c.state == LIVE
+    )
+    return await _comment_page(session, query, after, limit)
+
+
+async def _comment_page(
+    session: AsyncSession, query: Select[Any], after: tuple[dt.datetime, int] | None, limit: int
+) -> list[CommentRecord]:
+    if after is not None:
+        query = query.where(tuple_(comments.c.created_at, comments.c.id) > tuple_(literal(after[0]), literal(after[1])))
+    query = query.order_by(comments.c.created_at, comments.c.id).limit(limit)
+    return [_comment(row) for row in await session.execute(query)]
+
+
+async def insert_save(session: AsyncSession, user_id: int, post_id: int) -> bool:
+    """Saves the post (hold it first); False if it was saved already."""
+    result = await session.execute(
+        insert(saves).values(user_id=user_id, post_id=post_id).on_conflict_do_nothing().returning(saves.c.post_id)
+    )
+    return result.first() is not None
+
+
+async def delete_save(session: AsyncSession, user_id: int, post_id: int) -> bool:
+    """Unsaves the post (hold it first); False if it was not saved."""
+    result = await session.execute(
+        delete(saves).where(saves.c.user_id == user_id, saves.c.post_id == post_id).returning(saves.c.post_id)
+    )
+    return result.first() is not None
+
+
+async def list_saves(
+    session: AsyncSession, user_id: int, before: tuple[dt.datetime, int] | None, limit: int
+) -> list[SaveRecord]:
+    """The user's saves, most recent first (ties: higher post id first), strictly after `before`."""
+    query = select(saves.c.post_id, saves.c.created_at).where(saves.c.user_id == user_id)
+    if before is not None:
+        query = query.where(
+            tuple_(saves.c.created_at, saves.c.post_id) < tuple_(literal(before[0]), literal(before[1]))
+        )
+    rows = await session.execute(query.order_by(saves.c.created_at.desc(), saves.c.post_id.desc()).limit(limit))
+    return [SaveRecord(row.post_id, row.created_at) for row in rows]
+
+
+async def engagement(session: AsyncSession, post_ids: Sequence[int], viewer_id: int) -> dict[int, PostEngagement]:
+    """Counts and the viewer's like and save of each post that has any (one round trip); posts with
+    nothing are left out. `viewer_id` 0: nobody's likes or saves."""
+    ids = list(set(post_ids))
+    kind = literal("c").label("kind")
+    parts = [
+        select(
+            post_counters.c.post_id,
+            kind,
+            func.sum(post_counters.c.likes).label("likes"),
+            func.sum(post_counters.c.comments).label("comments"),
+        )
+        .where(post_counters.c.post_id.in_(ids))
+        .group_by(post_counters.c.post_id)
+    ]
+    if viewer_id:
+        parts += [
+            select(likes.c.post_id, literal("l"), literal(0), literal(0)).where(
+                likes.c.user_id == viewer_id, likes.c.post_id.in_(ids)
+            ),
+            select(saves.c.post_id, literal("s"), literal(0), literal(0)).where(
+                saves.c.user_id == viewer_id, saves.c.post_id.in_(ids)
+            ),
+        ]
+    found: dict[int, dict[str, int]] = {}
+    for row in await session.execute(union_all(*parts)):
+        entry = found.setdefault(row.post_id, {"likes": 0, "comments": 0, "l": 0, "s": 0})
+        if row.kind == "c":
+            entry["likes"], entry["comments"] = int(row.likes), int(row.comments)
+        else:
+            entry[row.kind] = 1
+    return {
+        post_id: PostEngagement(post_id, e["likes"], e["comments"], bool(e["l"]), bool(e["s"]))
+        for post_id, e in found.items()
+    }
+
+
+async def recount(session: AsyncSession, post_id: int) -> tuple[Counts, Counts]:
+    """Rebuilds the post's reply counts and counters from the rows (hold the post exclusively first);
+    (counts before, counts after). A deleted post is left with none."""
+    before = await counts(session, post_id)
+    live_replies = (
+        select(func.count())
+        .select_from(replies := comments.alias("replies"))
+        .where(replies.c.parent_id == comments.c.id, replies.c.state == LIVE)
+        .scalar_subquery()
+    )
+    await session.execute(
+        update(comments)
+        .where(comments.c.post_id == post_id, comments.c.parent_id.is_(None), comments.c.state == LIVE)
+        .values(reply_count=live_replies)
+    )
+    await session.execute(delete(post_counters).where(post_counters.c.post_id == post_id))
+    if before.post_deleted:
+        return before, Counts(0, 0, True)
+    like_total = select(func.count()).select_from(likes).where(likes.c.post_id == post_id).scalar_subquery()
+    comment_total = (
+        select(func.count())
+        .select_from(comments)
+        .where(comments.c.post_id == post_id, comments.c.state == LIVE)
+        .scalar_subquery()
+    )
+    row = (
+        await session.execute(
+            insert(post_counters)
+            .values(post_id=post_id, shard=0, likes=like_total, comments=comment_total)
+            .returning(post_counters.c.likes, post_counters.c.comments)
+        )
+    ).one()
+    return before, Counts(row.likes, row.comments, False)
+
+
+async def purge(session: AsyncSession, post_id: int) -> Purged:
+    """Records the post as deleted and removes its likes, comments, comment keys, saves, counters and
+    caption mentions (hold the post exclusively first). Repeating it removes nothing more."""
+    await session.execute(insert(deleted_posts).values(post_id=post_id).on_conflict_do_nothing())
+
+    async def remove(table: Table) -> int:
+        result = await session.execute(delete(table).where(table.c.post_id == post_id))
+        return int(result.rowcount)  # type: ignore[attr-defined]
+
+    removed_likes = await remove(likes)
+    removed_comments = await remove(comments)
+    await remove(comment_requests)
+    removed_saves = await remove(saves)
+    await remove(post_counters)
+    await remove(caption_mentions)
+    return Purged(removed_likes, removed_comments, removed_saves)
+
+
+async def add_caption_mentions(session: AsyncSession, post_id: int, user_ids: Sequence[int]) -> list[int]:
+    """Records the post's caption as mentioning the users; those not recorded before, in order."""
+    if not user_ids:
+        return []
+    result = await session.execute(
+        insert(caption_mentions)
+        .values([{"post_id": post_id, "user_id": u} for u in user_ids])
+        .on_conflict_do_nothing()
+        .returning(caption_mentions.c.user_id)
+    )
+    added = {row.user_id for row in result}
+    return [u for u in user_ids if u in added]

@@ -1,0 +1,52 @@
+"""Text that people type, read the same way by every service: usernames and @mentions.
+
+graph_svc owns the username rules (graph_svc/credentials.py `normalize_username` registers and
+stores names); this library restates them so that post_svc and engagement_svc can find @mentions in
+captions and comments without calling graph_svc for every word. tests/usertext checks that the two
+agree name for name, so a change to graph_svc's rules fails there until it is made here too.
+
+A shared library: it imports no service and not the gateway (import-linter checks it).
+"""
+
+from __future__ import annotations
+
+import re
+
+USERNAME_MIN, USERNAME_MAX = 3, 30
+MENTIONS_MAX = 20
+
+# graph_svc's rule: after trimming and lower-casing, 3-30 characters of a-z, 0-9, '.' and '_',
+# neither starting nor ending with '.' and without "..".
+_USERNAME = re.compile(r"[a-z0-9._]{3,30}")
+# '@' then a run of word characters and dots, not glued to a word, an address or another mention
+# ("ada@example.com" and "@@ada" mention nobody). Word characters of any script are taken into the
+# run so that "@josé" is one (invalid) name rather than a mention of "jos".
+_MENTION = re.compile(r"(?<![\w@.])@([\w.]+)")
+
+
+def normalize_username(raw: str) -> str | None:
+    """The username as graph_svc stores it (trimmed, lower-cased), or None if graph_svc would refuse
+    `raw` as a username."""
+    username = raw.strip().lower()
+    if not _USERNAME.fullmatch(username):
+        return None
+    if username.startswith(".") or username.endswith(".") or ".." in username:
+        return None
+    return username
+
+
+def parse_mentions(text: str) -> list[str]:
+    """The usernames @mentioned in `text`, normalised, each once, in order of first appearance, at most
+    MENTIONS_MAX (later ones are ignored). Whether each user exists is for graph_svc to say.
+
+    A sentence's full stop is not part of the name ("thanks @ada." mentions "ada"); a token that is
+    not a possible username after that ("@a", "@josé", "@ada..b") mentions nobody.
+    """
+    found: dict[str, None] = {}
+    for match in _MENTION.finditer(text):
+        username = normalize_username(match.group(1).rstrip("."))
+        if username is not None:
+            found[username] = None
+            if len(found) == MENTIONS_MAX:
+                break
+    return list(found)
