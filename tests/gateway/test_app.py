@@ -4,6 +4,7 @@ shape for routing errors and for an upstream that is down, slow or broken."""
 from __future__ import annotations
 
 import asyncio
+import uuid
 from collections.abc import AsyncIterator
 
 import httpx
@@ -16,7 +17,13 @@ from tests.gateway.conftest import UNREACHABLE, ServeApp
 
 
 def settings(**overrides: object) -> GatewaySettings:
-    values: dict[str, object] = {"graph_addr": UNREACHABLE, "log_json": False, **overrides}
+    # A namespace of its own per gateway: rate-limit budgets live in Redis and outlast a test run.
+    values: dict[str, object] = {
+        "graph_addr": UNREACHABLE,
+        "log_json": False,
+        "namespace": f"app{uuid.uuid4().hex[:12]}",
+        **overrides,
+    }
     return GatewaySettings.model_validate(values)
 
 

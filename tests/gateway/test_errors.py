@@ -3,6 +3,7 @@ code, google.rpc details carried through, and nothing internal leaking out of a 
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import AsyncIterator
 
 import grpc
@@ -38,7 +39,9 @@ async def client(serve_app: ServeApp) -> AsyncIterator[httpx.AsyncClient]:
     port = server.add_insecure_port("127.0.0.1:0")
     await server.start()
     try:
-        settings = GatewaySettings(graph_addr=f"127.0.0.1:{port}", log_json=False)
+        settings = GatewaySettings(
+            graph_addr=f"127.0.0.1:{port}", log_json=False, namespace=f"err{uuid.uuid4().hex[:12]}"
+        )
         async with serve_app(create_app(settings)) as client:
             yield client
     finally:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import re
+import uuid
 from collections.abc import AsyncIterator
 
 import grpc
@@ -25,18 +26,22 @@ def stack(graph_addr: str, post_addr: str, media_addr: str, **overrides: object)
         "graph_addr": graph_addr,
         "post_addr": post_addr,
         "media_addr": media_addr,
-        "feed_addr": FEED["addr"],
+        "feed_addr": REAL["feed"],
+        "engagement_addr": REAL["engagement"],
         "log_json": False,
+        # A namespace of its own: rate-limit budgets live in Redis and outlast a test run.
+        "namespace": f"ops{uuid.uuid4().hex[:12]}",
     }
     return GatewaySettings.model_validate({**values, **overrides})
 
 
-FEED: dict[str, str] = {}
+REAL: dict[str, str] = {}
 
 
 @pytest.fixture(autouse=True)
-def _real_feed(feed_addr: str) -> None:
-    FEED["addr"] = feed_addr
+def _real_feed_and_engagement(feed_addr: str, engagement_addr: str) -> None:
+    REAL["feed"] = feed_addr
+    REAL["engagement"] = engagement_addr
 
 
 @pytest.fixture
@@ -58,7 +63,13 @@ async def test_ready_when_every_upstream_serves(http):
     assert response.status_code == 200, response.text
     assert response.json() == {
         "status": "ready",
-        "upstreams": {"feed": "SERVING", "graph": "SERVING", "media": "SERVING", "post": "SERVING"},
+        "upstreams": {
+            "engagement": "SERVING",
+            "feed": "SERVING",
+            "graph": "SERVING",
+            "media": "SERVING",
+            "post": "SERVING",
+        },
     }
 
 
@@ -70,6 +81,7 @@ async def test_not_ready_while_an_upstream_is_down(serve_app: ServeApp, graph_ad
     assert reasons(error) == ["UPSTREAM_NOT_READY"]
     assert error["message"] == "not ready: post is UNAVAILABLE"
     assert error["details"][0]["metadata"] == {
+        "engagement": "SERVING",
         "feed": "SERVING",
         "graph": "SERVING",
         "media": "SERVING",
