@@ -14,7 +14,7 @@ from gateway.fields import known_query_parameters
 from gateway.metrics import RequestMetrics
 from gateway.rate_limits import RateLimiter
 from gateway.request_target import RequestTargetText
-from gateway.routes import accounts, feed, graph, media, operations, posts
+from gateway.routes import accounts, engagement, feed, graph, media, operations, posts
 from gateway.settings import GatewaySettings
 from gateway.upstream import connect_upstream
 from mesh.tokens import signer_from
@@ -57,5 +57,6 @@ def create_app(settings: GatewaySettings) -> FastAPI:
     app.include_router(media.router)
     app.include_router(posts.router)
     app.include_router(feed.router)
+    app.include_router(engagement.router)
     app.include_router(operations.router)
     return app

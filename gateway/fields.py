@@ -74,6 +74,7 @@ Text = Annotated[str, AfterValidator(_text)]
 UserId = _id_type("user")
 PostId = _id_type("post")
 MediaId = _id_type("media")
+CommentId = _id_type("comment")
 
 PageSize = Annotated[
     int,

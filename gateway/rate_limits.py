@@ -58,6 +58,9 @@ REGISTRATIONS_PER_IP = Budget(
 UPLOADS_PER_USER = Budget("uploads_per_user", "rate_limit_uploads_per_user", "uploads", False)
 POSTS_PER_USER = Budget("posts_per_user", "rate_limit_posts_per_user", "post changes", False)
 FOLLOWS_PER_USER = Budget("follows_per_user", "rate_limit_follows_per_user", "follow changes", False)
+ENGAGEMENT_PER_USER = Budget(
+    "engagement_per_user", "rate_limit_engagement_per_user", "likes, comments and saves", False
+)
 READS_PER_USER = Budget("reads_per_user", "rate_limit_reads_per_user", "requests", True)
 READS_PER_IP = Budget("reads_per_ip", "rate_limit_reads_per_ip", "requests from this address", True)
 
@@ -68,6 +71,7 @@ BUDGETS = (
     UPLOADS_PER_USER,
     POSTS_PER_USER,
     FOLLOWS_PER_USER,
+    ENGAGEMENT_PER_USER,
     READS_PER_USER,
     READS_PER_IP,
 )
@@ -239,3 +243,4 @@ user_reads = Depends(PerUser(READS_PER_USER))
 uploads = Depends(PerUser(UPLOADS_PER_USER))
 post_changes = Depends(PerUser(POSTS_PER_USER))
 follow_changes = Depends(PerUser(FOLLOWS_PER_USER))
+engagement_changes = Depends(PerUser(ENGAGEMENT_PER_USER))

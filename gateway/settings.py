@@ -27,6 +27,7 @@ class GatewaySettings(MeshSettings):
         default=1.0, gt=0, le=30, description="deadline of each upstream health check made by /readyz"
     )
     max_body_bytes: int = Field(default=1024 * 1024, ge=1, description="largest request body accepted (larger: 413)")
+    engagement_addr: str = Field(default="127.0.0.1:50057", description="engagement_svc's gRPC address")
 
     # Rate limits, each "<count>/<period>" ("10/minute", "100 per hour"), kept in Redis (redis_url).
     rate_limit_login_per_ip: str = Field("20/minute", description="log-in attempts per client IP")
@@ -35,6 +36,9 @@ class GatewaySettings(MeshSettings):
     rate_limit_uploads_per_user: str = Field("120/hour", description="upload grants per user")
     rate_limit_posts_per_user: str = Field("60/hour", description="posts created, edited or deleted per user")
     rate_limit_follows_per_user: str = Field("200/hour", description="follows and unfollows per user")
+    rate_limit_engagement_per_user: str = Field(
+        "600/hour", description="likes, comments and saves (and their undoing) per user"
+    )
     rate_limit_reads_per_user: str = Field("600/minute", description="reads per signed-in user")
     rate_limit_reads_per_ip: str = Field("300/minute", description="anonymous requests per client IP")
     # Bounds what a slow Redis adds to every request; past it the limiter is treated as down.
@@ -52,6 +56,7 @@ class GatewaySettings(MeshSettings):
         "rate_limit_uploads_per_user",
         "rate_limit_posts_per_user",
         "rate_limit_follows_per_user",
+        "rate_limit_engagement_per_user",
         "rate_limit_reads_per_user",
         "rate_limit_reads_per_ip",
     )

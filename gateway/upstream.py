@@ -16,6 +16,8 @@ from grpc_health.v1 import health_pb2
 from grpc_health.v1.health_pb2_grpc import HealthStub
 
 from gateway.settings import GatewaySettings
+from glimpse.engagement.v1 import engagement_pb2
+from glimpse.engagement.v1.engagement_pb2_grpc import EngagementServiceStub
 from glimpse.feed.v1 import feed_pb2
 from glimpse.feed.v1.feed_pb2_grpc import FeedServiceStub
 from glimpse.graph.v1 import graph_pb2
@@ -64,6 +66,7 @@ class Upstream:
     post: PostServiceStub
     media: MediaServiceStub
     feed: FeedServiceStub
+    engagement: EngagementServiceStub
     # Passed as `timeout=` on every call: a deadline the services see and propagate.
     timeout: float
     health: UpstreamHealth
@@ -86,11 +89,15 @@ async def connect_upstream(settings: GatewaySettings) -> AsyncIterator[Upstream]
         post = await connect("post", settings.post_addr, post_pb2.DESCRIPTOR.services_by_name["PostService"])
         media = await connect("media", settings.media_addr, media_pb2.DESCRIPTOR.services_by_name["MediaService"])
         feed = await connect("feed", settings.feed_addr, feed_pb2.DESCRIPTOR.services_by_name["FeedService"])
+        engagement = await connect(
+            "engagement", settings.engagement_addr, engagement_pb2.DESCRIPTOR.services_by_name["EngagementService"]
+        )
         yield Upstream(
             graph=GraphServiceStub(graph),
             post=PostServiceStub(post),
             media=MediaServiceStub(media),
             feed=FeedServiceStub(feed),
+            engagement=EngagementServiceStub(engagement),
             timeout=settings.upstream_timeout_seconds,
             health=UpstreamHealth(checks=checks, timeout=settings.readiness_timeout_seconds),
         )

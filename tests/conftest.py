@@ -356,7 +356,13 @@ async def upload_photo(stubs: Stubs) -> AsyncIterator[Callable[..., Awaitable[in
 
 @pytest.fixture(scope="session")
 async def gateway_url(
-    graph_addr: str, post_addr: str, media_addr: str, feed_addr: str, database_url: str, namespace: str
+    graph_addr: str,
+    post_addr: str,
+    media_addr: str,
+    feed_addr: str,
+    engagement_addr: str,
+    database_url: str,
+    namespace: str,
 ) -> AsyncIterator[str]:
     import uvicorn
 
@@ -368,6 +374,7 @@ async def gateway_url(
         post_addr=post_addr,
         media_addr=media_addr,
         feed_addr=feed_addr,
+        engagement_addr=engagement_addr,
         namespace=namespace,
         database_url=database_url,
         log_json=False,

@@ -22,6 +22,7 @@ from fastapi.dependencies.models import Dependant
 from fastapi.routing import APIRoute, iter_route_contexts
 
 from gateway.app import create_app
+from glimpse.engagement.v1 import engagement_pb2
 from glimpse.graph.v1 import graph_pb2
 from mesh.pagination import FOREIGN, MALFORMED
 from tests.conftest import PASSWORD, RUN_ID, Account, Stubs
@@ -84,23 +85,36 @@ def test_the_route_table_yields_every_known_list():
         "/v1/users/{user_id}/posts",
         "/v1/feed",
         "/v1/search/users",
+        "/v1/posts/{post_id}/likes",
+        "/v1/posts/{post_id}/comments",
+        "/v1/comments/{comment_id}/replies",
+        "/v1/users/me/saved",
     } <= {route.path for route in LISTS}
 
 
 @dataclass(frozen=True)
 class World:
     """Accounts with more than one page of everything: `owner` has 2 followers, 2 followees, 2
-    posts, a feed of 4 posts, and shares a username prefix (`tag`) with 2 other users."""
+    posts, a feed of 4 posts, and shares a username prefix (`tag`) with 2 other users; the owner's
+    first post has 2 likes and 2 comments, the first comment 2 replies, and the owner saved 2 posts."""
 
     http: httpx.AsyncClient
     owner: Account
     other: Account
     tag: str
     tokens: dict[str, str]  # list path -> a real next_page_token of that list
+    posts: dict[int, int]  # user id -> a post of theirs
+    comments: dict[int, int]  # user id -> a top-level comment on that post
 
     def values(self, user: Account | None = None) -> dict[str, str]:
         """A value for each parameter a list may require, lists of `user` (the owner by default)."""
-        return {"user_id": str((user or self.owner).id), "q": self.tag}
+        who = (user or self.owner).id
+        return {
+            "user_id": str(who),
+            "q": self.tag,
+            "post_id": str(self.posts[who]),
+            "comment_id": str(self.comments[who]),
+        }
 
     def url(self, route: ListRoute, user: Account | None = None) -> str:
         values = self.values(user)
@@ -126,6 +140,11 @@ async def _account(stubs: Stubs, name: str) -> Account:
     return Account(session.user, session.access_token)
 
 
+async def _comment(stubs: Stubs, author: Account, post_id: int, reply_to: int = 0) -> int:
+    request = engagement_pb2.CreateCommentRequest(post_id=post_id, text="paging", parent_comment_id=reply_to)
+    return (await stubs.engagement.CreateComment(request, metadata=author.metadata)).id
+
+
 @pytest.fixture(scope="module")
 async def world(stubs, upload_photo, fanout, gateway_url, bus, database_url) -> AsyncIterator[World]:
     tag = f"pt{RUN_ID[:6]}{uuid.uuid4().hex[:6]}"
@@ -133,11 +152,20 @@ async def world(stubs, upload_photo, fanout, gateway_url, bus, database_url) -> 
     for fan in (first, second):
         await follow(stubs, fan, owner)
         await follow(stubs, owner, fan)
-    for author in (owner, owner, first, second):
-        await create_post(stubs, upload_photo, author, caption="paging")
+    created = [await create_post(stubs, upload_photo, a, caption="paging") for a in (owner, owner, first, second)]
+    posts = {owner.id: created[0], first.id: created[2]}
+    comments = {}
+    for user in (owner, first):
+        threads = [await _comment(stubs, fan, posts[user.id]) for fan in (first, second)]
+        comments[user.id] = threads[0]
+    for fan in (first, second):
+        await stubs.engagement.LikePost(engagement_pb2.LikePostRequest(post_id=posts[owner.id]), metadata=fan.metadata)
+        await _comment(stubs, fan, posts[owner.id], reply_to=comments[owner.id])
+    for post_id in created[:2]:
+        await stubs.engagement.SavePost(engagement_pb2.SavePostRequest(post_id=post_id), metadata=owner.metadata)
     await drain(bus, database_url)
     async with httpx.AsyncClient(base_url=gateway_url, timeout=10) as http:
-        partial = World(http, owner, first, tag, {})
+        partial = World(http, owner, first, tag, {}, posts, comments)
         for route in LISTS:
             response = await partial.get(route, "")
             assert response.status_code == 200, f"{route.path}: {response.text}"
