@@ -45,6 +45,7 @@ _NOT_READ: dict[str, set[str]] = {
     "media_svc.worker": {"redis_url", "jwt_secret", "listen", *_ADDRS - {"post_addr"}},
     "feed_svc": {"database_url", "jwt_secret", "feed_addr", "fanout_addr"},
     "fanout_svc": {"database_url", "jwt_secret", "media_addr", "feed_addr", "fanout_addr"},
+    "engagement_svc": {"redis_url", "jwt_secret", "media_addr", "feed_addr", "fanout_addr"},
     "gateway": {"database_url", "nats_url", "stream_replicas", "fanout_addr"},
 }
 # Reads only database_url (mesh/migrate.py).
