@@ -12,6 +12,7 @@ BENCHMARKS = {
     "fanout": "inbox writes/s for 10k followers beside raw pipelined ZADD; post-to-visible p50/p99 (1k, 10k)",
     "feed_read": "GetHomeFeed rate and p50/p99 beside an empty call; celebrity mix; SQL-join baseline, 1M posts",
     "gateway_feed": "feed read through the gateway beside the same read straight against feed_svc",
+    "engagement": "LikePost rate over 2,000 posts and on one hot post (16 shards, 1 row) beside an empty call",
 }
 
 
