@@ -1,8 +1,13 @@
 """Assembles feed_svc: Redis and graph/post/media clients -> hydrator + service -> servicer -> host.
 
-Each process also watches `posts.deleted` and `posts.updated` (mesh.bus.Bus.watch, resumed after a
-NATS reconnect) to drop deleted or edited posts from its hydration cache at once; the cache TTL
-bounds the staleness if a message is still missed.
+Each process also watches (mesh.watch: an ordered consumer, resumed within about a second of a NATS
+reconnect or restart, missing nothing):
+- `posts.deleted` and `posts.updated`, to drop deleted or edited posts from its hydration cache;
+- `graph.followed` and `graph.unfollowed`, to drop the follower's cached celebrity followees, so a
+  new follower of a celebrity sees the celebrity's posts on the next page, not
+  celebrity_cache_seconds later.
+The caches' TTLs bound the staleness if a message is still missed (this process was not running
+when it was published, and it starts with empty caches).
 """
 
 from __future__ import annotations
@@ -20,9 +25,10 @@ from glimpse.graph.v1 import graph_pb2_grpc
 from glimpse.media.v1 import media_pb2_grpc
 from glimpse.post.v1 import post_pb2_grpc
 from mesh.channels import open_channel
-from mesh.events import POST_DELETED, POST_UPDATED
+from mesh.events import POST_DELETED, POST_UPDATED, USER_FOLLOWED, USER_UNFOLLOWED
 from mesh.runtime import open_runtime
 from mesh.server import ServiceHost
+from mesh.watch import watch
 from timelines.outboxes import OutboxLoader
 from timelines.store import Timelines
 
@@ -48,10 +54,10 @@ async def feed_host(settings: FeedSettings) -> AsyncIterator[ServiceHost]:
             timeout=timeout,
         )
 
-        async def forget(event: events_pb2.PostDeleted | events_pb2.PostUpdated) -> None:
+        async def forget_post(event: events_pb2.PostDeleted | events_pb2.PostUpdated) -> None:
             hydrator.forget_post(event.post_id)
 
-        await runtime.bus.watch([POST_DELETED, POST_UPDATED], forget)
+        await watch(runtime.bus, [POST_DELETED, POST_UPDATED], forget_post)
         service = FeedService(
             timelines,
             OutboxLoader(timelines, posts, timeout=timeout),
@@ -62,6 +68,11 @@ async def feed_host(settings: FeedSettings) -> AsyncIterator[ServiceHost]:
             celebrity_head_seconds=settings.celebrity_head_seconds,
             timeout=timeout,
         )
+
+        async def forget_followees(event: events_pb2.UserFollowed | events_pb2.UserUnfollowed) -> None:
+            service.forget_celebrity_followees(event.follower_id)
+
+        await watch(runtime.bus, [USER_FOLLOWED, USER_UNFOLLOWED], forget_followees)
         host = runtime.host("feed_svc", settings.listen, settings.metrics_port)
         host.add_servicer(
             feed_pb2_grpc.add_FeedServiceServicer_to_server,

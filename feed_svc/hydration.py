@@ -1,10 +1,14 @@
 """Turns post ids into feed items: post, author and media, fetched in batch and cached. This is the one
 place a post is rendered for clients (home feed, single post, profile grid, create/edit responses).
 
-Posts and users are cached for a short TTL; a deleted post is evicted at once (the service listens
-to `posts.deleted`), and media are cached only once final (READY or FAILED), so a photo that is
-still PROCESSING is asked for again on the next read. A `fresh` read skips the post and item caches
-(and refills them), so the response to a write shows the write.
+Posts and users are cached for a short TTL; a deleted or edited post is evicted at once (the service
+watches `posts.deleted` and `posts.updated`), and media are cached only once final (READY or FAILED),
+so a photo that is still PROCESSING is asked for again on the next read. A `fresh` read skips the
+post and item caches (and refills them), so the response to a write shows the write.
+
+An eviction can arrive while a read that fetched the old post is still building items (the event
+comes a few milliseconds after the write); that read answers with what it fetched, but does not
+cache it, or the old post would be served for the whole TTL.
 """
 
 from __future__ import annotations
@@ -44,10 +48,20 @@ class Hydrator:
         self._media_cache: TTLCache[int, media_pb2.Media] = TTLCache(max_items or 1, ttl_seconds * 10)
         # Finished items (author found, every photo final): most reads are of posts read before.
         self._item_cache: TTLCache[int, feed_pb2.FeedItem] = TTLCache(max_items or 1, ttl_seconds)
+        # Evictions so far, and the count at each post's last one: a read that started before a
+        # post's eviction must not cache that post.
+        self._evictions = 0
+        self._evicted_at: TTLCache[int, int] = TTLCache(max_items or 1, max(ttl_seconds, timeout))
 
     def forget_post(self, post_id: int) -> None:
+        self._evictions += 1
+        self._evicted_at[post_id] = self._evictions
         self._post_cache.pop(post_id, None)
         self._item_cache.pop(post_id, None)
+
+    def _unchanged_since(self, post_id: int, evictions: int) -> bool:
+        """Whether `post_id` was not evicted after the count of evictions was `evictions`."""
+        return self._evicted_at.get(post_id, 0) <= evictions
 
     async def items(self, post_ids: Sequence[int], *, fresh: bool = False) -> dict[int, feed_pb2.FeedItem]:
         """Feed items by post id, for the posts that still exist and whose author's account does
@@ -56,11 +70,17 @@ class Hydrator:
         items = {} if fresh else {p: item for p in post_ids if (item := self._item_cache.get(p)) is not None}
         missing = [p for p in post_ids if p not in items]
         if missing:
-            items.update(await self._build(missing, fresh))
+            items.update(await self._build(missing, fresh, self._evictions))
         return items
 
-    async def _build(self, post_ids: Sequence[int], fresh: bool) -> dict[int, feed_pb2.FeedItem]:
-        posts = await _fetch(self._post_cache, post_ids, self._batch_posts, fresh=fresh)
+    async def _build(self, post_ids: Sequence[int], fresh: bool, evictions: int) -> dict[int, feed_pb2.FeedItem]:
+        posts = await _fetch(
+            self._post_cache,
+            post_ids,
+            self._batch_posts,
+            lambda post: self._unchanged_since(post.id, evictions),
+            fresh=fresh,
+        )
         authors = await _fetch(self._user_cache, list({p.author_id for p in posts.values()}), self._batch_users)
         media_ids = [m for p in posts.values() for m in p.media_ids]
         media = await _fetch(self._media_cache, media_ids, self._batch_media, lambda m: m.status in _FINAL)
@@ -80,7 +100,8 @@ class Hydrator:
             )
             if post.HasField("location"):
                 item.location.CopyFrom(post.location)
-            if all(m in media and media[m].status in _FINAL for m in post.media_ids):
+            final = all(m in media and media[m].status in _FINAL for m in post.media_ids)
+            if final and self._unchanged_since(post_id, evictions):
                 self._item_cache[post_id] = item
             items[post_id] = item
         return items

@@ -63,6 +63,9 @@ class FeedService:
         self._threshold = celebrity_threshold
         self._timeout = timeout
         self._celebrities: TTLCache[int, list[int]] = TTLCache(100_000, celebrity_cache_seconds or 1e-9)
+        # forget_celebrity_followees calls so far, and the count at each reader's last one.
+        self._followee_forgets = 0
+        self._followees_forgotten: TTLCache[int, int] = TTLCache(100_000, max(celebrity_cache_seconds, timeout))
         # Every follower of a celebrity (thousands, by definition) merges the same outbox: read it once
         # per celebrity_head_seconds per process, not once per page.
         self._heads: TTLCache[int, list[int]] = TTLCache(100_000, celebrity_head_seconds or 1e-9)
@@ -158,12 +161,23 @@ class FeedService:
     async def _celebrity_followees(self, user_id: int) -> list[int]:
         cached = self._celebrities.get(user_id)
         if cached is None:
+            forgets = self._followee_forgets
             response = await self._graph.ListCelebrityFollowees(
                 graph_pb2.ListCelebrityFolloweesRequest(user_id=user_id, threshold=self._threshold),
                 timeout=self._timeout,
             )
-            cached = self._celebrities[user_id] = sorted(response.user_ids)
+            cached = sorted(response.user_ids)
+            if self._followees_forgotten.get(user_id, 0) <= forgets:  # else a follow may have changed it
+                self._celebrities[user_id] = cached
         return cached
+
+    def forget_celebrity_followees(self, user_id: int) -> None:
+        """Drops `user_id`'s cached celebrity followees (they followed or unfollowed someone), so their
+        next page asks graph_svc again instead of waiting out celebrity_cache_seconds; a list being
+        read meanwhile is not cached."""
+        self._followee_forgets += 1
+        self._followees_forgotten[user_id] = self._followee_forgets
+        self._celebrities.pop(user_id, None)
 
     async def _rebuild_inbox(self, user_id: int, celebrities: Sequence[int]) -> None:
         """Builds the inbox from the outboxes of the user and every non-celebrity followee."""

@@ -3,10 +3,13 @@ Hydrator listens to no events, so only its own reads change what it holds)."""
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
+from typing import Any
+
 from google.protobuf.field_mask_pb2 import FieldMask
 
 from feed_svc.hydration import Hydrator
-from glimpse.post.v1 import post_pb2
+from glimpse.post.v1 import post_pb2, post_pb2_grpc
 from tests.conftest import Stubs
 from tests.feed_svc.actions import create_post
 
@@ -42,3 +45,36 @@ async def test_a_forgotten_post_is_read_again(stubs, make_account, upload_photo)
     assert set(await cached.items([post_id])) == {post_id}  # still cached: the event would evict it
     cached.forget_post(post_id)
     assert await cached.items([post_id]) == {}
+
+
+class _AnsweredBeforeTheEviction:
+    """post_svc's stub, with `evict()` run while a BatchGetPosts answer is on its way back: the post's
+    posts.deleted (or posts.updated) event arrives during a read that fetched the old post."""
+
+    def __init__(self, posts: post_pb2_grpc.PostServiceStub, evict: Callable[[], Awaitable[None]]) -> None:
+        self._posts = posts
+        self.evict = evict
+
+    async def BatchGetPosts(self, request: post_pb2.BatchGetPostsRequest, **kwargs: Any) -> Any:
+        response = await self._posts.BatchGetPosts(request, **kwargs)
+        await self.evict()
+        return response
+
+
+async def test_a_post_evicted_during_a_read_is_served_by_that_read_but_not_cached(stubs, make_account, upload_photo):
+    author = await make_account()
+    post_id = await create_post(stubs, upload_photo, author)
+
+    async def delete_and_evict() -> None:
+        await stubs.post.DeletePost(post_pb2.DeletePostRequest(post_id=post_id), metadata=author.metadata)
+        cached.forget_post(post_id)
+
+    posts = _AnsweredBeforeTheEviction(stubs.post, delete_and_evict)
+    cached = Hydrator(posts, stubs.graph, stubs.media, ttl_seconds=600, max_items=100, timeout=5)
+    assert set(await cached.items([post_id])) == {post_id}  # asked before the deletion
+    posts.evict = _nothing
+    assert await cached.items([post_id]) == {}  # not the old post for the cache's 600 s
+
+
+async def _nothing() -> None:
+    return None
