@@ -15,11 +15,13 @@ from __future__ import annotations
 import contextlib
 from collections.abc import AsyncIterator
 
+from feed_svc.engagement import EngagementReader
 from feed_svc.hydration import Hydrator
 from feed_svc.service import FeedService
 from feed_svc.servicer import FeedServicer
 from feed_svc.settings import FeedSettings
 from glimpse.events.v1 import events_pb2
+from glimpse.engagement.v1 import engagement_pb2_grpc
 from glimpse.feed.v1 import feed_pb2, feed_pb2_grpc
 from glimpse.graph.v1 import graph_pb2_grpc
 from glimpse.media.v1 import media_pb2_grpc
@@ -40,6 +42,7 @@ async def feed_host(settings: FeedSettings) -> AsyncIterator[ServiceHost]:
         open_channel(settings.graph_addr) as graph_channel,
         open_channel(settings.post_addr) as post_channel,
         open_channel(settings.media_addr) as media_channel,
+        open_channel(settings.engagement_addr) as engagement_channel,
     ):
         graph = graph_pb2_grpc.GraphServiceStub(graph_channel)
         posts = post_pb2_grpc.PostServiceStub(post_channel)
@@ -62,6 +65,7 @@ async def feed_host(settings: FeedSettings) -> AsyncIterator[ServiceHost]:
             timelines,
             OutboxLoader(timelines, posts, timeout=timeout),
             hydrator,
+            EngagementReader(engagement_pb2_grpc.EngagementServiceStub(engagement_channel), timeout=timeout),
             graph,
             celebrity_threshold=settings.celebrity_threshold,
             celebrity_cache_seconds=settings.celebrity_cache_seconds,

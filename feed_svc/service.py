@@ -15,6 +15,7 @@ from collections.abc import Sequence
 from cachetools import TTLCache
 from prometheus_client import Counter
 
+from feed_svc.engagement import EngagementReader
 from feed_svc.hydration import Hydrator
 from glimpse.feed.v1 import feed_pb2
 from glimpse.graph.v1 import graph_pb2, graph_pb2_grpc
@@ -49,6 +50,7 @@ class FeedService:
         timelines: Timelines,
         outboxes: OutboxLoader,
         hydrator: Hydrator,
+        engagement: EngagementReader,
         graph: graph_pb2_grpc.GraphServiceStub,
         *,
         celebrity_threshold: int,
@@ -59,6 +61,7 @@ class FeedService:
         self._timelines = timelines
         self._outboxes = outboxes
         self._hydrator = hydrator
+        self._engagement = engagement
         self._graph = graph
         self._threshold = celebrity_threshold
         self._timeout = timeout
@@ -71,8 +74,8 @@ class FeedService:
         self._heads: TTLCache[int, list[int]] = TTLCache(100_000, celebrity_head_seconds or 1e-9)
 
     async def home_feed(self, user_id: int, size: int, token: str) -> Page[feed_pb2.FeedItem]:
-        """One page of `user_id`'s home feed. INVALID_ARGUMENT for a bad page size or token (see
-        mesh.pagination.decode_cursor)."""
+        """One page of `user_id`'s home feed, newest first, each item with its engagement as `user_id`
+        sees it. INVALID_ARGUMENT for a bad page size or token (see mesh.pagination.decode_cursor)."""
         want = page_size(size)
         scope = f"feed:{user_id}"
         cursor = decode_cursor(token, FeedCursor, scope)
@@ -101,16 +104,19 @@ class FeedService:
         next_token = (
             encode_cursor(FeedCursor(before=before, served=served), scope) if more and before is not None else ""
         )
-        return Page(items, next_token)
+        return Page(await self._engagement.attach(items, user_id), next_token)
 
-    async def feed_items(self, post_ids: Sequence[int], *, fresh: bool = False) -> list[feed_pb2.FeedItem]:
-        """The posts as feed items, in request order (a repeated id is rendered each time); deleted or
-        unknown posts and posts whose author's account is gone are left out. `fresh` bypasses the
-        hydration cache. INVALID_ARGUMENT naming `post_ids` for more than MAX_FEED_ITEMS ids."""
+    async def feed_items(
+        self, post_ids: Sequence[int], viewer: int | None, *, fresh: bool = False
+    ) -> list[feed_pb2.FeedItem]:
+        """The posts as feed items, in request order (a repeated id is rendered each time), with their
+        engagement as `viewer` sees it; deleted or unknown posts and posts whose author's account is
+        gone are left out. `fresh` bypasses the hydration cache. INVALID_ARGUMENT naming `post_ids`
+        for more than MAX_FEED_ITEMS ids."""
         if len(post_ids) > MAX_FEED_ITEMS:
             raise invalid_field("post_ids", f"at most {MAX_FEED_ITEMS} ids per call, got {len(post_ids)}")
         hydrated = await self._hydrator.items(post_ids, fresh=fresh)
-        return [hydrated[p] for p in post_ids if p in hydrated]
+        return await self._engagement.attach([hydrated[p] for p in post_ids if p in hydrated], viewer)
 
     async def _candidates(
         self, user_id: int, celebrities: list[int], before: int | None, fetch: int

@@ -6,7 +6,7 @@ import grpc
 
 from feed_svc.service import FeedService
 from glimpse.feed.v1 import feed_pb2, feed_pb2_grpc
-from mesh.identity import caller_id
+from mesh.identity import caller_id, optional_caller_id
 
 
 class FeedServicer(feed_pb2_grpc.FeedServiceServicer):
@@ -22,5 +22,5 @@ class FeedServicer(feed_pb2_grpc.FeedServiceServicer):
     async def BatchGetFeedItems(
         self, request: feed_pb2.BatchGetFeedItemsRequest, context: grpc.aio.ServicerContext
     ) -> feed_pb2.BatchGetFeedItemsResponse:
-        items = await self._service.feed_items(request.post_ids, fresh=request.fresh)
+        items = await self._service.feed_items(request.post_ids, optional_caller_id(context), fresh=request.fresh)
         return feed_pb2.BatchGetFeedItemsResponse(items=items)

@@ -58,4 +58,14 @@ def feed_item_json(item: feed_pb2.FeedItem) -> dict[str, Any]:
         out["location"] = {"name": location.name, "latitude": location.latitude, "longitude": location.longitude}
     if item.HasField("update_time"):
         out["update_time"] = item.update_time.ToJsonString()
+    # Left out when engagement_svc did not answer in time (the post is served anyway).
+    if item.HasField("engagement"):
+        engagement = item.engagement
+        out["engagement"] = {
+            "post_id": str(engagement.post_id),
+            "like_count": str(engagement.like_count),
+            "comment_count": str(engagement.comment_count),
+            "viewer_has_liked": engagement.viewer_has_liked,
+            "viewer_has_saved": engagement.viewer_has_saved,
+        }
     return out

@@ -241,6 +241,16 @@ class Media(Resource):
     renditions: list[Rendition] = Field(description="Empty until the photo is READY.")
 
 
+class Engagement(Resource):
+    post_id: str = Field(description="The post these counts are of.")
+    like_count: str = Field(description="64-bit count, as a decimal string: exact.", examples=["12"])
+    comment_count: str = Field(
+        description="64-bit count of live comments and replies, as a decimal string.", examples=["3"]
+    )
+    viewer_has_liked: bool
+    viewer_has_saved: bool
+
+
 class Post(Resource):
     """A post as every route renders it: the feed, a single post, the profile grid and the responses to
     creating and editing one."""
@@ -253,6 +263,11 @@ class Post(Resource):
     create_time: str = Field(description="RFC 3339.")
     location: Location | None = Field(None, description="Absent (null) when the post has no location.")
     update_time: str = Field(description="RFC 3339: the last caption edit, or create_time.")
+    engagement: Engagement | None = Field(
+        None,
+        description="Counts and the caller's own like/save state, read fresh for every response; absent "
+        "only when the engagement service did not answer in time (the post is served without counts).",
+    )
 
 
 class PostPage(Resource):

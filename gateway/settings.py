@@ -27,7 +27,6 @@ class GatewaySettings(MeshSettings):
         default=1.0, gt=0, le=30, description="deadline of each upstream health check made by /readyz"
     )
     max_body_bytes: int = Field(default=1024 * 1024, ge=1, description="largest request body accepted (larger: 413)")
-    engagement_addr: str = Field(default="127.0.0.1:50057", description="engagement_svc's gRPC address")
 
     # Rate limits, each "<count>/<period>" ("10/minute", "100 per hour"), kept in Redis (redis_url).
     rate_limit_login_per_ip: str = Field("20/minute", description="log-in attempts per client IP")

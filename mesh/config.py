@@ -41,6 +41,7 @@ class MeshSettings(BaseSettings):
     media_addr: str = "127.0.0.1:50053"
     feed_addr: str = "127.0.0.1:50054"
     fanout_addr: str = "127.0.0.1:50055"
+    engagement_addr: str = "127.0.0.1:50057"
 
     log_level: str = "INFO"
     log_json: bool = True

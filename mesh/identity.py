@@ -24,6 +24,14 @@ def caller_id(context: grpc.aio.ServicerContext) -> int:
     raise Unauthenticated("this call needs a signed-in user", reason="NO_CALLER")
 
 
+def optional_caller_id(context: grpc.aio.ServicerContext) -> int | None:
+    """The calling user's id, or None for a call without one (a service acting for no user)."""
+    try:
+        return caller_id(context)
+    except Unauthenticated:
+        return None
+
+
 def as_caller(user_id: int) -> tuple[tuple[str, str], ...]:
     """Call metadata that makes a service see `user_id` as the caller."""
     return ((CALLER_KEY, str(user_id)),)

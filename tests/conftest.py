@@ -279,13 +279,14 @@ async def fanout(fanout_settings: FanoutSettings) -> AsyncIterator[ServiceHost]:
 
 @pytest.fixture(scope="session")
 async def feed_addr(
-    database_url: str, namespace: str, graph_addr: str, post_addr: str, media_addr: str
+    database_url: str, namespace: str, graph_addr: str, post_addr: str, media_addr: str, engagement_addr: str
 ) -> AsyncIterator[str]:
     settings = FeedSettings(
         **_common(database_url, namespace),
         graph_addr=graph_addr,
         post_addr=post_addr,
         media_addr=media_addr,
+        engagement_addr=engagement_addr,
         celebrity_threshold=CELEBRITY_THRESHOLD,
         # Tests move authors across the threshold and expect readers to see it at once.
         celebrity_cache_seconds=0,

@@ -62,7 +62,24 @@ async def test_one_post_has_the_same_json_in_the_feed_the_post_and_the_grid(
     assert compact(in_feed) == single == compact(in_grid)
     assert single in feed.content and single in grid.content
     post = json.loads(single)
-    assert list(post) == ["id", "author", "caption", "hashtags", "media", "create_time", "location", "update_time"]
+    assert list(post) == [
+        "id",
+        "author",
+        "caption",
+        "hashtags",
+        "media",
+        "create_time",
+        "location",
+        "update_time",
+        "engagement",
+    ]
+    assert post["engagement"] == {
+        "post_id": created["id"],
+        "like_count": "0",
+        "comment_count": "0",
+        "viewer_has_liked": False,
+        "viewer_has_saved": False,
+    }
     assert post["id"] == created["id"]
     assert post["author"] == {
         "id": str(author.id),

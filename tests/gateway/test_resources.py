@@ -14,6 +14,7 @@ from pydantic import BaseModel, ValidationError
 
 from gateway import resources
 from gateway.render import feed_item_json
+from glimpse.engagement.v1 import engagement_pb2
 from glimpse.feed.v1 import feed_pb2
 from glimpse.graph.v1 import graph_pb2
 from glimpse.media.v1 import media_pb2
@@ -37,6 +38,7 @@ MIRRORS: dict[type[BaseModel], tuple[Descriptor, dict[str, str]]] = {
     resources.Author: (feed_pb2.FeedAuthor.DESCRIPTOR, {}),
     resources.Media: (feed_pb2.FeedMedia.DESCRIPTOR, {}),
     resources.Post: (feed_pb2.FeedItem.DESCRIPTOR, {}),
+    resources.Engagement: (engagement_pb2.PostEngagement.DESCRIPTOR, {}),
     resources.FeedPage: (feed_pb2.GetHomeFeedResponse.DESCRIPTOR, {}),
 }
 # Resources that render no single message, and why.
