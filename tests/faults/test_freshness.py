@@ -11,11 +11,12 @@ acknowledgement otherwise:
   from the acknowledgement itself, fault or not);
 - an edited caption is in every follower's feed, and a follow shows the followee's posts (a
   celebrity's too, which the reader pulls), within 5 s.
-The worst figures are printed (`pytest -s`) and asserted against the targets plus READ_SLACK, the
-resolution of the measurement (a feed is read every ~0.3 s, and a sighting is dated at the end of
-the read). Before this round the same faults took 30 s (fan-out ack wait), 120 s (rendition ack
-wait), 60 s (hydration cache, a deletion missed during a NATS reconnect, and every caption edit)
-and 30 s (a celebrity's new follower).
+The worst figures are printed (also without `-s`) and asserted against the targets plus READ_SLACK
+(0.5 s), the resolution of the measurement: every reader's feed is read every ~0.3 s, and a
+sighting is dated at the end of the read. NATS is the test's own server (nats_server.py). Before
+this round the same faults took 30 s (fan-out ack wait), 120 s (rendition ack wait), 60 s
+(hydration cache: a deletion missed during a NATS reconnect, every caption edit) and 30 s (a
+celebrity's new follower).
 
 The load: 3 authors and a celebrity (above the lowered celebrity threshold, so followers pull its
 outbox) each post a real photo about once a second; 4 followers follow all of them and 3 fans the
@@ -28,20 +29,24 @@ followees): only events can make them fresh in time.
 The victim is killed while it holds messages it has not acknowledged when it has any (the fan-out
 and the rendition worker are watched for that), so their redelivery is part of what is measured.
 
-Not covered here, and why: the Redis Cluster write lost in a failover (issue 10's last item). A
-fan-out write acknowledged by a master is not lost when that master's *process* dies: Redis writes
-the replication stream to the replica's socket in the same event-loop turn as the reply, so the
-bytes are in the kernel when we see the reply, and the kernel delivers them after a SIGKILL (as
-tests/cluster/test_fanout_failover.py finds: no post missing after kill -9 of a master mid-run).
-The loss needs the master's *machine* to vanish, or a partition that leaves a master reachable by
-the fan-out but cut from its replica for up to cluster-node-timeout before the majority fails it
-over; the writes of that window are discarded when the old master rejoins as a replica. What is
-then lost is a post in some followers' inboxes (the post itself, its outbox and every other inbox
-are intact), and nothing repairs it, since an active reader's inbox never expires. Closing that
-needs the fan-out to confirm replication (WAIT 1 <ms> on each master it wrote to, on the
-connection it wrote with, failing the event so it is redelivered when no replica acknowledged) or
-feed_svc to re-merge recent outbox posts into inboxes whose slot changed master; both belong to the
-timelines package and fanout_svc, and are proposed in the issue rather than done here.
+Not covered here: a fan-out write lost by a Redis Cluster failover (issue 10's last item), where
+three cases differ.
+- The master's process dies (kill -9, OOM): nothing is lost. Redis hands the replication stream to
+  the kernel in the same event-loop flush as the reply (microseconds apart), and the kernel still
+  delivers a killed process's sent bytes; tests/cluster/test_fanout_failover.py kills a master
+  mid-fan-out and finds every post in every inbox.
+- The master's machine vanishes: the writes of the last moment (sub-millisecond of replication
+  lag; at most the pipelines in flight, concurrency x follower_batch inbox writes per fan-out
+  process) may be lost, each a post missing from one follower's inbox.
+- A partition leaves the master reachable by the fan-out but cut from its replica and the other
+  masters: it accepts writes until cluster-node-timeout (15 s by default) while its replica is
+  promoted, and discards them when it rejoins. This is the real window.
+Nothing repairs a lost inbox entry (an active reader's inbox never expires; the outbox, the post
+and other inboxes are intact). Configuration shrinks the partition window: with min-replicas-to-write
+1 and min-replicas-max-lag N a master refuses writes N seconds after its replica stops answering,
+so the fan-out's handler fails and the event is redelivered, to the new master. Closing both cases
+takes the fan-out confirming its writes (WAIT 1 <ms> on the connection that wrote, redelivering the
+event when no replica acknowledged), one round trip per pipeline, in the timelines package.
 """
 
 from __future__ import annotations
@@ -84,7 +89,7 @@ NEWCOMERS = 3
 
 FEED_TARGET = 5.0
 READY_TARGET = 10.0
-READ_SLACK = 1.0
+READ_SLACK = 0.5
 POST_PAUSE = 0.8  # each author, between posts
 MUTATE_EVERY = 1.0
 FAULT_AT = 4.0  # seconds of load before the fault
@@ -208,7 +213,6 @@ class Run:
     seen: dict[int, dict[int, float]] = field(default_factory=dict)  # post -> reader -> first seen
     caption_seen: dict[int, dict[int, float]] = field(default_factory=dict)  # edited post -> reader -> new caption
     served_deleted: dict[int, float] = field(default_factory=dict)  # deleted post -> last served after
-    follow_seen: dict[int, float] = field(default_factory=dict)  # newcomer -> followees' posts all in their feed
     ready: dict[int, float] = field(default_factory=dict)  # media -> first READY
     failed_media: dict[int, str] = field(default_factory=dict)
     errors: list[str] = field(default_factory=list)  # failed writes (each is retried or simply not counted)
@@ -216,6 +220,16 @@ class Run:
 
     def readers_of(self, author: int) -> set[int]:
         return {reader for reader, authors in self.followers.items() if author in authors}
+
+    def followed_posts(self) -> list[tuple[int, int, float]]:
+        """(newcomer, post, since) for each live post of a newcomer's followees: due in the newcomer's
+        feed from the follow on if it is older, else from its own acknowledgement."""
+        return [
+            (newcomer, p, max(post.acknowledged, follow.acknowledged))
+            for newcomer, follow in self.follows.items()
+            for p, post in self.live_posts().items()
+            if post.author in follow.followees
+        ]
 
     def live_posts(self) -> dict[int, Post]:
         return {p: post for p, post in self.posts.items() if p not in self.deleted}
@@ -228,14 +242,14 @@ class Run:
             and all(
                 self.readers_of(live[p].author) <= set(self.caption_seen.get(p, {})) for p in self.edited if p in live
             )
-            and set(self.follows) <= set(self.follow_seen)
+            and all(n in self.seen.get(p, {}) for n, p, _ in self.followed_posts())
             and all(m in self.ready for post in live.values() for m in post.media_ids)
         )
 
 
 @pytest.mark.parametrize("victim", ["fanout_svc", "media_svc.worker", "feed_svc", "nats"])
 async def test_after_a_crash_posts_photos_deletions_edits_and_follows_are_fresh_within_seconds(
-    victim: str, stack: Stack, clients: Clients, nats_server: NatsServer
+    victim: str, stack: Stack, clients: Clients, nats_server: NatsServer, capsys: pytest.CaptureFixture[str]
 ) -> None:
     rng = random.Random(victim)
     tag = uuid.uuid4().hex[:6]
@@ -364,21 +378,30 @@ async def test_after_a_crash_posts_photos_deletions_edits_and_follows_are_fresh_
         for task in [*load, watching]:
             task.cancel()
         await asyncio.gather(*load, watching, return_exceptions=True)
+        # Whole again for the next scenario, whatever failed here.
         if not nats_server.running:
             await asyncio.to_thread(nats_server.start)
+        if victim != "nats" and victim not in stack.running:
+            await asyncio.to_thread(stack.start, victim)
 
     figures = _figures(run, fault)
     redelivered = await _redeliveries(clients.bus, HELD.get(victim))
     during = sum(1 for post in run.posts.values() if fault.killed <= post.acknowledged <= fault.back)
-    print(
-        f"\n[{victim}] killed holding {fault.held_at_kill} unacknowledged messages, serving again "
-        f"{fault.back - fault.killed:.1f}s later ({redelivered} redeliveries); {len(run.posts)} posts ({during} "
-        f"while down), {len(run.deleted)} deleted, {len(run.edited)} edited, {len(run.follows)} follows, "
-        f"{run.unavailable_reads} feed reads refused; worst: post in every feed {figures['post']:.1f}s "
-        f"(target {FEED_TARGET:g}), photo READY {figures['ready']:.1f}s (target {READY_TARGET:g}), deleted post "
-        f"served {figures['deleted']:.1f}s after its deletion (target {FEED_TARGET:g}), edit {figures['edit']:.1f}s, "
-        f"follow {figures['follow']:.1f}s (targets {FEED_TARGET:g}); failed writes: {run.errors[:3]}"
+    struck = (
+        f"server stopped, listening again {fault.back - fault.killed:.1f}s later"
+        if victim == "nats"
+        else f"SIGKILL holding {fault.held_at_kill} unacknowledged messages, serving again "
+        f"{fault.back - fault.killed:.1f}s later ({redelivered} redeliveries)"
     )
+    with capsys.disabled():
+        print(
+            f"\n[{victim}] {struck}; {len(run.posts)} posts ({during} while down), {len(run.deleted)} deleted, "
+            f"{len(run.edited)} edited, {len(run.follows)} follows, {run.unavailable_reads} feed reads refused; "
+            f"worst: post in every feed {figures['post']:.1f}s, deleted post served {figures['deleted']:.1f}s "
+            f"after its deletion, edit {figures['edit']:.1f}s, follow {figures['follow']:.1f}s (targets "
+            f"{FEED_TARGET:g}s), photo READY {figures['ready']:.1f}s (target {READY_TARGET:g}s); failed writes: "
+            f"{run.errors[:3]}"
+        )
     missing = {
         p: sorted(run.readers_of(post.author) - set(run.seen.get(p, {})))
         for p, post in run.live_posts().items()
@@ -386,7 +409,8 @@ async def test_after_a_crash_posts_photos_deletions_edits_and_follows_are_fresh_
     }
     assert not missing, f"acknowledged posts missing from followers' feeds: {missing}"
     assert not run.failed_media, run.failed_media
-    assert set(run.follows) <= set(run.follow_seen), "a newcomer never saw the followees' posts"
+    unfollowed = [(n, p) for n, p, _ in run.followed_posts() if n not in run.seen.get(p, {})]
+    assert not unfollowed, f"posts missing from newcomers' feeds after their follow: {unfollowed}"
     assert run.deleted and run.edited and len(run.follows) == NEWCOMERS
     assert figures["post"] <= FEED_TARGET + READ_SLACK, figures
     assert figures["ready"] <= READY_TARGET + READ_SLACK, figures
@@ -412,7 +436,7 @@ def _figures(run: Run, fault: Fault) -> dict[str, float]:
         for p, (_, acknowledged) in run.edited.items()
         if p in live
     ]
-    follows = [fault.lag(f.acknowledged, run.follow_seen.get(n, math.inf)) for n, f in run.follows.items()]
+    follows = [fault.lag(since, run.seen.get(p, {}).get(n, math.inf)) for n, p, since in run.followed_posts()]
     deleted = [
         run.served_deleted[p] - acknowledged for p, acknowledged in run.deleted.items() if p in run.served_deleted
     ]
@@ -447,15 +471,6 @@ async def _read_feeds(clients: Clients, run: Run, readers: list[int]) -> bool:
             edit = run.edited.get(item.id)
             if edit is not None and item.caption == edit[0]:
                 run.caption_seen.setdefault(item.id, {}).setdefault(reader, now)
-        follow = run.follows.get(reader)
-        if follow is not None and reader not in run.follow_seen:
-            due = {
-                p
-                for p, post in run.posts.items()
-                if post.author in follow.followees and post.acknowledged < follow.acknowledged and p not in run.deleted
-            }
-            if due <= {item.id for item in items}:
-                run.follow_seen[reader] = now
 
     await asyncio.gather(*(read(r) for r in readers))
     return served_deleted
