@@ -20,8 +20,8 @@ from feed_svc.hydration import Hydrator
 from feed_svc.service import FeedService
 from feed_svc.servicer import FeedServicer
 from feed_svc.settings import FeedSettings
-from glimpse.events.v1 import events_pb2
 from glimpse.engagement.v1 import engagement_pb2_grpc
+from glimpse.events.v1 import events_pb2
 from glimpse.feed.v1 import feed_pb2, feed_pb2_grpc
 from glimpse.graph.v1 import graph_pb2_grpc
 from glimpse.media.v1 import media_pb2_grpc
