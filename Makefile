@@ -8,7 +8,7 @@ PROTOS := $(shell find proto -name '*.proto')
 SERVICES := graph_svc post_svc media_svc engagement_svc
 DATASET ?= $(CURDIR)/../shared/datasets/socfb-Reed98.edges
 
-.PHONY: help run test test-cluster lint proto services migrate demo bench clean
+.PHONY: help run test test-faults test-cluster lint proto services migrate demo bench clean
 help:  ## list targets
 	@grep -E '^[a-z-]+:.*##' $(MAKEFILE_LIST) | sed 's/:.*##/\t/'
 
@@ -50,9 +50,12 @@ CLUSTER_ENV := GLIMPSE_REDIS_URL=redis+cluster://127.0.0.1:7001 \
 	GLIMPSE_NATS_URL=nats://127.0.0.1:4231,nats://127.0.0.1:4232,nats://127.0.0.1:4233 \
 	GLIMPSE_STREAM_REPLICAS=3
 
-test: proto services  ## the whole suite on the local servers, then the cluster suite (what CI runs)
+test: proto services  ## the whole suite (tests/faults included) on the local servers, then the cluster suite (what CI runs)
 	$(PY) -m pytest -q
 	$(MAKE) --no-print-directory test-cluster
+
+test-faults: proto services  ## only the fault tests (kill -9 a service or restart NATS under load), figures shown
+	$(PY) -m pytest -q tests/faults
 
 test-cluster: proto services  ## event, fan-out and feed tests on a local Redis Cluster and NATS cluster
 	dev/cluster/start.sh
