@@ -77,7 +77,7 @@ from mesh.bus import Bus
 from mesh.identity import as_caller
 from tests.faults.nats_server import NatsServer
 
-PROCESSES = ["graph_svc", "post_svc", "media_svc", "media_svc.worker", "fanout_svc", "feed_svc"]
+PROCESSES = ["graph_svc", "post_svc", "media_svc", "media_svc.worker", "fanout_svc", "engagement_svc", "feed_svc"]
 # Which durable consumer each victim pulls from (stream, durable), to kill it while it holds messages.
 HELD = {"fanout_svc": ("POSTS", "fanout_posts_created"), "media_svc.worker": ("POSTS", "media_renditions")}
 
