@@ -1,6 +1,6 @@
 """Assembles feed_svc: Redis and graph/post/media clients -> hydrator + service -> servicer -> host.
 
-Each process also watches (mesh.watch: an ordered consumer, resumed within about a second of a NATS
+Each process also watches (Bus.watch: an ordered consumer, resumed within about a second of a NATS
 reconnect or restart, missing nothing):
 - `posts.deleted` and `posts.updated`, to drop deleted or edited posts from its hydration cache;
 - `graph.followed` and `graph.unfollowed`, to drop the follower's cached celebrity followees, so a
@@ -30,7 +30,6 @@ from mesh.channels import open_channel
 from mesh.events import POST_DELETED, POST_UPDATED, USER_FOLLOWED, USER_UNFOLLOWED
 from mesh.runtime import open_runtime
 from mesh.server import ServiceHost
-from mesh.watch import watch
 from timelines.outboxes import OutboxLoader
 from timelines.store import Timelines
 
@@ -60,7 +59,7 @@ async def feed_host(settings: FeedSettings) -> AsyncIterator[ServiceHost]:
         async def forget_post(event: events_pb2.PostDeleted | events_pb2.PostUpdated) -> None:
             hydrator.forget_post(event.post_id)
 
-        await watch(runtime.bus, [POST_DELETED, POST_UPDATED], forget_post)
+        await runtime.bus.watch([POST_DELETED, POST_UPDATED], forget_post)
         service = FeedService(
             timelines,
             OutboxLoader(timelines, posts, timeout=timeout),
@@ -76,7 +75,7 @@ async def feed_host(settings: FeedSettings) -> AsyncIterator[ServiceHost]:
         async def forget_followees(event: events_pb2.UserFollowed | events_pb2.UserUnfollowed) -> None:
             service.forget_celebrity_followees(event.follower_id)
 
-        await watch(runtime.bus, [USER_FOLLOWED, USER_UNFOLLOWED], forget_followees)
+        await runtime.bus.watch([USER_FOLLOWED, USER_UNFOLLOWED], forget_followees)
         host = runtime.host("feed_svc", settings.listen, settings.metrics_port)
         host.add_servicer(
             feed_pb2_grpc.add_FeedServiceServicer_to_server,

@@ -38,6 +38,8 @@ STREAM_MAX_AGE_SECONDS = 7 * 24 * 3600.0
 
 CONSUMED = Counter("glimpse_events_consumed_total", "Events handled, by consumer and outcome.", ["consumer", "outcome"])
 
+# Seconds between the server's idle heartbeats to a watch (see Bus.watch for why this is short).
+WATCH_HEARTBEAT_SECONDS = 0.5
 WATCH_ERRORS = Counter("glimpse_event_watch_errors_total", "Watch callbacks that raised or got poison.", ["event"])
 
 __all__ = ["STREAMS", "Bus", "ConsumerSpec", "PoisonMessage", "run_consumer"]
@@ -126,11 +128,17 @@ class Bus:
     async def watch(self, events: Sequence[EventType[Any]], callback: Callable[[Any], Awaitable[None]]) -> None:
         """Calls `callback(event)` for each of `events` published from now on, in this process only.
 
-        For in-memory caches (drop a deleted post). An ordered consumer of the stream, not a plain
-        NATS subscription: it is resumed from the last sequence it saw after a reconnect, so a
-        message published while this process was reconnecting is still delivered (a plain
-        subscription loses it). Delivery is at-most-once across a restart of this process, which
-        starts with empty caches anyway. A failing callback is logged and counted, never retried.
+        For in-memory caches (drop a deleted post). An ordered consumer of the events' stream
+        (ValueError if they span streams), not a plain NATS subscription: after a reconnect or a
+        server restart it resumes from the last sequence it saw, so a message published meanwhile is
+        delivered late, never lost (a plain subscription loses it). How late is set by the idle
+        heartbeat: a restarted server has forgotten the ordered consumer (an in-memory ephemeral),
+        and the client notices only after two missed heartbeats, then recreates it. With a 2 s
+        heartbeat a deletion published just after a 1 s restart was heard 5-6.5 s later
+        (tests/faults/test_watch.py); with WATCH_HEARTBEAT_SECONDS (0.5 s) it is 1-2 s, for one
+        heartbeat message every 0.5 s per idle watch. Delivery is at-most-once across a restart of
+        this process, which starts with empty caches anyway. A failing callback is logged and
+        counted (glimpse_event_watch_errors_total), never retried.
         """
         filter_subject = self.subject(_filter_of(events))
         wanted = {e.subject: e for e in events}
@@ -151,7 +159,7 @@ class Bus:
             cb=deliver,
             ordered_consumer=True,
             deliver_policy=DeliverPolicy.NEW,
-            idle_heartbeat=2.0,
+            idle_heartbeat=WATCH_HEARTBEAT_SECONDS,
         )
 
     async def delete_streams(self) -> None:

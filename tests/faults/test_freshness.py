@@ -74,6 +74,7 @@ from glimpse.graph.v1 import graph_pb2, graph_pb2_grpc
 from glimpse.media.v1 import media_pb2, media_pb2_grpc
 from glimpse.post.v1 import post_pb2, post_pb2_grpc
 from mesh.bus import Bus
+from mesh.events import POST_CREATED
 from mesh.identity import as_caller
 from tests.faults.nats_server import NatsServer
 
@@ -515,7 +516,7 @@ async def _redeliveries(bus: Bus, consumer: tuple[str, str] | None) -> int:
     if consumer is None:
         return 0
     stream, durable = consumer
-    subject = bus.subject("posts.created")
+    subject = bus.subject(POST_CREATED.subject)
     stored = (await bus.js.stream_info(bus.stream(stream), subjects_filter=subject)).state.subjects or {}
     info = await bus.js.consumer_info(bus.stream(stream), f"{bus.namespace}_{durable}")
     return info.delivered.consumer_seq - stored.get(subject, 0)

@@ -1,4 +1,4 @@
-"""mesh.watch across a NATS server restart: the watch resumes within about a second of the server's
+"""Bus.watch across a NATS server restart: the watch resumes within about a second of the server's
 return and misses no event published meanwhile (its caches' freshness after a restart rests on it)."""
 
 from __future__ import annotations
@@ -9,7 +9,6 @@ import time
 from glimpse.events.v1 import events_pb2
 from mesh.bus import Bus
 from mesh.events import POST_DELETED, POST_UPDATED
-from mesh.watch import watch
 from tests.faults.nats_server import NatsServer
 
 # From the publication of an event after the restart until the watch hears it (heartbeats 0.5 s).
@@ -28,7 +27,7 @@ async def test_a_watch_hears_every_event_published_after_a_nats_restart_within_s
 
     try:
         await watcher.ensure_streams()
-        await watch(watcher, [POST_DELETED, POST_UPDATED], remember)
+        await watcher.watch([POST_DELETED, POST_UPDATED], remember)
         await publisher.publish_event(events_pb2.PostDeleted(event_id=1, post_id=1, author_id=9))
         await _until(lambda: 1 in heard, 5)
 
