@@ -179,6 +179,16 @@ class CommentService:
             _check_fingerprint(stored, fingerprint)
             return await repo.get_comment(session, comment_id)
 
+    async def get(self, comment_id: int) -> CommentRecord:
+        """One live comment or reply. NOT_FOUND (COMMENT_NOT_FOUND) if it never existed or was deleted;
+        NOT_FOUND (POST_NOT_FOUND) if its post was deleted and is being purged."""
+        async with self._db.read_only() as session:
+            comment = await repo.get_comment(session, comment_id)
+        if comment is None or not comment.live:
+            raise comment_not_found(comment_id)
+        await self._posts.author_of(comment.post_id)
+        return comment
+
     async def comments(self, post_id: int, size: int, token: str) -> Page[CommentRecord]:
         """The post's live top-level comments, oldest first, each with its reply_count. NOT_FOUND
         (POST_NOT_FOUND) for an unknown or deleted post; INVALID_ARGUMENT for a bad page size or token."""

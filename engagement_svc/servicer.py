@@ -115,6 +115,11 @@ class EngagementServicer(engagement_pb2_grpc.EngagementServiceServicer):
             comments=[comment_message(c) for c in page.items], next_page_token=page.next_page_token
         )
 
+    async def GetComment(
+        self, request: engagement_pb2.GetCommentRequest, context: grpc.aio.ServicerContext
+    ) -> engagement_pb2.Comment:
+        return comment_message(await self._comments.get(request.comment_id))
+
     async def DeleteComment(
         self, request: engagement_pb2.DeleteCommentRequest, context: grpc.aio.ServicerContext
     ) -> engagement_pb2.DeleteCommentResponse:

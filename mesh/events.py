@@ -53,6 +53,12 @@ POST_UPDATED = EventType(events_pb2.PostUpdated, "posts.updated", "POSTS")
 POST_DELETED = EventType(events_pb2.PostDeleted, "posts.deleted", "POSTS")
 USER_FOLLOWED = EventType(events_pb2.UserFollowed, "graph.followed", "GRAPH")
 USER_UNFOLLOWED = EventType(events_pb2.UserUnfollowed, "graph.unfollowed", "GRAPH")
+FOLLOW_REQUESTED = EventType(events_pb2.FollowRequested, "graph.follow_requested", "GRAPH")
+USER_BLOCKED = EventType(events_pb2.UserBlocked, "graph.blocked", "GRAPH")
+USER_UNBLOCKED = EventType(events_pb2.UserUnblocked, "graph.unblocked", "GRAPH")
+USER_MUTED = EventType(events_pb2.UserMuted, "graph.muted", "GRAPH")
+USER_UNMUTED = EventType(events_pb2.UserUnmuted, "graph.unmuted", "GRAPH")
+USER_PRIVACY_CHANGED = EventType(events_pb2.UserPrivacyChanged, "graph.privacy_changed", "GRAPH")
 MEDIA_READY = EventType(events_pb2.MediaReady, "media.ready", "MEDIA")
 MEDIA_FAILED = EventType(events_pb2.MediaFailed, "media.failed", "MEDIA")
 POST_LIKED = EventType(events_pb2.PostLiked, "engagement.liked", "ENGAGEMENT")
@@ -67,6 +73,12 @@ REGISTRY: tuple[EventType[Any], ...] = (
     POST_DELETED,
     USER_FOLLOWED,
     USER_UNFOLLOWED,
+    FOLLOW_REQUESTED,
+    USER_BLOCKED,
+    USER_UNBLOCKED,
+    USER_MUTED,
+    USER_UNMUTED,
+    USER_PRIVACY_CHANGED,
     MEDIA_READY,
     MEDIA_FAILED,
     POST_LIKED,
