@@ -66,6 +66,7 @@ POST_UNLIKED = EventType(events_pb2.PostUnliked, "engagement.unliked", "ENGAGEME
 COMMENT_CREATED = EventType(events_pb2.CommentCreated, "engagement.commented", "ENGAGEMENT")
 COMMENT_DELETED = EventType(events_pb2.CommentDeleted, "engagement.comment_deleted", "ENGAGEMENT")
 USER_MENTIONED = EventType(events_pb2.UserMentioned, "engagement.mentioned", "ENGAGEMENT")
+NOTIFICATION_CHANGED = EventType(events_pb2.NotificationChanged, "notifications.changed", "NOTIFICATIONS")
 
 REGISTRY: tuple[EventType[Any], ...] = (
     POST_CREATED,
@@ -86,6 +87,7 @@ REGISTRY: tuple[EventType[Any], ...] = (
     COMMENT_CREATED,
     COMMENT_DELETED,
     USER_MENTIONED,
+    NOTIFICATION_CHANGED,
 )
 
 # Messages that failed every delivery, or could never be handled, or outbox rows no stream would
