@@ -1,4 +1,5 @@
-"""The rules of accounts and sessions: registration, login, token refresh, and finding users.
+"""The rules of accounts and sessions: registration, login, token refresh, and finding users (hiding
+from a viewer the users it blocks or is blocked by: graph_svc.visibility).
 
 Raises mesh.errors.DomainError subclasses.
 """
@@ -14,6 +15,7 @@ from pydantic import Field
 from graph_svc import repository as repo
 from graph_svc.credentials import USERNAME, Passwords, check_password, normalize_email, normalize_username
 from graph_svc.repository import UserRecord
+from graph_svc.visibility import refuse_if_blocked
 from mesh.db import Database
 from mesh.errors import NotFound, Unauthenticated, invalid_field
 from mesh.ids import IdGenerator
@@ -67,6 +69,7 @@ class AccountService:
             follower_count=0,
             following_count=0,
             created_at=dt.datetime.now(dt.UTC),
+            is_private=False,
         )
         async with self._db.unit_of_work() as session:
             return await repo.insert_user(session, record)
@@ -103,12 +106,15 @@ class AccountService:
     def _session_for(self, user: UserRecord) -> Session:
         return Session(user, self._signer.issue(user.id, ACCESS), self._signer.issue(user.id, REFRESH))
 
-    async def get_user(self, user_id: int) -> UserRecord:
-        """The user; NOT_FOUND (USER_NOT_FOUND) if there is none."""
+    async def get_user(self, user_id: int, viewer_id: int | None = None) -> UserRecord:
+        """The user; NOT_FOUND (USER_NOT_FOUND) if there is none, or if it and `viewer_id` (None:
+        anonymous) block each other."""
+        missing = NotFound(f"user {user_id} does not exist", reason="USER_NOT_FOUND")
         async with self._db.read_only() as session:
             user = await repo.get_user(session, user_id)
-        if user is None:
-            raise NotFound(f"user {user_id} does not exist", reason="USER_NOT_FOUND")
+            if user is None:
+                raise missing
+            await refuse_if_blocked(session, viewer_id, user.id, missing)
         return user
 
     async def batch_get_users(self, user_ids: list[int]) -> list[UserRecord]:
@@ -121,18 +127,22 @@ class AccountService:
             found = await repo.get_users(session, list(set(user_ids)))
         return [found[i] for i in user_ids if i in found]
 
-    async def lookup_user(self, username: str) -> UserRecord:
-        """The user called `username` (case-insensitive, '@' optional); NOT_FOUND if nobody is."""
+    async def lookup_user(self, username: str, viewer_id: int | None = None) -> UserRecord:
+        """The user called `username` (case-insensitive, '@' optional); NOT_FOUND (USER_NOT_FOUND) if
+        nobody is, or if that user and `viewer_id` (None: anonymous) block each other."""
         name = username.strip().lower().removeprefix("@")
+        missing = NotFound(f"no user is called {name[:40]!r}", reason="USER_NOT_FOUND")
         async with self._db.read_only() as session:
             user = await repo.find_user(session, username=name)
-        if user is None:
-            raise NotFound(f"no user is called {name[:40]!r}", reason="USER_NOT_FOUND")
+            if user is None:
+                raise missing
+            await refuse_if_blocked(session, viewer_id, user.id, missing)
         return user
 
-    async def search_users(self, query: str, size: int, token: str) -> Page[UserRecord]:
-        """Users whose username starts with `query`, alphabetical. INVALID_ARGUMENT for a bad query,
-        page size or page token (see mesh.pagination.decode_cursor)."""
+    async def search_users(self, query: str, size: int, token: str, viewer_id: int | None = None) -> Page[UserRecord]:
+        """Users whose username starts with `query`, alphabetical, without those that block or are
+        blocked by `viewer_id`. INVALID_ARGUMENT for a bad query, page size or page token (see
+        mesh.pagination.decode_cursor)."""
         prefix = query.strip().lower().removeprefix("@")
         if not prefix or len(prefix) > 30 or not all(c.isascii() and (c.isalnum() or c in "._") for c in prefix):
             raise invalid_field("query", "must be 1-30 characters of a-z, 0-9, '.' and '_'")
@@ -141,5 +151,5 @@ class AccountService:
         cursor = decode_cursor(token, SearchCursor, scope)
         after = cursor.username if cursor else None
         async with self._db.read_only() as session:
-            found = await repo.search_usernames(session, prefix, after, limit + 1)
+            found = await repo.search_usernames(session, prefix, after, limit + 1, viewer_id=viewer_id)
         return page_of(found, limit, scope, lambda user: SearchCursor(username=user.username))

@@ -1,4 +1,6 @@
-"""Assembles graph_svc: runtime -> services (accounts, follows) -> servicer -> host (with the outbox relay)."""
+"""Assembles graph_svc: runtime -> services (accounts, follows, privacy, blocks, mutes, visibility,
+reports) -> servicers (GraphService; ModerationService behind the operator credential) -> host (with
+the outbox relay)."""
 
 from __future__ import annotations
 
@@ -8,10 +10,16 @@ from collections.abc import AsyncIterator
 from glimpse.graph.v1 import graph_pb2, graph_pb2_grpc
 from graph_svc import models
 from graph_svc.accounts import AccountService
+from graph_svc.blocks import BlockService
 from graph_svc.credentials import Passwords
 from graph_svc.follows import FollowService
-from graph_svc.servicer import GraphServicer
+from graph_svc.moderation import OperatorCredential
+from graph_svc.mutes import MuteService
+from graph_svc.privacy import PrivacyService
+from graph_svc.reports import ReportService
+from graph_svc.servicer import GraphServicer, ModerationServicer
 from graph_svc.settings import GraphSettings
+from graph_svc.visibility import VisibilityService
 from mesh.runtime import open_runtime
 from mesh.server import ServiceHost
 from mesh.tokens import signer_from
@@ -26,13 +34,26 @@ async def graph_host(settings: GraphSettings) -> AsyncIterator[ServiceHost]:
             memory_kib=settings.argon2_memory_kib,
             parallelism=settings.argon2_parallelism,
         )
-        accounts = AccountService(db=runtime.db, ids=runtime.ids, signer=signer_from(settings), passwords=passwords)
-        follows = FollowService(
-            db=runtime.db, outbox=runtime.outbox(models.outbox, host), max_following=settings.max_following
+        db = runtime.db
+        outbox = runtime.outbox(models.outbox, host)  # one relay for the whole schema
+        reports = ReportService(db=db, ids=runtime.ids)
+        servicer = GraphServicer(
+            accounts=AccountService(db=db, ids=runtime.ids, signer=signer_from(settings), passwords=passwords),
+            follows=FollowService(db=db, outbox=outbox, max_following=settings.max_following),
+            privacy=PrivacyService(db=db, outbox=outbox),
+            blocks=BlockService(db=db, outbox=outbox),
+            mutes=MuteService(db=db, outbox=outbox),
+            visibility=VisibilityService(db=db),
+            reports=reports,
         )
         host.add_servicer(
             graph_pb2_grpc.add_GraphServiceServicer_to_server,
-            GraphServicer(accounts=accounts, follows=follows),
+            servicer,
             graph_pb2.DESCRIPTOR.services_by_name["GraphService"],
+        )
+        host.add_servicer(
+            graph_pb2_grpc.add_ModerationServiceServicer_to_server,
+            ModerationServicer(reports=reports, credential=OperatorCredential(settings.operator_token)),
+            graph_pb2.DESCRIPTOR.services_by_name["ModerationService"],
         )
         yield host

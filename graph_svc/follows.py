@@ -1,20 +1,25 @@
-"""The rules of the follow graph: follow and unfollow (with their events), follower and followee
-pages, the fan-out's follower stream, followee ids, counts and celebrity followees.
+"""The rules of the follow graph: follow and unfollow (with their events; following a private account
+asks it first, graph_svc.privacy), follower and followee pages, the fan-out's follower stream,
+followee ids, counts and celebrity followees.
 
 Raises mesh.errors.DomainError subclasses.
 """
 
 from __future__ import annotations
 
+import enum
 from collections.abc import AsyncIterator
+from dataclasses import dataclass
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from glimpse.events.v1 import events_pb2
+from graph_svc import privacy_repository as privacy_repo
 from graph_svc import repository as repo
-from graph_svc.repository import FollowRecord, UserRecord
+from graph_svc.repository import FollowRecord, LockedUser, UserRecord
+from graph_svc.visibility import refuse_if_blocked
 from mesh.db import Database
-from mesh.errors import FailedPrecondition, InvalidArgument, NotFound, Unauthenticated, invalid_field
+from mesh.errors import FailedPrecondition, InvalidArgument, NotFound, PermissionDenied, Unauthenticated, invalid_field
 from mesh.outbox import Outbox
 from mesh.pagination import (
     Id,
@@ -39,73 +44,134 @@ class FollowCursor(PageCursor):
     id: Id
 
 
+class FollowState(enum.Enum):
+    FOLLOWING = "following"
+    # The target is private: the caller asked, and follows once the target approves.
+    REQUESTED = "requested"
+
+
+@dataclass(frozen=True)
+class FollowOutcome:
+    created: bool  # a follow or request was made by this call
+    state: FollowState
+    followee: UserRecord
+
+
 class FollowService:
     def __init__(self, *, db: Database, outbox: Outbox, max_following: int) -> None:
         self._db = db
         self._outbox = outbox
         self._max_following = max_following
 
-    async def follow(self, follower_id: int, followee_id: int) -> tuple[bool, UserRecord]:
-        """The caller follows `followee_id`; returns (created, followee). Idempotent: `graph.followed`
-        is emitted only when the follow is new.
+    async def follow(self, follower_id: int, followee_id: int) -> FollowOutcome:
+        """The caller follows `followee_id` (`graph.followed`), or asks to if it is private (a follow
+        request, `graph.follow_requested`). Idempotent: an event is emitted only when the follow or
+        request is new; following someone the caller follows answers FOLLOWING whatever its privacy.
 
         INVALID_ARGUMENT for a bad target or oneself (SELF_FOLLOW), NOT_FOUND (USER_NOT_FOUND) for an
-        unknown target, UNAUTHENTICATED (ACCOUNT_GONE) if the caller's account is gone,
-        FAILED_PRECONDITION (FOLLOWING_LIMIT) above max_following.
+        unknown target or one that blocks the caller or is blocked by it, UNAUTHENTICATED
+        (ACCOUNT_GONE) if the caller's account is gone, FAILED_PRECONDITION (FOLLOWING_LIMIT) when the
+        caller's follows plus pending requests reach max_following.
         """
         _check_target(follower_id, followee_id)
         async with self._db.unit_of_work() as session:
-            following_counts = await repo.lock_users(session, [follower_id, followee_id])
-            _check_exists(following_counts, follower_id, followee_id)
-            created = await repo.insert_follow(session, follower_id, followee_id)
-            if created:
-                # Checked only for a new follow, so repeating an existing one stays idempotent;
-                # raising here rolls the insert back.
-                if following_counts[follower_id] >= self._max_following:
-                    raise FailedPrecondition(
-                        f"you already follow {self._max_following} accounts, the most allowed; unfollow some first",
-                        reason="FOLLOWING_LIMIT",
+            locked = await repo.lock_users(session, [follower_id, followee_id])
+            _check_exists(locked, follower_id, followee_id)
+            await refuse_if_blocked(session, follower_id, followee_id, _no_such_user(followee_id))
+            if not locked[followee_id].is_private:
+                state = FollowState.FOLLOWING
+                created = await repo.insert_follow(session, follower_id, followee_id)
+                if created:
+                    await self._check_limit(session, follower_id, locked[follower_id], follow=True)
+                    await repo.add_to_counts(session, follower_id, followee_id, +1)
+                    await self._outbox.add(
+                        session, events_pb2.UserFollowed(follower_id=follower_id, followee_id=followee_id)
                     )
-                await repo.add_to_counts(session, follower_id, followee_id, +1)
-                await self._outbox.add(
-                    session, events_pb2.UserFollowed(follower_id=follower_id, followee_id=followee_id)
-                )
+            elif await repo.follow_exists(session, follower_id, followee_id):
+                state, created = FollowState.FOLLOWING, False
+            else:
+                state = FollowState.REQUESTED
+                created = await privacy_repo.insert_follow_request(session, follower_id, followee_id)
+                if created:
+                    await self._check_limit(session, follower_id, locked[follower_id], follow=False)
+                    await self._outbox.add(
+                        session, events_pb2.FollowRequested(requester_id=follower_id, target_id=followee_id)
+                    )
             followee = await repo.get_user(session, followee_id)
         assert followee is not None  # locked above
-        return created, followee
+        return FollowOutcome(created, state, followee)
+
+    async def _check_limit(
+        self, session: AsyncSession, follower_id: int, follower: LockedUser, *, follow: bool
+    ) -> None:
+        """FOLLOWING_LIMIT if the follower's follows and pending requests, with the one just inserted
+        (a `follow`, else a request, already among the pending), exceed the cap. Checked only for a new
+        follow or request, so repeating one stays idempotent; raising rolls the insert back. Pending
+        requests count, so approving one never takes the requester over it."""
+        pending = await privacy_repo.outgoing_request_count(session, follower_id)
+        if follower.following_count + pending + (1 if follow else 0) > self._max_following:
+            raise FailedPrecondition(
+                f"you already follow or asked to follow {self._max_following} accounts, the most allowed; "
+                "unfollow some or withdraw requests first",
+                reason="FOLLOWING_LIMIT",
+            )
 
     async def unfollow(self, follower_id: int, followee_id: int) -> bool:
-        """The caller stops following `followee_id`; returns whether a follow was removed (and
-        `graph.unfollowed` emitted). The same errors as `follow`, except FOLLOWING_LIMIT."""
+        """The caller stops following `followee_id` (`graph.unfollowed`), or withdraws its pending
+        request to; returns whether a follow or request was removed. The same errors as `follow`,
+        except FOLLOWING_LIMIT."""
         _check_target(follower_id, followee_id)
         async with self._db.unit_of_work() as session:
-            following_counts = await repo.lock_users(session, [follower_id, followee_id])
-            _check_exists(following_counts, follower_id, followee_id)
+            locked = await repo.lock_users(session, [follower_id, followee_id])
+            _check_exists(locked, follower_id, followee_id)
+            await refuse_if_blocked(session, follower_id, followee_id, _no_such_user(followee_id))
             deleted = await repo.delete_follow(session, follower_id, followee_id)
             if deleted:
                 await repo.add_to_counts(session, follower_id, followee_id, -1)
                 await self._outbox.add(
                     session, events_pb2.UserUnfollowed(follower_id=follower_id, followee_id=followee_id)
                 )
+            else:
+                deleted = await privacy_repo.delete_follow_request(session, follower_id, followee_id)
         return deleted
 
-    async def list_follows(self, user_id: int, *, followers: bool, size: int, token: str) -> Page[FollowRecord]:
-        """Followers (or followees) of `user_id`, newest follow first. NOT_FOUND for an unknown user;
-        INVALID_ARGUMENT for a bad page size or token (see mesh.pagination.decode_cursor)."""
+    async def list_follows(
+        self, user_id: int, *, followers: bool, size: int, token: str, viewer_id: int | None = None
+    ) -> Page[FollowRecord]:
+        """Followers (or followees) of `user_id`, newest follow first, as `viewer_id` (None: anonymous)
+        sees them: without users that block or are blocked by the viewer.
+
+        NOT_FOUND (USER_NOT_FOUND) for an unknown user or one blocked either way with the viewer;
+        PERMISSION_DENIED (ACCOUNT_PRIVATE) for a private account's list unless the viewer is that
+        account or follows it; INVALID_ARGUMENT for a bad page size or token (mesh.pagination).
+        """
         limit = page_size(size)
-        scope = f"{'followers' if followers else 'following'}:{user_id}"
+        kind = "followers" if followers else "following"
+        scope = f"{kind}:{user_id}"
         cursor = decode_cursor(token, FollowCursor, scope)
         after = (from_timestamp_us(cursor.created_at_us), cursor.id) if cursor else None
         async with self._db.read_only() as session:
-            await _existing(session, user_id)
-            found = await repo.list_follows(session, user_id, followers=followers, after=after, limit=limit + 1)
+            user = await _existing(session, user_id)
+            await refuse_if_blocked(session, viewer_id, user_id, _no_such_user(user_id))
+            if user.is_private and not await _follows_or_is(session, viewer_id, user_id):
+                raise PermissionDenied(
+                    f"user {user_id}'s account is private: only its followers see its {kind}",
+                    reason="ACCOUNT_PRIVATE",
+                )
+            found = await repo.list_follows(
+                session, user_id, followers=followers, after=after, limit=limit + 1, viewer_id=viewer_id
+            )
         return page_of(
             found, limit, scope, lambda f: FollowCursor(created_at_us=timestamp_us(f.created_at), id=f.user.id)
         )
 
-    async def stream_follower_ids(self, user_id: int, batch_size: int) -> AsyncIterator[list[int]]:
+    async def stream_follower_ids(
+        self, user_id: int, batch_size: int, *, audience_only: bool = False
+    ) -> AsyncIterator[list[int]]:
         """Every follower id of `user_id` in id order, `batch_size` at a time (0: the default, capped
-        at STREAM_BATCH_MAX). NOT_FOUND for an unknown user, INVALID_ARGUMENT for a negative size.
+        at STREAM_BATCH_MAX); with `audience_only`, without the followers who must not receive the
+        user's posts (graph_svc.visibility: they mute the user, or one blocks the other), filtered in
+        the same query. NOT_FOUND for an unknown user, INVALID_ARGUMENT for a negative size.
 
         Each batch is its own short keyset query on one connection (no long-running cursor), so
         batches cost one round trip each and a slow reader holds no snapshot open.
@@ -117,7 +183,7 @@ class FollowService:
             await _existing(session, user_id)
             after = 0
             while True:
-                ids = await repo.follower_ids_after(session, user_id, after, batch)
+                ids = await repo.follower_ids_after(session, user_id, after, batch, audience_only=audience_only)
                 await session.rollback()  # end the read transaction between batches
                 if not ids:
                     return
@@ -159,8 +225,18 @@ def _check_target(follower_id: int, followee_id: int) -> None:
         raise InvalidArgument("you cannot follow yourself", reason="SELF_FOLLOW", fields={"target_user_id": "is you"})
 
 
-def _check_exists(found: dict[int, int], follower_id: int, followee_id: int) -> None:
+async def _follows_or_is(session: AsyncSession, viewer_id: int | None, user_id: int) -> bool:
+    if viewer_id is None:
+        return False
+    return viewer_id == user_id or await repo.follow_exists(session, viewer_id, user_id)
+
+
+def _no_such_user(user_id: int) -> NotFound:
+    return NotFound(f"user {user_id} does not exist", reason="USER_NOT_FOUND")
+
+
+def _check_exists(found: dict[int, LockedUser], follower_id: int, followee_id: int) -> None:
     if followee_id not in found:
-        raise NotFound(f"user {followee_id} does not exist", reason="USER_NOT_FOUND")
+        raise _no_such_user(followee_id)
     if follower_id not in found:
         raise Unauthenticated("your account no longer exists", reason="ACCOUNT_GONE")

@@ -11,6 +11,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from graph_svc.models import follows, users
+from graph_svc.privacy_repository import excluded_from_audience, not_blocked_with
 from mesh.errors import AlreadyExists
 
 
@@ -25,12 +26,21 @@ class UserRecord:
     follower_count: int
     following_count: int
     created_at: dt.datetime
+    is_private: bool
 
 
 @dataclass(frozen=True)
 class FollowRecord:
     user: UserRecord
     created_at: dt.datetime
+
+
+@dataclass(frozen=True)
+class LockedUser:
+    """What follow rules read of a user row locked for the change."""
+
+    following_count: int
+    is_private: bool
 
 
 _USER_COLUMNS = [users.c[name] for name in UserRecord.__dataclass_fields__]
@@ -73,28 +83,44 @@ async def set_password_hash(session: AsyncSession, user_id: int, password_hash: 
     await session.execute(update(users).where(users.c.id == user_id).values(password_hash=password_hash))
 
 
-async def search_usernames(session: AsyncSession, prefix: str, after: str | None, limit: int) -> list[UserRecord]:
-    """Users whose username starts with `prefix`, alphabetical, after `after`."""
+async def search_usernames(
+    session: AsyncSession, prefix: str, after: str | None, limit: int, *, viewer_id: int | None = None
+) -> list[UserRecord]:
+    """Users whose username starts with `prefix`, alphabetical, after `after`; none that blocks or is
+    blocked by `viewer_id`."""
     pattern = prefix.replace("\\", "\\\\").replace("_", "\\_").replace("%", "\\%") + "%"
     query = select(*_USER_COLUMNS).where(users.c.username.like(pattern, escape="\\"))
+    if viewer_id is not None:
+        query = query.where(not_blocked_with(viewer_id, users.c.id))
     if after is not None:
         query = query.where(users.c.username > after)
     rows = await session.execute(query.order_by(users.c.username).limit(limit))
     return [UserRecord(**row._mapping) for row in rows]
 
 
-async def lock_users(session: AsyncSession, user_ids: list[int]) -> dict[int, int]:
+async def lock_users(session: AsyncSession, user_ids: list[int]) -> dict[int, LockedUser]:
     """Locks the users' rows in id order (so two opposite follows cannot deadlock).
 
-    Returns id -> following_count for the ids that exist.
+    Returns id -> its following count and privacy, for the ids that exist.
     """
     rows = await session.execute(
-        select(users.c.id, users.c.following_count)
+        select(users.c.id, users.c.following_count, users.c.is_private)
         .where(users.c.id.in_(user_ids))
         .order_by(users.c.id)
         .with_for_update()
     )
-    return {row.id: row.following_count for row in rows}
+    return {row.id: LockedUser(row.following_count, row.is_private) for row in rows}
+
+
+async def set_private(session: AsyncSession, user_id: int, is_private: bool) -> None:
+    await session.execute(update(users).where(users.c.id == user_id).values(is_private=is_private))
+
+
+async def follow_exists(session: AsyncSession, follower_id: int, followee_id: int) -> bool:
+    query = select(follows.c.follower_id).where(
+        follows.c.follower_id == follower_id, follows.c.followee_id == followee_id
+    )
+    return (await session.execute(query)).first() is not None
 
 
 async def insert_follow(session: AsyncSession, follower_id: int, followee_id: int) -> bool:
@@ -117,6 +143,32 @@ async def delete_follow(session: AsyncSession, follower_id: int, followee_id: in
     return result.first() is not None
 
 
+async def insert_followers(session: AsyncSession, follower_ids: list[int], followee_id: int) -> list[int]:
+    """Adds follows of `followee_id` by each of `follower_ids` in one statement; returns the follower
+    ids whose follow is new."""
+    if not follower_ids:
+        return []
+    result = await session.execute(
+        insert(follows)
+        .values([{"follower_id": f, "followee_id": followee_id} for f in follower_ids])
+        .on_conflict_do_nothing()
+        .returning(follows.c.follower_id)
+    )
+    return list(result.scalars())
+
+
+async def add_followers_to_counts(session: AsyncSession, follower_ids: list[int], followee_id: int) -> None:
+    """Counts new follows of `followee_id` by `follower_ids` (rows locked by the caller, in id order)."""
+    if not follower_ids:
+        return
+    await session.execute(
+        update(users).where(users.c.id.in_(follower_ids)).values(following_count=users.c.following_count + 1)
+    )
+    await session.execute(
+        update(users).where(users.c.id == followee_id).values(follower_count=users.c.follower_count + len(follower_ids))
+    )
+
+
 async def add_to_counts(session: AsyncSession, follower_id: int, followee_id: int, delta: int) -> None:
     await session.execute(
         update(users).where(users.c.id == follower_id).values(following_count=users.c.following_count + delta)
@@ -127,9 +179,16 @@ async def add_to_counts(session: AsyncSession, follower_id: int, followee_id: in
 
 
 async def list_follows(
-    session: AsyncSession, user_id: int, *, followers: bool, after: tuple[dt.datetime, int] | None, limit: int
+    session: AsyncSession,
+    user_id: int,
+    *,
+    followers: bool,
+    after: tuple[dt.datetime, int] | None,
+    limit: int,
+    viewer_id: int | None = None,
 ) -> list[FollowRecord]:
-    """A page of a user's followers (or followees), newest follow first, after the keyset `after`."""
+    """A page of a user's followers (or followees), newest follow first, after the keyset `after`;
+    without the users that block or are blocked by `viewer_id`."""
     own, other = (
         (follows.c.followee_id, follows.c.follower_id) if followers else (follows.c.follower_id, follows.c.followee_id)
     )
@@ -140,6 +199,8 @@ async def list_follows(
     )
     if after is not None:
         query = query.where(tuple_(follows.c.created_at, other) < tuple_(*after))
+    if viewer_id is not None:
+        query = query.where(not_blocked_with(viewer_id, other))
     rows = await session.execute(query.order_by(follows.c.created_at.desc(), other.desc()).limit(limit))
     out = []
     for row in rows:
@@ -149,13 +210,15 @@ async def list_follows(
     return out
 
 
-async def follower_ids_after(session: AsyncSession, user_id: int, after_id: int, limit: int) -> list[int]:
-    rows = await session.execute(
-        select(follows.c.follower_id)
-        .where(follows.c.followee_id == user_id, follows.c.follower_id > after_id)
-        .order_by(follows.c.follower_id)
-        .limit(limit)
-    )
+async def follower_ids_after(
+    session: AsyncSession, user_id: int, after_id: int, limit: int, *, audience_only: bool = False
+) -> list[int]:
+    """Follower ids of `user_id` above `after_id`, ascending; with `audience_only`, without those
+    excluded from the user's audience (privacy_repository.excluded_from_audience)."""
+    query = select(follows.c.follower_id).where(follows.c.followee_id == user_id, follows.c.follower_id > after_id)
+    if audience_only:
+        query = query.where(follows.c.follower_id.not_in(excluded_from_audience(user_id)))
+    rows = await session.execute(query.order_by(follows.c.follower_id).limit(limit))
     return list(rows.scalars())
 
 

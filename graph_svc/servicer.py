@@ -1,19 +1,41 @@
-"""GraphService gRPC servicer: converts between protobuf and the domain, nothing else."""
+"""GraphService and ModerationService gRPC servicers: convert between protobuf and the domain, nothing
+else (ModerationService also checks the operator credential its callers carry in metadata)."""
 
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Mapping
 
 import grpc
+from google.protobuf import json_format
+from google.protobuf.descriptor import EnumDescriptor
+from google.protobuf.struct_pb2 import Struct
 from google.protobuf.timestamp_pb2 import Timestamp
 
 from glimpse.graph.v1 import graph_pb2, graph_pb2_grpc
 from graph_svc.accounts import AccountService, Session
-from graph_svc.follows import FollowService
+from graph_svc.blocks import BlockService
+from graph_svc.follows import FollowService, FollowState
+from graph_svc.moderation import OPERATOR_TOKEN_KEY, OperatorCredential
+from graph_svc.mutes import MuteService
+from graph_svc.privacy import PrivacyService, RelatedUser
+from graph_svc.report_repository import ReportRecord
+from graph_svc.reports import ReportService
 from graph_svc.repository import FollowRecord, UserRecord
-from mesh.identity import caller_id
+from graph_svc.visibility import Visibility, VisibilityService
+from mesh.identity import caller_id, optional_caller_id
 from mesh.names import parse_user_name
+
+_FOLLOW_STATES: Mapping[FollowState, graph_pb2.FollowState.ValueType] = {
+    FollowState.FOLLOWING: graph_pb2.FOLLOW_STATE_FOLLOWING,
+    FollowState.REQUESTED: graph_pb2.FOLLOW_STATE_REQUESTED,
+}
+_VISIBILITIES: Mapping[Visibility, graph_pb2.Visibility.ValueType] = {
+    Visibility.VISIBLE: graph_pb2.VISIBILITY_VISIBLE,
+    Visibility.NOT_FOLLOWER_OF_PRIVATE: graph_pb2.VISIBILITY_NOT_FOLLOWER_OF_PRIVATE,
+    Visibility.BLOCKED: graph_pb2.VISIBILITY_BLOCKED,
+    Visibility.AUTHOR_NOT_FOUND: graph_pb2.VISIBILITY_AUTHOR_NOT_FOUND,
+}
 
 
 def _timestamp(value: dt.datetime) -> Timestamp:
@@ -31,7 +53,49 @@ def user_message(user: UserRecord) -> graph_pb2.User:
         follower_count=user.follower_count,
         following_count=user.following_count,
         create_time=_timestamp(user.created_at),
+        is_private=user.is_private,
     )
+
+
+def _word(enum: EnumDescriptor, number: int) -> str:
+    """The stored word of a wire enum value (REPORT_REASON_SPAM -> "spam", graph_svc.models): "" for
+    UNSPECIFIED, and the number itself for one this release does not know (the service refuses both,
+    naming the field)."""
+    if number == 0:
+        return ""
+    value = enum.values_by_number.get(number)
+    if value is None:
+        return str(number)
+    return value.name.removeprefix(_enum_prefix(enum)).lower()
+
+
+def _enum_prefix(enum: EnumDescriptor) -> str:
+    """ "REPORT_REASON_" for ReportReason: AIP-126 prefixes every value with the enum's name."""
+    return enum.values_by_number[0].name.removesuffix("UNSPECIFIED")
+
+
+def report_message(report: ReportRecord) -> graph_pb2.Report:
+    snapshot = Struct()
+    snapshot.update(report.snapshot)
+    message = graph_pb2.Report(
+        id=report.id,
+        reporter_id=report.reporter_id,
+        subject_type=graph_pb2.ReportSubjectType.Value(f"REPORT_SUBJECT_TYPE_{report.subject_type.upper()}"),
+        subject_id=report.subject_id,
+        reported_user_id=report.reported_user_id,
+        reason=graph_pb2.ReportReason.Value(f"REPORT_REASON_{report.reason.upper()}"),
+        details=report.details,
+        snapshot=snapshot,
+        state=graph_pb2.ReportState.Value(f"REPORT_STATE_{report.state.upper()}"),
+        resolution=graph_pb2.ReportResolution.Value(
+            f"REPORT_RESOLUTION_{(report.resolution or 'unspecified').upper()}"
+        ),
+        resolution_note=report.resolution_note,
+        create_time=_timestamp(report.created_at),
+    )
+    if report.resolved_at is not None:
+        message.resolve_time.CopyFrom(_timestamp(report.resolved_at))
+    return message
 
 
 def _session_message(session: Session) -> graph_pb2.AuthenticateUserResponse:
@@ -48,10 +112,29 @@ def _follow_message(follow: FollowRecord) -> graph_pb2.Follow:
     return graph_pb2.Follow(user=user_message(follow.user), create_time=_timestamp(follow.created_at))
 
 
+def _related(related: RelatedUser) -> tuple[graph_pb2.User, Timestamp]:
+    return user_message(related.user), _timestamp(related.since)
+
+
 class GraphServicer(graph_pb2_grpc.GraphServiceServicer):
-    def __init__(self, *, accounts: AccountService, follows: FollowService) -> None:
+    def __init__(
+        self,
+        *,
+        accounts: AccountService,
+        follows: FollowService,
+        privacy: PrivacyService,
+        blocks: BlockService,
+        mutes: MuteService,
+        visibility: VisibilityService,
+        reports: ReportService,
+    ) -> None:
         self._accounts = accounts
         self._follows = follows
+        self._privacy = privacy
+        self._blocks = blocks
+        self._mutes = mutes
+        self._visibility = visibility
+        self._reports = reports
 
     async def RegisterUser(
         self, request: graph_pb2.RegisterUserRequest, context: grpc.aio.ServicerContext
@@ -70,7 +153,7 @@ class GraphServicer(graph_pb2_grpc.GraphServiceServicer):
         return _session_message(await self._accounts.refresh(request.refresh_token))
 
     async def GetUser(self, request: graph_pb2.GetUserRequest, context: grpc.aio.ServicerContext) -> graph_pb2.User:
-        return user_message(await self._accounts.get_user(request.user_id))
+        return user_message(await self._accounts.get_user(request.user_id, optional_caller_id(context)))
 
     async def BatchGetUsers(
         self, request: graph_pb2.BatchGetUsersRequest, context: grpc.aio.ServicerContext
@@ -81,12 +164,14 @@ class GraphServicer(graph_pb2_grpc.GraphServiceServicer):
     async def LookupUser(
         self, request: graph_pb2.LookupUserRequest, context: grpc.aio.ServicerContext
     ) -> graph_pb2.User:
-        return user_message(await self._accounts.lookup_user(request.username))
+        return user_message(await self._accounts.lookup_user(request.username, optional_caller_id(context)))
 
     async def SearchUsers(
         self, request: graph_pb2.SearchUsersRequest, context: grpc.aio.ServicerContext
     ) -> graph_pb2.SearchUsersResponse:
-        page = await self._accounts.search_users(request.query, request.page_size, request.page_token)
+        page = await self._accounts.search_users(
+            request.query, request.page_size, request.page_token, optional_caller_id(context)
+        )
         return graph_pb2.SearchUsersResponse(
             users=[user_message(u) for u in page.items], next_page_token=page.next_page_token
         )
@@ -94,8 +179,10 @@ class GraphServicer(graph_pb2_grpc.GraphServiceServicer):
     async def FollowUser(
         self, request: graph_pb2.FollowUserRequest, context: grpc.aio.ServicerContext
     ) -> graph_pb2.FollowUserResponse:
-        created, target = await self._follows.follow(caller_id(context), request.target_user_id)
-        return graph_pb2.FollowUserResponse(created=created, target=user_message(target))
+        outcome = await self._follows.follow(caller_id(context), request.target_user_id)
+        return graph_pb2.FollowUserResponse(
+            created=outcome.created, target=user_message(outcome.followee), state=_FOLLOW_STATES[outcome.state]
+        )
 
     async def UnfollowUser(
         self, request: graph_pb2.UnfollowUserRequest, context: grpc.aio.ServicerContext
@@ -108,7 +195,11 @@ class GraphServicer(graph_pb2_grpc.GraphServiceServicer):
     ) -> graph_pb2.ListFollowersResponse:
         user_id = parse_user_name(request.parent)
         page = await self._follows.list_follows(
-            user_id, followers=True, size=request.page_size, token=request.page_token
+            user_id,
+            followers=True,
+            size=request.page_size,
+            token=request.page_token,
+            viewer_id=optional_caller_id(context),
         )
         return graph_pb2.ListFollowersResponse(
             follows=[_follow_message(f) for f in page.items], next_page_token=page.next_page_token
@@ -119,7 +210,11 @@ class GraphServicer(graph_pb2_grpc.GraphServiceServicer):
     ) -> graph_pb2.ListFollowingResponse:
         user_id = parse_user_name(request.parent)
         page = await self._follows.list_follows(
-            user_id, followers=False, size=request.page_size, token=request.page_token
+            user_id,
+            followers=False,
+            size=request.page_size,
+            token=request.page_token,
+            viewer_id=optional_caller_id(context),
         )
         return graph_pb2.ListFollowingResponse(
             follows=[_follow_message(f) for f in page.items], next_page_token=page.next_page_token
@@ -128,7 +223,10 @@ class GraphServicer(graph_pb2_grpc.GraphServiceServicer):
     async def StreamFollowerIds(
         self, request: graph_pb2.StreamFollowerIdsRequest, context: grpc.aio.ServicerContext
     ) -> AsyncIterator[graph_pb2.StreamFollowerIdsResponse]:
-        async for ids in self._follows.stream_follower_ids(request.user_id, request.batch_size):
+        batches = self._follows.stream_follower_ids(
+            request.user_id, request.batch_size, audience_only=request.audience_only
+        )
+        async for ids in batches:
             yield graph_pb2.StreamFollowerIdsResponse(follower_ids=ids)
 
     async def ListFolloweeIds(
@@ -146,3 +244,143 @@ class GraphServicer(graph_pb2_grpc.GraphServiceServicer):
     ) -> graph_pb2.ListCelebrityFolloweesResponse:
         ids = await self._follows.celebrity_followees(request.user_id, request.threshold)
         return graph_pb2.ListCelebrityFolloweesResponse(user_ids=ids)
+
+    async def UpdateUser(
+        self, request: graph_pb2.UpdateUserRequest, context: grpc.aio.ServicerContext
+    ) -> graph_pb2.User:
+        user = await self._privacy.update_user(
+            caller_id(context), request.user.id, list(request.update_mask.paths), request.user.is_private
+        )
+        return user_message(user)
+
+    async def ListFollowRequests(
+        self, request: graph_pb2.ListFollowRequestsRequest, context: grpc.aio.ServicerContext
+    ) -> graph_pb2.ListFollowRequestsResponse:
+        page = await self._privacy.list_requests(caller_id(context), request.page_size, request.page_token)
+        return graph_pb2.ListFollowRequestsResponse(
+            requests=[graph_pb2.FollowRequest(user=u, create_time=t) for u, t in map(_related, page.items)],
+            next_page_token=page.next_page_token,
+        )
+
+    async def ApproveFollowRequest(
+        self, request: graph_pb2.ApproveFollowRequestRequest, context: grpc.aio.ServicerContext
+    ) -> graph_pb2.ApproveFollowRequestResponse:
+        approved, follower = await self._privacy.approve(caller_id(context), request.requester_id)
+        return graph_pb2.ApproveFollowRequestResponse(approved=approved, follower=user_message(follower))
+
+    async def DenyFollowRequest(
+        self, request: graph_pb2.DenyFollowRequestRequest, context: grpc.aio.ServicerContext
+    ) -> graph_pb2.DenyFollowRequestResponse:
+        denied = await self._privacy.deny(caller_id(context), request.requester_id)
+        return graph_pb2.DenyFollowRequestResponse(denied=denied)
+
+    async def BlockUser(
+        self, request: graph_pb2.BlockUserRequest, context: grpc.aio.ServicerContext
+    ) -> graph_pb2.BlockUserResponse:
+        created = await self._blocks.block(caller_id(context), request.target_user_id)
+        return graph_pb2.BlockUserResponse(created=created)
+
+    async def UnblockUser(
+        self, request: graph_pb2.UnblockUserRequest, context: grpc.aio.ServicerContext
+    ) -> graph_pb2.UnblockUserResponse:
+        deleted = await self._blocks.unblock(caller_id(context), request.target_user_id)
+        return graph_pb2.UnblockUserResponse(deleted=deleted)
+
+    async def ListBlocks(
+        self, request: graph_pb2.ListBlocksRequest, context: grpc.aio.ServicerContext
+    ) -> graph_pb2.ListBlocksResponse:
+        page = await self._blocks.list_blocks(caller_id(context), request.page_size, request.page_token)
+        return graph_pb2.ListBlocksResponse(
+            blocks=[graph_pb2.Block(user=u, create_time=t) for u, t in map(_related, page.items)],
+            next_page_token=page.next_page_token,
+        )
+
+    async def MuteUser(
+        self, request: graph_pb2.MuteUserRequest, context: grpc.aio.ServicerContext
+    ) -> graph_pb2.MuteUserResponse:
+        created = await self._mutes.mute(caller_id(context), request.target_user_id)
+        return graph_pb2.MuteUserResponse(created=created)
+
+    async def UnmuteUser(
+        self, request: graph_pb2.UnmuteUserRequest, context: grpc.aio.ServicerContext
+    ) -> graph_pb2.UnmuteUserResponse:
+        deleted = await self._mutes.unmute(caller_id(context), request.target_user_id)
+        return graph_pb2.UnmuteUserResponse(deleted=deleted)
+
+    async def ListMutes(
+        self, request: graph_pb2.ListMutesRequest, context: grpc.aio.ServicerContext
+    ) -> graph_pb2.ListMutesResponse:
+        page = await self._mutes.list_mutes(caller_id(context), request.page_size, request.page_token)
+        return graph_pb2.ListMutesResponse(
+            mutes=[graph_pb2.Mute(user=u, create_time=t) for u, t in map(_related, page.items)],
+            next_page_token=page.next_page_token,
+        )
+
+    async def CheckVisibility(
+        self, request: graph_pb2.CheckVisibilityRequest, context: grpc.aio.ServicerContext
+    ) -> graph_pb2.CheckVisibilityResponse:
+        found = await self._visibility.check(request.viewer_id, list(request.author_ids))
+        return graph_pb2.CheckVisibilityResponse(
+            results=[graph_pb2.AuthorVisibility(author_id=a, visibility=_VISIBILITIES[v]) for a, v in found]
+        )
+
+    async def GetViewerFilters(
+        self, request: graph_pb2.GetViewerFiltersRequest, context: grpc.aio.ServicerContext
+    ) -> graph_pb2.ViewerFilters:
+        found = await self._visibility.viewer_filters(request.viewer_id)
+        return graph_pb2.ViewerFilters(
+            blocked_user_ids=found.blocked, muted_user_ids=found.muted, private_followee_ids=found.private_followees
+        )
+
+    async def FilterAudience(
+        self, request: graph_pb2.FilterAudienceRequest, context: grpc.aio.ServicerContext
+    ) -> graph_pb2.FilterAudienceResponse:
+        excluded = await self._visibility.audience_exclusions(request.author_id, list(request.user_ids))
+        return graph_pb2.FilterAudienceResponse(excluded_user_ids=excluded)
+
+    async def CreateReport(
+        self, request: graph_pb2.CreateReportRequest, context: grpc.aio.ServicerContext
+    ) -> graph_pb2.Report:
+        report = await self._reports.create(
+            caller_id(context),
+            subject_type=_word(graph_pb2.ReportSubjectType.DESCRIPTOR, request.subject_type),
+            subject_id=request.subject_id,
+            reported_user_id=request.reported_user_id,
+            reason=_word(graph_pb2.ReportReason.DESCRIPTOR, request.reason),
+            details=request.details,
+            snapshot=json_format.MessageToDict(request.snapshot),
+        )
+        return report_message(report)
+
+
+class ModerationServicer(graph_pb2_grpc.ModerationServiceServicer):
+    def __init__(self, *, reports: ReportService, credential: OperatorCredential) -> None:
+        self._reports = reports
+        self._credential = credential
+
+    def _check_operator(self, context: grpc.aio.ServicerContext) -> None:
+        presented = dict(context.invocation_metadata() or ()).get(OPERATOR_TOKEN_KEY)
+        self._credential.check(presented if isinstance(presented, str) else None)
+
+    async def ListReports(
+        self, request: graph_pb2.ListReportsRequest, context: grpc.aio.ServicerContext
+    ) -> graph_pb2.ListReportsResponse:
+        self._check_operator(context)
+        state = _word(graph_pb2.ReportState.DESCRIPTOR, request.state) or None
+        page = await self._reports.list_reports(state, request.page_size, request.page_token)
+        return graph_pb2.ListReportsResponse(
+            reports=[report_message(r) for r in page.items], next_page_token=page.next_page_token
+        )
+
+    async def GetReport(
+        self, request: graph_pb2.GetReportRequest, context: grpc.aio.ServicerContext
+    ) -> graph_pb2.Report:
+        self._check_operator(context)
+        return report_message(await self._reports.get(request.report_id))
+
+    async def ResolveReport(
+        self, request: graph_pb2.ResolveReportRequest, context: grpc.aio.ServicerContext
+    ) -> graph_pb2.Report:
+        self._check_operator(context)
+        resolution = _word(graph_pb2.ReportResolution.DESCRIPTOR, request.resolution)
+        return report_message(await self._reports.resolve(request.report_id, resolution, request.note))

@@ -1,8 +1,10 @@
 from __future__ import annotations
 
-from pydantic import Field
+from pydantic import Field, field_validator
 
 from mesh.config import MeshSettings
+
+OPERATOR_TOKEN_MIN = 32
 
 
 class GraphSettings(MeshSettings):
@@ -14,3 +16,13 @@ class GraphSettings(MeshSettings):
     argon2_time_cost: int = Field(3, ge=1)
     argon2_memory_kib: int = Field(64 * 1024, ge=8 * 1024)
     argon2_parallelism: int = Field(4, ge=1)
+    # The credential ModerationService calls must carry (metadata `x-operator-token`). Empty, the
+    # default, turns moderation off rather than opening it: no value is safe to ship.
+    operator_token: str = Field("", repr=False)
+
+    @field_validator("operator_token")
+    @classmethod
+    def _long_enough(cls, value: str) -> str:
+        if value and len(value) < OPERATOR_TOKEN_MIN:
+            raise ValueError(f"must be empty (moderation off) or at least {OPERATOR_TOKEN_MIN} characters")
+        return value

@@ -56,6 +56,9 @@ DYNAMIC: dict[tuple[str, str], set[str] | None] = {
         grpc.StatusCode.INVALID_ARGUMENT.name,  # any other 4xx
     },
     ("gateway/errors.py", "info.reason"): None,
+    # Why a user reported something (graph.v1.ReportReason), not an error's reason.
+    ("graph_svc/servicer.py", "graph_pb2.ReportReason.Value(f'REPORT_REASON_{report.reason.upper()}')"): set(),
+    ("graph_svc/servicer.py", "_word(graph_pb2.ReportReason.DESCRIPTOR, request.reason)"): set(),
     ("mesh/errors.py", "self.reason"): None,
 }
 

@@ -215,9 +215,9 @@ async def test_following_limit_is_enforced(graph_settings, make_account):
     ids = IdGenerator(9)
     service = FollowService(db=db, outbox=Outbox(models.outbox, ids), max_following=1)
     try:
-        assert (await service.follow(a.id, b.id))[0]
+        assert (await service.follow(a.id, b.id)).created
         with pytest.raises(FailedPrecondition):
             await service.follow(a.id, c.id)
-        assert not (await service.follow(a.id, b.id))[0]  # already following: still fine
+        assert not (await service.follow(a.id, b.id)).created  # already following: still fine
     finally:
         await db.dispose()
