@@ -1,0 +1,178 @@
+"""The one visibility rule and its bulk forms through a real GraphService stub: CheckVisibility's truth
+table, a viewer's feed filters, the fan-out's audience (FilterAudience and StreamFollowerIds), and the
+queries' plans (index reads only)."""
+
+from __future__ import annotations
+
+import grpc
+import pytest
+from sqlalchemy import event
+from sqlalchemy.ext.asyncio import AsyncSession, create_async_engine
+
+from glimpse.graph.v1 import graph_pb2
+from graph_svc import privacy_repository as privacy_repo
+from graph_svc.visibility import MAX_AUDIENCE, MAX_AUTHORS
+from tests.graph_svc.conftest import privacy_update, refused
+
+VISIBLE = graph_pb2.VISIBILITY_VISIBLE
+PRIVATE = graph_pb2.VISIBILITY_NOT_FOLLOWER_OF_PRIVATE
+BLOCKED = graph_pb2.VISIBILITY_BLOCKED
+GONE = graph_pb2.VISIBILITY_AUTHOR_NOT_FOUND
+
+
+async def check(graph, viewer_id: int, author_ids: list[int]) -> list[tuple[int, int]]:
+    response = await graph.CheckVisibility(graph_pb2.CheckVisibilityRequest(viewer_id=viewer_id, author_ids=author_ids))
+    return [(r.author_id, r.visibility) for r in response.results]
+
+
+async def test_the_visibility_truth_table(graph, make_account, make_private_account):
+    private, public = await make_private_account(), await make_account()
+    follower, stranger, blocker, blocked = [await make_account() for _ in range(4)]
+    for author in (private, public):
+        await graph.FollowUser(graph_pb2.FollowUserRequest(target_user_id=author.id), metadata=follower.metadata)
+    await graph.ApproveFollowRequest(
+        graph_pb2.ApproveFollowRequestRequest(requester_id=follower.id), metadata=private.metadata
+    )
+    # `blocker` blocks both authors; `blocked` is blocked by both.
+    for author in (private, public):
+        await graph.BlockUser(graph_pb2.BlockUserRequest(target_user_id=author.id), metadata=blocker.metadata)
+        await graph.BlockUser(graph_pb2.BlockUserRequest(target_user_id=blocked.id), metadata=author.metadata)
+    authors = [private.id, public.id]
+    table = {
+        "owner (private)": (private.id, [VISIBLE, VISIBLE]),
+        "owner (public)": (public.id, [PRIVATE, VISIBLE]),
+        "approved follower": (follower.id, [VISIBLE, VISIBLE]),
+        "non-follower": (stranger.id, [PRIVATE, VISIBLE]),
+        "anonymous": (0, [PRIVATE, VISIBLE]),
+        "blocks the author": (blocker.id, [BLOCKED, BLOCKED]),
+        "blocked by the author": (blocked.id, [BLOCKED, BLOCKED]),
+    }
+    for case, (viewer, expected) in table.items():
+        assert await check(graph, viewer, authors) == list(zip(authors, expected, strict=True)), case
+    # Request order, repeats kept; an unknown author is its own answer.
+    assert await check(graph, stranger.id, [public.id, 987654321, public.id, private.id]) == [
+        (public.id, VISIBLE),
+        (987654321, GONE),
+        (public.id, VISIBLE),
+        (private.id, PRIVATE),
+    ]
+    assert await check(graph, stranger.id, []) == []
+
+
+async def test_a_pending_request_is_not_a_follow(graph, make_account, make_private_account):
+    private, asker = await make_private_account(), await make_account()
+    await graph.FollowUser(graph_pb2.FollowUserRequest(target_user_id=private.id), metadata=asker.metadata)
+    assert await check(graph, asker.id, [private.id]) == [(private.id, PRIVATE)]
+    await graph.UpdateUser(privacy_update(False), metadata=private.metadata)
+    assert await check(graph, asker.id, [private.id]) == [(private.id, VISIBLE)]
+
+
+@pytest.mark.parametrize(
+    ("viewer_id", "author_ids", "field"),
+    [
+        (-1, [1], "viewer_id"),
+        (1, [0], "author_ids"),
+        (1, [-5], "author_ids"),
+        (1, [1] * (MAX_AUTHORS + 1), "author_ids"),
+    ],
+)
+async def test_check_visibility_refuses_bad_ids(graph, viewer_id, author_ids, field):
+    code, _, fields = await refused(
+        graph.CheckVisibility(graph_pb2.CheckVisibilityRequest(viewer_id=viewer_id, author_ids=author_ids))
+    )
+    assert code == grpc.StatusCode.INVALID_ARGUMENT and field in fields
+
+
+async def test_viewer_filters_list_blocks_both_ways_mutes_and_private_followees(
+    graph, make_account, make_private_account
+):
+    viewer = await make_account()
+    blocks, blocked_by, muted = await make_account(), await make_account(), await make_account()
+    mutual, private, public = await make_account(), await make_private_account(), await make_account()
+    await graph.BlockUser(graph_pb2.BlockUserRequest(target_user_id=blocks.id), metadata=viewer.metadata)
+    await graph.BlockUser(graph_pb2.BlockUserRequest(target_user_id=viewer.id), metadata=blocked_by.metadata)
+    await graph.BlockUser(graph_pb2.BlockUserRequest(target_user_id=mutual.id), metadata=viewer.metadata)
+    await graph.BlockUser(graph_pb2.BlockUserRequest(target_user_id=viewer.id), metadata=mutual.metadata)
+    await graph.MuteUser(graph_pb2.MuteUserRequest(target_user_id=muted.id), metadata=viewer.metadata)
+    for author in (private, public, muted):
+        await graph.FollowUser(graph_pb2.FollowUserRequest(target_user_id=author.id), metadata=viewer.metadata)
+    await graph.ApproveFollowRequest(
+        graph_pb2.ApproveFollowRequestRequest(requester_id=viewer.id), metadata=private.metadata
+    )
+    filters = await graph.GetViewerFilters(graph_pb2.GetViewerFiltersRequest(viewer_id=viewer.id))
+    assert list(filters.blocked_user_ids) == sorted([blocks.id, blocked_by.id, mutual.id])
+    assert list(filters.muted_user_ids) == [muted.id]
+    assert list(filters.private_followee_ids) == [private.id]
+    # Someone else's filters are theirs.
+    others = await graph.GetViewerFilters(graph_pb2.GetViewerFiltersRequest(viewer_id=blocked_by.id))
+    assert list(others.blocked_user_ids) == [viewer.id] and not others.muted_user_ids
+    code, _, fields = await refused(graph.GetViewerFilters(graph_pb2.GetViewerFiltersRequest(viewer_id=0)))
+    assert code == grpc.StatusCode.INVALID_ARGUMENT and "viewer_id" in fields
+
+
+async def test_the_audience_leaves_out_muters_and_blocks_either_way(graph, make_account):
+    author = await make_account()
+    fans = [await make_account() for _ in range(6)]
+    for fan in fans:
+        await graph.FollowUser(graph_pb2.FollowUserRequest(target_user_id=author.id), metadata=fan.metadata)
+    muter, other_muter, stranger_muter = fans[0], fans[1], await make_account()
+    for user in (muter, other_muter, stranger_muter):
+        await graph.MuteUser(graph_pb2.MuteUserRequest(target_user_id=author.id), metadata=user.metadata)
+    blocker, blocked = await make_account(), await make_account()
+    await graph.BlockUser(graph_pb2.BlockUserRequest(target_user_id=author.id), metadata=blocker.metadata)
+    await graph.BlockUser(graph_pb2.BlockUserRequest(target_user_id=blocked.id), metadata=author.metadata)
+
+    candidates = [f.id for f in fans] + [blocker.id, blocked.id, 987654321]
+    response = await graph.FilterAudience(graph_pb2.FilterAudienceRequest(author_id=author.id, user_ids=candidates))
+    assert list(response.excluded_user_ids) == sorted([muter.id, other_muter.id, blocker.id, blocked.id])
+    # Muting someone else excludes nobody from this author's audience.
+    unrelated = await make_account()
+    response = await graph.FilterAudience(graph_pb2.FilterAudienceRequest(author_id=unrelated.id, user_ids=candidates))
+    assert not response.excluded_user_ids
+
+    async def streamed(audience_only: bool) -> list[list[int]]:
+        request = graph_pb2.StreamFollowerIdsRequest(user_id=author.id, batch_size=2, audience_only=audience_only)
+        return [list(batch.follower_ids) async for batch in graph.StreamFollowerIds(request)]
+
+    everyone = sorted(f.id for f in fans)
+    audience = [i for i in everyone if i not in (muter.id, other_muter.id)]
+    assert await streamed(False) == [everyone[0:2], everyone[2:4], everyone[4:6]]
+    assert await streamed(True) == [audience[0:2], audience[2:4]]
+
+
+async def test_filter_audience_refuses_bad_requests(graph):
+    for request, field in (
+        (graph_pb2.FilterAudienceRequest(author_id=0, user_ids=[1]), "author_id"),
+        (graph_pb2.FilterAudienceRequest(author_id=1, user_ids=list(range(1, MAX_AUDIENCE + 2))), "user_ids"),
+    ):
+        code, _, fields = await refused(graph.FilterAudience(request))
+        assert code == grpc.StatusCode.INVALID_ARGUMENT and field in fields
+
+
+async def test_the_visibility_queries_read_indexes_only(database_url, make_account):
+    """The plans of the three bulk questions, as sent to PostgreSQL: no sequential scan of a relation
+    table (the planner is told to avoid scans, so one left means no index can answer)."""
+    viewer = await make_account()
+    engine = create_async_engine(database_url)
+    sent: list[tuple[str, object]] = []
+
+    def record(conn, cursor, statement, parameters, context, executemany):
+        sent.append((statement, parameters))
+
+    event.listen(engine.sync_engine, "before_cursor_execute", record)
+    try:
+        async with AsyncSession(engine) as session:
+            await privacy_repo.author_facts(session, viewer.id, [viewer.id, 2, 3])
+            await privacy_repo.viewer_relations(session, viewer.id)
+            await privacy_repo.audience_exclusions(session, viewer.id, [2, 3])
+        event.remove(engine.sync_engine, "before_cursor_execute", record)
+        assert len(sent) == 3, "each question is one statement"
+        async with engine.connect() as conn:
+            await conn.exec_driver_sql("SET enable_seqscan = off")
+            for statement, parameters in sent:
+                rows = await conn.exec_driver_sql(f"EXPLAIN {statement}", parameters)  # type: ignore[arg-type]
+                plan = "\n".join(row[0] for row in rows)
+                for table in ("blocks", "mutes", "follows", "follow_requests"):
+                    assert f"Seq Scan on {table} " not in plan, plan
+    finally:
+        await engine.dispose()
