@@ -117,6 +117,15 @@ RETRIES: Mapping[str, Retry] = {
     "glimpse.engagement.v1.EngagementService/BatchGetEngagement": Retry.READ,
     # Recomputes counters from the rows: a repeat computes the same values.
     "glimpse.engagement.v1.EngagementService/ReconcileCounts": Retry.SETS_STATE,
+    # notification_svc. The read marker only moves forward to the position named, settings to the
+    # values named: a repeat changes nothing (and emits nothing).
+    "glimpse.notification.v1.NotificationService/ListNotifications": Retry.READ,
+    "glimpse.notification.v1.NotificationService/GetUnreadCount": Retry.READ,
+    "glimpse.notification.v1.NotificationService/MarkNotificationsRead": Retry.SETS_STATE,
+    "glimpse.notification.v1.NotificationService/GetNotificationSettings": Retry.READ,
+    "glimpse.notification.v1.NotificationService/UpdateNotificationSettings": Retry.SETS_STATE,
+    "glimpse.notification.v1.NotificationService/ListNotificationChanges": Retry.READ,
+    "glimpse.notification.v1.NotificationService/WatchNotifications": Retry.READ,
 }
 
 RETRIED = frozenset(method for method, retry in RETRIES.items() if retry is not Retry.NEVER)

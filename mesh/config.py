@@ -42,6 +42,7 @@ class MeshSettings(BaseSettings):
     feed_addr: str = "127.0.0.1:50054"
     fanout_addr: str = "127.0.0.1:50055"
     engagement_addr: str = "127.0.0.1:50057"
+    notification_addr: str = "127.0.0.1:50058"
 
     log_level: str = "INFO"
     log_json: bool = True

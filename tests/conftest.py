@@ -46,6 +46,8 @@ from mesh.config import MeshSettings
 from mesh.identity import as_caller
 from mesh.migrate import drop_database, ensure_database, upgrade
 from mesh.server import ServiceHost
+from notification_svc.app import notification_host
+from notification_svc.settings import NotificationSettings
 from post_svc.app import post_host
 from post_svc.settings import PostSettings
 
@@ -100,6 +102,7 @@ SCHEMAS = (
     "post_svc",
     "media_svc",
     "engagement_svc",
+    "notification_svc",
 )  # every service with a database (tests/mesh/test_migrate.py checks each)
 # Lowered so a handful of test users exercise both fan-out paths (push and pull).
 CELEBRITY_THRESHOLD = 4
@@ -258,6 +261,23 @@ async def engagement_addr(database_url: str, namespace: str, graph_addr: str, po
 
 
 @pytest.fixture(scope="session")
+async def notification_addr(
+    database_url: str, namespace: str, graph_addr: str, post_addr: str, engagement_addr: str
+) -> AsyncIterator[str]:
+    settings = NotificationSettings(
+        **_common(database_url, namespace),
+        graph_addr=graph_addr,
+        post_addr=post_addr,
+        engagement_addr=engagement_addr,
+        # Short, so a test that kills a consumer mid-batch sees the redelivery quickly.
+        ack_wait_seconds=2,
+    )
+    async with notification_host(settings) as host:
+        yield f"127.0.0.1:{await host.start()}"
+        await host.stop()
+
+
+@pytest.fixture(scope="session")
 def fanout_settings(database_url: str, namespace: str, graph_addr: str, post_addr: str) -> FanoutSettings:
     return FanoutSettings(
         **_common(database_url, namespace),
@@ -362,6 +382,7 @@ async def gateway_url(
     media_addr: str,
     feed_addr: str,
     engagement_addr: str,
+    notification_addr: str,
     database_url: str,
     namespace: str,
 ) -> AsyncIterator[str]:
@@ -376,6 +397,7 @@ async def gateway_url(
         media_addr=media_addr,
         feed_addr=feed_addr,
         engagement_addr=engagement_addr,
+        notification_addr=notification_addr,
         namespace=namespace,
         database_url=database_url,
         log_json=False,

@@ -1,0 +1,109 @@
+"""Assembles notification_svc: runtime, graph, post and engagement clients -> notifier, inbox reader,
+preferences, watchers -> servicer -> host (with the outbox relay, one consumer per stream it reads,
+and two watches: `notifications.changed` wakes this process's open streams, `graph.*` keeps the
+privacy cache honest)."""
+
+from __future__ import annotations
+
+import contextlib
+import datetime as dt
+import functools
+from collections.abc import AsyncIterator
+from typing import Any
+
+from glimpse.engagement.v1 import engagement_pb2_grpc
+from glimpse.graph.v1 import graph_pb2_grpc
+from glimpse.notification.v1 import notification_pb2, notification_pb2_grpc
+from glimpse.post.v1 import post_pb2_grpc
+from mesh.bus import ConsumerSpec, run_consumer
+from mesh.channels import open_channel
+from mesh.events import (
+    NOTIFICATION_CHANGED,
+    POST_DELETED,
+    USER_BLOCKED,
+    USER_FOLLOWED,
+    USER_MUTED,
+    USER_PRIVACY_CHANGED,
+    USER_UNBLOCKED,
+    USER_UNFOLLOWED,
+    USER_UNMUTED,
+    EventType,
+)
+from mesh.runtime import open_runtime
+from mesh.server import ServiceHost
+from notification_svc import models
+from notification_svc.consumers import (
+    ENGAGEMENT_DURABLE,
+    ENGAGEMENT_EVENTS,
+    GRAPH_DURABLE,
+    GRAPH_EVENTS,
+    POSTS_DELETED_DURABLE,
+    ActivityEvents,
+)
+from notification_svc.content import ContentDirectory
+from notification_svc.inbox import InboxReader
+from notification_svc.notifier import Notifier
+from notification_svc.preferences import Preferences
+from notification_svc.privacy import Privacy
+from notification_svc.servicer import NotificationServicer
+from notification_svc.settings import NotificationSettings
+from notification_svc.watchers import Watchers
+
+# The graph events that make a cached block, mute or visibility answer stale (notification_svc.privacy).
+PRIVACY_EVENTS: list[EventType[Any]] = [
+    USER_BLOCKED,
+    USER_UNBLOCKED,
+    USER_MUTED,
+    USER_UNMUTED,
+    USER_FOLLOWED,
+    USER_UNFOLLOWED,
+    USER_PRIVACY_CHANGED,
+]
+
+
+@contextlib.asynccontextmanager
+async def notification_host(settings: NotificationSettings) -> AsyncIterator[ServiceHost]:
+    async with (
+        open_runtime(settings) as runtime,
+        open_channel(settings.graph_addr) as graph_channel,
+        open_channel(settings.post_addr) as post_channel,
+        open_channel(settings.engagement_addr) as engagement_channel,
+    ):
+        host = runtime.host("notification_svc", settings.listen, settings.metrics_port)
+        outbox = runtime.outbox(models.outbox, host)
+        timeout = settings.upstream_timeout_seconds
+        reader = InboxReader(runtime.db)
+        watchers = Watchers(reader, max_streams=settings.max_watch_streams)
+        await runtime.bus.watch([NOTIFICATION_CHANGED], watchers.on_changed)
+        privacy = Privacy(
+            graph_pb2_grpc.GraphServiceStub(graph_channel),
+            ttl_seconds=settings.privacy_cache_seconds,
+            max_items=settings.privacy_cache_items,
+            timeout=timeout,
+        )
+        await runtime.bus.watch(PRIVACY_EVENTS, privacy.on_graph_event)
+        content = ContentDirectory(
+            post_pb2_grpc.PostServiceStub(post_channel),
+            engagement_pb2_grpc.EngagementServiceStub(engagement_channel),
+            max_authors=settings.post_author_cache_items,
+            timeout=timeout,
+        )
+        notifier = Notifier(
+            runtime.db, outbox, runtime.ids, group_window=dt.timedelta(seconds=settings.group_window_seconds)
+        )
+        host.add_servicer(
+            notification_pb2_grpc.add_NotificationServiceServicer_to_server,
+            NotificationServicer(reader, Preferences(runtime.db), watchers),
+            notification_pb2.DESCRIPTOR.services_by_name["NotificationService"],
+        )
+        handlers = ActivityEvents(notifier, privacy, content)
+        consumer = functools.partial(
+            ConsumerSpec, ack_wait_seconds=settings.ack_wait_seconds, max_deliver=settings.max_deliveries
+        )
+        for spec in (
+            consumer(GRAPH_DURABLE, GRAPH_EVENTS, handlers.handle),
+            consumer(ENGAGEMENT_DURABLE, ENGAGEMENT_EVENTS, handlers.handle),
+            consumer(POSTS_DELETED_DURABLE, [POST_DELETED], handlers.handle),
+        ):
+            host.add_background(functools.partial(run_consumer, runtime.bus, spec))
+        yield host

@@ -1,0 +1,380 @@
+"""SQL of the notifications schema. Every function runs inside the caller's unit of work.
+
+Locking: a writer locks the inbox row of each recipient it touches (`lock_inbox`, or `lock_inboxes`
+in ascending recipient order) before reading or writing that inbox's notifications and actors, and
+holds it until commit. So one inbox's writes never interleave (no row of it needs a lock of its
+own), its sequence numbers are taken in commit order, and no two writers wait for each other in a
+circle.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy import and_, func, insert, select, update
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from notification_svc.models import deleted_posts, inboxes, notification_actors, notifications
+
+RECENT_ACTORS = 3
+
+
+@dataclass(frozen=True)
+class Inbox:
+    recipient_id: int
+    last_sequence: int
+    read_up_to: int
+    disabled_kinds: int
+
+    def receives(self, kind: int) -> bool:
+        return not self.disabled_kinds & (1 << kind)
+
+
+@dataclass(frozen=True)
+class NotificationRecord:
+    id: int
+    recipient_id: int
+    kind: int
+    post_id: int
+    comment_id: int
+    comment_preview: str
+    actor_count: int
+    recent_actor_ids: tuple[int, ...]
+    latest_id: int
+    sequence: int
+    window_start: dt.datetime
+    created_at: dt.datetime
+    updated_at: dt.datetime
+
+    @property
+    def live(self) -> bool:
+        return self.actor_count > 0
+
+
+@dataclass(frozen=True)
+class ActorRecord:
+    notification_id: int
+    actor_id: int
+    activity_id: int
+    event_id: int
+    live: bool
+
+
+_INBOX_COLUMNS = (inboxes.c.recipient_id, inboxes.c.last_sequence, inboxes.c.read_up_to, inboxes.c.disabled_kinds)
+_COLUMNS = (
+    notifications.c.id,
+    notifications.c.recipient_id,
+    notifications.c.kind,
+    notifications.c.post_id,
+    notifications.c.comment_id,
+    notifications.c.comment_preview,
+    notifications.c.actor_count,
+    notifications.c.recent_actor_ids,
+    notifications.c.latest_id,
+    notifications.c.sequence,
+    notifications.c.window_start,
+    notifications.c.created_at,
+    notifications.c.updated_at,
+)
+_ACTOR_COLUMNS = (
+    notification_actors.c.notification_id,
+    notification_actors.c.actor_id,
+    notification_actors.c.activity_id,
+    notification_actors.c.event_id,
+    notification_actors.c.live,
+)
+
+
+def _inbox(row: Any) -> Inbox:
+    return Inbox(row.recipient_id, row.last_sequence, row.read_up_to, row.disabled_kinds)
+
+
+def _notification(row: Any) -> NotificationRecord:
+    m = row._mapping
+    return NotificationRecord(
+        id=m["id"],
+        recipient_id=m["recipient_id"],
+        kind=m["kind"],
+        post_id=m["post_id"],
+        comment_id=m["comment_id"],
+        comment_preview=m["comment_preview"],
+        actor_count=m["actor_count"],
+        recent_actor_ids=tuple(m["recent_actor_ids"]),
+        latest_id=m["latest_id"],
+        sequence=m["sequence"],
+        window_start=m["window_start"],
+        created_at=m["created_at"],
+        updated_at=m["updated_at"],
+    )
+
+
+def _actor(row: Any) -> ActorRecord:
+    m = row._mapping
+    return ActorRecord(m["notification_id"], m["actor_id"], m["activity_id"], m["event_id"], m["live"])
+
+
+async def inbox(session: AsyncSession, recipient_id: int) -> Inbox:
+    """The inbox as it is (an inbox never written has sequence 0, nothing read, every type on)."""
+    row = (await session.execute(select(*_INBOX_COLUMNS).where(inboxes.c.recipient_id == recipient_id))).one_or_none()
+    return _inbox(row) if row else Inbox(recipient_id, 0, 0, 0)
+
+
+async def lock_inbox(session: AsyncSession, recipient_id: int) -> Inbox:
+    """The inbox, created if missing, locked until the transaction ends."""
+    return (await lock_inboxes(session, [recipient_id]))[recipient_id]
+
+
+async def lock_inboxes(session: AsyncSession, recipient_ids: Sequence[int]) -> dict[int, Inbox]:
+    """The inboxes, created if missing, locked in ascending recipient order until the transaction ends."""
+    ids = sorted(set(recipient_ids))
+    if not ids:
+        return {}
+    query = select(*_INBOX_COLUMNS).where(inboxes.c.recipient_id.in_(ids)).order_by(inboxes.c.recipient_id)
+    found = {row.recipient_id: _inbox(row) for row in await session.execute(query.with_for_update())}
+    missing = [r for r in ids if r not in found]
+    if missing:
+        await session.execute(
+            pg_insert(inboxes).values([{"recipient_id": r} for r in missing]).on_conflict_do_nothing()
+        )
+        query = select(*_INBOX_COLUMNS).where(inboxes.c.recipient_id.in_(missing)).order_by(inboxes.c.recipient_id)
+        found |= {row.recipient_id: _inbox(row) for row in await session.execute(query.with_for_update())}
+    return found
+
+
+async def advance(session: AsyncSession, recipient_id: int, sequence: int) -> None:
+    """Records `sequence` as the inbox's last change (its row locked by the caller)."""
+    await session.execute(update(inboxes).where(inboxes.c.recipient_id == recipient_id).values(last_sequence=sequence))
+
+
+async def set_read_up_to(session: AsyncSession, recipient_id: int, read_up_to: int) -> None:
+    await session.execute(update(inboxes).where(inboxes.c.recipient_id == recipient_id).values(read_up_to=read_up_to))
+
+
+async def set_disabled_kinds(session: AsyncSession, recipient_id: int, disabled_kinds: int) -> None:
+    await session.execute(
+        update(inboxes).where(inboxes.c.recipient_id == recipient_id).values(disabled_kinds=disabled_kinds)
+    )
+
+
+async def newest_id(session: AsyncSession, recipient_id: int) -> int:
+    """The id of the inbox's newest live notification; 0 if it has none."""
+    query = select(func.max(notifications.c.latest_id)).where(
+        notifications.c.recipient_id == recipient_id, notifications.c.actor_count > 0
+    )
+    return int((await session.execute(query)).scalar() or 0)
+
+
+async def open_group(
+    session: AsyncSession, recipient_id: int, kind: int, post_id: int, since: dt.datetime
+) -> NotificationRecord | None:
+    """The inbox's newest group of `kind` about `post_id` (0 for follows) whose window started after
+    `since`, live or removed (a removed group takes people again)."""
+    query = (
+        select(*_COLUMNS)
+        .where(
+            notifications.c.recipient_id == recipient_id,
+            notifications.c.kind == kind,
+            notifications.c.post_id == post_id,
+            notifications.c.window_start > since,
+        )
+        .order_by(notifications.c.window_start.desc())
+        .limit(1)
+    )
+    row = (await session.execute(query)).one_or_none()
+    return _notification(row) if row else None
+
+
+async def by_natural_key(session: AsyncSession, recipient_id: int, natural_key: str) -> NotificationRecord | None:
+    query = select(*_COLUMNS).where(
+        notifications.c.recipient_id == recipient_id, notifications.c.natural_key == natural_key
+    )
+    row = (await session.execute(query)).one_or_none()
+    return _notification(row) if row else None
+
+
+async def insert_notification(session: AsyncSession, record: NotificationRecord, natural_key: str) -> None:
+    await session.execute(
+        insert(notifications).values(
+            id=record.id,
+            recipient_id=record.recipient_id,
+            kind=record.kind,
+            natural_key=natural_key,
+            post_id=record.post_id,
+            comment_id=record.comment_id,
+            comment_preview=record.comment_preview,
+            actor_count=record.actor_count,
+            recent_actor_ids=list(record.recent_actor_ids),
+            latest_id=record.latest_id,
+            sequence=record.sequence,
+            window_start=record.window_start,
+            created_at=record.created_at,
+            updated_at=record.updated_at,
+        )
+    )
+
+
+async def save_notification(session: AsyncSession, record: NotificationRecord) -> None:
+    """Writes the notification's people, position and sequence."""
+    await session.execute(
+        update(notifications)
+        .where(notifications.c.id == record.id)
+        .values(
+            actor_count=record.actor_count,
+            recent_actor_ids=list(record.recent_actor_ids),
+            latest_id=record.latest_id,
+            sequence=record.sequence,
+            created_at=record.created_at,
+            updated_at=record.updated_at,
+        )
+    )
+
+
+async def actor(session: AsyncSession, notification_id: int, actor_id: int) -> ActorRecord | None:
+    query = select(*_ACTOR_COLUMNS).where(
+        notification_actors.c.notification_id == notification_id, notification_actors.c.actor_id == actor_id
+    )
+    row = (await session.execute(query)).one_or_none()
+    return _actor(row) if row else None
+
+
+async def actor_in_groups(
+    session: AsyncSession, recipient_id: int, kind: int, post_id: int, actor_id: int
+) -> tuple[NotificationRecord, ActorRecord] | None:
+    """The actor's row in the inbox's newest group of `kind` about `post_id` that has one."""
+    query = (
+        select(*_COLUMNS, *(c.label(f"a_{c.name}") for c in _ACTOR_COLUMNS))
+        .join(notification_actors, notification_actors.c.notification_id == notifications.c.id)
+        .where(
+            notifications.c.recipient_id == recipient_id,
+            notifications.c.kind == kind,
+            notifications.c.post_id == post_id,
+            notification_actors.c.actor_id == actor_id,
+        )
+        .order_by(notifications.c.window_start.desc())
+        .limit(1)
+    )
+    row = (await session.execute(query)).one_or_none()
+    if row is None:
+        return None
+    m = row._mapping
+    found = ActorRecord(m["a_notification_id"], m["a_actor_id"], m["a_activity_id"], m["a_event_id"], m["a_live"])
+    return _notification(row), found
+
+
+async def insert_actor(
+    session: AsyncSession, notification_id: int, actor_id: int, activity_id: int, event_id: int
+) -> None:
+    await session.execute(
+        insert(notification_actors).values(
+            notification_id=notification_id, actor_id=actor_id, activity_id=activity_id, event_id=event_id
+        )
+    )
+
+
+async def save_actor(
+    session: AsyncSession, notification_id: int, actor_id: int, *, event_id: int, live: bool, activity_id: int | None
+) -> None:
+    values: dict[str, object] = {"event_id": event_id, "live": live}
+    if activity_id is not None:
+        values["activity_id"] = activity_id
+    await session.execute(
+        update(notification_actors)
+        .where(notification_actors.c.notification_id == notification_id, notification_actors.c.actor_id == actor_id)
+        .values(**values)
+    )
+
+
+async def drop_actors(
+    session: AsyncSession, notification_id: int, actor_ids: Sequence[int] | None, *, event_id: int
+) -> int:
+    """Marks the notification's live actors (those of `actor_ids`, or all) gone, as of `event_id` (an
+    older event about them is ignored from now on); how many were live."""
+    condition = and_(notification_actors.c.notification_id == notification_id, notification_actors.c.live)
+    if actor_ids is not None:
+        condition = and_(condition, notification_actors.c.actor_id.in_(list(actor_ids)))
+    event = func.greatest(notification_actors.c.event_id, event_id)
+    result = await session.execute(update(notification_actors).where(condition).values(live=False, event_id=event))
+    return int(result.rowcount)  # type: ignore[attr-defined]
+
+
+async def recent_actors(session: AsyncSession, notification_id: int) -> list[tuple[int, int]]:
+    """(actor id, activity id) of the notification's RECENT_ACTORS most recent live actors."""
+    query = (
+        select(notification_actors.c.actor_id, notification_actors.c.activity_id)
+        .where(notification_actors.c.notification_id == notification_id, notification_actors.c.live)
+        .order_by(notification_actors.c.activity_id.desc())
+        .limit(RECENT_ACTORS)
+    )
+    return [(row.actor_id, row.activity_id) for row in await session.execute(query)]
+
+
+async def live_about_post(session: AsyncSession, post_id: int) -> list[NotificationRecord]:
+    """Every live notification about the post, in any inbox."""
+    query = select(*_COLUMNS).where(notifications.c.post_id == post_id, notifications.c.actor_count > 0)
+    return [_notification(row) for row in await session.execute(query)]
+
+
+async def live_about_comments(session: AsyncSession, comment_ids: Sequence[int]) -> list[NotificationRecord]:
+    """Every live notification about one of the comments, in any inbox."""
+    query = select(*_COLUMNS).where(notifications.c.comment_id.in_(list(comment_ids)), notifications.c.actor_count > 0)
+    return [_notification(row) for row in await session.execute(query)]
+
+
+async def live_caused_by(session: AsyncSession, recipient_id: int, actor_id: int) -> list[NotificationRecord]:
+    """The inbox's live notifications that `actor_id` is a live actor of."""
+    query = (
+        select(*_COLUMNS)
+        .join(notification_actors, notification_actors.c.notification_id == notifications.c.id)
+        .where(
+            notification_actors.c.actor_id == actor_id,
+            notification_actors.c.live,
+            notifications.c.recipient_id == recipient_id,
+            notifications.c.actor_count > 0,
+        )
+    )
+    return [_notification(row) for row in await session.execute(query)]
+
+
+async def record_deleted_post(session: AsyncSession, post_id: int) -> None:
+    await session.execute(pg_insert(deleted_posts).values(post_id=post_id).on_conflict_do_nothing())
+
+
+async def is_deleted_post(session: AsyncSession, post_id: int) -> bool:
+    query = select(deleted_posts.c.post_id).where(deleted_posts.c.post_id == post_id)
+    return (await session.execute(query)).first() is not None
+
+
+async def page(session: AsyncSession, recipient_id: int, before_id: int | None, limit: int) -> list[NotificationRecord]:
+    """The inbox's live notifications, newest first, with ids below `before_id`."""
+    query = select(*_COLUMNS).where(notifications.c.recipient_id == recipient_id, notifications.c.actor_count > 0)
+    if before_id is not None:
+        query = query.where(notifications.c.latest_id < before_id)
+    query = query.order_by(notifications.c.latest_id.desc()).limit(limit)
+    return [_notification(row) for row in await session.execute(query)]
+
+
+async def changes(
+    session: AsyncSession, recipient_id: int, after_sequence: int, limit: int
+) -> list[NotificationRecord]:
+    """The inbox's notifications (removed ones included) whose last change is after `after_sequence`,
+    oldest change first."""
+    query = (
+        select(*_COLUMNS)
+        .where(notifications.c.recipient_id == recipient_id, notifications.c.sequence > after_sequence)
+        .order_by(notifications.c.sequence)
+        .limit(limit)
+    )
+    return [_notification(row) for row in await session.execute(query)]
+
+
+async def unread_count(session: AsyncSession, recipient_id: int, read_up_to: int) -> int:
+    query = select(func.count()).where(
+        notifications.c.recipient_id == recipient_id,
+        notifications.c.actor_count > 0,
+        notifications.c.latest_id > read_up_to,
+    )
+    return int((await session.execute(query)).scalar_one())
