@@ -6,7 +6,7 @@ import datetime as dt
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import func, select, update
+from sqlalchemy import func, select, text, update
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -56,7 +56,9 @@ async def insert_open_report(session: AsyncSession, record: NewReport) -> Report
         .values(**values)
         .on_conflict_do_nothing(
             index_elements=[reports.c.reporter_id, reports.c.subject_type, reports.c.subject_id],
-            index_where=reports.c.state == REPORT_OPEN,
+            # Spelled out: a bound parameter here stops PostgreSQL from matching the partial index
+            # once psycopg prepares the statement (its fifth run).
+            index_where=text(f"state = '{REPORT_OPEN}'"),
         )
         .returning(*_COLUMNS)
     )

@@ -218,3 +218,17 @@ async def test_existing_users_mentioned_in_a_comment_are_told_once(engagement, m
     made = await engagement.CreateComment(comment(post_id, body), metadata=ada.metadata)
     mentions = await outbox_events(sql, USER_MENTIONED, post_id=post_id)
     assert [(m.mentioned_user_id, m.actor_id, m.comment_id) for m in mentions] == [(bob.id, ada.id, made.id)]
+
+
+async def test_get_comment_answers_live_comments_and_replies_only(engagement, make_account, new_post):
+    author, ada = await make_account(), await make_account()
+    post_id = await new_post(author)
+    top = await engagement.CreateComment(comment(post_id, "report me"), metadata=ada.metadata)
+    reply = await engagement.CreateComment(comment(post_id, "me too", top.id), metadata=author.metadata)
+    got = await engagement.GetComment(engagement_pb2.GetCommentRequest(comment_id=top.id))
+    assert (got.id, got.author_id, got.text, got.reply_count) == (top.id, ada.id, "report me", 1)
+    assert (await engagement.GetComment(engagement_pb2.GetCommentRequest(comment_id=reply.id))).text == "me too"
+    await engagement.DeleteComment(engagement_pb2.DeleteCommentRequest(comment_id=top.id), metadata=ada.metadata)
+    for comment_id in (top.id, reply.id, 987654321):
+        code, reason, _ = await refused(engagement.GetComment(engagement_pb2.GetCommentRequest(comment_id=comment_id)))
+        assert (code, reason) == (grpc.StatusCode.NOT_FOUND, "COMMENT_NOT_FOUND")
