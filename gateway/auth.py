@@ -36,3 +36,17 @@ async def caller_id(
 
 
 CallerId = Annotated[int, Depends(caller_id)]
+
+
+async def optional_caller_id(
+    request: Request,
+    credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer_scheme)],
+) -> int | None:
+    """For routes anyone may call: the signed-in user's id when a bearer token came (checked as by
+    `caller_id`: a bad one is a 401, not silently anonymous), None when none did."""
+    if credentials is None:
+        return None
+    return await caller_id(request, credentials)
+
+
+OptionalCallerId = Annotated[int | None, Depends(optional_caller_id)]

@@ -8,15 +8,18 @@ checks each against its message, so neither can gain a field the other lacks.
 from __future__ import annotations
 
 import importlib
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Annotated, Any
 
+from google.protobuf.descriptor import EnumDescriptor
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, WithJsonSchema
 from pydantic_core import PydanticCustomError
 
 import glimpse
 from gateway.render import MEDIA_STATUSES
+from glimpse.graph.v1 import graph_pb2
+from glimpse.notification.v1 import notification_pb2
 
 
 class Resource(BaseModel):
@@ -33,6 +36,41 @@ class User(Resource):
     follower_count: str = Field(description="64-bit count, as a decimal string.", examples=["12"])
     following_count: str = Field(description="64-bit count, as a decimal string.", examples=["3"])
     create_time: str | None = Field(None, description="RFC 3339.", examples=["2024-05-01T12:00:00.123Z"])
+    is_private: bool = Field(
+        description="Only the owner and approved followers see a private account's posts (its existing ones "
+        "included) and its follower and following lists; following it sends a request."
+    )
+
+
+def wire_words(enum: EnumDescriptor) -> Mapping[int, str]:
+    """A wire enum's values as the API spells them: lower-case, without the prefix every value carries
+    (FOLLOW_STATE_REQUESTED -> "requested", REPORT_RESOLUTION_UNSPECIFIED -> "unspecified")."""
+    prefix = enum.values_by_number[0].name.removesuffix("UNSPECIFIED")
+    return {value.number: value.name.removeprefix(prefix).lower() for value in enum.values}
+
+
+class OneOf:
+    """A JSON string field that must be one of a wire enum's words, documented as an enum:
+    `Annotated[str, *OneOf(words, description)]`. "unspecified" is allowed only where the API sends it."""
+
+    def __init__(self, words: Mapping[int, str], description: str, *, unspecified: bool = False) -> None:
+        self.allowed = [w for n, w in words.items() if n != 0 or unspecified]
+        self.description = description
+
+    def __iter__(self) -> Iterator[Any]:
+        yield AfterValidator(self._check)
+        yield WithJsonSchema({"type": "string", "enum": self.allowed, "description": self.description})
+
+    def _check(self, value: str) -> str:
+        if value not in self.allowed:
+            raise PydanticCustomError("word", "must be one of {allowed}", {"allowed": ", ".join(self.allowed)})
+        return value
+
+
+FOLLOW_STATES = wire_words(graph_pb2.FollowState.DESCRIPTOR)
+_FOLLOW_STATE = OneOf(
+    FOLLOW_STATES, "following: the caller follows the target; requested: the target is private and was asked."
+)
 
 
 class Session(Resource):
@@ -44,12 +82,17 @@ class Session(Resource):
 
 
 class FollowResult(Resource):
-    created: bool = Field(description="False when the caller already followed the target (nothing changed).")
+    created: bool = Field(
+        description="False when the caller already followed (or had asked to follow) the target: nothing changed."
+    )
     target: User
+    state: Annotated[str, *_FOLLOW_STATE]
 
 
 class UnfollowResult(Resource):
-    deleted: bool = Field(description="False when the caller did not follow the user (nothing changed).")
+    deleted: bool = Field(
+        description="Whether a follow, or a pending request to follow, was removed (false: nothing changed)."
+    )
 
 
 class Follow(Resource):
@@ -280,3 +323,154 @@ class FeedPage(Resource):
     next_page_token: str = Field(
         description="Pass as `page_token` for the next page; empty at the end. Stable while new posts arrive."
     )
+
+
+# Privacy and safety (gateway/routes/privacy.py).
+
+_NEXT = "Pass as `page_token` for the next page; empty on the last page."
+
+
+class FollowRequest(Resource):
+    user: User = Field(description="Who asked to follow you.")
+    create_time: str = Field(description="When they asked, RFC 3339.")
+
+
+class FollowRequestPage(Resource):
+    items: list[FollowRequest] = Field(description="Newest request first.")
+    next_page_token: str = Field(description=_NEXT)
+
+
+class ApproveResult(Resource):
+    approved: bool = Field(description="False when they already followed you (approved before): nothing changed.")
+    follower: User
+
+
+class DenyResult(Resource):
+    denied: bool = Field(description="False when there was no pending request from that user: nothing changed.")
+
+
+class BlockResult(Resource):
+    created: bool = Field(description="False when you already blocked the user: nothing changed.")
+
+
+class UnblockResult(Resource):
+    deleted: bool = Field(description="False when you did not block the user: nothing changed.")
+
+
+class Block(Resource):
+    user: User
+    create_time: str = Field(description="When you blocked them, RFC 3339.")
+
+
+class BlockPage(Resource):
+    items: list[Block] = Field(description="Newest block first.")
+    next_page_token: str = Field(description=_NEXT)
+
+
+class MuteResult(Resource):
+    created: bool = Field(description="False when you already muted the user: nothing changed.")
+
+
+class UnmuteResult(Resource):
+    deleted: bool = Field(description="False when you did not mute the user: nothing changed.")
+
+
+class Mute(Resource):
+    user: User
+    create_time: str = Field(description="When you muted them, RFC 3339.")
+
+
+class MutePage(Resource):
+    items: list[Mute] = Field(description="Newest mute first.")
+    next_page_token: str = Field(description=_NEXT)
+
+
+REPORT_SUBJECT_TYPES = wire_words(graph_pb2.ReportSubjectType.DESCRIPTOR)
+REPORT_REASONS = wire_words(graph_pb2.ReportReason.DESCRIPTOR)
+REPORT_STATES = wire_words(graph_pb2.ReportState.DESCRIPTOR)
+REPORT_RESOLUTIONS = wire_words(graph_pb2.ReportResolution.DESCRIPTOR)
+REPORT_REASON = OneOf(REPORT_REASONS, "Why: one of a fixed list.")
+
+
+class Report(Resource):
+    id: str = Field(description="64-bit report id, as a decimal string.")
+    reporter_id: str = Field(description="You.")
+    subject_type: Annotated[str, *OneOf(REPORT_SUBJECT_TYPES, "What was reported.")]
+    subject_id: str = Field(description="The post, comment or user id, as a decimal string.")
+    reported_user_id: str = Field(description="The account responsible: the author, or the user reported.")
+    reason: Annotated[str, *REPORT_REASON]
+    details: str
+    snapshot: dict[str, Any] = Field(
+        description="The content as you saw it when you reported it (kept as evidence whatever happens to it)."
+    )
+    state: Annotated[str, *OneOf(REPORT_STATES, "open until an operator resolves it, then resolved.")]
+    resolution: Annotated[
+        str,
+        *OneOf(REPORT_RESOLUTIONS, "unspecified while open; then action_taken or no_violation.", unspecified=True),
+    ]
+    resolution_note: str
+    create_time: str = Field(description="RFC 3339.")
+    resolve_time: str | None = Field(None, description="RFC 3339; null while open.")
+
+
+# The notification types as the API spells them ("like", "follow_request", ...).
+NOTIFICATION_TYPES = wire_words(notification_pb2.NotificationType.DESCRIPTOR)
+_NOTIFICATION_TYPE = OneOf(
+    NOTIFICATION_TYPES,
+    "follow (grouped), follow_request, follow_accepted, like (grouped per post), comment, reply or mention.",
+)
+
+
+class NotificationPost(Resource):
+    id: str = Field(description="64-bit post id, as a decimal string.")
+    thumbnail_url: str | None = Field(description="The post's first photo at 150 px (WebP); null until it is ready.")
+
+
+class NotificationComment(Resource):
+    id: str = Field(description="64-bit comment id, as a decimal string.")
+    text: str = Field(description="The comment's first 100 characters.")
+
+
+class Notification(Resource):
+    id: str = Field(
+        description="The id of its most recent activity (64-bit, time-ordered, as a decimal string): what "
+        "`up_to_id` and the order compare. A group that gains or loses someone gets another id."
+    )
+    group_key: str = Field(description="Stable for the notification's whole life: replace the one with the same key.")
+    type: Annotated[str, *_NOTIFICATION_TYPE]
+    actors: list[Author] = Field(description="Up to 3 of the people who acted, most recent first.")
+    actor_count: str = Field(
+        description="Exact number of distinct people (1 unless grouped), as a decimal string.", examples=["12"]
+    )
+    post: NotificationPost | None = Field(description="The post it is about; null for follows and requests.")
+    comment: NotificationComment | None = Field(description="The comment or reply; null when none.")
+    create_time: str = Field(description="RFC 3339: its first activity.")
+    update_time: str = Field(description="RFC 3339: its last change.")
+    unread: bool
+
+
+class NotificationPage(Resource):
+    items: list[Notification] = Field(description="Newest first.")
+    next_page_token: str = Field(description="Pass as `page_token` for the next page; empty on the last page.")
+    unread_count: str = Field(description="Unread notifications (a group counts once), as a decimal string.")
+
+
+class UnreadCount(Resource):
+    unread_count: str = Field(description="Unread notifications (a group counts once), as a decimal string.")
+    last_sequence: str = Field(
+        description="The position of the inbox's last change: the `id` of the stream's latest event."
+    )
+
+
+class ReadResult(Resource):
+    unread_count: str = Field(description="Unread notifications after marking, as a decimal string.")
+
+
+class NotificationSettings(Resource):
+    follow: bool = Field(description="Someone started following you.")
+    follow_request: bool = Field(description="Someone asked to follow your private account.")
+    follow_accepted: bool = Field(description="A private account accepted your request.")
+    like: bool = Field(description="Someone liked your post.")
+    comment: bool = Field(description="Someone commented on your post.")
+    reply: bool = Field(description="Someone replied to your comment.")
+    mention: bool = Field(description="Someone mentioned you in a caption or a comment.")

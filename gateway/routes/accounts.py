@@ -9,7 +9,7 @@ from pydantic import BaseModel, Field
 from pydantic.json_schema import JsonDict
 
 from gateway import rate_limits
-from gateway.auth import CallerId
+from gateway.auth import CallerId, OptionalCallerId
 from gateway.fields import PageSize, PageToken, Text
 from gateway.rate_limits import LOGIN_PER_NAME, RateLimiterDep, login_subject
 from gateway.render import to_json
@@ -102,13 +102,16 @@ async def refresh_session(body: RefreshBody, services: Services) -> dict[str, An
     response_model=User,
     summary="Look a user up by username",
     response_description="The user.",
-    responses=error_responses(404, 429),
+    responses=error_responses(401, 404, 429),
     dependencies=[rate_limits.anonymous_reads],
 )
-async def lookup_user(username: str, services: Services) -> dict[str, Any]:
-    """The user with this username (case-insensitive); a numeric-looking name is still a name."""
+async def lookup_user(username: str, caller: OptionalCallerId, services: Services) -> dict[str, Any]:
+    """The user with this username (case-insensitive); a numeric-looking name is still a name. Anyone
+    may call it; with a bearer token (401 if it is not valid), a user blocked either way with the
+    caller is a 404, as if it did not exist."""
     request = graph_pb2.LookupUserRequest(username=username)
-    return to_json(await services.graph.LookupUser(request, timeout=services.timeout))
+    metadata = as_caller(caller) if caller is not None else ()
+    return to_json(await services.graph.LookupUser(request, timeout=services.timeout, metadata=metadata))
 
 
 @router.get(

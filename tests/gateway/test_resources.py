@@ -40,6 +40,19 @@ MIRRORS: dict[type[BaseModel], tuple[Descriptor, dict[str, str]]] = {
     resources.Post: (feed_pb2.FeedItem.DESCRIPTOR, {}),
     resources.Engagement: (engagement_pb2.PostEngagement.DESCRIPTOR, {}),
     resources.FeedPage: (feed_pb2.GetHomeFeedResponse.DESCRIPTOR, {}),
+    resources.FollowRequest: (graph_pb2.FollowRequest.DESCRIPTOR, {}),
+    resources.FollowRequestPage: (graph_pb2.ListFollowRequestsResponse.DESCRIPTOR, {"items": "requests"}),
+    resources.ApproveResult: (graph_pb2.ApproveFollowRequestResponse.DESCRIPTOR, {}),
+    resources.DenyResult: (graph_pb2.DenyFollowRequestResponse.DESCRIPTOR, {}),
+    resources.BlockResult: (graph_pb2.BlockUserResponse.DESCRIPTOR, {}),
+    resources.UnblockResult: (graph_pb2.UnblockUserResponse.DESCRIPTOR, {}),
+    resources.Block: (graph_pb2.Block.DESCRIPTOR, {}),
+    resources.BlockPage: (graph_pb2.ListBlocksResponse.DESCRIPTOR, {"items": "blocks"}),
+    resources.MuteResult: (graph_pb2.MuteUserResponse.DESCRIPTOR, {}),
+    resources.UnmuteResult: (graph_pb2.UnmuteUserResponse.DESCRIPTOR, {}),
+    resources.Mute: (graph_pb2.Mute.DESCRIPTOR, {}),
+    resources.MutePage: (graph_pb2.ListMutesResponse.DESCRIPTOR, {"items": "mutes"}),
+    resources.Report: (graph_pb2.Report.DESCRIPTOR, {}),
 }
 # Resources that render no single message, and why.
 NOT_MIRRORS = {
@@ -81,6 +94,8 @@ def json_type(field: FieldDescriptor) -> Any:
         single: Any = _SCALAR[field.type]
     elif field.message_type.full_name == "google.protobuf.Timestamp":
         single = str
+    elif field.message_type.full_name == "google.protobuf.Struct":
+        single = dict[str, Any]  # any JSON object
     else:
         single = _MODEL_OF.get(field.message_type.full_name, f"a resource mirroring {field.message_type.full_name}")
     return list[single] if field.is_repeated else single
