@@ -20,6 +20,7 @@ import httpx
 import pytest
 from fastapi.dependencies.models import Dependant
 from fastapi.routing import APIRoute, iter_route_contexts
+from google.protobuf import field_mask_pb2
 
 from gateway.app import create_app
 from glimpse.engagement.v1 import engagement_pb2
@@ -89,6 +90,9 @@ def test_the_route_table_yields_every_known_list():
         "/v1/posts/{post_id}/comments",
         "/v1/comments/{comment_id}/replies",
         "/v1/users/me/saved",
+        "/v1/follow-requests",
+        "/v1/blocks",
+        "/v1/mutes",
     } <= {route.path for route in LISTS}
 
 
@@ -96,7 +100,8 @@ def test_the_route_table_yields_every_known_list():
 class World:
     """Accounts with more than one page of everything: `owner` has 2 followers, 2 followees, 2
     posts, a feed of 4 posts, and shares a username prefix (`tag`) with 2 other users; the owner's
-    first post has 2 likes and 2 comments, the first comment 2 replies, and the owner saved 2 posts."""
+    first post has 2 likes and 2 comments, the first comment 2 replies, and the owner saved 2 posts; the
+    owner's account is private, with 2 pending follow requests, and it blocks 2 users and mutes 2."""
 
     http: httpx.AsyncClient
     owner: Account
@@ -163,6 +168,18 @@ async def world(stubs, upload_photo, fanout, gateway_url, bus, database_url) -> 
         await _comment(stubs, fan, posts[owner.id], reply_to=comments[owner.id])
     for post_id in created[:2]:
         await stubs.engagement.SavePost(engagement_pb2.SavePostRequest(post_id=post_id), metadata=owner.metadata)
+    private = graph_pb2.UpdateUserRequest(
+        user=graph_pb2.User(is_private=True), update_mask=field_mask_pb2.FieldMask(paths=["is_private"])
+    )
+    await stubs.graph.UpdateUser(private, metadata=owner.metadata)
+    for suffix in ("r1", "r2"):
+        await follow(stubs, await _account(stubs, f"{tag}{suffix}"), owner)
+    for suffix in ("x1", "x2"):
+        blocked = await _account(stubs, f"{tag}{suffix}")
+        await stubs.graph.BlockUser(graph_pb2.BlockUserRequest(target_user_id=blocked.id), metadata=owner.metadata)
+    for suffix in ("m1", "m2"):
+        muted = await _account(stubs, f"{tag}{suffix}")
+        await stubs.graph.MuteUser(graph_pb2.MuteUserRequest(target_user_id=muted.id), metadata=owner.metadata)
     await drain(bus, database_url)
     async with httpx.AsyncClient(base_url=gateway_url, timeout=10) as http:
         partial = World(http, owner, first, tag, {}, posts, comments)
