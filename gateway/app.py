@@ -14,7 +14,7 @@ from gateway.fields import known_query_parameters
 from gateway.metrics import RequestMetrics
 from gateway.rate_limits import RateLimiter
 from gateway.request_target import RequestTargetText
-from gateway.routes import accounts, engagement, feed, graph, media, operations, posts, privacy
+from gateway.routes import accounts, engagement, feed, graph, media, notifications, operations, posts, privacy
 from gateway.settings import GatewaySettings
 from gateway.upstream import connect_upstream
 from mesh.tokens import signer_from
@@ -32,9 +32,11 @@ def create_app(settings: GatewaySettings) -> FastAPI:
         async with connect_upstream(settings) as connected:
             app.state.upstream = connected
             app.state.rate_limiter = RateLimiter(settings)
+            app.state.notification_streams = notifications.open_notification_streams(settings)
             try:
                 yield
             finally:
+                await app.state.notification_streams.close()
                 await app.state.rate_limiter.close()
 
     app = FastAPI(
@@ -59,5 +61,6 @@ def create_app(settings: GatewaySettings) -> FastAPI:
     app.include_router(feed.router)
     app.include_router(engagement.router)
     app.include_router(privacy.router)
+    app.include_router(notifications.router)
     app.include_router(operations.router)
     return app

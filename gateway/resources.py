@@ -19,6 +19,7 @@ from pydantic_core import PydanticCustomError
 import glimpse
 from gateway.render import MEDIA_STATUSES
 from glimpse.graph.v1 import graph_pb2
+from glimpse.notification.v1 import notification_pb2
 
 
 class Resource(BaseModel):
@@ -410,3 +411,66 @@ class Report(Resource):
     resolution_note: str
     create_time: str = Field(description="RFC 3339.")
     resolve_time: str | None = Field(None, description="RFC 3339; null while open.")
+
+
+# The notification types as the API spells them ("like", "follow_request", ...).
+NOTIFICATION_TYPES = wire_words(notification_pb2.NotificationType.DESCRIPTOR)
+_NOTIFICATION_TYPE = OneOf(
+    NOTIFICATION_TYPES,
+    "follow (grouped), follow_request, follow_accepted, like (grouped per post), comment, reply or mention.",
+)
+
+
+class NotificationPost(Resource):
+    id: str = Field(description="64-bit post id, as a decimal string.")
+    thumbnail_url: str | None = Field(description="The post's first photo at 150 px (WebP); null until it is ready.")
+
+
+class NotificationComment(Resource):
+    id: str = Field(description="64-bit comment id, as a decimal string.")
+    text: str = Field(description="The comment's first 100 characters.")
+
+
+class Notification(Resource):
+    id: str = Field(
+        description="The id of its most recent activity (64-bit, time-ordered, as a decimal string): what "
+        "`up_to_id` and the order compare. A group that gains or loses someone gets another id."
+    )
+    group_key: str = Field(description="Stable for the notification's whole life: replace the one with the same key.")
+    type: Annotated[str, *_NOTIFICATION_TYPE]
+    actors: list[Author] = Field(description="Up to 3 of the people who acted, most recent first.")
+    actor_count: str = Field(
+        description="Exact number of distinct people (1 unless grouped), as a decimal string.", examples=["12"]
+    )
+    post: NotificationPost | None = Field(description="The post it is about; null for follows and requests.")
+    comment: NotificationComment | None = Field(description="The comment or reply; null when none.")
+    create_time: str = Field(description="RFC 3339: its first activity.")
+    update_time: str = Field(description="RFC 3339: its last change.")
+    unread: bool
+
+
+class NotificationPage(Resource):
+    items: list[Notification] = Field(description="Newest first.")
+    next_page_token: str = Field(description="Pass as `page_token` for the next page; empty on the last page.")
+    unread_count: str = Field(description="Unread notifications (a group counts once), as a decimal string.")
+
+
+class UnreadCount(Resource):
+    unread_count: str = Field(description="Unread notifications (a group counts once), as a decimal string.")
+    last_sequence: str = Field(
+        description="The position of the inbox's last change: the `id` of the stream's latest event."
+    )
+
+
+class ReadResult(Resource):
+    unread_count: str = Field(description="Unread notifications after marking, as a decimal string.")
+
+
+class NotificationSettings(Resource):
+    follow: bool = Field(description="Someone started following you.")
+    follow_request: bool = Field(description="Someone asked to follow your private account.")
+    follow_accepted: bool = Field(description="A private account accepted your request.")
+    like: bool = Field(description="Someone liked your post.")
+    comment: bool = Field(description="Someone commented on your post.")
+    reply: bool = Field(description="Someone replied to your comment.")
+    mention: bool = Field(description="Someone mentioned you in a caption or a comment.")

@@ -24,6 +24,8 @@ from glimpse.graph.v1 import graph_pb2
 from glimpse.graph.v1.graph_pb2_grpc import GraphServiceStub
 from glimpse.media.v1 import media_pb2
 from glimpse.media.v1.media_pb2_grpc import MediaServiceStub
+from glimpse.notification.v1 import notification_pb2
+from glimpse.notification.v1.notification_pb2_grpc import NotificationServiceStub
 from glimpse.post.v1 import post_pb2
 from glimpse.post.v1.post_pb2_grpc import PostServiceStub
 from mesh.channels import open_channel
@@ -67,6 +69,7 @@ class Upstream:
     media: MediaServiceStub
     feed: FeedServiceStub
     engagement: EngagementServiceStub
+    notification: NotificationServiceStub
     # Passed as `timeout=` on every call: a deadline the services see and propagate.
     timeout: float
     health: UpstreamHealth
@@ -92,12 +95,18 @@ async def connect_upstream(settings: GatewaySettings) -> AsyncIterator[Upstream]
         engagement = await connect(
             "engagement", settings.engagement_addr, engagement_pb2.DESCRIPTOR.services_by_name["EngagementService"]
         )
+        notification = await connect(
+            "notification",
+            settings.notification_addr,
+            notification_pb2.DESCRIPTOR.services_by_name["NotificationService"],
+        )
         yield Upstream(
             graph=GraphServiceStub(graph),
             post=PostServiceStub(post),
             media=MediaServiceStub(media),
             feed=FeedServiceStub(feed),
             engagement=EngagementServiceStub(engagement),
+            notification=NotificationServiceStub(notification),
             timeout=settings.upstream_timeout_seconds,
             health=UpstreamHealth(checks=checks, timeout=settings.readiness_timeout_seconds),
         )

@@ -28,6 +28,7 @@ def stack(graph_addr: str, post_addr: str, media_addr: str, **overrides: object)
         "media_addr": media_addr,
         "feed_addr": REAL["feed"],
         "engagement_addr": REAL["engagement"],
+        "notification_addr": REAL["notification"],
         "log_json": False,
         # A namespace of its own: rate-limit budgets live in Redis and outlast a test run.
         "namespace": f"ops{uuid.uuid4().hex[:12]}",
@@ -39,9 +40,10 @@ REAL: dict[str, str] = {}
 
 
 @pytest.fixture(autouse=True)
-def _real_feed_and_engagement(feed_addr: str, engagement_addr: str) -> None:
+def _real_feed_engagement_and_notification(feed_addr: str, engagement_addr: str, notification_addr: str) -> None:
     REAL["feed"] = feed_addr
     REAL["engagement"] = engagement_addr
+    REAL["notification"] = notification_addr
 
 
 @pytest.fixture
@@ -68,6 +70,7 @@ async def test_ready_when_every_upstream_serves(http):
             "feed": "SERVING",
             "graph": "SERVING",
             "media": "SERVING",
+            "notification": "SERVING",
             "post": "SERVING",
         },
     }
@@ -85,6 +88,7 @@ async def test_not_ready_while_an_upstream_is_down(serve_app: ServeApp, graph_ad
         "feed": "SERVING",
         "graph": "SERVING",
         "media": "SERVING",
+        "notification": "SERVING",
         "post": "UNAVAILABLE",
     }
 

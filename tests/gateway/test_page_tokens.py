@@ -9,6 +9,7 @@ field added, and tokens of the other lists (and of the same list for another use
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import json
 import uuid
@@ -93,6 +94,7 @@ def test_the_route_table_yields_every_known_list():
         "/v1/follow-requests",
         "/v1/blocks",
         "/v1/mutes",
+        "/v1/notifications",
     } <= {route.path for route in LISTS}
 
 
@@ -182,6 +184,11 @@ async def world(stubs, upload_photo, fanout, gateway_url, bus, database_url) -> 
         await stubs.graph.MuteUser(graph_pb2.MuteUserRequest(target_user_id=muted.id), metadata=owner.metadata)
     await drain(bus, database_url)
     async with httpx.AsyncClient(base_url=gateway_url, timeout=10) as http:
+        # The owner's notifications (a follow group, a like group, comments) arrive as events.
+        deadline = asyncio.get_running_loop().time() + 30
+        while len((await http.get("/v1/notifications", headers=owner.headers)).json()["items"]) < 2:
+            assert asyncio.get_running_loop().time() < deadline, "the owner's notifications did not arrive"
+            await asyncio.sleep(0.05)
         partial = World(http, owner, first, tag, {}, posts, comments)
         for route in LISTS:
             response = await partial.get(route, "")

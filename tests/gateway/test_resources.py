@@ -18,6 +18,7 @@ from glimpse.engagement.v1 import engagement_pb2
 from glimpse.feed.v1 import feed_pb2
 from glimpse.graph.v1 import graph_pb2
 from glimpse.media.v1 import media_pb2
+from glimpse.notification.v1 import notification_pb2
 from glimpse.post.v1 import post_pb2
 from tests.conftest import Account
 
@@ -53,6 +54,9 @@ MIRRORS: dict[type[BaseModel], tuple[Descriptor, dict[str, str]]] = {
     resources.Mute: (graph_pb2.Mute.DESCRIPTOR, {}),
     resources.MutePage: (graph_pb2.ListMutesResponse.DESCRIPTOR, {"items": "mutes"}),
     resources.Report: (graph_pb2.Report.DESCRIPTOR, {}),
+    resources.UnreadCount: (notification_pb2.GetUnreadCountResponse.DESCRIPTOR, {}),
+    resources.ReadResult: (notification_pb2.MarkNotificationsReadResponse.DESCRIPTOR, {}),
+    resources.NotificationSettings: (notification_pb2.NotificationSettings.DESCRIPTOR, {}),
 }
 # Resources that render no single message, and why.
 NOT_MIRRORS = {
@@ -62,6 +66,10 @@ NOT_MIRRORS = {
     resources.ErrorStatus: "the gateway's error shape, built from google.rpc.Status",
     resources.ErrorResponse: "the gateway's error shape, built from google.rpc.Status",
     resources.PostPage: "ListPosts' next_page_token around BatchGetFeedItems' items",
+    resources.Notification: "a Notification message with its actors from graph_svc and its post from feed_svc",
+    resources.NotificationPost: "a notification's post_id with the 150 px rendition feed_svc renders",
+    resources.NotificationComment: "a notification's comment_id and comment_preview",
+    resources.NotificationPage: "ListNotifications' token and unread count around rendered notifications",
 }
 _MODEL_OF = {descriptor.full_name: model for model, (descriptor, _) in MIRRORS.items()}
 # The JSON type of each scalar as protobuf's JSON mapping renders it (64-bit integers as strings).
