@@ -128,8 +128,17 @@ async def test_register_returns_201_and_the_user_with_string_ids(http, new_usern
     response = await http.post("/v1/users", json=registration(name, display_name="Ada L."))
     assert response.status_code == 201, response.text
     user = response.json()
-    assert set(user) == {"id", "username", "display_name", "bio", "follower_count", "following_count", "create_time"}
-    assert isinstance(user["id"], str) and int(user["id"]) > 0
+    assert set(user) == {
+        "id",
+        "username",
+        "display_name",
+        "bio",
+        "follower_count",
+        "following_count",
+        "create_time",
+        "is_private",
+    }
+    assert isinstance(user["id"], str) and int(user["id"]) > 0 and user["is_private"] is False
     assert user["username"] == name and user["display_name"] == "Ada L."
     assert user["follower_count"] == "0" and user["following_count"] == "0"
     assert rfc3339(user["create_time"]) <= dt.datetime.now(dt.UTC)
