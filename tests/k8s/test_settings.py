@@ -46,7 +46,9 @@ _NOT_READ: dict[str, set[str]] = {
     "feed_svc": {"database_url", "jwt_secret", "feed_addr", "fanout_addr"},
     "fanout_svc": {"database_url", "jwt_secret", "media_addr", "feed_addr", "fanout_addr"},
     "engagement_svc": {"redis_url", "jwt_secret", "media_addr", "feed_addr", "fanout_addr"},
-    "gateway": {"database_url", "nats_url", "stream_replicas", "fanout_addr"},
+    "notification_svc": {"redis_url", "jwt_secret", "media_addr", "feed_addr", "fanout_addr"},
+    # NATS: the one watch behind the notification streams.
+    "gateway": {"database_url", "fanout_addr"},
 }
 # Reads only database_url (mesh/migrate.py).
 _MIGRATE_READS = {"database_url"}
