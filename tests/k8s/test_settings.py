@@ -25,11 +25,12 @@ from tests.k8s.manifests import (
 )
 
 # Settings whose defaults are right only on a developer's machine (127.0.0.1 addresses, the dev
-# JWT secret, one stream replica, a bucket derived from the namespace): each process that reads
+# JWT secret, one stream replica, a bucket derived from the namespace, an empty operator token that
+# turns moderation off): each process that reads
 # one must get a value from its ConfigMap or Secret. Matched by name, so a new `*_addr` or `*_url`
 # in any settings class is covered without touching this list.
 _NO_SAFE_DEFAULT = re.compile(
-    r"^(namespace|stream_replicas|jwt_secret|listen|worker_listen|http_host|trusted_proxies"
+    r"^(namespace|stream_replicas|jwt_secret|operator_token|listen|worker_listen|http_host|trusted_proxies"
     r"|s3_endpoint|s3_access_key|s3_secret_key|media_bucket|media_public_base_url|.*_addr|.*_url)$"
 )
 
@@ -57,6 +58,7 @@ _MIGRATE_READS = {"database_url"}
 SECRET_KEYS = {
     "glimpse-secrets": {
         "GLIMPSE_JWT_SECRET",
+        "GLIMPSE_OPERATOR_TOKEN",
         "GLIMPSE_DATABASE_URL",
         "GLIMPSE_MIGRATIONS_DATABASE_URL",
         "GLIMPSE_S3_ACCESS_KEY",
@@ -272,7 +274,7 @@ def _postgres_services(objects: tuple[Obj, ...]) -> set[str]:
 def _secret_value(objects: tuple[Obj, ...], secret: str, key: str) -> str:
     rendered = named(objects, "Secret", secret)
     if rendered is None:
-        return {"GLIMPSE_JWT_SECRET": "x" * 48}.get(key, "placeholder")
+        return {"GLIMPSE_JWT_SECRET": "x" * 48, "GLIMPSE_OPERATOR_TOKEN": "x" * 48}.get(key, "placeholder")
     if key in rendered.get("stringData", {}):
         return rendered["stringData"][key]
     return base64.b64decode(rendered["data"][key]).decode()
