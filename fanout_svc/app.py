@@ -12,7 +12,16 @@ from glimpse.graph.v1 import graph_pb2_grpc
 from glimpse.post.v1 import post_pb2_grpc
 from mesh.bus import ConsumerSpec, run_consumer
 from mesh.channels import open_channel
-from mesh.events import POST_CREATED, POST_DELETED, USER_FOLLOWED, USER_UNFOLLOWED
+from mesh.events import (
+    POST_CREATED,
+    POST_DELETED,
+    USER_BLOCKED,
+    USER_FOLLOWED,
+    USER_MUTED,
+    USER_UNBLOCKED,
+    USER_UNFOLLOWED,
+    USER_UNMUTED,
+)
 from mesh.runtime import open_runtime
 from mesh.server import ServiceHost
 from timelines.outboxes import OutboxLoader
@@ -45,8 +54,12 @@ async def fanout_host(settings: FanoutSettings) -> AsyncIterator[ServiceHost]:
         specs *= settings.concurrency
         specs += [
             consumer("fanout_posts_deleted", [POST_DELETED], handlers.on_post_deleted),
-            # One consumer for both follow events, handled in stream order.
-            consumer("fanout_graph", [USER_FOLLOWED, USER_UNFOLLOWED], handlers.on_follow_changed),
+            # One consumer for every relationship event, handled in stream order.
+            consumer(
+                "fanout_graph",
+                [USER_FOLLOWED, USER_UNFOLLOWED, USER_BLOCKED, USER_UNBLOCKED, USER_MUTED, USER_UNMUTED],
+                handlers.on_relationship_changed,
+            ),
         ]
         for spec in specs:
             host.add_background(functools.partial(run_consumer, runtime.bus, spec))

@@ -16,6 +16,15 @@ from timelines.store import Timelines
 
 log = logging.getLogger("fanout_svc")
 
+RelationshipEvent = (
+    events_pb2.UserFollowed
+    | events_pb2.UserUnfollowed
+    | events_pb2.UserBlocked
+    | events_pb2.UserUnblocked
+    | events_pb2.UserMuted
+    | events_pb2.UserUnmuted
+)
+
 INBOX_WRITES = Counter("glimpse_fanout_inbox_writes_total", "Posts written into live inboxes.")
 FANOUT_SECONDS = Histogram(
     "glimpse_fanout_post_seconds",
@@ -56,7 +65,9 @@ class FanoutHandlers:
                 await self._push_to_followers(author, [post])
 
     async def _push_to_followers(self, author: int, posts: list[int]) -> None:
-        request = graph_pb2.StreamFollowerIdsRequest(user_id=author, batch_size=self._batch)
+        # audience_only: followers who mute the author, or block or are blocked by them, are left out
+        # by graph_svc in the same query (its FilterAudience rule).
+        request = graph_pb2.StreamFollowerIdsRequest(user_id=author, batch_size=self._batch, audience_only=True)
         async for page in self._graph.StreamFollowerIds(request, timeout=self._timeout):
             INBOX_WRITES.inc(await self._timelines.push(posts, page.follower_ids))
 
@@ -76,25 +87,56 @@ class FanoutHandlers:
         await self._timelines.remove_from_outbox(event.author_id, event.post_id)
         await self._timelines.remove_from_inbox(event.author_id, [event.post_id])
 
+    async def on_relationship_changed(self, event: RelationshipEvent) -> None:
+        """Every graph.* event the fan-out consumes, in stream order: dispatched by type."""
+        if isinstance(event, events_pb2.UserBlocked | events_pb2.UserUnblocked):
+            await self.on_block_changed(event)
+        elif isinstance(event, events_pb2.UserMuted | events_pb2.UserUnmuted):
+            await self.on_mute_changed(event)
+        else:
+            await self.on_follow_changed(event)
+
     async def on_follow_changed(self, event: events_pb2.UserFollowed | events_pb2.UserUnfollowed) -> None:
-        """UserFollowed / UserUnfollowed: makes the follower's inbox match the follow as it is *now*
-        (asked from graph_svc), so events handled out of order or twice converge to the same state."""
-        follower, followee = event.follower_id, event.followee_id
+        """UserFollowed / UserUnfollowed: makes the follower's inbox match the relationship as it is now."""
+        if not await self._reconcile(event.follower_id, event.followee_id):
+            # An unfollow can take a celebrity back under the threshold.
+            await self._catch_up(event.followee_id)
+
+    async def on_block_changed(self, event: events_pb2.UserBlocked | events_pb2.UserUnblocked) -> None:
+        """UserBlocked / UserUnblocked: each one's posts leave (or, if ever allowed again, return to)
+        the other's inbox. Blocking also removed the follows both ways, with their own events."""
+        await self._reconcile(event.blocker_id, event.blocked_id)
+        await self._reconcile(event.blocked_id, event.blocker_id)
+
+    async def on_mute_changed(self, event: events_pb2.UserMuted | events_pb2.UserUnmuted) -> None:
+        """UserMuted / UserUnmuted: the muted user's posts leave (return to) the muter's inbox."""
+        await self._reconcile(event.muter_id, event.muted_id)
+
+    async def _reconcile(self, reader: int, author: int) -> bool:
+        """Makes the reader's inbox hold the author's recent posts exactly when the reader should see
+        them at home *now* (follows the author, and neither mutes nor blocks apply), asked from
+        graph_svc, so relationship events handled out of order or twice converge to the same state.
+        Returns whether the posts belong there. PoisonMessage if the reader does not exist."""
         try:
-            response = await self._graph.ListFolloweeIds(
-                graph_pb2.ListFolloweeIdsRequest(user_id=follower), timeout=self._timeout
+            followees = await self._graph.ListFolloweeIds(
+                graph_pb2.ListFolloweeIdsRequest(user_id=reader), timeout=self._timeout
             )
+            wanted = author in followees.followee_ids
+            if wanted:
+                hidden = await self._graph.FilterAudience(
+                    graph_pb2.FilterAudienceRequest(author_id=author, user_ids=[reader]), timeout=self._timeout
+                )
+                wanted = reader not in hidden.excluded_user_ids
         except grpc.aio.AioRpcError as exc:
             if exc.code() == grpc.StatusCode.NOT_FOUND:
-                raise PoisonMessage(f"follower {follower} does not exist") from exc
+                raise PoisonMessage(f"user {reader} does not exist") from exc
             raise
-        posts = await self._outboxes.newest(followee, self._timelines.outbox_max)
-        if followee in response.followee_ids:
-            await self._timelines.add_to_inbox_if_live(follower, posts)
+        posts = await self._outboxes.newest(author, self._timelines.outbox_max)
+        if wanted:
+            await self._timelines.add_to_inbox_if_live(reader, posts)
         else:
-            await self._timelines.remove_from_inbox(follower, posts)
-            # An unfollow can take a celebrity back under the threshold.
-            await self._catch_up(followee)
+            await self._timelines.remove_from_inbox(reader, posts)
+        return wanted
 
     async def _follower_count(self, author_id: int) -> int:
         try:

@@ -128,27 +128,82 @@ async def test_follow_events_converge_on_the_follow_as_it_is_now(
     followed = events_pb2.UserFollowed(event_id=_ids.next_id(), follower_id=reader.id, followee_id=author.id)
 
     # The event arrives, but the follow does not hold (yet, or any more): nothing is backfilled.
-    await handlers.on_follow_changed(followed)
+    await handlers.on_relationship_changed(followed)
     assert await _ids_in(timelines, timelines.inbox_key(reader.id)) == []
 
     await _follow(stubs, reader, author)
     for _ in range(2):
-        await handlers.on_follow_changed(followed)
+        await handlers.on_relationship_changed(followed)
         assert await _ids_in(timelines, timelines.inbox_key(reader.id)) == sorted(posts, reverse=True)
 
     await stubs.graph.UnfollowUser(graph_pb2.UnfollowUserRequest(target_user_id=author.id), metadata=reader.metadata)
     # A late UserFollowed after the unfollow removes rather than adds: the state wins, not the order.
-    await handlers.on_follow_changed(followed)
+    await handlers.on_relationship_changed(followed)
     assert await _ids_in(timelines, timelines.inbox_key(reader.id)) == []
 
 
 async def test_events_about_users_that_do_not_exist_are_poison(handlers: FanoutHandlers):
     ghost = 10**15
     with pytest.raises(PoisonMessage):
-        await handlers.on_follow_changed(
+        await handlers.on_relationship_changed(
             events_pb2.UserFollowed(event_id=_ids.next_id(), follower_id=ghost, followee_id=ghost + 1)
         )
     with pytest.raises(PoisonMessage):
         await handlers.on_post_created(
             events_pb2.PostCreated(event_id=_ids.next_id(), post_id=_ids.next_id(), author_id=ghost)
         )
+
+
+async def test_a_muted_author_is_not_pushed_and_leaves_and_returns_with_the_mute(
+    handlers: FanoutHandlers, timelines: Timelines, stubs: Stubs, make_account: Callable[[], Awaitable[Account]]
+):
+    author, muter, fan = await make_account(), await make_account(), await make_account()
+    for follower in (muter, fan):
+        await _follow(stubs, follower, author)
+        await timelines.build_inbox(follower.id, [])
+    await timelines.build_outbox(author.id, [])
+    before = _created(author)
+    await handlers.on_post_created(before)
+    await stubs.graph.MuteUser(graph_pb2.MuteUserRequest(target_user_id=author.id), metadata=muter.metadata)
+    muted = events_pb2.UserMuted(event_id=_ids.next_id(), muter_id=muter.id, muted_id=author.id)
+    for _ in range(2):
+        await handlers.on_relationship_changed(muted)
+        assert await _ids_in(timelines, timelines.inbox_key(muter.id)) == []
+
+    during = _created(author)
+    await handlers.on_post_created(during)  # the muter is left out of the audience
+    assert await _ids_in(timelines, timelines.inbox_key(muter.id)) == []
+    assert await _ids_in(timelines, timelines.inbox_key(fan.id)) == [during.post_id, before.post_id]
+
+    await stubs.graph.UnmuteUser(graph_pb2.UnmuteUserRequest(target_user_id=author.id), metadata=muter.metadata)
+    await handlers.on_relationship_changed(
+        events_pb2.UserUnmuted(event_id=_ids.next_id(), muter_id=muter.id, muted_id=author.id)
+    )
+    assert await _ids_in(timelines, timelines.inbox_key(muter.id)) == [during.post_id, before.post_id]
+
+
+async def test_a_block_purges_each_one_s_posts_from_the_other_s_inbox(
+    handlers: FanoutHandlers, timelines: Timelines, stubs: Stubs, make_account: Callable[[], Awaitable[Account]]
+):
+    ann, bob = await make_account(), await make_account()
+    await _follow(stubs, ann, bob)
+    await _follow(stubs, bob, ann)
+    for user in (ann, bob):
+        await timelines.build_inbox(user.id, [])
+        await timelines.build_outbox(user.id, [])
+    by_ann, by_bob = _created(ann), _created(bob)
+    await handlers.on_post_created(by_ann)
+    await handlers.on_post_created(by_bob)
+    assert await _ids_in(timelines, timelines.inbox_key(ann.id)) == [by_bob.post_id, by_ann.post_id]
+
+    await stubs.graph.BlockUser(graph_pb2.BlockUserRequest(target_user_id=bob.id), metadata=ann.metadata)
+    blocked = events_pb2.UserBlocked(event_id=_ids.next_id(), blocker_id=ann.id, blocked_id=bob.id)
+    for _ in range(2):
+        await handlers.on_relationship_changed(blocked)
+        assert await _ids_in(timelines, timelines.inbox_key(ann.id)) == [by_ann.post_id]
+        assert await _ids_in(timelines, timelines.inbox_key(bob.id)) == [by_bob.post_id]
+    # Even a late UserFollowed from before the block cannot bring the posts back.
+    await handlers.on_relationship_changed(
+        events_pb2.UserFollowed(event_id=_ids.next_id(), follower_id=ann.id, followee_id=bob.id)
+    )
+    assert await _ids_in(timelines, timelines.inbox_key(ann.id)) == [by_ann.post_id]
