@@ -59,6 +59,7 @@ DYNAMIC: dict[tuple[str, str], set[str] | None] = {
     # Why a user reported something (graph.v1.ReportReason), not an error's reason.
     ("graph_svc/servicer.py", "graph_pb2.ReportReason.Value(f'REPORT_REASON_{report.reason.upper()}')"): set(),
     ("graph_svc/servicer.py", "_word(graph_pb2.ReportReason.DESCRIPTOR, request.reason)"): set(),
+    ("gateway/routes/privacy.py", "graph_pb2.ReportReason.Value(f'REPORT_REASON_{body.reason.upper()}')"): set(),
     ("mesh/errors.py", "self.reason"): None,
 }
 

@@ -11,9 +11,14 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from glimpse.graph.v1 import graph_pb2, graph_pb2_grpc
 from graph_svc.accounts import AccountService
+from graph_svc.blocks import BlockService
 from graph_svc.credentials import Passwords
 from graph_svc.follows import FollowService
+from graph_svc.mutes import MuteService
+from graph_svc.privacy import PrivacyService
+from graph_svc.reports import ReportService
 from graph_svc.servicer import GraphServicer
+from graph_svc.visibility import VisibilityService
 from mesh.db import Database
 from mesh.ids import IdGenerator
 from mesh.server import ServiceHost
@@ -26,6 +31,7 @@ async def test_operator_sees_graph_service_health_and_reflection(graph_addr):
     assert listed.returncode == 0, listed.stderr
     assert set(listed.stdout.split()) == {
         "glimpse.graph.v1.GraphService",
+        "glimpse.graph.v1.ModerationService",
         "grpc.health.v1.Health",
         "grpc.reflection.v1alpha.ServerReflection",
     }
@@ -50,6 +56,11 @@ def _broken_graph(db: Database | None, settings) -> GraphServicer:
     return GraphServicer(
         accounts=AccountService(db=db, ids=ids, signer=signer_from(settings), passwords=passwords),  # type: ignore[arg-type]
         follows=FollowService(db=db, outbox=None, max_following=10),  # type: ignore[arg-type]
+        privacy=PrivacyService(db=db, outbox=None),  # type: ignore[arg-type]
+        blocks=BlockService(db=db, outbox=None),  # type: ignore[arg-type]
+        mutes=MuteService(db=db, outbox=None),  # type: ignore[arg-type]
+        visibility=VisibilityService(db=db),  # type: ignore[arg-type]
+        reports=ReportService(db=db, ids=ids),  # type: ignore[arg-type]
     )
 
 
