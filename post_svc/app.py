@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 from collections.abc import AsyncIterator
 
+from glimpse.graph.v1 import graph_pb2_grpc
 from glimpse.media.v1 import media_pb2_grpc
 from glimpse.post.v1 import post_pb2, post_pb2_grpc
 from mesh.channels import open_channel
@@ -14,17 +15,27 @@ from post_svc import models
 from post_svc.service import PostService
 from post_svc.servicer import PostServicer
 from post_svc.settings import PostSettings
+from visibility import Visibility
 
 
 @contextlib.asynccontextmanager
 async def post_host(settings: PostSettings) -> AsyncIterator[ServiceHost]:
-    async with open_runtime(settings) as runtime, open_channel(settings.media_addr) as media_channel:
+    async with (
+        open_runtime(settings) as runtime,
+        open_channel(settings.media_addr) as media_channel,
+        open_channel(settings.graph_addr) as graph_channel,
+    ):
         host = runtime.host("post_svc", settings.listen, settings.metrics_port)
+        visibility = Visibility(
+            graph_pb2_grpc.GraphServiceStub(graph_channel), timeout=settings.upstream_timeout_seconds
+        )
+        await visibility.watch(runtime.bus)
         service = PostService(
             runtime.db,
             runtime.outbox(models.outbox, host),
             runtime.ids,
             media_pb2_grpc.MediaServiceStub(media_channel),
+            visibility=visibility,
             timeout=settings.upstream_timeout_seconds,
         )
         host.add_servicer(

@@ -20,6 +20,7 @@ from mesh.pagination import Id, Page, PageCursor, decode_cursor, page_of, page_s
 from post_svc import repository as repo
 from post_svc.captions import Location, check_caption, hashtags_of, mentions_of
 from post_svc.repository import PostRecord
+from visibility import NOT_FOLLOWER_OF_PRIVATE, VISIBLE, Visibility
 
 log = logging.getLogger("post_svc.service")
 
@@ -36,8 +37,16 @@ class PostCursor(PageCursor):
 
 class PostService:
     def __init__(
-        self, db: Database, outbox: Outbox, ids: IdGenerator, media: media_pb2_grpc.MediaServiceStub, *, timeout: float
+        self,
+        db: Database,
+        outbox: Outbox,
+        ids: IdGenerator,
+        media: media_pb2_grpc.MediaServiceStub,
+        *,
+        visibility: Visibility,
+        timeout: float,
     ) -> None:
+        self._visibility = visibility
         self._db = db
         self._outbox = outbox
         self._ids = ids
@@ -157,26 +166,49 @@ class PostService:
             )
         return reserved
 
-    async def get(self, post_id: int) -> PostRecord:
-        """The live post; NOT_FOUND if it never existed or was deleted."""
+    async def get(self, post_id: int, viewer_id: int | None) -> PostRecord:
+        """The live post; NOT_FOUND (POST_NOT_FOUND) if it never existed, was deleted, or `viewer_id`
+        may not see its author's content (a private account they do not follow, a block either way:
+        as if it did not exist). `viewer_id` None: a service acting for no user, which sees all."""
         async with self._db.read_only() as session:
             post = await repo.get_post(session, post_id)
-        if post is None or post.deleted:
+        if post is None or post.deleted or not await self._visible_to(viewer_id, [post]):
             raise NotFound(f"post {post_id} does not exist", reason="POST_NOT_FOUND")
         return post
 
-    async def batch_get(self, post_ids: list[int]) -> list[PostRecord]:
+    async def batch_get(self, post_ids: list[int], viewer_id: int | None) -> list[PostRecord]:
+        """The live posts of `post_ids` in request order, leaving out what does not exist or
+        `viewer_id` may not see (see `get`). INVALID_ARGUMENT (post_ids) for more than 100 ids."""
         if len(post_ids) > MAX_BATCH:
             raise invalid_field("post_ids", f"at most {MAX_BATCH} ids per call")
         if not post_ids:
             return []
         async with self._db.read_only() as session:
             found = await repo.get_posts(session, list(set(post_ids)))
-        return [found[i] for i in post_ids if i in found]
+        posts = [found[i] for i in post_ids if i in found]
+        return await self._visible_to(viewer_id, posts)
 
-    async def list_by_author(self, author_id: int, size: int, token: str) -> Page[PostRecord]:
-        """The author's live posts, newest first. INVALID_ARGUMENT for a bad page size or token
-        (see mesh.pagination.decode_cursor)."""
+    async def _visible_to(self, viewer_id: int | None, posts: list[PostRecord]) -> list[PostRecord]:
+        if viewer_id is None or not posts:
+            return posts
+        others = [p.author_id for p in posts if p.author_id != viewer_id]
+        allowed = await self._visibility.visible(viewer_id, others) if others else set()
+        return [p for p in posts if p.author_id == viewer_id or p.author_id in allowed]
+
+    async def list_by_author(self, author_id: int, viewer_id: int | None, size: int, token: str) -> Page[PostRecord]:
+        """The author's live posts, newest first (the profile grid). For a `viewer_id` who is not the
+        author: PERMISSION_DENIED (ACCOUNT_PRIVATE) if the author is private and not followed by them,
+        NOT_FOUND (USER_NOT_FOUND) if either blocks the other or the account does not exist.
+        INVALID_ARGUMENT for a bad page size or token (see mesh.pagination.decode_cursor)."""
+        if viewer_id is not None and viewer_id != author_id:
+            verdict = (await self._visibility.of(viewer_id, [author_id])).get(author_id)
+            if verdict == NOT_FOLLOWER_OF_PRIVATE:
+                raise PermissionDenied(
+                    "this account is private: follow it, and once approved you will see its posts",
+                    reason="ACCOUNT_PRIVATE",
+                )
+            if verdict != VISIBLE:
+                raise NotFound(f"user {author_id} does not exist", reason="USER_NOT_FOUND")
         limit = page_size(size)
         scope = f"posts:{author_id}"
         cursor = decode_cursor(token, PostCursor, scope)

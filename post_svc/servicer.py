@@ -5,7 +5,7 @@ from __future__ import annotations
 import grpc
 
 from glimpse.post.v1 import post_pb2, post_pb2_grpc
-from mesh.identity import caller_id
+from mesh.identity import caller_id, optional_caller_id
 from mesh.names import parse_user_name
 from post_svc.captions import check_location
 from post_svc.repository import PostRecord
@@ -44,19 +44,21 @@ class PostServicer(post_pb2_grpc.PostServiceServicer):
         return post_message(post)
 
     async def GetPost(self, request: post_pb2.GetPostRequest, context: grpc.aio.ServicerContext) -> post_pb2.Post:
-        return post_message(await self._service.get(request.post_id))
+        return post_message(await self._service.get(request.post_id, optional_caller_id(context)))
 
     async def BatchGetPosts(
         self, request: post_pb2.BatchGetPostsRequest, context: grpc.aio.ServicerContext
     ) -> post_pb2.BatchGetPostsResponse:
-        posts = await self._service.batch_get(list(request.post_ids))
+        posts = await self._service.batch_get(list(request.post_ids), optional_caller_id(context))
         return post_pb2.BatchGetPostsResponse(posts=[post_message(p) for p in posts])
 
     async def ListPosts(
         self, request: post_pb2.ListPostsRequest, context: grpc.aio.ServicerContext
     ) -> post_pb2.ListPostsResponse:
         author_id = parse_user_name(request.parent)
-        page = await self._service.list_by_author(author_id, request.page_size, request.page_token)
+        page = await self._service.list_by_author(
+            author_id, optional_caller_id(context), request.page_size, request.page_token
+        )
         return post_pb2.ListPostsResponse(
             posts=[post_message(p) for p in page.items], next_page_token=page.next_page_token
         )

@@ -240,8 +240,9 @@ async def media_worker(media_settings: MediaSettings, bus: Bus) -> AsyncIterator
 
 
 @pytest.fixture(scope="session")
-async def post_addr(database_url: str, namespace: str, media_addr: str) -> AsyncIterator[str]:
-    async with post_host(PostSettings(**_common(database_url, namespace), media_addr=media_addr)) as host:
+async def post_addr(database_url: str, namespace: str, media_addr: str, graph_addr: str) -> AsyncIterator[str]:
+    settings = PostSettings(**_common(database_url, namespace), media_addr=media_addr, graph_addr=graph_addr)
+    async with post_host(settings) as host:
         yield f"127.0.0.1:{await host.start()}"
         await host.stop()
 

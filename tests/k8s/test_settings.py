@@ -39,7 +39,8 @@ _NO_SAFE_DEFAULT = re.compile(
 _ADDRS = {"graph_addr", "post_addr", "media_addr", "feed_addr", "fanout_addr"}
 _NOT_READ: dict[str, set[str]] = {
     "graph_svc": {"redis_url", *_ADDRS},
-    "post_svc": {"redis_url", "jwt_secret", *_ADDRS - {"media_addr"}},
+    # graph_addr: the visibility rule behind every read with a caller.
+    "post_svc": {"redis_url", "jwt_secret", *_ADDRS - {"media_addr", "graph_addr"}},
     # post_addr: the worker's sweeper asks post_svc which posts exist (the check reads the package).
     "media_svc": {"redis_url", "jwt_secret", "worker_listen", *_ADDRS - {"post_addr"}},
     # The worker runs media_svc's settings but binds worker_listen, not listen.

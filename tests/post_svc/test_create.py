@@ -12,6 +12,7 @@ import httpx
 import pytest
 from sqlalchemy import MetaData
 
+from glimpse.graph.v1 import graph_pb2_grpc
 from glimpse.media.v1 import media_pb2, media_pb2_grpc
 from glimpse.post.v1 import post_pb2, post_pb2_grpc
 from mesh.channels import open_channel
@@ -24,6 +25,7 @@ from post_svc.service import PostService
 from post_svc.servicer import PostServicer
 from tests.conftest import Account, Stubs
 from tests.media_svc.conftest import error_details
+from visibility import Visibility
 
 Upload = Callable[[Account], Awaitable[int]]
 
@@ -68,14 +70,23 @@ async def test_a_nul_caption_is_a_400_and_the_photo_posts_right_after(http, make
 
 
 @pytest.fixture
-async def failing_post(database_url: str, media_addr: str) -> AsyncIterator[post_pb2_grpc.PostServiceStub]:
+async def failing_post(
+    database_url: str, media_addr: str, graph: graph_pb2_grpc.GraphServiceStub
+) -> AsyncIterator[post_pb2_grpc.PostServiceStub]:
     """post_svc as deployed except that its outbox table does not exist: every create attaches the
     photos, inserts the post and then fails on the event's insert (the unit of work rolls back)."""
     db = Database(database_url)
     ids = IdGenerator(await lease_id_shard(db))  # as a deployed replica: no id shared with the others
     broken = Outbox(outbox_table(MetaData(schema="no_such_schema")), ids)
     async with open_channel(media_addr) as media_channel:
-        service = PostService(db, broken, ids, media_pb2_grpc.MediaServiceStub(media_channel), timeout=5.0)
+        service = PostService(
+            db,
+            broken,
+            ids,
+            media_pb2_grpc.MediaServiceStub(media_channel),
+            visibility=Visibility(graph, timeout=5.0),
+            timeout=5.0,
+        )
         host = ServiceHost("post_svc_failing", "127.0.0.1:0", grace_seconds=0.5)
         host.add_servicer(
             post_pb2_grpc.add_PostServiceServicer_to_server,
