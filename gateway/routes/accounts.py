@@ -137,7 +137,8 @@ async def search_users(
     page_size: PageSize = 0,
     page_token: PageToken = "",
 ) -> dict[str, Any]:
-    """Usernames starting with `q`, alphabetical, one page at a time. Signed-in users only."""
+    """Usernames starting with `q`, alphabetical, one page at a time, without users blocked either way
+    with the caller. Signed-in users only."""
     request = graph_pb2.SearchUsersRequest(query=q, page_size=page_size, page_token=page_token)
     response = await services.graph.SearchUsers(request, timeout=services.timeout, metadata=as_caller(caller))
     return {"items": [to_json(user) for user in response.users], "next_page_token": response.next_page_token}
