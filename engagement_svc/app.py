@@ -26,6 +26,7 @@ from mesh.channels import open_channel
 from mesh.events import POST_CREATED, POST_DELETED
 from mesh.runtime import open_runtime
 from mesh.server import ServiceHost
+from visibility import Visibility
 
 
 @contextlib.asynccontextmanager
@@ -38,15 +39,18 @@ async def engagement_host(settings: EngagementSettings) -> AsyncIterator[Service
         host = runtime.host("engagement_svc", settings.listen, settings.metrics_port)
         outbox = runtime.outbox(models.outbox, host)
         timeout = settings.upstream_timeout_seconds
+        visibility = Visibility(graph_pb2_grpc.GraphServiceStub(graph_channel), timeout=timeout)
+        await visibility.watch(runtime.bus)
         posts = PostDirectory(
             runtime.db,
             post_pb2_grpc.PostServiceStub(post_channel),
+            visibility=visibility,
             ttl_seconds=settings.post_cache_seconds,
             max_items=settings.post_cache_items,
             timeout=timeout,
         )
         await runtime.bus.watch([POST_DELETED], posts.on_post_deleted)
-        mentions = MentionResolver(graph_pb2_grpc.GraphServiceStub(graph_channel), timeout=timeout)
+        mentions = MentionResolver(graph_pb2_grpc.GraphServiceStub(graph_channel), visibility, timeout=timeout)
         shards = settings.counter_shards
         servicer = EngagementServicer(
             LikeService(runtime.db, outbox, posts, counter_shards=shards),

@@ -108,13 +108,13 @@ class CommentService:
             raise invalid_field("request_id", f"must be at most {REQUEST_ID_MAX} characters")
         if reply_to_comment_id < 0:
             raise invalid_field("parent_comment_id", "must be a comment id, or 0 for a top-level comment")
-        post_author_id = await self._posts.author_of(post_id)
+        post_author_id = await self._posts.author_of(post_id, author_id)
         fingerprint = hashlib.sha256(f"{post_id}\x00{reply_to_comment_id}\x00{text}".encode()).digest()
         if request_id:
             replayed = await self._replay(author_id, request_id, fingerprint)
             if replayed is not None:
                 return replayed
-        mentioned = await self._mentions.user_ids(parse_mentions(text))
+        mentioned = await self._mentions.user_ids(parse_mentions(text), actor_id=author_id)
         comment_id = self._ids.next_id()
         async with self._db.unit_of_work() as session:
             await repo.hold_post(session, post_id)
@@ -179,24 +179,27 @@ class CommentService:
             _check_fingerprint(stored, fingerprint)
             return await repo.get_comment(session, comment_id)
 
-    async def get(self, comment_id: int) -> CommentRecord:
-        """One live comment or reply. NOT_FOUND (COMMENT_NOT_FOUND) if it never existed or was deleted;
-        NOT_FOUND (POST_NOT_FOUND) if its post was deleted and is being purged."""
+    async def get(self, comment_id: int, viewer_id: int | None) -> CommentRecord:
+        """One live comment or reply. NOT_FOUND (COMMENT_NOT_FOUND) if it never existed or was deleted,
+        or its author and `viewer_id` block one another; NOT_FOUND (POST_NOT_FOUND) if its post was
+        deleted (and is being purged) or the viewer may not see it."""
         async with self._db.read_only() as session:
             comment = await repo.get_comment(session, comment_id)
-        if comment is None or not comment.live:
+        if comment is None or not comment.live or comment.author_id in await self._posts.blocked_for(viewer_id):
             raise comment_not_found(comment_id)
-        await self._posts.author_of(comment.post_id)
+        await self._posts.author_of(comment.post_id, viewer_id)
         return comment
 
-    async def comments(self, post_id: int, size: int, token: str) -> Page[CommentRecord]:
-        """The post's live top-level comments, oldest first, each with its reply_count. NOT_FOUND
-        (POST_NOT_FOUND) for an unknown or deleted post; INVALID_ARGUMENT for a bad page size or token."""
-        await self._posts.author_of(post_id)
+    async def comments(self, post_id: int, viewer_id: int | None, size: int, token: str) -> Page[CommentRecord]:
+        """The post's live top-level comments, oldest first, each with its reply_count, leaving out
+        those by users blocked either way with `viewer_id`. NOT_FOUND (POST_NOT_FOUND) for an unknown
+        or deleted post or one the viewer may not see; INVALID_ARGUMENT for a bad page size or token."""
+        await self._posts.author_of(post_id, viewer_id)
         scope = f"comments:{post_id}"
-        return await self._page(scope, size, token, lambda s, after, n: repo.list_top_level(s, post_id, after, n))
+        read: repo.CommentReader = lambda s, after, n: repo.list_top_level(s, post_id, after, n)  # noqa: E731
+        return await self._page(scope, viewer_id, size, token, read)
 
-    async def replies(self, comment_id: int, size: int, token: str) -> Page[CommentRecord]:
+    async def replies(self, comment_id: int, viewer_id: int | None, size: int, token: str) -> Page[CommentRecord]:
         """The live replies of a top-level comment, oldest first. NOT_FOUND (COMMENT_NOT_FOUND) for an
         unknown or deleted comment; INVALID_ARGUMENT (parent) for a reply, whose replies are its
         parent's; INVALID_ARGUMENT for a bad page size or token."""
@@ -210,17 +213,24 @@ class CommentService:
                 f"comments/{comment_id} is a reply; replies nest one level, "
                 f"so list the replies of comments/{comment.parent_id}",
             )
-        await self._posts.author_of(comment.post_id)
+        await self._posts.author_of(comment.post_id, viewer_id)
         scope = f"replies:{comment_id}"
-        return await self._page(scope, size, token, lambda s, after, n: repo.list_replies(s, comment_id, after, n))
+        read: repo.CommentReader = lambda s, after, n: repo.list_replies(s, comment_id, after, n)  # noqa: E731
+        return await self._page(scope, viewer_id, size, token, read)
 
-    async def _page(self, scope: str, size: int, token: str, read: repo.CommentReader) -> Page[CommentRecord]:
+    async def _page(
+        self, scope: str, viewer_id: int | None, size: int, token: str, read: repo.CommentReader
+    ) -> Page[CommentRecord]:
+        """A page of comments, leaving out those by users blocked either way with the viewer (so a
+        page may hold fewer than `size`; the token still moves past them)."""
         limit = page_size(size)
         cursor = decode_cursor(token, CommentCursor, scope)
         after = (from_timestamp_us(cursor.after_us), cursor.after_id) if cursor else None
         async with self._db.read_only() as session:
             found = await read(session, after, limit + 1)
-        return page_of(found, limit, scope, lambda c: CommentCursor(after_us=timestamp_us(c.created_at), after_id=c.id))
+        page = page_of(found, limit, scope, lambda c: CommentCursor(after_us=timestamp_us(c.created_at), after_id=c.id))
+        blocked = await self._posts.blocked_for(viewer_id)
+        return Page([c for c in page.items if c.author_id not in blocked], page.next_page_token)
 
     async def delete(self, caller_id: int, comment_id: int) -> bool:
         """Deletes the comment, and with a top-level comment its replies; the count and
@@ -232,7 +242,7 @@ class CommentService:
             comment = await repo.get_comment(session, comment_id)
         if comment is None:
             raise comment_not_found(comment_id)
-        post_author_id = await self._posts.author_of(comment.post_id)
+        post_author_id = await self._posts.author_of(comment.post_id, caller_id)
         if caller_id not in (comment.author_id, post_author_id):
             raise PermissionDenied(
                 "only the comment's author or the post's author can delete a comment",

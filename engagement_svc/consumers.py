@@ -51,7 +51,7 @@ class PostEvents:
         usernames = list(dict.fromkeys(n for raw in event.mentioned_usernames if (n := normalize_username(raw))))
         if not usernames:
             return
-        user_ids = await self._mentions.user_ids(usernames[:MENTIONS_MAX])
+        user_ids = await self._mentions.user_ids(usernames[:MENTIONS_MAX], actor_id=event.author_id)
         events = mention_events(user_ids, actor_id=event.author_id, post_id=event.post_id)
         async with self._db.unit_of_work() as session:
             await repo.hold_post(session, event.post_id)

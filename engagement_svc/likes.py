@@ -50,7 +50,7 @@ class LikeService:
         """The user likes the post. Idempotent: only the call that adds the like moves the count and
         emits `engagement.liked`, however many run at once. INVALID_ARGUMENT (post_id) for an
         impossible id; NOT_FOUND (POST_NOT_FOUND) for an unknown or deleted post."""
-        author_id = await self._posts.author_of(post_id)
+        author_id = await self._posts.author_of(post_id, user_id)
         async with self._db.unit_of_work() as session:
             if await repo.insert_like(session, post_id, user_id):
                 counts = await repo.bump_counters(session, post_id, random.randrange(self._shards), likes=1)
@@ -67,7 +67,7 @@ class LikeService:
     async def unlike(self, user_id: int, post_id: int) -> LikeState:
         """The user no longer likes the post. Idempotent: only the call that removes the like moves the
         count and emits `engagement.unliked`. Errors as `like`."""
-        author_id = await self._posts.author_of(post_id)
+        author_id = await self._posts.author_of(post_id, user_id)
         async with self._db.unit_of_work() as session:
             await repo.hold_post(session, post_id)
             if await repo.delete_like(session, post_id, user_id):
@@ -80,19 +80,23 @@ class LikeService:
                 raise post_not_found(post_id)
         return LikeState(post_id, False, counts.likes)
 
-    async def likers(self, post_id: int, size: int, token: str) -> Page[LikeRecord]:
-        """Who liked the post, newest like first. NOT_FOUND (POST_NOT_FOUND) for an unknown or deleted
-        post; INVALID_ARGUMENT for a bad page size or token (mesh.pagination.decode_cursor)."""
-        await self._posts.author_of(post_id)
+    async def likers(self, post_id: int, viewer_id: int | None, size: int, token: str) -> Page[LikeRecord]:
+        """Who liked the post, newest like first, leaving out users blocked either way with
+        `viewer_id` (a page may hold fewer than `size`). NOT_FOUND (POST_NOT_FOUND) for an unknown or
+        deleted post or one the viewer may not see; INVALID_ARGUMENT for a bad page size or token
+        (mesh.pagination.decode_cursor)."""
+        await self._posts.author_of(post_id, viewer_id)
+        blocked = await self._posts.blocked_for(viewer_id)
         limit = page_size(size)
         scope = f"likes:{post_id}"
         cursor = decode_cursor(token, LikeCursor, scope)
         before = (from_timestamp_us(cursor.before_us), cursor.before_user) if cursor else None
         async with self._db.read_only() as session:
             found = await repo.list_likes(session, post_id, before, limit + 1)
-        return page_of(
+        page = page_of(
             found,
             limit,
             scope,
             lambda like: LikeCursor(before_us=timestamp_us(like.created_at), before_user=like.user_id),
         )
+        return Page([like for like in page.items if like.user_id not in blocked], page.next_page_token)

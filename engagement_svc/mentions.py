@@ -10,19 +10,23 @@ import grpc
 
 from glimpse.events.v1 import events_pb2
 from glimpse.graph.v1 import graph_pb2, graph_pb2_grpc
+from visibility import Visibility
 
 
 class MentionResolver:
-    def __init__(self, graph: graph_pb2_grpc.GraphServiceStub, *, timeout: float) -> None:
+    def __init__(self, graph: graph_pb2_grpc.GraphServiceStub, visibility: Visibility, *, timeout: float) -> None:
         self._graph = graph
+        self._visibility = visibility
         self._timeout = timeout
 
-    async def user_ids(self, usernames: Sequence[str]) -> list[int]:
+    async def user_ids(self, usernames: Sequence[str], *, actor_id: int) -> list[int]:
         """The ids of the users called `usernames` (normalised, at most usertext.MENTIONS_MAX), in
-        order, each once; names nobody has are left out. One LookupUser per name, all at once.
+        order, each once; left out: names nobody has, and users who block `actor_id` or whom the
+        actor blocks (a mention between them has no effect). One LookupUser per name, all at once.
         graph_svc's other failures (UNAVAILABLE, DEADLINE_EXCEEDED) pass through as its gRPC error."""
         found = await asyncio.gather(*(self._look_up(name) for name in usernames))
-        return list(dict.fromkeys(user_id for user_id in found if user_id is not None))
+        blocked = (await self._visibility.home_filters(actor_id)).blocked
+        return list(dict.fromkeys(u for u in found if u is not None and u not in blocked))
 
     async def _look_up(self, username: str) -> int | None:
         try:

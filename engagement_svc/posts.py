@@ -1,5 +1,5 @@
-"""What engagement_svc knows of posts: whether one exists and who wrote it, asked of post_svc and
-cached.
+"""What engagement_svc knows of posts: whether one exists, who wrote it, and whether a caller may
+see it (graph_svc's visibility rule, through the shared `visibility` client), asked and cached.
 
 Staleness: a post is remembered for `ttl_seconds` after post_svc last confirmed it. The process
 watches `posts.deleted` and forgets a deleted post at once, so only a missed message (the watch is
@@ -20,6 +20,7 @@ from glimpse.events.v1 import events_pb2
 from glimpse.post.v1 import post_pb2, post_pb2_grpc
 from mesh.db import Database
 from mesh.errors import NotFound, invalid_field
+from visibility import Visibility
 
 
 def post_not_found(post_id: int) -> NotFound:
@@ -32,22 +33,39 @@ class PostDirectory:
         db: Database,
         posts: post_pb2_grpc.PostServiceStub,
         *,
+        visibility: Visibility,
         ttl_seconds: float,
         max_items: int,
         timeout: float,
     ) -> None:
         self._db = db
         self._posts = posts
+        self._visibility = visibility
         self._timeout = timeout
         self._authors: TTLCache[int, int] = TTLCache(max_items, ttl_seconds)
         # One post_svc call per post however many requests miss the cache at once (a viral post's
         # first second): the others await the same task, which no caller's cancellation stops.
         self._lookups: dict[int, asyncio.Task[int | None]] = {}
 
-    async def author_of(self, post_id: int) -> int:
-        """The author of a live post. INVALID_ARGUMENT (post_id) for an id that cannot be a post's;
-        NOT_FOUND (POST_NOT_FOUND) for a post that never existed or was deleted; post_svc's failures
-        (UNAVAILABLE, DEADLINE_EXCEEDED) pass through as its gRPC error."""
+    async def author_of(self, post_id: int, viewer_id: int | None) -> int:
+        """The author of a live post that `viewer_id` may see (None: a service acting for no user).
+        INVALID_ARGUMENT (post_id) for an id that cannot be a post's; NOT_FOUND (POST_NOT_FOUND) for
+        a post that never existed or was deleted, or whose author's content the viewer may not see (a
+        private account they do not follow, a block either way: as if it did not exist); post_svc's
+        and graph_svc's failures (UNAVAILABLE, DEADLINE_EXCEEDED) pass through as their gRPC error."""
+        author = await self._author(post_id)
+        if viewer_id is not None and viewer_id != author and not await self._visibility.visible(viewer_id, [author]):
+            raise post_not_found(post_id)
+        return author
+
+    async def blocked_for(self, viewer_id: int | None) -> frozenset[int]:
+        """The users who block `viewer_id` or whom they block: their likes and comments are left out
+        of what the viewer is shown, as if they did not exist."""
+        if viewer_id is None:
+            return frozenset()
+        return (await self._visibility.home_filters(viewer_id)).blocked
+
+    async def _author(self, post_id: int) -> int:
         if post_id <= 0:
             raise invalid_field("post_id", "must be a post id (a positive integer)")
         author = self._authors.get(post_id)

@@ -35,7 +35,7 @@ class SaveService:
     async def save(self, user_id: int, post_id: int) -> None:
         """The user saves the post (idempotent; nobody else sees it, no event). INVALID_ARGUMENT
         (post_id) for an impossible id; NOT_FOUND (POST_NOT_FOUND) for an unknown or deleted post."""
-        await self._posts.author_of(post_id)
+        await self._posts.author_of(post_id, user_id)
         async with self._db.unit_of_work() as session:
             await repo.hold_post(session, post_id)
             await repo.insert_save(session, user_id, post_id)
@@ -44,7 +44,7 @@ class SaveService:
 
     async def unsave(self, user_id: int, post_id: int) -> None:
         """The user unsaves the post (idempotent). Errors as `save`."""
-        await self._posts.author_of(post_id)
+        await self._posts.author_of(post_id, user_id)
         async with self._db.unit_of_work() as session:
             await repo.hold_post(session, post_id)
             await repo.delete_save(session, user_id, post_id)

@@ -13,7 +13,7 @@ from engagement_svc.repository import CommentRecord, PostEngagement
 from engagement_svc.saves import SaveService
 from glimpse.engagement.v1 import engagement_pb2, engagement_pb2_grpc
 from mesh.errors import Unauthenticated, invalid_field
-from mesh.identity import caller_id
+from mesh.identity import caller_id, optional_caller_id
 
 _NAME = re.compile(r"^(posts|comments)/([1-9][0-9]{0,18})$")
 
@@ -83,7 +83,7 @@ class EngagementServicer(engagement_pb2_grpc.EngagementServiceServicer):
         self, request: engagement_pb2.ListLikesRequest, context: grpc.aio.ServicerContext
     ) -> engagement_pb2.ListLikesResponse:
         post_id = _parse_name(request.parent, "posts")
-        page = await self._likes.likers(post_id, request.page_size, request.page_token)
+        page = await self._likes.likers(post_id, optional_caller_id(context), request.page_size, request.page_token)
         response = engagement_pb2.ListLikesResponse(next_page_token=page.next_page_token)
         for like in page.items:
             response.likes.add(user_id=like.user_id).create_time.FromDatetime(like.created_at)
@@ -101,7 +101,9 @@ class EngagementServicer(engagement_pb2_grpc.EngagementServiceServicer):
         self, request: engagement_pb2.ListCommentsRequest, context: grpc.aio.ServicerContext
     ) -> engagement_pb2.ListCommentsResponse:
         post_id = _parse_name(request.parent, "posts")
-        page = await self._comments.comments(post_id, request.page_size, request.page_token)
+        page = await self._comments.comments(
+            post_id, optional_caller_id(context), request.page_size, request.page_token
+        )
         return engagement_pb2.ListCommentsResponse(
             comments=[comment_message(c) for c in page.items], next_page_token=page.next_page_token
         )
@@ -110,7 +112,9 @@ class EngagementServicer(engagement_pb2_grpc.EngagementServiceServicer):
         self, request: engagement_pb2.ListRepliesRequest, context: grpc.aio.ServicerContext
     ) -> engagement_pb2.ListRepliesResponse:
         comment_id = _parse_name(request.parent, "comments")
-        page = await self._comments.replies(comment_id, request.page_size, request.page_token)
+        page = await self._comments.replies(
+            comment_id, optional_caller_id(context), request.page_size, request.page_token
+        )
         return engagement_pb2.ListRepliesResponse(
             comments=[comment_message(c) for c in page.items], next_page_token=page.next_page_token
         )
@@ -118,7 +122,7 @@ class EngagementServicer(engagement_pb2_grpc.EngagementServiceServicer):
     async def GetComment(
         self, request: engagement_pb2.GetCommentRequest, context: grpc.aio.ServicerContext
     ) -> engagement_pb2.Comment:
-        return comment_message(await self._comments.get(request.comment_id))
+        return comment_message(await self._comments.get(request.comment_id, optional_caller_id(context)))
 
     async def DeleteComment(
         self, request: engagement_pb2.DeleteCommentRequest, context: grpc.aio.ServicerContext

@@ -32,6 +32,7 @@ from mesh.runtime import open_runtime
 from mesh.server import ServiceHost
 from timelines.outboxes import OutboxLoader
 from timelines.store import Timelines
+from visibility import Visibility
 
 
 @contextlib.asynccontextmanager
@@ -60,12 +61,15 @@ async def feed_host(settings: FeedSettings) -> AsyncIterator[ServiceHost]:
             hydrator.forget_post(event.post_id)
 
         await runtime.bus.watch([POST_DELETED, POST_UPDATED], forget_post)
+        visibility = Visibility(graph, timeout=timeout)
+        await visibility.watch(runtime.bus)
         service = FeedService(
             timelines,
             OutboxLoader(timelines, posts, timeout=timeout),
             hydrator,
             EngagementReader(engagement_pb2_grpc.EngagementServiceStub(engagement_channel), timeout=timeout),
             graph,
+            visibility=visibility,
             celebrity_threshold=settings.celebrity_threshold,
             celebrity_cache_seconds=settings.celebrity_cache_seconds,
             celebrity_head_seconds=settings.celebrity_head_seconds,

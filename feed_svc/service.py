@@ -24,6 +24,7 @@ from mesh.ids import timestamp_ms
 from mesh.pagination import Count, Id, Page, PageCursor, decode_cursor, encode_cursor, page_size
 from timelines.outboxes import OutboxLoader
 from timelines.store import Timelines
+from visibility import Visibility
 
 REBUILDS = Counter("glimpse_feed_inbox_rebuilds_total", "Inboxes rebuilt on read (expired or never built).")
 # Extra candidates read per round, so a few deleted posts rarely cost a second round.
@@ -53,6 +54,7 @@ class FeedService:
         engagement: EngagementReader,
         graph: graph_pb2_grpc.GraphServiceStub,
         *,
+        visibility: Visibility,
         celebrity_threshold: int,
         celebrity_cache_seconds: float,
         celebrity_head_seconds: float = 0.0,
@@ -62,6 +64,7 @@ class FeedService:
         self._outboxes = outboxes
         self._hydrator = hydrator
         self._engagement = engagement
+        self._visibility = visibility
         self._graph = graph
         self._threshold = celebrity_threshold
         self._timeout = timeout
@@ -84,6 +87,9 @@ class FeedService:
         if want <= 0:
             return Page([], "")
         celebrities = await self._celebrity_followees(user_id)
+        # The read-time guard: the fan-out filters pushes and purges inboxes on a block or mute, but a
+        # push racing a block, or a celebrity's outbox, can still hold a post this reader must not see.
+        hidden = await self._visibility.home_filters(user_id)
         items: list[feed_pb2.FeedItem] = []
         exhausted = False
         while len(items) < want and not exhausted:
@@ -92,8 +98,10 @@ class FeedService:
             hydrated = await self._hydrator.items(candidates)
             for post_id in candidates:
                 before = post_id
-                if post_id in hydrated:  # deleted posts are skipped, but still move the cursor
-                    items.append(hydrated[post_id])
+                item = hydrated.get(post_id)
+                # Deleted and hidden posts are skipped, but still move the cursor.
+                if item is not None and (item.author.id == user_id or not hidden.hides(item.author.id)):
+                    items.append(item)
                     if len(items) == want:
                         exhausted = exhausted and post_id == candidates[-1]
                         break
@@ -110,13 +118,20 @@ class FeedService:
         self, post_ids: Sequence[int], viewer: int | None, *, fresh: bool = False
     ) -> list[feed_pb2.FeedItem]:
         """The posts as feed items, in request order (a repeated id is rendered each time), with their
-        engagement as `viewer` sees it; deleted or unknown posts and posts whose author's account is
-        gone are left out. `fresh` bypasses the hydration cache. INVALID_ARGUMENT naming `post_ids`
-        for more than MAX_FEED_ITEMS ids."""
+        engagement as `viewer` sees it; left out: deleted or unknown posts, posts whose author's
+        account is gone, and posts `viewer` may not see (graph_svc's visibility rule: a private
+        account they do not follow, a block either way; `viewer` None: a service acting for no user,
+        which sees all). `fresh` bypasses the hydration cache. INVALID_ARGUMENT naming `post_ids` for
+        more than MAX_FEED_ITEMS ids."""
         if len(post_ids) > MAX_FEED_ITEMS:
             raise invalid_field("post_ids", f"at most {MAX_FEED_ITEMS} ids per call, got {len(post_ids)}")
         hydrated = await self._hydrator.items(post_ids, fresh=fresh)
-        return await self._engagement.attach([hydrated[p] for p in post_ids if p in hydrated], viewer)
+        found = [hydrated[p] for p in post_ids if p in hydrated]
+        if viewer is not None:
+            others = [i.author.id for i in found if i.author.id != viewer]
+            allowed = await self._visibility.visible(viewer, others) if others else set()
+            found = [i for i in found if i.author.id == viewer or i.author.id in allowed]
+        return await self._engagement.attach(found, viewer)
 
     async def _candidates(
         self, user_id: int, celebrities: list[int], before: int | None, fetch: int

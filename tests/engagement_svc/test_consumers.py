@@ -26,6 +26,7 @@ from mesh.ids import IdGenerator
 from mesh.outbox import Outbox
 from tests.engagement_svc.conftest import outbox_events, refused, scalar, wait_purged
 from tests.feed_svc.actions import delete_post
+from visibility import Visibility
 
 
 @dataclass(frozen=True)
@@ -44,11 +45,18 @@ async def replica(database_url: str, graph_addr: str, post_addr: str) -> AsyncIt
     db = Database(database_url, pool_size=2)
     outbox = Outbox(models.outbox, IdGenerator())
     async with grpc.aio.insecure_channel(post_addr) as posts, grpc.aio.insecure_channel(graph_addr) as graph:
-        mentions = MentionResolver(graph_pb2_grpc.GraphServiceStub(graph), timeout=5)
+        graph_stub = graph_pb2_grpc.GraphServiceStub(graph)
+        visibility = Visibility(graph_stub, timeout=5)
+        mentions = MentionResolver(graph_stub, visibility, timeout=5)
 
         def make() -> Replica:
             directory = PostDirectory(
-                db, post_pb2_grpc.PostServiceStub(posts), ttl_seconds=60, max_items=100, timeout=5
+                db,
+                post_pb2_grpc.PostServiceStub(posts),
+                visibility=visibility,
+                ttl_seconds=60,
+                max_items=100,
+                timeout=5,
             )
             return Replica(
                 directory,
