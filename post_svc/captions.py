@@ -2,18 +2,14 @@
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass
 
 from mesh.errors import invalid_field
-from usertext import parse_mentions
+from usertext import parse_hashtags, parse_mentions
 
 CAPTION_MAX = 2200
 HASHTAGS_MAX = 30
 LOCATION_NAME_MAX = 100
-# A hashtag is '#' then letters, digits or '_' (any script), not preceded by a word character
-# (so "a#b" is not a tag) and at most 100 characters long.
-_HASHTAG = re.compile(r"(?<!\w)#(\w{1,100})")
 
 
 @dataclass(frozen=True)
@@ -33,8 +29,9 @@ def check_caption(caption: str) -> str:
 
 
 def hashtags_of(caption: str) -> list[str]:
-    """Lower-case hashtags without '#', in order of first appearance, each once."""
-    return list(dict.fromkeys(tag.lower() for tag in _HASHTAG.findall(caption)))
+    """The caption's hashtags without '#', normalised (usertext.normalize_hashtag: NFKC, case folded,
+    combining marks kept), in order of first appearance, each once."""
+    return parse_hashtags(caption)
 
 
 def mentions_of(caption: str) -> list[str]:

@@ -1,4 +1,4 @@
-"""Text that people type, read the same way by every service: usernames and @mentions.
+"""Text that people type, read the same way by every service: usernames, @mentions and #hashtags.
 
 graph_svc owns the username rules (graph_svc/credentials.py `normalize_username` registers and
 stores names); this library restates them so that post_svc and engagement_svc can find @mentions in
@@ -11,9 +11,12 @@ A shared library: it imports no service and not the gateway (import-linter check
 from __future__ import annotations
 
 import re
+import unicodedata
 
 USERNAME_MIN, USERNAME_MAX = 3, 30
 MENTIONS_MAX = 20
+# Characters of one hashtag, counted after normalisation.
+HASHTAG_MAX = 100
 
 # graph_svc's rule: after trimming and lower-casing, 3-30 characters of a-z, 0-9, '.' and '_',
 # neither starting nor ending with '.' and without "..".
@@ -50,3 +53,40 @@ def parse_mentions(text: str) -> list[str]:
             if len(found) == MENTIONS_MAX:
                 break
     return list(found)
+
+
+def normalize_hashtag(raw: str) -> str | None:
+    """The one spelling of a hashtag (without '#'), used when parsing captions, naming tag pages and
+    searching: Unicode NFKC, then case folding, then NFKC again (case folding can undo it; this is
+    Unicode's NFKC_Casefold), so "Café", a decomposed "cafe\u0301", "CAFÉ" and its full-width form
+    are one tag. None if the result is empty, longer than HASHTAG_MAX, or holds anything but letters,
+    digits, '_' and combining marks."""
+    tag = unicodedata.normalize("NFKC", unicodedata.normalize("NFKC", raw).casefold())
+    if not tag or len(tag) > HASHTAG_MAX or not all(_in_tag(ch) for ch in tag):
+        return None
+    return tag
+
+
+def parse_hashtags(text: str) -> list[str]:
+    """The hashtags of `text`, normalised (normalize_hashtag), each once, in order of first appearance.
+
+    A tag is '#' then a run of letters, digits, '_' and combining marks of any script (so the vowel
+    signs of Devanagari or Tamil, and a decomposed accent, stay in the tag: "#हिन्दी" is "हिन्दी", not
+    "ह"), not glued to a preceding word ("a#b" is no tag). A run longer than HASHTAG_MAX is no tag.
+    """
+    text = unicodedata.normalize("NFKC", text)
+    found: dict[str, None] = {}
+    start = text.find("#")
+    while start != -1:
+        end = start + 1
+        while end < len(text) and _in_tag(text[end]):
+            end += 1
+        glued = start > 0 and _in_tag(text[start - 1])
+        if end > start + 1 and not glued and (tag := normalize_hashtag(text[start + 1 : end])) is not None:
+            found[tag] = None
+        start = text.find("#", end)
+    return list(found)
+
+
+def _in_tag(ch: str) -> bool:
+    return ch.isalnum() or ch == "_" or unicodedata.category(ch).startswith("M")

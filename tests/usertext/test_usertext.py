@@ -6,7 +6,7 @@ import pytest
 
 from graph_svc.credentials import normalize_username as graph_normalize_username
 from mesh.errors import InvalidArgument
-from usertext import MENTIONS_MAX, normalize_username, parse_mentions
+from usertext import MENTIONS_MAX, normalize_hashtag, normalize_username, parse_hashtags, parse_mentions
 
 # Valid and invalid names, and the edges of graph_svc's rules: length, case, dots, other scripts,
 # surrounding spaces, and characters that lower-case into ASCII (KELVIN SIGN -> "k").
@@ -88,3 +88,26 @@ def test_every_mention_is_a_name_graph_svc_would_accept():
     text = "@Ada, @b.o.b. @c_c @\u212aate @ad..a @" + "x" * 31
     for username in parse_mentions(text):
         assert graph_reading(username) == username
+
+
+@pytest.mark.parametrize(
+    ("text", "tags"),
+    [
+        ("#हिन्दी", ["हिन्दी"]),  # the vowel signs are combining marks: today's pattern cut it to "ह"
+        ("#தமிழ் கவிதை", ["தமிழ்"]),
+        ("#cafe\u0301 #Café #CAFÉ", ["café"]),  # a decomposed accent stays; one tag in any case
+        ("#Straße", ["strasse"]),  # case folding, not lower-casing
+        ("#\uff21\uff22\uff23", ["abc"]),  # full-width letters (NFKC)
+        ("a#b #c#d", ["c"]),  # glued to a word: no tag
+        ("#日本 #café_2 #", ["日本", "café_2"]),
+        ("#" + "x" * 101, []),  # longer than HASHTAG_MAX
+    ],
+)
+def test_hashtags_are_nfkc_case_folded_and_keep_combining_marks(text: str, tags: list[str]):
+    assert parse_hashtags(text) == tags
+
+
+def test_a_tag_page_name_normalises_like_a_caption():
+    assert normalize_hashtag("Cafe\u0301") == parse_hashtags("#café")[0] == "café"
+    assert normalize_hashtag("not a tag") is None
+    assert normalize_hashtag("") is None
