@@ -12,6 +12,9 @@ Fault tests (tests/faults) kill and restart single processes of a running stack:
 
     stack.kill("fanout_svc")        # SIGKILL: no graceful stop, nothing flushed
     stack.start("fanout_svc")       # the same command and environment, back when its health says SERVING
+
+Every benchmark prints the peak memory of each process it ran (`peak_rss`, formatted by
+bench.stats.peak_rss_line), read while they still run: the kernel forgets it when a process exits.
 """
 
 from __future__ import annotations
@@ -24,7 +27,7 @@ import subprocess
 import sys
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -40,7 +43,7 @@ from mesh.redis_client import connect_redis
 
 ROOT = Path(__file__).resolve().parents[1]
 LOGS = ROOT / ".run" / "bench-logs"
-SCHEMAS = ("graph_svc", "post_svc", "media_svc", "engagement_svc")
+SCHEMAS = ("graph_svc", "post_svc", "media_svc", "engagement_svc", "notification_svc")
 # Setting that names each process's own gRPC address (and the one others use to reach it).
 ADDR_SETTING = {
     "graph_svc": "GRAPH_ADDR",
@@ -49,6 +52,7 @@ ADDR_SETTING = {
     "feed_svc": "FEED_ADDR",
     "fanout_svc": "FANOUT_ADDR",
     "engagement_svc": "ENGAGEMENT_ADDR",
+    "notification_svc": "NOTIFICATION_ADDR",
 }
 
 
@@ -99,6 +103,74 @@ class Stack:
         return self.addr[process]
 
 
+@dataclass(frozen=True)
+class PeakRss:
+    """The most memory a process has held resident so far (VmHWM), in bytes."""
+
+    process: str
+    bytes: int
+
+
+def peak_rss(variants: Mapping[str, str] | None = None) -> list[PeakRss]:
+    """The peak resident set size of this process and of every live process it started, directly or
+    not (the stack's services, a second instance a benchmark runs, client processes, wrk), by name:
+    the module of `python -m <module>`, "<module> worker" for a process started by one (the workers
+    of a pre-forking server), "bench client" for this process's multiprocessing children, else the
+    program's name. `variants` tells same-named processes apart: an environment entry (e.g.
+    "GLIMPSE_COUNTER_SHARDS=1") -> a note added to the name of the processes started with it.
+
+    A process that has exited is not listed (its peak is gone with it), so call this while they run.
+    """
+    children: dict[int, list[int]] = {}
+    for proc in Path("/proc").iterdir():
+        if proc.name.isdigit():
+            with contextlib.suppress(OSError, IndexError):
+                parent = int((proc / "stat").read_text().rsplit(")", 1)[1].split()[1])
+                children.setdefault(parent, []).append(int(proc.name))
+    me = os.getpid()
+    found = [PeakRss("bench (this process)", peak_rss_of(me) or 0)]
+    pending = [(pid, "") for pid in children.get(me, [])]
+    while pending:
+        pid, parent_name = pending.pop()
+        try:
+            argv = Path(f"/proc/{pid}/cmdline").read_bytes().decode(errors="replace").split("\0")
+            environ = Path(f"/proc/{pid}/environ").read_bytes().decode(errors="replace").split("\0")
+        except OSError:
+            continue  # exited while we looked
+        name = _process_name(argv, parent_name)
+        peak = peak_rss_of(pid)
+        if name is not None and peak is not None:
+            notes = [note for entry, note in (variants or {}).items() if entry in environ]
+            found.append(PeakRss(name + "".join(f" ({note})" for note in notes), peak))
+        pending.extend((child, name or parent_name) for child in children.get(pid, []))
+    return found
+
+
+def _process_name(argv: list[str], parent_name: str) -> str | None:
+    """None for what is not worth a line (multiprocessing's resource tracker)."""
+    if any("resource_tracker" in part for part in argv):
+        return None
+    if parent_name:
+        return f"{parent_name.removesuffix(' worker')} worker"
+    if "-m" in argv[:-1]:
+        return argv[argv.index("-m") + 1]
+    if "--multiprocessing-fork" in argv:
+        return "bench client"
+    return Path(argv[0]).name or "?"
+
+
+def peak_rss_of(pid: int) -> int | None:
+    """The peak resident set size (VmHWM) of process `pid` in bytes; None if it has exited."""
+    try:
+        status = Path(f"/proc/{pid}/status").read_text()
+    except OSError:
+        return None
+    for line in status.splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) * 1024  # kB
+    return None  # a zombie has no memory left to report
+
+
 def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
@@ -108,7 +180,7 @@ def free_port() -> int:
 @contextlib.contextmanager
 def running_stack(processes: list[str], **settings: str) -> Iterator[Stack]:
     """`processes`: any of graph_svc, post_svc, media_svc, media_svc.worker, fanout_svc, feed_svc,
-    engagement_svc, gateway."""
+    engagement_svc, notification_svc, gateway."""
     tag = uuid.uuid4().hex[:8]
     base = MeshSettings()
     database_url = base.database_url.rsplit("/", 1)[0] + f"/glimpse_bench_{tag}"

@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import statistics
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 
 import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
+
+from bench.stack import peak_rss
 
 
 @dataclass(frozen=True)
@@ -57,3 +59,19 @@ async def empty_call_floor(channel: grpc.aio.Channel, n: int = 3000) -> Sample:
     for _ in range(200):
         await health.Check(request)
     return await time_calls("floor: empty call (Health/Check)", lambda: health.Check(request), n)
+
+
+def peak_rss_line(variants: Mapping[str, str] | None = None) -> str:
+    """ "  peak RSS: feed_svc 96 MiB, ..., bench client x4 41-44 MiB, bench (this process) 120 MiB":
+    bench.stack.peak_rss of every process this one started (read now, while they run; `variants`
+    as there), same-named processes on one entry, the largest first."""
+    by_name: dict[str, list[int]] = {}
+    for peak in peak_rss(variants):
+        by_name.setdefault(peak.process, []).append(peak.bytes)
+    parts = []
+    for name, peaks in sorted(by_name.items(), key=lambda item: -max(item[1])):
+        low, high = min(peaks) / 2**20, max(peaks) / 2**20
+        count = f" x{len(peaks)}" if len(peaks) > 1 else ""
+        spread = f"{low:.0f}-{high:.0f}" if round(low) != round(high) else f"{high:.0f}"
+        parts.append(f"{name}{count} {spread} MiB")
+    return "  peak RSS (VmHWM, per process): " + ", ".join(parts)

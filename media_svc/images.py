@@ -19,10 +19,14 @@ then taken as sRGB, which is what browsers would show for the same file without 
 
 from __future__ import annotations
 
+import collections
+import contextlib
 import hashlib
 import io
 import logging
+import threading
 import warnings
+from collections.abc import Iterator
 from dataclasses import dataclass
 
 import pillow_heif
@@ -123,6 +127,49 @@ class Rendering:
     renditions: tuple[RenderedImage, ...]
 
 
+class PixelBudget:
+    """How many decoded pixels may be in memory at once in a process, shared by the threads that
+    decode: memory follows the pixels decoded, not the number of photos (a JPEG decoded at 1/8
+    scale costs 1/64 of a PNG of the same size, which is always decoded whole).
+
+    Each decode holds its pixel count (at most the whole budget, so any image can go alone) from
+    before it decodes until the full-size pixels are dropped. Requests are served in arrival order,
+    so a large photo is not starved by a stream of small ones.
+    """
+
+    def __init__(self, pixels: int) -> None:
+        if pixels < 1:
+            raise ValueError("a pixel budget must be at least one pixel")
+        self.pixels = pixels
+        self._used = 0
+        self._queue: collections.deque[object] = collections.deque()
+        self._changed = threading.Condition()
+
+    @contextlib.contextmanager
+    def hold(self, pixels: int) -> Iterator[None]:
+        """Blocks until `pixels` (capped at the budget) fit beside what others hold, then holds them."""
+        need = min(pixels, self.pixels)
+        turn = object()
+        with self._changed:
+            self._queue.append(turn)
+            self._changed.wait_for(lambda: self._queue[0] is turn and self._used + need <= self.pixels)
+            self._queue.popleft()
+            self._used += need
+            self._changed.notify_all()  # the next in line may fit too
+        try:
+            yield
+        finally:
+            with self._changed:
+                self._used -= need
+                self._changed.notify_all()
+
+    @property
+    def held(self) -> int:
+        """Pixels held right now (for tests and metrics)."""
+        with self._changed:
+            return self._used
+
+
 def refuse_decompression_bombs(max_pixels: int) -> None:
     """Makes Pillow itself refuse images above `max_pixels` in this process: its warning becomes an
     error. A second line behind `render`'s own check (which runs first); call once at start-up,
@@ -131,18 +178,23 @@ def refuse_decompression_bombs(max_pixels: int) -> None:
     warnings.filterwarnings("error", category=Image.DecompressionBombWarning)
 
 
-def render(raw: bytes, *, max_pixels: int, webp_method: int = WEBP_METHOD) -> Rendering:
+def render(
+    raw: bytes, *, max_pixels: int, webp_method: int = WEBP_METHOD, budget: PixelBudget | None = None
+) -> Rendering:
     """Renditions (1080, 640 and 150 px, never upscaled), blurhash and checksum of an upload.
 
-    Raises UnusableImage if `raw` is not a JPEG, PNG, WebP, HEIC/HEIF or AVIF image, is truncated
-    or corrupt, or has more than `max_pixels` pixels (a decompression bomb, or simply too large).
+    Memory: the decoded image (see PixelBudget; `budget`, if given, is held while it exists) plus
+    renditions-sized copies. Raises UnusableImage if `raw` is not a JPEG, PNG, WebP, HEIC/HEIF or
+    AVIF image, is truncated or corrupt, or has more than `max_pixels` pixels (a decompression
+    bomb, or simply too large).
     """
     checksum = hashlib.sha256(raw).hexdigest()
     image, real_format = _open(raw, max_pixels)
     orientation = _orientation(image)
     stored_w, stored_h = image.size
     first_w, first_h = _fit(stored_w, stored_h, RENDITION_SIZES[0])
-    current = _upright_srgb(image, (first_w, first_h), orientation, max_pixels)
+    current = _upright_srgb(image, (first_w, first_h), orientation, max_pixels, budget)
+    del image
 
     renditions: list[RenderedImage] = []
     for size in RENDITION_SIZES:
@@ -179,13 +231,35 @@ def placeholder(raw: bytes, *, max_pixels: int) -> str:
     return blurhash.encode(current, *_components(*current.size))
 
 
-def _upright_srgb(image: Image.Image, size: tuple[int, int], orientation: int, max_pixels: int) -> Image.Image:
+def _upright_srgb(
+    image: Image.Image,
+    size: tuple[int, int],
+    orientation: int,
+    max_pixels: int,
+    budget: PixelBudget | None = None,
+) -> Image.Image:
     """`image` decoded (as little as `size` allows), resized to `size`, in sRGB (RGB or RGBA),
-    turned upright and stripped of every piece of the original's metadata."""
+    turned upright and stripped of every piece of the original's metadata. The decoded pixels
+    are released (and `budget` with them) before this returns; `image` must not be used after."""
     icc_profile = image.info.get("icc_profile")
     # JPEG: decode at 1/2, 1/4 or 1/8 scale when that still covers `size`; HEIF: a large enough
-    # embedded thumbnail. Other formats ignore the request.
+    # embedded thumbnail. Other formats ignore the request. The size is then what will be decoded.
     image.draft("RGB", size)
+    decoded = image.size[0] * image.size[1]
+    with budget.hold(decoded) if budget is not None else contextlib.nullcontext():
+        current = _reduced(image, size, max_pixels)
+        if current is not image:
+            image.close()  # frees the full-size pixels now, not when the caller's reference goes
+    current = _to_srgb(current, icc_profile)
+    if orientation in _UPRIGHT:
+        current = current.transpose(_UPRIGHT[orientation])
+    # Nothing of the original's metadata (EXIF with GPS, XMP, comments, ICC) may reach a rendition.
+    current.info = {}
+    return current
+
+
+def _reduced(image: Image.Image, size: tuple[int, int], max_pixels: int) -> Image.Image:
+    """`image` decoded, in its working mode (see _working_mode), resized to `size`."""
     try:
         image.load()
     except (OSError, SyntaxError, ValueError, EOFError, RuntimeError) as exc:
@@ -199,13 +273,7 @@ def _upright_srgb(image: Image.Image, size: tuple[int, int], orientation: int, m
         current = current.convert("I").point(lambda v: v / 257).convert("L")
     working = _working_mode(current)
     current = current.convert(working) if current.mode != working else current
-    current = _resized(current, *size)
-    current = _to_srgb(current, icc_profile)
-    if orientation in _UPRIGHT:
-        current = current.transpose(_UPRIGHT[orientation])
-    # Nothing of the original's metadata (EXIF with GPS, XMP, comments, ICC) may reach a rendition.
-    current.info = {}
-    return current
+    return _resized(current, *size)
 
 
 def _open(raw: bytes, max_pixels: int) -> tuple[Image.Image, str]:

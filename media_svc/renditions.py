@@ -41,14 +41,20 @@ class Renditions:
         max_bytes: int,
         max_pixels: int,
         concurrency: int,
+        pixel_budget: int | None = None,
     ) -> None:
+        """`concurrency` media are rendered at once, each holding its upload's bytes (at most
+        `max_bytes`); together they decode at most `pixel_budget` pixels at once (default
+        `max_pixels`: one photo of the largest size, or many JPEGs decoded at reduced scale)."""
         self._db = db
         self._store = store
         self._outbox = outbox
         self._max_bytes = max_bytes
         self._max_pixels = max_pixels
-        # Each render holds a decoded image in memory; this bounds how many do at once.
         self._slots = asyncio.Semaphore(concurrency)
+        # Memory follows decoded pixels, not photos: two 50-MP PNGs at once would double the peak
+        # (bench/renditions.py prints the worker's), while many reduced JPEG decodes are cheap.
+        self._pixels = images.PixelBudget(pixel_budget or max_pixels)
 
     async def render_post(self, post_id: int, author_id: int, media_ids: Sequence[int]) -> None:
         """Renders every media of a post that is still PROCESSING.
@@ -93,7 +99,9 @@ class Renditions:
                 return
             try:
                 # Decoding and encoding release the GIL: other renders and the event loop go on.
-                rendering = await asyncio.to_thread(images.render, raw, max_pixels=self._max_pixels)
+                rendering = await asyncio.to_thread(
+                    images.render, raw, max_pixels=self._max_pixels, budget=self._pixels
+                )
             except UnusableImage as exc:
                 await self._fail(record, exc.reason)
                 return

@@ -5,14 +5,17 @@ from __future__ import annotations
 import hashlib
 import io
 import logging
+import threading
+import time
 import warnings
+from collections.abc import Callable
 
 import blurhash as reference
 import pytest
 from PIL import Image, ImageCms, ImageOps
 from prometheus_client import REGISTRY
 
-from media_svc.images import UnusableImage, placeholder, refuse_decompression_bombs, render
+from media_svc.images import PixelBudget, UnusableImage, placeholder, refuse_decompression_bombs, render
 from tests.media_svc import photos
 
 MAX_PIXELS = 50_000_000
@@ -360,3 +363,109 @@ def _mean_abs_difference(first: str, second: str) -> float:
         for x, y in zip(pa, pb, strict=True)
     ]
     return sum(values) / len(values)
+
+
+# The pixel budget: how many decoded pixels the worker's renders may hold at once.
+
+WAIT = 10.0  # seconds a test waits for something that must happen
+SETTLE = 0.3  # seconds a test waits to see that something does not happen
+
+
+def _in_thread(work: Callable[[], object]) -> tuple[threading.Thread, threading.Event]:
+    """Runs `work` in a thread; the event is set once it returned (or raised)."""
+    done = threading.Event()
+
+    def run() -> None:
+        try:
+            work()
+        finally:
+            done.set()
+
+    thread = threading.Thread(target=run, daemon=True)
+    thread.start()
+    return thread, done
+
+
+def _holding(budget: PixelBudget, pixels: int) -> tuple[threading.Event, threading.Event]:
+    """A thread holding `pixels` of `budget` until the returned `release` is set; `holding` is set
+    once it holds them."""
+    holding, release = threading.Event(), threading.Event()
+
+    def hold() -> None:
+        with budget.hold(pixels):
+            holding.set()
+            release.wait(WAIT)
+
+    _in_thread(hold)
+    return holding, release
+
+
+def test_holds_that_fit_go_together_and_one_that_does_not_waits_for_a_release():
+    budget = PixelBudget(100)
+    first, release_first = _holding(budget, 60)
+    second, release_second = _holding(budget, 40)
+    assert first.wait(WAIT) and second.wait(WAIT) and budget.held == 100
+    third, release_third = _holding(budget, 30)
+    assert not third.wait(SETTLE)
+    release_first.set()
+    assert third.wait(WAIT)
+    release_second.set()
+    release_third.set()
+    deadline = time.monotonic() + WAIT
+    while budget.held and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert budget.held == 0
+
+
+def test_an_image_larger_than_the_budget_goes_alone():
+    budget = PixelBudget(100)
+    with budget.hold(10_000):
+        assert budget.held == 100
+        late, release = _holding(budget, 1)
+        assert not late.wait(SETTLE)
+    assert late.wait(WAIT)
+    release.set()
+
+
+def test_a_waiting_large_image_is_not_overtaken_by_small_ones():
+    budget = PixelBudget(100)
+    small, release_small = _holding(budget, 30)
+    assert small.wait(WAIT)
+    large, release_large = _holding(budget, 100)
+    assert not large.wait(SETTLE)
+    # 30 + 30 would fit, but the large image asked first.
+    later, release_later = _holding(budget, 30)
+    assert not later.wait(SETTLE)
+    release_small.set()
+    assert large.wait(WAIT) and not later.is_set()
+    release_large.set()
+    assert later.wait(WAIT)
+    release_later.set()
+
+
+def test_a_render_waits_for_the_pixels_it_decodes_and_a_jpeg_needs_only_its_reduced_size():
+    budget = PixelBudget(4_000_000)
+    jpeg = photos.phone_jpeg(4000, 3000, orientation=1)  # decoded at 1/2 scale: 2000x1500 = 3 MP
+    png = photos.encoded(photos.quadrants(4000, 3000), "PNG")  # always decoded whole: 12 MP
+    holding, release = _holding(budget, 1_000_000)
+    assert holding.wait(WAIT)
+    _, jpeg_done = _in_thread(lambda: render(jpeg, max_pixels=MAX_PIXELS, budget=budget))
+    assert jpeg_done.wait(WAIT)  # 1 MP held + 3 MP fit in 4 MP
+    _, png_done = _in_thread(lambda: render(png, max_pixels=MAX_PIXELS, budget=budget))
+    assert not png_done.wait(SETTLE)  # needs the whole budget: waits for the holder
+    release.set()
+    assert png_done.wait(WAIT)
+    assert budget.held == 0
+
+
+def test_a_render_that_fails_gives_its_pixels_back():
+    budget = PixelBudget(MAX_PIXELS)
+    raw = photos.phone_jpeg(800, 600)  # its header reads fine; decoding it fails
+    with pytest.raises(UnusableImage, match="truncated or corrupt"):
+        render(raw[: len(raw) // 2], max_pixels=MAX_PIXELS, budget=budget)
+    assert budget.held == 0
+
+
+def test_a_budget_is_at_least_one_pixel():
+    with pytest.raises(ValueError, match="at least one pixel"):
+        PixelBudget(0)
