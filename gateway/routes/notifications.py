@@ -411,6 +411,24 @@ async def _events(
                 cursor = max(cursor, found.last_sequence)
 
 
+# One event of the stream (OpenAPI 3.1: a text/event-stream `schema` describes each event).
+_EVENT_SCHEMA = {
+    "type": "object",
+    "properties": {
+        "event": {"type": "string", "enum": ["ready", "notification", "notification_removed"]},
+        "id": {"type": "string", "pattern": "^[0-9]{1,19}$", "description": "The inbox sequence after this event."},
+        "data": {
+            "type": "string",
+            "contentMediaType": "application/json",
+            "description": 'JSON. ready: {"unread_count", "last_sequence"}; notification: {"notification": '
+            '<Notification>, "unread_count"}; notification_removed: {"group_key", "unread_count"}.',
+        },
+        "retry": {"type": "integer", "description": "Milliseconds to wait before reconnecting (on `ready`)."},
+    },
+    "required": ["event", "id", "data"],
+}
+
+
 @router.get(
     "/v1/notifications/stream",
     response_class=EventSourceResponse,
@@ -418,7 +436,7 @@ async def _events(
     response_description="`text/event-stream`: `ready` (when starting from now), then `notification` and "
     "`notification_removed` events, each with `id:` (resume after it with Last-Event-ID).",
     responses={
-        200: {"content": {"text/event-stream": {"schema": {"type": "string"}}}},
+        200: {"content": {"text/event-stream": {"schema": _EVENT_SCHEMA}}},
         **error_responses(400, 401, 429, 503),
     },
     dependencies=[rate_limits.user_reads],

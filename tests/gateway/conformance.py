@@ -31,6 +31,9 @@ CHECKS = [
     checks.negative_data_rejection,
 ]
 
+# How long an event stream is read (see _fuzz_operation).
+STREAM_READ_SECONDS = 1.0
+
 # 503 is what /readyz is for while an upstream is down; it must still be in the documented shape.
 SERVER_ERRORS_DOCUMENTED = {("GET", "/readyz")}
 
@@ -60,6 +63,9 @@ def _fuzz_operation(
 ) -> None:
     documented_5xx = (operation.method.upper(), operation.path) in SERVER_ERRORS_DOCUMENTED
     excluded = [checks.not_a_server_error] if documented_5xx else []
+    # An event stream never ends by itself: its first events come at once, then it idles (a
+    # heartbeat every 15 s), so a short read timeout is where its response ends.
+    timeout = STREAM_READ_SECONDS if _is_event_stream(operation) else 10
 
     @hypothesis.settings(
         max_examples=MAX_EXAMPLES,
@@ -72,7 +78,19 @@ def _fuzz_operation(
     @hypothesis.given(case=operation.as_strategy(mode))
     def run(case: schemathesis.Case) -> None:
         case.call_and_validate(
-            base_url=base_url, session=session, headers=headers, checks=CHECKS, excluded_checks=excluded, timeout=10
+            base_url=base_url,
+            session=session,
+            headers=headers,
+            checks=CHECKS,
+            excluded_checks=excluded,
+            timeout=timeout,
         )
 
     run()
+
+
+def _is_event_stream(operation: APIOperation) -> bool:
+    return any(
+        "text/event-stream" in (response.get("content") or {})
+        for response in operation.definition.raw.get("responses", {}).values()
+    )
