@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
+import grpc
 from fastapi import APIRouter, status
 from google.protobuf.field_mask_pb2 import FieldMask
 from google.protobuf.struct_pb2 import Struct
@@ -255,13 +256,15 @@ async def create_report(body: ReportBody, caller: CallerId, services: Services) 
     """Give exactly one of `post_id`, `comment_id`, `user_id` (400 naming them otherwise). The report
     keeps a snapshot of the content as you see it now, so deleting it does not destroy the evidence
     (photos are kept as their URLs). Reporting the same thing again while your report of it is open
-    answers that report. 404 for a post or comment you cannot see, or an unknown user."""
+    answers that report. 404 for a post or comment you cannot see, or an unknown user. A user you
+    block, or who blocks you, can be reported, but the answer's snapshot is empty: moderators get it,
+    you do not (as everywhere else, neither of you exists for the other)."""
     named = {name: value for name in ("post_id", "comment_id", "user_id") if (value := getattr(body, name)) is not None}
     if len(named) != 1:
         problem = "give exactly one of post_id, comment_id and user_id"
         raise InvalidArgument(problem, fields={name: problem for name in ("post_id", "comment_id", "user_id")})
     ((kind, subject_id),) = named.items()
-    snapshot, reported_user_id = await _snapshot(services, caller, kind, subject_id)
+    snapshot, reported_user_id, shown = await _snapshot(services, caller, kind, subject_id)
     evidence = Struct()
     evidence.update(snapshot)
     request = graph_pb2.CreateReportRequest(
@@ -273,11 +276,15 @@ async def create_report(body: ReportBody, caller: CallerId, services: Services) 
         snapshot=evidence,
     )
     report = await services.graph.CreateReport(request, timeout=services.timeout, metadata=as_caller(caller))
-    return report_json(report)
+    rendered = report_json(report)
+    if not shown:
+        rendered["snapshot"] = {}
+    return rendered
 
 
-async def _snapshot(services: Upstream, caller: int, kind: str, subject_id: int) -> tuple[dict[str, Any], int]:
-    """(the content's JSON as the API renders it to the caller, its responsible account)."""
+async def _snapshot(services: Upstream, caller: int, kind: str, subject_id: int) -> tuple[dict[str, Any], int, bool]:
+    """(the content's JSON as the API renders it, its responsible account, whether the caller may be
+    shown it: a post or comment they may not see is a 404 instead; a user hidden by a block is not)."""
     metadata = as_caller(caller)
     if kind == "post_id":
         # Fresh: the evidence is the post as it is now, not a cached copy from before an edit.
@@ -286,7 +293,7 @@ async def _snapshot(services: Upstream, caller: int, kind: str, subject_id: int)
         if not response.items:
             raise NotFound(f"post {subject_id} does not exist", reason="POST_NOT_FOUND")
         item = response.items[0]
-        return feed_item_json(item), item.author.id
+        return feed_item_json(item), item.author.id, True
     if kind == "comment_id":
         comment_request = engagement_pb2.GetCommentRequest(comment_id=subject_id)
         comment = await services.engagement.GetComment(comment_request, timeout=services.timeout, metadata=metadata)
@@ -301,10 +308,19 @@ async def _snapshot(services: Upstream, caller: int, kind: str, subject_id: int)
                 "username": author.username,
                 "display_name": author.display_name,
             }
-        return rendered, comment.author_id
-    # Asked without the caller: one may report an account one has blocked.
-    user = await services.graph.GetUser(graph_pb2.GetUserRequest(user_id=subject_id), timeout=services.timeout)
-    return to_json(user), user.id
+        return rendered, comment.author_id, True
+    request = graph_pb2.GetUserRequest(user_id=subject_id)
+    try:
+        user = await services.graph.GetUser(request, timeout=services.timeout, metadata=metadata)
+        shown = True
+    except grpc.aio.AioRpcError as exc:
+        if exc.code() != grpc.StatusCode.NOT_FOUND:
+            raise
+        # Hidden from the caller by a block (or gone: then this asks again to answer 404). One may
+        # report an account one blocks or that blocks one; the evidence is the moderators' alone.
+        user = await services.graph.GetUser(request, timeout=services.timeout)
+        shown = False
+    return to_json(user), user.id, shown
 
 
 def report_json(report: graph_pb2.Report) -> dict[str, Any]:
