@@ -6,6 +6,11 @@ watches `posts.deleted` and `posts.updated`), and media are cached only once fin
 so a photo that is still PROCESSING is asked for again on the next read. A `fresh` read skips the
 post and item caches (and refills them), so the response to a write shows the write.
 
+Rendition URLs are signed and expire (30 to 60 minutes after media_svc hands them out; see
+media.v1.Rendition): a medium is cached only while its URLs have more than _URL_TIME_LEFT left, and
+an item only if they keep that much for the item cache's whole TTL, so every URL this hands out
+still works for at least _URL_TIME_LEFT.
+
 An eviction can arrive while a read that fetched the old post is still building items (the event
 comes a few milliseconds after the write); that read answers with what it fetched, but does not
 cache it, or the old post would be served for the whole TTL.
@@ -13,10 +18,12 @@ cache it, or the old post would be served for the whole TTL.
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable, Sequence
+import math
+import time
+from collections.abc import Awaitable, Callable, Iterable, Sequence
 from typing import TypeVar
 
-from cachetools import TTLCache
+from cachetools import Cache, TLRUCache, TTLCache
 
 from glimpse.feed.v1 import feed_pb2
 from glimpse.graph.v1 import graph_pb2, graph_pb2_grpc
@@ -26,6 +33,8 @@ from glimpse.post.v1 import post_pb2, post_pb2_grpc
 _BATCH = 100
 V = TypeVar("V")
 _FINAL = (media_pb2.MEDIA_STATUS_READY, media_pb2.MEDIA_STATUS_FAILED)
+# What a rendition URL handed out from a cache has left at least: time for the client to fetch it.
+_URL_TIME_LEFT = 15 * 60.0
 
 
 class Hydrator:
@@ -45,7 +54,10 @@ class Hydrator:
         self._timeout = timeout
         self._post_cache: TTLCache[int, post_pb2.Post] = TTLCache(max_items or 1, ttl_seconds)
         self._user_cache: TTLCache[int, graph_pb2.User] = TTLCache(max_items or 1, ttl_seconds)
-        self._media_cache: TTLCache[int, media_pb2.Media] = TTLCache(max_items or 1, ttl_seconds * 10)
+        self._ttl_seconds = ttl_seconds
+        self._media_cache: TLRUCache[int, media_pb2.Media] = TLRUCache(
+            max_items or 1, lambda _, m, now: min(now + ttl_seconds * 10, _urls_usable_until([m])), timer=time.time
+        )
         # Finished items (author found, every photo final): most reads are of posts read before.
         self._item_cache: TTLCache[int, feed_pb2.FeedItem] = TTLCache(max_items or 1, ttl_seconds)
         # Evictions so far, and the count at each post's last one: a read that started before a
@@ -101,7 +113,10 @@ class Hydrator:
             if post.HasField("location"):
                 item.location.CopyFrom(post.location)
             final = all(m in media and media[m].status in _FINAL for m in post.media_ids)
-            if final and self._unchanged_since(post_id, evictions):
+            urls_last = (
+                _urls_usable_until(media[m] for m in post.media_ids if m in media) > time.time() + self._ttl_seconds
+            )
+            if final and urls_last and self._unchanged_since(post_id, evictions):
                 self._item_cache[post_id] = item
             items[post_id] = item
         return items
@@ -120,7 +135,7 @@ class Hydrator:
 
 
 async def _fetch(
-    cache: TTLCache[int, V],
+    cache: Cache[int, V],
     ids: Sequence[int],
     load: Callable[[list[int]], Awaitable[dict[int, V]]],
     cacheable: Callable[[V], bool] = lambda _: True,
@@ -138,6 +153,13 @@ async def _fetch(
                 cache[key] = value
         found.update(loaded)
     return found
+
+
+def _urls_usable_until(media: Iterable[media_pb2.Media]) -> float:
+    """Until when (Unix seconds) the media's rendition URLs may be handed out from a cache:
+    _URL_TIME_LEFT before the first of them expires (forever if none does)."""
+    expiries = [r.expire_time.seconds for m in media for r in m.renditions if r.HasField("expire_time")]
+    return min(expiries) - _URL_TIME_LEFT if expiries else math.inf
 
 
 def _feed_media(media: media_pb2.Media) -> feed_pb2.FeedMedia:

@@ -252,7 +252,15 @@ class Rendition(Resource):
     size: int = Field(description="Nominal longest side: 1080, 640 or 150 (never upscaled).")
     width: int
     height: int
-    url: str = Field(description="Public, immutable URL of the WebP rendition.")
+    url: str = Field(
+        description=(
+            "Signed, time-limited URL of the WebP rendition: it works for at least 15 minutes and at most"
+            " 1 hour after this response (the bound on how long someone who is no longer allowed to see the"
+            " photo can fetch it), and is the same for every viewer within a 30-minute slot, so caches"
+            " share it. Fetch it as is (the query string is the signature); for a fresh URL, read the post"
+            " again. Its response's `Expires` header says when it stops working."
+        )
+    )
 
 
 class UploadGrant(Resource):
@@ -474,3 +482,24 @@ class NotificationSettings(Resource):
     comment: bool = Field(description="Someone commented on your post.")
     reply: bool = Field(description="Someone replied to your comment.")
     mention: bool = Field(description="Someone mentioned you in a caption or a comment.")
+
+
+# Discovery (gateway/routes/discovery.py).
+
+
+class Tag(Resource):
+    name: str = Field(
+        description="The hashtag without '#', in its one spelling: Unicode NFKC, case folded (#Café and "
+        "#CAFÉ are the tag café).",
+        examples=["café"],
+    )
+    post_count: str = Field(
+        description="Live posts carrying it, exact, as a decimal string: every author's, those you may not "
+        "see (private accounts you do not follow) included.",
+        examples=["12"],
+    )
+
+
+class TagPage(Resource):
+    items: list[Tag] = Field(description="Most used first, then the oldest tag first.")
+    next_page_token: str = Field(description=_NEXT)

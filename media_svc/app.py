@@ -13,6 +13,7 @@ from glimpse.post.v1 import post_pb2_grpc
 from media_svc import models
 from media_svc.consumers import rendition_consumer
 from media_svc.images import refuse_decompression_bombs
+from media_svc.rendition_urls import RenditionUrls
 from media_svc.renditions import Renditions
 from media_svc.service import MediaService
 from media_svc.servicer import MediaServicer
@@ -34,6 +35,7 @@ async def open_store(settings: MediaSettings) -> ObjectStore:
         settings.s3_region,
         settings.bucket,
         settings.s3_public_endpoint,
+        settings.public_base_url,
     )
     await store.ensure_bucket()
     return store
@@ -60,7 +62,10 @@ async def media_host(settings: MediaSettings) -> AsyncIterator[ServiceHost]:
         )
         host.add_servicer(
             media_pb2_grpc.add_MediaServiceServicer_to_server,
-            MediaServicer(service, settings.public_base_url),
+            MediaServicer(
+                service,
+                RenditionUrls(store, slot=settings.rendition_url_slot, max_cached=settings.rendition_url_cache_items),
+            ),
             media_pb2.DESCRIPTOR.services_by_name["MediaService"],
         )
         yield host

@@ -1,11 +1,12 @@
 """Where photo bytes live in the media bucket: the one definition of the key layout.
 
-    u/{owner_id}/raw/{media_id}             the upload, exactly as sent; private, never served
-    u/{owner_id}/r/{media_id}/{size}.webp   a rendition; public (CDN) and immutable
+    u/{owner_id}/raw/{media_id}             the upload, exactly as sent; never served
+    u/{owner_id}/r/{media_id}/{size}.webp   a rendition; immutable, served only through signed,
+                                            time-limited URLs (media_svc.rendition_urls)
 
-Everything that names a key or a set of keys (upload grants, the worker, the sweeper, the bucket's
-public-read policy, bulk loads written in SQL) builds it here, so the policy's pattern cannot drift
-from the keys it guards.
+Nothing in the bucket is readable without a signature, so no key pattern is granted to anyone.
+Everything that names a key (upload grants, the worker, the sweeper, the signed URLs, bulk loads
+written in SQL) builds it here.
 """
 
 from __future__ import annotations
@@ -15,10 +16,6 @@ _RAW = "raw"
 _RENDITIONS = "r"
 RENDITION_EXTENSION = "webp"
 
-# The keys anyone may read (an S3 policy resource pattern, `*` matching any run of characters,
-# `/` included): every rendition and nothing else.
-PUBLIC_KEYS = f"{_USER}/*/{_RENDITIONS}/*"
-
 
 def raw_key(owner_id: int, media_id: int) -> str:
     """Where the uploaded original lives; never served to anyone."""
@@ -26,7 +23,7 @@ def raw_key(owner_id: int, media_id: int) -> str:
 
 
 def rendition_key(owner_id: int, media_id: int, size: int) -> str:
-    """Where a rendition (longest side `size` px) lives; immutable, so caches may keep it forever."""
+    """Where a rendition (longest side `size` px) lives; immutable (a new photo is a new media id)."""
     return f"{_USER}/{owner_id}/{_RENDITIONS}/{media_id}/{size}.{RENDITION_EXTENSION}"
 
 

@@ -9,7 +9,8 @@ from google.protobuf.timestamp_pb2 import Timestamp
 
 from glimpse.media.v1 import media_pb2, media_pb2_grpc
 from media_svc.models import MediaStatus
-from media_svc.repository import MediaRecord
+from media_svc.rendition_urls import RenditionUrls
+from media_svc.repository import MediaRecord, RenditionRecord
 from media_svc.service import MediaService
 from mesh.identity import caller_id
 
@@ -24,12 +25,22 @@ def _timestamp(value: dt.datetime) -> Timestamp:
 
 
 class MediaServicer(media_pb2_grpc.MediaServiceServicer):
-    def __init__(self, service: MediaService, public_base_url: str) -> None:
+    def __init__(self, service: MediaService, rendition_urls: RenditionUrls) -> None:
         self._service = service
-        self._public_base_url = public_base_url.rstrip("/")
+        self._rendition_urls = rendition_urls
+
+    def rendition_message(self, rendition: RenditionRecord) -> media_pb2.Rendition:
+        signed = self._rendition_urls.signed(rendition.key)
+        return media_pb2.Rendition(
+            size=rendition.size,
+            width=rendition.width,
+            height=rendition.height,
+            url=signed.url,
+            expire_time=_timestamp(signed.expires_at),
+        )
 
     def media_message(self, media: MediaRecord) -> media_pb2.Media:
-        # Only renditions get URLs; the raw upload's key never leaves the service.
+        # Only renditions get URLs, signed and time-limited; the raw upload's key never leaves the service.
         return media_pb2.Media(
             id=media.id,
             owner_id=media.owner_id,
@@ -40,10 +51,7 @@ class MediaServicer(media_pb2_grpc.MediaServiceServicer):
             width=media.width or 0,
             height=media.height or 0,
             blurhash=media.blurhash or "",
-            renditions=[
-                media_pb2.Rendition(size=r.size, width=r.width, height=r.height, url=f"{self._public_base_url}/{r.key}")
-                for r in media.renditions
-            ],
+            renditions=[self.rendition_message(r) for r in media.renditions],
             post_id=media.post_id or 0,
             create_time=_timestamp(media.created_at),
         )

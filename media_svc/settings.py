@@ -1,6 +1,9 @@
 from __future__ import annotations
 
-from pydantic import Field
+import datetime as dt
+from urllib.parse import urlsplit
+
+from pydantic import Field, model_validator
 
 from mesh.config import MeshSettings
 
@@ -23,8 +26,19 @@ class MediaSettings(MeshSettings):
     s3_public_endpoint: str | None = None
     # Default: "<namespace>-media", so a test run (its own namespace) gets its own bucket.
     media_bucket: str | None = None
-    # Where clients fetch renditions (a CDN in production). Default: "<s3_endpoint>/<bucket>".
+    # Where clients fetch renditions: "<origin>/<bucket>", the origin being the store's public
+    # endpoint or a CDN in front of it that forwards the path and query unchanged with the Host
+    # header of s3_public_endpoint (the store checks the URL's signature against that host).
+    # Default: "<s3_public_endpoint or s3_endpoint>/<bucket>".
     media_public_base_url: str | None = None
+    # Rendition URLs are signed on a grid of slots of this length: every URL of a rendition signed
+    # in one slot is the same (cacheable) and stops working at the end of the next slot. So a URL
+    # lives between one and two slots when handed out, and twice this is the bound on how long
+    # someone who lost the right to see a photo can still fetch it (media_svc.rendition_urls).
+    rendition_url_slot_seconds: int = Field(1800, ge=60, le=3 * 24 * 3600)
+    # Signed rendition URLs kept per API process (about 0.7 KB each), so a URL is signed once per
+    # slot rather than on every read.
+    rendition_url_cache_items: int = Field(50_000, ge=1)
 
     media_max_bytes: int = Field(20 * 1024 * 1024, ge=1)
     # Decoded pixels above this are refused before decoding (decompression bombs).
@@ -66,6 +80,24 @@ class MediaSettings(MeshSettings):
     def bucket(self) -> str:
         return self.media_bucket or f"{self.namespace.replace('_', '-')}-media"
 
+    @model_validator(mode="after")
+    def _base_url_keeps_the_signed_path(self) -> MediaSettings:
+        # The signature covers the path the store sees, "/<bucket>/<key>": a base URL with another
+        # path would hand out URLs the store refuses.
+        if self.media_public_base_url is not None:
+            base = urlsplit(self.media_public_base_url)
+            if base.scheme not in ("http", "https") or not base.netloc or base.path.rstrip("/") != f"/{self.bucket}":
+                raise ValueError(
+                    f"media_public_base_url must be an http(s) URL whose path is the bucket's, /{self.bucket} "
+                    f"(renditions are signed for that path), got {self.media_public_base_url!r}"
+                )
+        return self
+
     @property
     def public_base_url(self) -> str:
-        return (self.media_public_base_url or f"{self.s3_endpoint.rstrip('/')}/{self.bucket}").rstrip("/")
+        origin = (self.s3_public_endpoint or self.s3_endpoint).rstrip("/")
+        return (self.media_public_base_url or f"{origin}/{self.bucket}").rstrip("/")
+
+    @property
+    def rendition_url_slot(self) -> dt.timedelta:
+        return dt.timedelta(seconds=self.rendition_url_slot_seconds)

@@ -15,7 +15,9 @@ import logging
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import TypeVar
+from email.utils import format_datetime
+from fnmatch import fnmatchcase
+from typing import Any, TypeVar
 from urllib.parse import urlsplit
 
 import urllib3
@@ -24,7 +26,6 @@ from minio.datatypes import PostPolicy
 from minio.deleteobjects import DeleteObject
 from minio.error import MinioException, S3Error
 
-from media_svc.object_keys import PUBLIC_KEYS
 from media_svc.settings import MediaSettings
 from mesh.errors import Unavailable
 
@@ -32,8 +33,12 @@ log = logging.getLogger("media_svc.storage")
 
 T = TypeVar("T")
 
-# Renditions live under immutable keys: a new version of a photo is a new media id.
+# Renditions live under immutable keys: a new version of a photo is a new media id. (Clients never
+# see this header: every download is signed and its response says how long to keep it.)
 IMMUTABLE = "public, max-age=31536000, immutable"
+# A signed download's response may be kept by any cache (the URL is the capability), but only until
+# the URL stops working: its Expires header is the URL's expiry.
+SIGNED_DOWNLOAD_CACHE = "public, immutable"
 _MISSING = {"NoSuchKey", "NoSuchObject", "NoSuchVersion"}
 
 
@@ -61,7 +66,11 @@ class ObjectStore:
         region: str,
         bucket: str,
         public_endpoint: str | None = None,
+        download_base_url: str | None = None,
     ) -> None:
+        """`public_endpoint`: the store as clients reach it (default `endpoint`); downloads are signed
+        for its host. `download_base_url`: where clients fetch "<base>/<key>" (default
+        "<public_endpoint>/<bucket>"; a CDN in front of the public endpoint), with the bucket's path."""
         parts = urlsplit(endpoint)
         if parts.scheme not in ("http", "https") or not parts.netloc:
             raise ValueError(f"the S3 endpoint must be an http(s) URL, got {endpoint!r}")
@@ -69,6 +78,16 @@ class ObjectStore:
         self._endpoint = f"{parts.scheme}://{parts.netloc}"
         # The upload policy's signature does not cover the host, so clients may use another address.
         self._public_endpoint = (public_endpoint or self._endpoint).rstrip("/")
+        public = urlsplit(self._public_endpoint)
+        if public.scheme not in ("http", "https") or not public.netloc:
+            raise ValueError(f"the public S3 endpoint must be an http(s) URL, got {public_endpoint!r}")
+        # A presigned GET's signature covers the host: downloads are signed by a client of the public
+        # address (signing is local: with the region given, this client never makes a request).
+        self._signer = Minio(
+            public.netloc, access_key=access_key, secret_key=secret_key, secure=public.scheme == "https", region=region
+        )
+        self._signed_prefix = f"{self._public_endpoint}/{bucket}/"
+        self._download_prefix = f"{(download_base_url or self._public_endpoint + '/' + bucket).rstrip('/')}/"
         # minio's default client waits minutes and retries five times; a store that is down
         # should fail the request (or the message, which is then retried) within seconds.
         http = urllib3.PoolManager(
@@ -86,7 +105,8 @@ class ObjectStore:
         )
 
     async def ensure_bucket(self) -> None:
-        """Creates the bucket if missing and lets anyone read renditions (never raw uploads)."""
+        """Creates the bucket if missing and makes sure no one reads anything in it without a
+        signature: any bucket policy is removed (earlier versions let anyone read renditions)."""
 
         def ensure() -> None:
             if not self._client.bucket_exists(self.bucket):
@@ -96,21 +116,43 @@ class ObjectStore:
                     # Another process created it in the meantime.
                     if exc.code not in ("BucketAlreadyOwnedByYou", "BucketAlreadyExists"):
                         raise
-            # Renditions are public (a CDN serves them); raw uploads keep the store's default: private.
-            policy = {
-                "Version": "2012-10-17",
-                "Statement": [
-                    {
-                        "Effect": "Allow",
-                        "Principal": {"AWS": ["*"]},
-                        "Action": ["s3:GetObject"],
-                        "Resource": [f"arn:aws:s3:::{self.bucket}/{PUBLIC_KEYS}"],
-                    }
-                ],
-            }
-            self._client.set_bucket_policy(self.bucket, json.dumps(policy))
+            # Without a policy the store's default holds: only signed requests read or write. An
+            # Allow-everyone statement for renditions would outlive any privacy change.
+            if anonymous_reads(self._bucket_policy()):
+                self._client.delete_bucket_policy(self.bucket)
 
         await self._call(ensure)
+
+    def _bucket_policy(self) -> dict[str, Any] | None:
+        try:
+            return dict(json.loads(self._client.get_bucket_policy(self.bucket)))
+        except S3Error as exc:
+            if exc.code == "NoSuchBucketPolicy":
+                return None
+            raise
+
+    async def bucket_policy(self) -> dict[str, Any] | None:
+        """The bucket's policy document, None if it has none (the default: nothing is anonymous)."""
+        return await self._call(self._bucket_policy)
+
+    def presign_download(self, key: str, signed_at: dt.datetime, expires_at: dt.datetime) -> str:
+        """A URL that GETs `key` until `expires_at` (whole seconds after `signed_at`, at most 7 days),
+        the same for every call with the same arguments; its responses carry `Expires: expires_at`,
+        so no cache keeps them longer. Signing is local (no request to the store).
+        """
+        url = self._signer.presigned_get_object(
+            self.bucket,
+            key,
+            expires=expires_at - signed_at,
+            response_headers={
+                "response-cache-control": SIGNED_DOWNLOAD_CACHE,
+                "response-expires": format_datetime(expires_at.astimezone(dt.UTC), usegmt=True),
+            },
+            request_date=signed_at,
+        )
+        if not url.startswith(self._signed_prefix):  # minio builds path-style URLs for non-AWS hosts
+            raise RuntimeError(f"unexpected presigned URL shape for {self._signed_prefix!r}: {url[:80]!r}")
+        return self._download_prefix + url[len(self._signed_prefix) :]
 
     def presign_upload(self, key: str, content_type: str, size_bytes: int, ttl: dt.timedelta) -> PresignedPost:
         """A POST policy for exactly `key`, `content_type` and `size_bytes` bytes, valid for `ttl`.
@@ -209,6 +251,28 @@ class ObjectStore:
     async def _call(self, work: Callable[[], T]) -> T:
         with _unavailable_when_unreachable(self._endpoint):
             return await asyncio.to_thread(work)
+
+
+def anonymous_reads(policy: dict[str, Any] | None) -> list[str]:
+    """The resources a bucket `policy` document lets anyone read without a signature (empty for
+    None: no policy). Conservative: an Allow with NotPrincipal or NotAction counts as granting."""
+    found: list[str] = []
+    for statement in _as_list((policy or {}).get("Statement", [])):
+        if statement.get("Effect") != "Allow":
+            continue
+        principal = statement.get("Principal")
+        anyone = "NotPrincipal" in statement or principal == "*"
+        if isinstance(principal, dict):
+            anyone = anyone or "*" in _as_list(principal.get("AWS", []))
+        actions = [str(a).lower() for a in _as_list(statement.get("Action", []))]
+        reads = "NotAction" in statement or any(fnmatchcase("s3:getobject", a) for a in actions)
+        if anyone and reads:
+            found += [str(r) for r in _as_list(statement.get("Resource", statement.get("NotResource", [])))]
+    return found
+
+
+def _as_list(value: Any) -> list[Any]:
+    return value if isinstance(value, list) else [value]
 
 
 @contextmanager

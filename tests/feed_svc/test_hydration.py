@@ -3,15 +3,22 @@ Hydrator listens to no events, so only its own reads change what it holds)."""
 
 from __future__ import annotations
 
+import datetime as dt
 from collections.abc import Awaitable, Callable
 from typing import Any
 
+import grpc
+import pytest
 from google.protobuf.field_mask_pb2 import FieldMask
 
 from feed_svc.hydration import Hydrator
+from glimpse.media.v1 import media_pb2, media_pb2_grpc
 from glimpse.post.v1 import post_pb2, post_pb2_grpc
+from media_svc.app import media_host
 from tests.conftest import Stubs
 from tests.feed_svc.actions import create_post
+from tests.media_svc import signatures
+from tests.media_svc.conftest import wait_until_settled
 
 
 def hydrator(stubs: Stubs) -> Hydrator:
@@ -78,3 +85,52 @@ async def test_a_post_evicted_during_a_read_is_served_by_that_read_but_not_cache
 
 async def _nothing() -> None:
     return None
+
+
+class _CountedMedia:
+    """media_svc's stub, counting BatchGetMedia calls."""
+
+    def __init__(self, media: media_pb2_grpc.MediaServiceStub) -> None:
+        self._media = media
+        self.calls = 0
+
+    async def BatchGetMedia(self, request: media_pb2.BatchGetMediaRequest, **kwargs: Any) -> Any:
+        self.calls += 1
+        return await self._media.BatchGetMedia(request, **kwargs)
+
+
+async def _read_twice(stubs: Stubs, media: _CountedMedia, post_id: int) -> list[str]:
+    """Reads the post twice through a fresh Hydrator; the rendition URLs of the second read."""
+    cached = Hydrator(stubs.post, stubs.graph, media, ttl_seconds=600, max_items=100, timeout=5)  # type: ignore[arg-type]
+    await cached.items([post_id])
+    item = (await cached.items([post_id]))[post_id]
+    return [r.url for m in item.media for r in m.renditions]
+
+
+@pytest.mark.usefixtures("media_worker")
+async def test_rendition_urls_are_cached_only_while_they_have_time_left(
+    stubs, make_account, upload_photo, media_settings
+):
+    author = await make_account()
+    post_id = await create_post(stubs, upload_photo, author)
+    [post] = (await stubs.post.BatchGetPosts(post_pb2.BatchGetPostsRequest(post_ids=[post_id]))).posts
+    await wait_until_settled(stubs.media, list(post.media_ids))
+
+    # The suite's media_svc: URLs live 30 to 60 minutes, so the media and the item are cached.
+    long_lived = _CountedMedia(stubs.media)
+    assert len(await _read_twice(stubs, long_lived, post_id)) == 3
+    assert long_lived.calls == 1
+
+    # URLs living 1 to 2 minutes would expire in clients' hands: asked for on every read instead.
+    short = media_settings.model_copy(update={"rendition_url_slot_seconds": 60})
+    async with media_host(short) as host:
+        port = await host.start()
+        try:
+            async with grpc.aio.insecure_channel(f"127.0.0.1:{port}") as channel:
+                short_lived = _CountedMedia(media_pb2_grpc.MediaServiceStub(channel))
+                urls = await _read_twice(stubs, short_lived, post_id)
+        finally:
+            await host.stop()
+    assert short_lived.calls == 2
+    assert len(urls) == 3
+    assert all(signatures.parse(u).expires_at <= dt.datetime.now(dt.UTC) + dt.timedelta(minutes=2) for u in urls)

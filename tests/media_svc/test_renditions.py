@@ -4,8 +4,11 @@ renditions in the real store, READY/FAILED in the database and `media.*` events 
 from __future__ import annotations
 
 import asyncio
+import datetime as dt
 import io
 import uuid
+from email.utils import parsedate_to_datetime
+from urllib.parse import urlsplit
 
 import pytest
 from PIL import Image
@@ -48,7 +51,7 @@ def webp(data: bytes) -> Image.Image:
     return image
 
 
-async def test_phone_photo_becomes_upright_public_renditions_without_gps(media, bus, make_account, upload, s3):
+async def test_phone_photo_becomes_upright_renditions_without_gps(media, bus, make_account, upload, s3):
     user = await make_account()
     raw = photos.phone_jpeg(3000, 2000, orientation=6)
     grant = await upload(user, raw)
@@ -63,11 +66,13 @@ async def test_phone_photo_becomes_upright_public_renditions_without_gps(media, 
         (150, 100, 150),
     ]
     for rendition in ready.renditions:
-        assert rendition.url.endswith(f"/u/{user.id}/r/{ready.id}/{rendition.size}.webp")
-        response = await s3.get(rendition.url)  # anonymous, as a browser or CDN fetches it
+        assert urlsplit(rendition.url).path.endswith(f"/u/{user.id}/r/{ready.id}/{rendition.size}.webp")
+        response = await s3.get(rendition.url)  # with the URL's signature only, as a browser or CDN fetches it
         assert response.status_code == 200
         assert response.headers["content-type"] == "image/webp"
-        assert response.headers["cache-control"] == "public, max-age=31536000, immutable"
+        # Kept by caches until the signed URL stops working (tests/media_svc/test_rendition_urls.py).
+        assert response.headers["cache-control"] == "public, immutable"
+        assert parsedate_to_datetime(response.headers["expires"]) == rendition.expire_time.ToDatetime(dt.UTC)
         image = webp(response.content)
         assert image.size == (rendition.width, rendition.height)
         assert image.width < image.height
