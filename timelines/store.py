@@ -155,20 +155,35 @@ class Timelines:
         pages = await self.pages([key], before, limit)
         return pages[0]
 
-    async def pages(self, keys: Sequence[str], before: int | None, limit: int) -> list[list[int] | None]:
-        """`page` for several timelines in one round trip (a cluster client splits it by slot)."""
-        high = "(inf" if before is None else score(before)
+    async def pages(
+        self, keys: Sequence[str], before: int | None, limit: int, *, touch: Sequence[str] = ()
+    ) -> list[list[int] | None]:
+        """`page` for several timelines in one round trip (a cluster client splits it by slot); the
+        TTL of the timelines in `touch` (inboxes being read) is refreshed in the same round trip."""
+        first = before is None
+        # A first page reads from +inf inclusive, so a live timeline answers with LIVE first: one
+        # command per timeline. A later page starts below `before` and asks EXISTS beside it.
         # Posts in the same millisecond as `before` but not older than it are fetched and dropped,
         # so ask for a few more than needed; a millisecond rarely holds many posts of one timeline.
-        fetch = limit + (0 if before is None else 16)
+        high = "+inf" if before is None else score(before)
+        fetch = limit + 1 if first else limit + 16
         async with self.redis.pipeline(transaction=False) as pipe:
             for key in keys:
-                pipe.exists(key)
+                if not first:
+                    pipe.exists(key)
                 pipe.zrange(key, high, "-inf", byscore=True, desc=True, offset=0, num=fetch)
+            for key in touch:
+                pipe.expire(key, self._ttl)
             results = await pipe.execute()
+        if first:
+            ranges = results[: len(keys)]
+            lives = [bool(members) and _decoded(members[0]) == LIVE for members in ranges]
+        else:
+            ranges = results[1 : 2 * len(keys) : 2]
+            lives = [bool(live) for live in results[0 : 2 * len(keys) : 2]]
         pages: list[list[int] | None] = []
         bound = member(before) if before is not None else None
-        for key, live, members in zip(keys, results[0::2], results[1::2], strict=True):
+        for key, live, members in zip(keys, lives, ranges, strict=True):
             if not live:
                 pages.append(None)
                 continue
@@ -183,6 +198,10 @@ class Timelines:
         return pages
 
 
+def _decoded(member: bytes | str) -> str:
+    return member.decode() if isinstance(member, bytes) else member
+
+
 def _older_than(members: Sequence[bytes | str], bound: str | None) -> list[int]:
-    decoded = (m.decode() if isinstance(m, bytes) else m for m in members)
+    decoded = (_decoded(m) for m in members)
     return [int(m) for m in decoded if m != LIVE and (bound is None or m < bound)]

@@ -83,3 +83,18 @@ async def test_outbox_is_cold_until_built(timelines):
     assert len(newest) == 20 and newest[0] == post_id(now + 1, 0)
     await timelines.remove_from_outbox(9, post_id(now + 1, 0))
     assert (await timelines.page(timelines.outbox_key(9), None, 1)) == [post_id(now, 0)]
+
+
+async def test_pages_tell_live_from_cold_timelines_and_refresh_the_ttls_asked_for(timelines):
+    now = int(time.time() * 1000)
+    live, empty, cold = (timelines.inbox_key(u) for u in (11, 12, 13))
+    ids = [post_id(now - s, 0) for s in range(8)]
+    await timelines.build_inbox(11, ids)
+    await timelines.build_inbox(12, [])
+    await timelines.redis.expire(live, 5)
+    # A first page (read from +inf, LIVE included) and a later page (EXISTS beside the range).
+    assert await timelines.pages([live, empty, cold], None, 3, touch=[live, cold]) == [ids[:3], [], None]
+    assert await timelines.pages([live, empty, cold], ids[2], 3) == [ids[3:6], [], None]
+    assert await timelines.pages([live], None, 100) == [ids]
+    assert 5 < await timelines.redis.ttl(live) <= 60, "touched: the inbox TTL again"
+    assert not await timelines.redis.exists(cold), "touching a cold timeline does not create it"
