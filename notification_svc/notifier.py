@@ -93,10 +93,8 @@ class Notifier:
         if activity.actor_id == activity.recipient_id:
             return False
         async with self._db.unit_of_work() as session:
-            inbox = await repo.lock_inbox(session, activity.recipient_id)
-            if not inbox.receives(activity.kind):
-                return False
-            if activity.post_id and await repo.is_deleted_post(session, activity.post_id):
+            inbox, post_deleted = await repo.lock_inbox_about(session, activity.recipient_id, activity.post_id)
+            if not inbox.receives(activity.kind) or post_deleted:
                 return False
             changes = _InboxChanges(inbox)
             await self._add(session, changes, activity)
@@ -107,10 +105,12 @@ class Notifier:
         key = natural_key(activity)
         if key is None:
             since = activity.at - self._window
-            found = await repo.open_group(session, activity.recipient_id, activity.kind, activity.post_id, since)
+            found, actor = await repo.open_group(
+                session, activity.recipient_id, activity.kind, activity.post_id, since, activity.actor_id
+            )
             key = _group_key(activity)
         else:
-            found = await repo.by_natural_key(session, activity.recipient_id, key)
+            found, actor = await repo.by_key_with_actor(session, activity.recipient_id, key, activity.actor_id)
         if found is None:
             activity_id = self._ids.next_id()
             record = NotificationRecord(
@@ -131,7 +131,6 @@ class Notifier:
             await repo.insert_notification(session, record, key)
             await repo.insert_actor(session, record.id, activity.actor_id, activity_id, activity.event_id)
             return
-        actor = await repo.actor(session, found.id, activity.actor_id)
         if actor is not None and actor.event_id >= activity.event_id:
             return  # a repeat, or older than what this row already reflects
         if actor is not None and actor.live:

@@ -14,7 +14,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import and_, func, insert, select, update
+from sqlalchemy import ColumnElement, and_, exists, func, insert, literal, select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -145,6 +145,21 @@ async def lock_inboxes(session: AsyncSession, recipient_ids: Sequence[int]) -> d
     return found
 
 
+async def lock_inbox_about(session: AsyncSession, recipient_id: int, post_id: int) -> tuple[Inbox, bool]:
+    """The inbox, locked as `lock_inbox` does, and whether post `post_id` (0: none) was deleted: one
+    round trip once the inbox exists (the write path of every activity)."""
+    deleted = exists().where(deleted_posts.c.post_id == post_id) if post_id else literal(False)
+    query = (
+        select(*_INBOX_COLUMNS, deleted.label("post_deleted"))
+        .where(inboxes.c.recipient_id == recipient_id)
+        .with_for_update(of=inboxes)
+    )
+    row = (await session.execute(query)).one_or_none()
+    if row is not None:
+        return _inbox(row), bool(row.post_deleted)
+    return await lock_inbox(session, recipient_id), bool(post_id) and await is_deleted_post(session, post_id)
+
+
 async def advance(session: AsyncSession, recipient_id: int, sequence: int) -> None:
     """Records `sequence` as the inbox's last change (its row locked by the caller)."""
     await session.execute(update(inboxes).where(inboxes.c.recipient_id == recipient_id).values(last_sequence=sequence))
@@ -168,24 +183,55 @@ async def newest_id(session: AsyncSession, recipient_id: int) -> int:
     return int((await session.execute(query)).scalar() or 0)
 
 
+Found = tuple[NotificationRecord | None, ActorRecord | None]
+
+
 async def open_group(
-    session: AsyncSession, recipient_id: int, kind: int, post_id: int, since: dt.datetime
-) -> NotificationRecord | None:
+    session: AsyncSession, recipient_id: int, kind: int, post_id: int, since: dt.datetime, actor_id: int
+) -> Found:
     """The inbox's newest group of `kind` about `post_id` (0 for follows) whose window started after
-    `since`, live or removed (a removed group takes people again)."""
+    `since`, live or removed (a removed group takes people again), and the actor's row in it if any:
+    one round trip."""
+    return await _with_actor(
+        session,
+        actor_id,
+        notifications.c.recipient_id == recipient_id,
+        notifications.c.kind == kind,
+        notifications.c.post_id == post_id,
+        notifications.c.window_start > since,
+    )
+
+
+async def by_key_with_actor(session: AsyncSession, recipient_id: int, natural_key: str, actor_id: int) -> Found:
+    """The inbox's notification of that key, and the actor's row in it if any: one round trip."""
+    return await _with_actor(
+        session, actor_id, notifications.c.recipient_id == recipient_id, notifications.c.natural_key == natural_key
+    )
+
+
+async def _with_actor(session: AsyncSession, actor_id: int, *conditions: ColumnElement[bool]) -> Found:
+    """The newest notification (by window start) meeting `conditions`, with `actor_id`'s row in it."""
+    actor_columns = [c.label(f"a_{c.name}") for c in _ACTOR_COLUMNS]
     query = (
-        select(*_COLUMNS)
-        .where(
-            notifications.c.recipient_id == recipient_id,
-            notifications.c.kind == kind,
-            notifications.c.post_id == post_id,
-            notifications.c.window_start > since,
+        select(*_COLUMNS, *actor_columns)
+        .outerjoin(
+            notification_actors,
+            and_(
+                notification_actors.c.notification_id == notifications.c.id, notification_actors.c.actor_id == actor_id
+            ),
         )
+        .where(*conditions)
         .order_by(notifications.c.window_start.desc())
         .limit(1)
     )
     row = (await session.execute(query)).one_or_none()
-    return _notification(row) if row else None
+    if row is None:
+        return None, None
+    m = row._mapping
+    found = None
+    if m["a_notification_id"] is not None:
+        found = ActorRecord(m["a_notification_id"], m["a_actor_id"], m["a_activity_id"], m["a_event_id"], m["a_live"])
+    return _notification(row), found
 
 
 async def by_natural_key(session: AsyncSession, recipient_id: int, natural_key: str) -> NotificationRecord | None:
@@ -231,14 +277,6 @@ async def save_notification(session: AsyncSession, record: NotificationRecord) -
             updated_at=record.updated_at,
         )
     )
-
-
-async def actor(session: AsyncSession, notification_id: int, actor_id: int) -> ActorRecord | None:
-    query = select(*_ACTOR_COLUMNS).where(
-        notification_actors.c.notification_id == notification_id, notification_actors.c.actor_id == actor_id
-    )
-    row = (await session.execute(query)).one_or_none()
-    return _actor(row) if row else None
 
 
 async def actor_in_groups(
