@@ -94,6 +94,9 @@ RETRIES: Mapping[str, Retry] = {
     "glimpse.post.v1.PostService/ListPosts": Retry.READ,
     "glimpse.post.v1.PostService/UpdatePost": Retry.SETS_STATE,
     "glimpse.post.v1.PostService/DeletePost": Retry.SETS_STATE,
+    "glimpse.post.v1.PostService/GetTag": Retry.READ,
+    "glimpse.post.v1.PostService/ListTagPosts": Retry.READ,
+    "glimpse.post.v1.PostService/SearchTags": Retry.READ,
     # media_svc. Attach and detach name the post: a repeat finds the media on (or off) it already.
     "glimpse.media.v1.MediaService/CreateUploadGrant": Retry.NEVER,
     "glimpse.media.v1.MediaService/AttachMedia": Retry.SETS_STATE,

@@ -15,6 +15,7 @@ from post_svc import models
 from post_svc.service import PostService
 from post_svc.servicer import PostServicer
 from post_svc.settings import PostSettings
+from post_svc.tags import TagService
 from visibility import Visibility
 
 
@@ -40,7 +41,7 @@ async def post_host(settings: PostSettings) -> AsyncIterator[ServiceHost]:
         )
         host.add_servicer(
             post_pb2_grpc.add_PostServiceServicer_to_server,
-            PostServicer(service),
+            PostServicer(service, TagService(runtime.db, visibility=visibility)),
             post_pb2.DESCRIPTOR.services_by_name["PostService"],
         )
         yield host

@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import unicodedata
 from dataclasses import dataclass
 
 from mesh.errors import invalid_field
-from usertext import parse_hashtags, parse_mentions
+from usertext import HASHTAG_MAX, normalize_hashtag, parse_hashtags, parse_mentions
 
 CAPTION_MAX = 2200
 HASHTAGS_MAX = 30
@@ -32,6 +33,19 @@ def hashtags_of(caption: str) -> list[str]:
     """The caption's hashtags without '#', normalised (usertext.normalize_hashtag: NFKC, case folded,
     combining marks kept), in order of first appearance, each once."""
     return parse_hashtags(caption)
+
+
+def tag_named(raw: str, field: str) -> str:
+    """The hashtag `raw` names, spelled as captions store it (usertext.normalize_hashtag), with or
+    without its '#' (a full-width U+FF03 too) and surrounding spaces: "#Café", "café" and "CAFÉ" are one.
+    INVALID_ARGUMENT naming `field` if it is not a hashtag."""
+    tag = normalize_hashtag(unicodedata.normalize("NFKC", raw).strip().removeprefix("#"))
+    if tag is None:
+        raise invalid_field(
+            field,
+            f"must be a hashtag: 1-{HASHTAG_MAX} letters, digits, marks or '_' of any script, '#' optional",
+        )
+    return tag
 
 
 def mentions_of(caption: str) -> list[str]:

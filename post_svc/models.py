@@ -5,9 +5,11 @@ from __future__ import annotations
 from sqlalchemy import (
     ARRAY,
     BigInteger,
+    CheckConstraint,
     Column,
     DateTime,
     Float,
+    Identity,
     Index,
     LargeBinary,
     MetaData,
@@ -55,6 +57,30 @@ post_requests = Table(
     Column("fingerprint", LargeBinary, nullable=False),
     Column("created_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
     PrimaryKeyConstraint("author_id", "request_id"),
+)
+
+# The tag index: one row per hashtag of each live post, written in the transaction that creates the
+# post or edits its caption and removed in the one that deletes it. A tag page, newest first, is one
+# backward range of the primary key (post ids are time-ordered).
+post_tags = Table(
+    "post_tags",
+    metadata,
+    # The normalised tag (usertext.normalize_hashtag); "C" collation, so a prefix is a btree range.
+    Column("tag", Text(collation="C"), primary_key=True),
+    Column("post_id", BigInteger, primary_key=True),
+)
+
+# Each hashtag ever used and the exact number of live posts carrying it, changed in the same
+# transactions as `post_tags`. A tag whose posts are all gone keeps its row with a count of 0.
+tags = Table(
+    "tags",
+    metadata,
+    Column("name", Text(collation="C"), primary_key=True),
+    Column("post_count", BigInteger, nullable=False, server_default="0"),
+    # Breaks ties of SearchTags' order (most used first) and goes in its page token: a name can be
+    # 100 characters of any script, too long for a token.
+    Column("id", BigInteger, Identity(always=True), nullable=False, unique=True),
+    CheckConstraint("post_count >= 0", name="post_count_not_negative"),
 )
 
 outbox = outbox_table(metadata)

@@ -10,7 +10,7 @@ from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from post_svc.captions import Location
-from post_svc.models import ACTIVE, DELETED, post_requests, posts
+from post_svc.models import ACTIVE, DELETED, post_requests, post_tags, posts
 
 
 @dataclass(frozen=True)
@@ -120,6 +120,20 @@ async def list_by_author(session: AsyncSession, author_id: int, before_id: int |
     if before_id is not None:
         query = query.where(posts.c.id < before_id)
     rows = await session.execute(query.order_by(posts.c.id.desc()).limit(limit))
+    return [_record(row) for row in rows]
+
+
+async def list_by_tag(session: AsyncSession, tag: str, before_id: int | None, limit: int) -> list[PostRecord]:
+    """The live posts carrying `tag`, newest first, older than `before_id` (a backward range of the
+    tag index's primary key, each post then read by its own)."""
+    query = (
+        select(*_COLUMNS)
+        .select_from(post_tags.join(posts, posts.c.id == post_tags.c.post_id))
+        .where(post_tags.c.tag == tag, posts.c.state == ACTIVE)
+    )
+    if before_id is not None:
+        query = query.where(post_tags.c.post_id < before_id)
+    rows = await session.execute(query.order_by(post_tags.c.post_id.desc()).limit(limit))
     return [_record(row) for row in rows]
 
 

@@ -18,6 +18,7 @@ from mesh.ids import IdGenerator
 from mesh.outbox import Outbox
 from mesh.pagination import Id, Page, PageCursor, decode_cursor, page_of, page_size
 from post_svc import repository as repo
+from post_svc import tag_repository as tag_repo
 from post_svc.captions import Location, check_caption, hashtags_of, mentions_of
 from post_svc.repository import PostRecord
 from visibility import NOT_FOLLOWER_OF_PRIVATE, VISIBLE, Visibility
@@ -97,7 +98,7 @@ class PostService:
     async def _write(
         self, post_id: int, author_id: int, caption: str, media_ids: list[int], location: Location | None
     ) -> PostRecord:
-        """Inserts the post and its `posts.created` in one unit of work; the stored post."""
+        """Inserts the post, its tags and its `posts.created` in one unit of work; the stored post."""
         now = dt.datetime.now(dt.UTC)
         record = PostRecord(
             id=post_id,
@@ -112,6 +113,7 @@ class PostService:
         )
         async with self._db.unit_of_work() as session:
             if await repo.insert_post(session, record):
+                await tag_repo.retag_post(session, post_id, [], record.hashtags)
                 event = events_pb2.PostCreated(
                     post_id=post_id, author_id=author_id, media_ids=media_ids, mentioned_usernames=mentions_of(caption)
                 )
@@ -217,7 +219,8 @@ class PostService:
         return page_of(found, limit, scope, lambda post: PostCursor(before=post.id))
 
     async def update_caption(self, caller_id: int, post_id: int, caption: str, mask: list[str]) -> PostRecord:
-        """Changes the caption (the only mutable field). PERMISSION_DENIED unless the caller wrote the post."""
+        """Changes the caption (the only mutable field) and moves the post between tags as its hashtags
+        changed, in one unit of work. PERMISSION_DENIED unless the caller wrote the post."""
         if mask and mask != ["caption"]:
             others = ", ".join(p for p in mask if p != "caption")
             raise invalid_field("update_mask", f"only 'caption' can be updated, not {others}")
@@ -226,7 +229,9 @@ class PostService:
             post = await _owned(session, caller_id, post_id, "edit")
             if post.deleted:
                 raise NotFound(f"post {post_id} does not exist", reason="POST_NOT_FOUND")
-            await repo.set_caption(session, post.id, caption, hashtags_of(caption))
+            hashtags = hashtags_of(caption)
+            await repo.set_caption(session, post.id, caption, hashtags)
+            await tag_repo.retag_post(session, post.id, post.hashtags, hashtags)
             updated = await repo.get_post(session, post.id)
             assert updated is not None
             # Readers cache posts (feed_svc hydration): the event lets them drop the old caption.
@@ -236,12 +241,14 @@ class PostService:
         return updated
 
     async def delete(self, caller_id: int, post_id: int) -> None:
-        """Soft-deletes the post and emits `posts.deleted`. Deleting it again is a no-op."""
+        """Soft-deletes the post (taking it out of its tags) and emits `posts.deleted`. Deleting it again
+        is a no-op."""
         async with self._db.unit_of_work() as session:
             post = await _owned(session, caller_id, post_id, "delete")
             if post.deleted:
                 return
             await repo.mark_deleted(session, post_id)
+            await tag_repo.retag_post(session, post_id, post.hashtags, [])
             await self._outbox.add(session, events_pb2.PostDeleted(post_id=post_id, author_id=caller_id))
 
 

@@ -10,6 +10,8 @@ from mesh.names import parse_user_name
 from post_svc.captions import check_location
 from post_svc.repository import PostRecord
 from post_svc.service import PostService
+from post_svc.tag_repository import TagRecord
+from post_svc.tags import TagService
 
 
 def post_message(post: PostRecord) -> post_pb2.Post:
@@ -32,9 +34,14 @@ def post_message(post: PostRecord) -> post_pb2.Post:
     return message
 
 
+def tag_message(tag: TagRecord) -> post_pb2.Tag:
+    return post_pb2.Tag(name=tag.name, post_count=tag.post_count)
+
+
 class PostServicer(post_pb2_grpc.PostServiceServicer):
-    def __init__(self, service: PostService) -> None:
+    def __init__(self, service: PostService, tags: TagService) -> None:
         self._service = service
+        self._tags = tags
 
     async def CreatePost(self, request: post_pb2.CreatePostRequest, context: grpc.aio.ServicerContext) -> post_pb2.Post:
         location = check_location(request.location.name, request.location.latitude, request.location.longitude)
@@ -74,3 +81,24 @@ class PostServicer(post_pb2_grpc.PostServiceServicer):
     ) -> post_pb2.DeletePostResponse:
         await self._service.delete(caller_id(context), request.post_id)
         return post_pb2.DeletePostResponse()
+
+    async def GetTag(self, request: post_pb2.GetTagRequest, context: grpc.aio.ServicerContext) -> post_pb2.Tag:
+        return tag_message(await self._tags.get(request.tag))
+
+    async def ListTagPosts(
+        self, request: post_pb2.ListTagPostsRequest, context: grpc.aio.ServicerContext
+    ) -> post_pb2.ListTagPostsResponse:
+        page = await self._tags.list_posts(
+            request.tag, optional_caller_id(context), request.page_size, request.page_token
+        )
+        return post_pb2.ListTagPostsResponse(
+            posts=[post_message(p) for p in page.items], next_page_token=page.next_page_token
+        )
+
+    async def SearchTags(
+        self, request: post_pb2.SearchTagsRequest, context: grpc.aio.ServicerContext
+    ) -> post_pb2.SearchTagsResponse:
+        page = await self._tags.search(request.query, request.page_size, request.page_token)
+        return post_pb2.SearchTagsResponse(
+            tags=[tag_message(t) for t in page.items], next_page_token=page.next_page_token
+        )

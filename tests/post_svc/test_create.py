@@ -5,6 +5,7 @@ a retry return the same post while refusing to reuse it for another one."""
 from __future__ import annotations
 
 import logging
+import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
 
 import grpc
@@ -23,6 +24,7 @@ from mesh.runtime import lease_id_shard
 from mesh.server import ServiceHost
 from post_svc.service import PostService
 from post_svc.servicer import PostServicer
+from post_svc.tags import TagService
 from tests.conftest import Account, Stubs
 from tests.media_svc.conftest import error_details
 from visibility import Visibility
@@ -79,18 +81,19 @@ async def failing_post(
     ids = IdGenerator(await lease_id_shard(db))  # as a deployed replica: no id shared with the others
     broken = Outbox(outbox_table(MetaData(schema="no_such_schema")), ids)
     async with open_channel(media_addr) as media_channel:
+        visibility = Visibility(graph, timeout=5.0)
         service = PostService(
             db,
             broken,
             ids,
             media_pb2_grpc.MediaServiceStub(media_channel),
-            visibility=Visibility(graph, timeout=5.0),
+            visibility=visibility,
             timeout=5.0,
         )
         host = ServiceHost("post_svc_failing", "127.0.0.1:0", grace_seconds=0.5)
         host.add_servicer(
             post_pb2_grpc.add_PostServiceServicer_to_server,
-            PostServicer(service),
+            PostServicer(service, TagService(db, visibility=visibility)),
             post_pb2.DESCRIPTOR.services_by_name["PostService"],
         )
         port = await host.start()
@@ -104,9 +107,10 @@ async def test_a_failure_after_attach_hands_the_photos_back_for_a_retry(
     stubs: Stubs, failing_post, make_account, upload_photo: Upload, caplog
 ):
     author = await make_account()
-    for request_id in ("after-attach-1", ""):
+    tag = f"attach{uuid.uuid4().hex[:8]}"
+    for created, request_id in enumerate(("after-attach-1", "")):
         photos = [await upload_photo(author), await upload_photo(author)]
-        request = post_pb2.CreatePostRequest(caption="two photos", media_ids=photos, request_id=request_id)
+        request = post_pb2.CreatePostRequest(caption=f"two photos #{tag}", media_ids=photos, request_id=request_id)
         with caplog.at_level(logging.INFO, logger="post_svc.service"), pytest.raises(grpc.aio.AioRpcError) as caught:
             await failing_post.CreatePost(request, metadata=author.metadata)
         assert caught.value.code() == grpc.StatusCode.INTERNAL
@@ -115,6 +119,8 @@ async def test_a_failure_after_attach_hands_the_photos_back_for_a_retry(
             assert (media.status, media.post_id) == (media_pb2.MEDIA_STATUS_PENDING, 0), "the photo stayed attached"
         assert "create failed; its media were detached" in caplog.messages
         caplog.clear()
+        # The post's tag rows were rolled back with it: the tag counts only the posts that exist.
+        assert (await stubs.post.GetTag(post_pb2.GetTagRequest(tag=tag))).post_count == created
         # The retry, on the real post_svc: same request id (the reserved post id is reused) or none.
         post = await stubs.post.CreatePost(request, metadata=author.metadata)
         assert list(post.media_ids) == photos
@@ -124,6 +130,7 @@ async def test_a_failure_after_attach_hands_the_photos_back_for_a_retry(
         post_pb2.ListPostsRequest(parent=f"users/{author.id}"), metadata=author.metadata
     )
     assert len(listed.posts) == 2
+    assert (await stubs.post.GetTag(post_pb2.GetTagRequest(tag=tag))).post_count == 2
 
 
 async def test_a_refused_attach_changes_nothing(stubs: Stubs, failing_post, make_account, upload_photo: Upload):

@@ -1,0 +1,76 @@
+"""SQL of hashtags: the tag index and the tags' counts. Every function runs inside the caller's unit of work."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from sqlalchemy import bindparam, delete, select, text, tuple_
+from sqlalchemy.dialects.postgresql import ARRAY, insert
+from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.types import BigInteger, Integer, Text
+
+from post_svc.models import post_tags, tags
+
+
+@dataclass(frozen=True)
+class TagRecord:
+    name: str
+    post_count: int
+    id: int  # SearchTags' tie-break and page cursor
+
+
+# One statement for every count a change moves, its rows taken in name order: two posts changing the
+# same tags lock them in the same order and cannot deadlock. A tag first used is inserted. The CHECK
+# (post_count >= 0) is tested on the row proposed for insertion, so the value proposed carries the
+# direction instead of the delta itself: 1 counts the post in, 0 counts it out (a tag a post leaves
+# was counted when the post took it, so its row exists and the 0 is never stored).
+_COUNT = text(
+    """
+    INSERT INTO posts.tags AS t (name, post_count)
+    SELECT c.name, CASE WHEN c.delta > 0 THEN 1 ELSE 0 END
+      FROM unnest(:names, :deltas) AS c(name, delta)
+     ORDER BY c.name COLLATE "C"
+        ON CONFLICT (name) DO UPDATE
+       SET post_count = t.post_count + CASE WHEN excluded.post_count > 0 THEN 1 ELSE -1 END
+    """
+).bindparams(bindparam("names", type_=ARRAY(Text)), bindparam("deltas", type_=ARRAY(Integer)))
+
+
+async def retag_post(session: AsyncSession, post_id: int, before: list[str], after: list[str]) -> None:
+    """Moves post `post_id` from the tags `before` to the tags `after` (either may be empty: a new post,
+    a deleted one): its index rows and the tags' counts. The caller holds the post (just inserted, or
+    locked) so that `before` is what the index has."""
+    added = sorted(set(after) - set(before))
+    removed = sorted(set(before) - set(after))
+    if not added and not removed:
+        return
+    if removed:
+        await session.execute(delete(post_tags).where(post_tags.c.post_id == post_id, post_tags.c.tag.in_(removed)))
+    if added:
+        await session.execute(
+            insert(post_tags).values([{"tag": tag, "post_id": post_id} for tag in added]).on_conflict_do_nothing()
+        )
+    changes = sorted([(tag, 1) for tag in added] + [(tag, -1) for tag in removed])
+    await session.execute(_COUNT, {"names": [name for name, _ in changes], "deltas": [d for _, d in changes]})
+
+
+async def get_tag(session: AsyncSession, name: str) -> TagRecord | None:
+    row = (await session.execute(select(tags.c.name, tags.c.post_count, tags.c.id).where(tags.c.name == name))).first()
+    return TagRecord(row.name, row.post_count, row.id) if row else None
+
+
+async def search_tags(session: AsyncSession, prefix: str, after: tuple[int, int] | None, limit: int) -> list[TagRecord]:
+    """Tags in use whose name starts with `prefix`, most used first, then oldest first (by id), after
+    the keyset `after` = (post_count, id) of the previous page's last tag."""
+    pattern = prefix.replace("\\", "\\\\").replace("_", "\\_").replace("%", "\\%") + "%"
+    query = select(tags.c.name, tags.c.post_count, tags.c.id).where(
+        tags.c.name.like(pattern, escape="\\"), tags.c.post_count > 0
+    )
+    if after is not None:
+        # (post_count DESC, id ASC) as one row comparison: (-count, id) ascending.
+        count, tag_id = after
+        query = query.where(
+            tuple_(-tags.c.post_count, tags.c.id) > tuple_(bindparam("c", -count, BigInteger), bindparam("i", tag_id))
+        )
+    rows = await session.execute(query.order_by(tags.c.post_count.desc(), tags.c.id).limit(limit))
+    return [TagRecord(row.name, row.post_count, row.id) for row in rows]
