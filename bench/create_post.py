@@ -32,7 +32,7 @@ from sqlalchemy import text
 from sqlalchemy.ext.asyncio import create_async_engine
 
 from bench.stack import Stack, running_stack
-from bench.stats import Sample, empty_call_floor, time_calls
+from bench.stats import Sample, empty_call_floor, peak_rss_line, time_calls
 from glimpse.graph.v1 import graph_pb2, graph_pb2_grpc
 from glimpse.media.v1 import media_pb2, media_pb2_grpc
 from glimpse.post.v1 import post_pb2, post_pb2_grpc
@@ -287,6 +287,7 @@ def main() -> None:
     with running_stack(STACK, **CHEAP_PASSWORDS) as stack:
         authors, media_ids = asyncio.run(_prepare(stack))
         samples, cpu = asyncio.run(_measure(stack, authors, media_ids))
+        rss = peak_rss_line()
     print(
         f"CreatePost (post_svc -> media_svc AttachMedia -> PostgreSQL + outbox); {AUTHORS} authors x {POSTS_EACH} "
         "posts, 1 photo each; media worker and fan-out running; each service its own process; loopback; 2 cores"
@@ -294,4 +295,5 @@ def main() -> None:
     for sample in samples:
         print(sample.line())
     print(cpu.replace("CPU over", "CPU during the creates, over"))
+    print(rss)
     _verdict(samples[1], samples[2], samples[3])

@@ -25,12 +25,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import os
 import subprocess
 import sys
 import time
 from collections.abc import Awaitable, Iterator, Sequence
-from pathlib import Path
 
 import grpc
 import psycopg
@@ -39,7 +37,7 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from bench.create_post import Call, at_once, cpu_report, cpu_seconds
 from bench.feed_data import connect, insert_posts
 from bench.stack import LOGS, ROOT, Stack, free_port, running_stack
-from bench.stats import Sample
+from bench.stats import Sample, peak_rss_line
 from glimpse.engagement.v1 import engagement_pb2, engagement_pb2_grpc
 from mesh.identity import as_caller
 
@@ -150,28 +148,6 @@ async def _drain(stack: Stack, within: float = 120.0) -> None:
             await asyncio.sleep(0.2)
 
 
-def peak_rss() -> list[str]:
-    """The peak resident set size (VmHWM) of every process this benchmark started, by module."""
-    me = os.getpid()
-    found = []
-    for proc in Path("/proc").iterdir():
-        if not proc.name.isdigit():
-            continue
-        try:
-            parent = int((proc / "stat").read_text().rsplit(")", 1)[1].split()[1])
-            argv = (proc / "cmdline").read_bytes().decode(errors="replace").split("\0")
-            status = (proc / "status").read_text()
-        except OSError:
-            continue
-        if parent != me or "-m" not in argv:
-            continue
-        peak = next(line.split()[1] for line in status.splitlines() if line.startswith("VmHWM:"))
-        env = (proc / "environ").read_bytes().decode(errors="replace")
-        label = argv[argv.index("-m") + 1] + (" (1 shard)" if "GLIMPSE_COUNTER_SHARDS=1" in env else "")
-        found.append(f"{label} {int(peak) / 1024:.0f} MiB")
-    return sorted(found)
-
-
 async def _measure(stack: Stack, post_ids: list[int], one_shard: str) -> tuple[list[Sample], str, list[str]]:
     spread_posts, hot_sharded, hot_single = post_ids[:SPREAD_POSTS], post_ids[-2], post_ids[-1]
     async with (
@@ -227,7 +203,7 @@ def main() -> None:
         post_ids = _load_posts(stack)
         with unsharded_engagement(stack) as one_shard:
             samples, cpu, counts = asyncio.run(_measure(stack, post_ids, one_shard))
-            rss = peak_rss()
+            rss = peak_rss_line({"GLIMPSE_COUNTER_SHARDS=1": "1 shard"})
     print(
         f"LikePost (engagement_svc -> PostgreSQL: like row, counter shard, outbox event, count); {CALLERS} callers "
         "from one client process; post_svc and the outbox relay running; each service its own process; loopback"
@@ -237,5 +213,5 @@ def main() -> None:
     print(cpu.replace("CPU over", "CPU during the spread likes, over"))
     for line in counts:
         print(f"  exact: {line}")
-    print("  peak RSS: " + ", ".join(rss))
+    print(rss)
     _verdict(*samples)

@@ -40,7 +40,7 @@ from PIL import Image
 from bench import feed_data
 from bench.feed_data import Step, Verdict, print_verdicts
 from bench.stack import Stack, running_stack
-from bench.stats import Sample, empty_call_floor
+from bench.stats import Sample, empty_call_floor, peak_rss_line
 from fanout_svc.consumers import FanoutHandlers
 from fanout_svc.settings import FanoutSettings
 from glimpse.events.v1 import events_pb2
@@ -299,6 +299,7 @@ def _report(
     ]
     rows.append(_visible_row(visible[audience.small_author][1], raw_small, SMALL))
     rows.append(_visible_row(visible[audience.big_author][1], raw_big, BIG))
+    print(peak_rss_line())
     print_verdicts("fan-out", rows)
 
 

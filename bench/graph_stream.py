@@ -23,7 +23,7 @@ from pathlib import Path
 import grpc
 from sqlalchemy import func, select, text
 
-from bench.stats import Sample, empty_call_floor
+from bench.stats import Sample, empty_call_floor, peak_rss_line
 from glimpse.graph.v1 import graph_pb2, graph_pb2_grpc
 from graph_svc import demo
 from graph_svc.credentials import Passwords
@@ -134,6 +134,7 @@ def main() -> None:
         floor, small, big_ids = samples[0], samples[1], samples[4]
         ratio = small.percentile(50) / floor.percentile(50)
         print(f"  => 313-follower stream: {ratio:.1f}x an empty call at p50; 100k stream: {big_ids.rate:,.0f} ids/s")
+        print(peak_rss_line())
     finally:
         if server is not None:
             server.terminate()
