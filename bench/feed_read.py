@@ -56,7 +56,7 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from bench import feed_data
 from bench.feed_data import Step, Verdict, print_verdicts
 from bench.stack import Stack, running_stack
-from bench.stats import Sample, empty_call_floor, time_calls
+from bench.stats import Sample, empty_call_floor, peak_rss_line, time_calls
 from glimpse.feed.v1 import feed_pb2, feed_pb2_grpc
 from graph_svc import demo
 from graph_svc.credentials import Passwords
@@ -646,3 +646,4 @@ def main() -> None:
         reed_feed = figure_feed(client, addr, readers.reed, alone[:2])
         figure_celebrities(client, addr, readers, alone[2:])
         figure_sql(client, stack, readers, reed_feed)
+        print(peak_rss_line())
