@@ -13,16 +13,16 @@ when it was published, and it starts with empty caches).
 from __future__ import annotations
 
 import contextlib
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 
 from feed_svc.engagement import EngagementReader
 from feed_svc.hydration import Hydrator
 from feed_svc.service import FeedService
-from feed_svc.servicer import FeedServicer
+from feed_svc.servicer import FeedServicer, add_to_server
 from feed_svc.settings import FeedSettings
 from glimpse.engagement.v1 import engagement_pb2_grpc
 from glimpse.events.v1 import events_pb2
-from glimpse.feed.v1 import feed_pb2, feed_pb2_grpc
+from glimpse.feed.v1 import feed_pb2
 from glimpse.graph.v1 import graph_pb2_grpc
 from glimpse.media.v1 import media_pb2_grpc
 from glimpse.post.v1 import post_pb2_grpc
@@ -36,7 +36,11 @@ from visibility import Visibility
 
 
 @contextlib.asynccontextmanager
-async def feed_host(settings: FeedSettings) -> AsyncIterator[ServiceHost]:
+async def feed_host(
+    settings: FeedSettings, *, make_service: Callable[..., FeedService] = FeedService
+) -> AsyncIterator[ServiceHost]:
+    """feed_svc's host. `make_service` builds the service from FeedService's arguments: the feed
+    benchmark passes a variant reading candidate posts from PostgreSQL, with everything else shared."""
     async with (
         open_runtime(settings, database=False, redis=True) as runtime,
         open_channel(settings.graph_addr) as graph_channel,
@@ -61,13 +65,16 @@ async def feed_host(settings: FeedSettings) -> AsyncIterator[ServiceHost]:
             hydrator.forget_post(event.post_id)
 
         await runtime.bus.watch([POST_DELETED, POST_UPDATED], forget_post)
-        visibility = Visibility(graph, timeout=timeout)
+        visibility = Visibility(graph, ttl_seconds=settings.visibility_cache_seconds, timeout=timeout)
         await visibility.watch(runtime.bus)
-        service = FeedService(
+        engagement = (
+            engagement_pb2_grpc.EngagementServiceStub(engagement_channel) if settings.serve_engagement else None
+        )
+        service = make_service(
             timelines,
             OutboxLoader(timelines, posts, timeout=timeout),
             hydrator,
-            EngagementReader(engagement_pb2_grpc.EngagementServiceStub(engagement_channel), timeout=timeout),
+            EngagementReader(engagement, timeout=timeout),
             graph,
             visibility=visibility,
             celebrity_threshold=settings.celebrity_threshold,
@@ -82,7 +89,7 @@ async def feed_host(settings: FeedSettings) -> AsyncIterator[ServiceHost]:
         await runtime.bus.watch([USER_FOLLOWED, USER_UNFOLLOWED], forget_followees)
         host = runtime.host("feed_svc", settings.listen, settings.metrics_port)
         host.add_servicer(
-            feed_pb2_grpc.add_FeedServiceServicer_to_server,
+            add_to_server,
             FeedServicer(service),
             feed_pb2.DESCRIPTOR.services_by_name["FeedService"],
         )

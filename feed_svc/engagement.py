@@ -1,9 +1,10 @@
 """Engagement on every rendered post: like and comment counts and the viewer's own like/save state.
 
 Counts change with every like, so they are never cached here: each page asks engagement_svc once
-(BatchGetEngagement, one call per page, never per post) and the cached, viewer-independent items
-are copied with the answer. If engagement_svc is down or slow, posts are still served, without the
-`engagement` field (clients show no counts), rather than failing the whole feed.
+(BatchGetEngagement, one call per page, never per post), and the answer is added to the cached,
+viewer-independent items as they are encoded (feed_svc.encoding). If engagement_svc is down or
+slow, posts are still served, without the `engagement` field (clients show no counts), rather than
+failing the whole feed.
 """
 
 from __future__ import annotations
@@ -15,7 +16,6 @@ import grpc
 from prometheus_client import Counter
 
 from glimpse.engagement.v1 import engagement_pb2, engagement_pb2_grpc
-from glimpse.feed.v1 import feed_pb2
 from mesh.identity import as_caller
 
 log = logging.getLogger("feed_svc.engagement")
@@ -28,16 +28,18 @@ _DEGRADE = (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED)
 
 
 class EngagementReader:
-    def __init__(self, engagement: engagement_pb2_grpc.EngagementServiceStub, *, timeout: float) -> None:
+    def __init__(self, engagement: engagement_pb2_grpc.EngagementServiceStub | None, *, timeout: float) -> None:
+        """`engagement` None: every post is served without engagement (FeedSettings.serve_engagement)."""
         self._engagement = engagement
         self._timeout = timeout
 
-    async def attach(self, items: Sequence[feed_pb2.FeedItem], viewer: int | None) -> list[feed_pb2.FeedItem]:
-        """Copies of `items` (in order) carrying their engagement as `viewer` sees it (no viewer: counts
-        only). The items themselves are shared with the hydration cache and are left untouched."""
-        if not items:
-            return []
-        request = engagement_pb2.BatchGetEngagementRequest(post_ids=list(dict.fromkeys(i.id for i in items)))
+    async def of(self, post_ids: Sequence[int], viewer: int | None) -> dict[int, engagement_pb2.PostEngagement]:
+        """Each post's engagement as `viewer` sees it (no viewer: counts only), by post id, in one
+        BatchGetEngagement call; {} when engagement_svc does not answer in time (the posts are then
+        served without it). Other upstream failures propagate as its gRPC error."""
+        if not post_ids or self._engagement is None:
+            return {}
+        request = engagement_pb2.BatchGetEngagementRequest(post_ids=list(dict.fromkeys(post_ids)))
         try:
             response = await self._engagement.BatchGetEngagement(
                 request, timeout=self._timeout, metadata=as_caller(viewer) if viewer else None
@@ -47,13 +49,5 @@ class EngagementReader:
                 raise
             SERVED_WITHOUT.inc()
             log.warning("posts served without engagement", extra={"code": exc.code().name})
-            return list(items)
-        found = {e.post_id: e for e in response.engagement}
-        engaged = []
-        for item in items:
-            copy = feed_pb2.FeedItem()
-            copy.CopyFrom(item)
-            if (engagement := found.get(item.id)) is not None:
-                copy.engagement.CopyFrom(engagement)
-            engaged.append(copy)
-        return engaged
+            return {}
+        return {e.post_id: e for e in response.engagement}

@@ -14,13 +14,19 @@ still works for at least _URL_TIME_LEFT.
 An eviction can arrive while a read that fetched the old post is still building items (the event
 comes a few milliseconds after the write); that read answers with what it fetched, but does not
 cache it, or the old post would be served for the whole TTL.
+
+Each item is serialised once, when it is built: responses are assembled from those bytes
+(feed_svc.encoding) instead of copying every cached message into each response and serialising it
+again on every call.
 """
 
 from __future__ import annotations
 
+import asyncio
 import math
 import time
 from collections.abc import Awaitable, Callable, Iterable, Sequence
+from dataclasses import dataclass
 from typing import TypeVar
 
 from cachetools import Cache, TLRUCache, TTLCache
@@ -35,6 +41,17 @@ V = TypeVar("V")
 _FINAL = (media_pb2.MEDIA_STATUS_READY, media_pb2.MEDIA_STATUS_FAILED)
 # What a rendition URL handed out from a cache has left at least: time for the client to fetch it.
 _URL_TIME_LEFT = 15 * 60.0
+
+
+@dataclass(frozen=True, slots=True)
+class RenderedItem:
+    """A feed item as built from its post, author and photos (without engagement, which is per
+    viewer) and its protobuf encoding. `message` may be shared with the cache: never modify it."""
+
+    post_id: int
+    author_id: int
+    message: feed_pb2.FeedItem
+    encoded: bytes
 
 
 class Hydrator:
@@ -59,7 +76,7 @@ class Hydrator:
             max_items or 1, lambda _, m, now: min(now + ttl_seconds * 10, _urls_usable_until([m])), timer=time.time
         )
         # Finished items (author found, every photo final): most reads are of posts read before.
-        self._item_cache: TTLCache[int, feed_pb2.FeedItem] = TTLCache(max_items or 1, ttl_seconds)
+        self._item_cache: TTLCache[int, RenderedItem] = TTLCache(max_items or 1, ttl_seconds)
         # Evictions so far, and the count at each post's last one: a read that started before a
         # post's eviction must not cache that post.
         self._evictions = 0
@@ -79,13 +96,26 @@ class Hydrator:
         """Feed items by post id, for the posts that still exist and whose author's account does
         (deleted or unknown posts are left out). `fresh` reads every post from post_svc, not the cache.
         Upstream failures propagate as the upstream's gRPC error."""
-        items = {} if fresh else {p: item for p in post_ids if (item := self._item_cache.get(p)) is not None}
-        missing = [p for p in post_ids if p not in items]
-        if missing:
-            items.update(await self._build(missing, fresh, self._evictions))
-        return items
+        return {post_id: item.message for post_id, item in (await self.rendered(post_ids, fresh=fresh)).items()}
 
-    async def _build(self, post_ids: Sequence[int], fresh: bool, evictions: int) -> dict[int, feed_pb2.FeedItem]:
+    async def rendered(self, post_ids: Sequence[int], *, fresh: bool = False) -> dict[int, RenderedItem]:
+        """`items`, each with its encoding (the same posts left out, the same errors)."""
+        if fresh:
+            return await self._build(post_ids, fresh, self._evictions)
+        found = {}
+        missing = []
+        cached = self._item_cache.get
+        for post_id in post_ids:
+            item = cached(post_id)
+            if item is None:
+                missing.append(post_id)
+            else:
+                found[post_id] = item
+        if missing:
+            found.update(await self._build(missing, fresh, self._evictions))
+        return found
+
+    async def _build(self, post_ids: Sequence[int], fresh: bool, evictions: int) -> dict[int, RenderedItem]:
         posts = await _fetch(
             self._post_cache,
             post_ids,
@@ -93,9 +123,16 @@ class Hydrator:
             lambda post: self._unchanged_since(post.id, evictions),
             fresh=fresh,
         )
-        authors = await _fetch(self._user_cache, list({p.author_id for p in posts.values()}), self._batch_users)
-        media_ids = [m for p in posts.values() for m in p.media_ids]
-        media = await _fetch(self._media_cache, media_ids, self._batch_media, lambda m: m.status in _FINAL)
+        # Authors and photos depend only on the posts: both asked for at once.
+        authors, media = await asyncio.gather(
+            _fetch(self._user_cache, list({p.author_id for p in posts.values()}), self._batch_users),
+            _fetch(
+                self._media_cache,
+                [m for p in posts.values() for m in p.media_ids],
+                self._batch_media,
+                lambda m: m.status in _FINAL,
+            ),
+        )
         items = {}
         for post_id, post in posts.items():
             author = authors.get(post.author_id)
@@ -116,9 +153,10 @@ class Hydrator:
             urls_last = (
                 _urls_usable_until(media[m] for m in post.media_ids if m in media) > time.time() + self._ttl_seconds
             )
+            rendered = RenderedItem(post_id, author.id, item, item.SerializeToString())
             if final and urls_last and self._unchanged_since(post_id, evictions):
-                self._item_cache[post_id] = item
-            items[post_id] = item
+                self._item_cache[post_id] = rendered
+            items[post_id] = rendered
         return items
 
     async def _batch_posts(self, ids: list[int]) -> dict[int, post_pb2.Post]:

@@ -10,18 +10,19 @@ from __future__ import annotations
 import asyncio
 import heapq
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 
 from cachetools import TTLCache
 from prometheus_client import Counter
 
 from feed_svc.engagement import EngagementReader
-from feed_svc.hydration import Hydrator
-from glimpse.feed.v1 import feed_pb2
+from feed_svc.hydration import Hydrator, RenderedItem
+from glimpse.engagement.v1 import engagement_pb2
 from glimpse.graph.v1 import graph_pb2, graph_pb2_grpc
 from mesh.errors import invalid_field
 from mesh.ids import timestamp_ms
-from mesh.pagination import Count, Id, Page, PageCursor, decode_cursor, encode_cursor, page_size
+from mesh.pagination import Count, Id, PageCursor, decode_cursor, encode_cursor, page_size
 from timelines.outboxes import OutboxLoader
 from timelines.store import Timelines
 from visibility import Visibility
@@ -35,6 +36,16 @@ _REBUILD_CONCURRENCY = 16
 _HEAD = 100
 # Posts rendered per BatchGetFeedItems call: one upstream batch of each kind.
 MAX_FEED_ITEMS = 100
+
+
+@dataclass(frozen=True)
+class RenderedPage:
+    """Feed items in order; each post's engagement as the viewer sees it (a post without an entry is
+    served without engagement); the next page's token ("" on the last page)."""
+
+    items: list[RenderedItem]
+    engagement: Mapping[int, engagement_pb2.PostEngagement]
+    next_page_token: str = ""
 
 
 class FeedCursor(PageCursor):
@@ -76,7 +87,7 @@ class FeedService:
         # per celebrity_head_seconds per process, not once per page.
         self._heads: TTLCache[int, list[int]] = TTLCache(100_000, celebrity_head_seconds or 1e-9)
 
-    async def home_feed(self, user_id: int, size: int, token: str) -> Page[feed_pb2.FeedItem]:
+    async def home_feed(self, user_id: int, size: int, token: str) -> RenderedPage:
         """One page of `user_id`'s home feed, newest first, each item with its engagement as `user_id`
         sees it. INVALID_ARGUMENT for a bad page size or token (see mesh.pagination.decode_cursor)."""
         want = page_size(size)
@@ -85,38 +96,37 @@ class FeedService:
         before, served = (cursor.before, cursor.served) if cursor else (None, 0)
         want = min(want, self._timelines.feed_max - served)
         if want <= 0:
-            return Page([], "")
+            return RenderedPage([], {})
         celebrities = await self._celebrity_followees(user_id)
         # The read-time guard: the fan-out filters pushes and purges inboxes on a block or mute, but a
         # push racing a block, or a celebrity's outbox, can still hold a post this reader must not see.
         hidden = await self._visibility.home_filters(user_id)
-        items: list[feed_pb2.FeedItem] = []
+        items: list[RenderedItem] = []
         exhausted = False
+        # A first page keeps the inbox alive for inbox_ttl_seconds more, in the round trip reading it.
+        touch = token == ""
         while len(items) < want and not exhausted:
             fetch = want - len(items) + _SLACK
-            candidates, exhausted = await self._candidates(user_id, celebrities, before, fetch)
-            hydrated = await self._hydrator.items(candidates)
+            candidates, exhausted = await self._candidates(user_id, celebrities, before, fetch, touch=touch)
+            touch = False
+            rendered = await self._hydrator.rendered(candidates)
             for post_id in candidates:
                 before = post_id
-                item = hydrated.get(post_id)
+                item = rendered.get(post_id)
                 # Deleted and hidden posts are skipped, but still move the cursor.
-                if item is not None and (item.author.id == user_id or not hidden.hides(item.author.id)):
+                if item is not None and (item.author_id == user_id or not hidden.hides(item.author_id)):
                     items.append(item)
                     if len(items) == want:
                         exhausted = exhausted and post_id == candidates[-1]
                         break
-        if token == "":
-            await self._timelines.touch_inbox(user_id)
         served += len(items)
         more = not exhausted and served < self._timelines.feed_max
         next_token = (
             encode_cursor(FeedCursor(before=before, served=served), scope) if more and before is not None else ""
         )
-        return Page(await self._engagement.attach(items, user_id), next_token)
+        return RenderedPage(items, await self._engagement.of([i.post_id for i in items], user_id), next_token)
 
-    async def feed_items(
-        self, post_ids: Sequence[int], viewer: int | None, *, fresh: bool = False
-    ) -> list[feed_pb2.FeedItem]:
+    async def feed_items(self, post_ids: Sequence[int], viewer: int | None, *, fresh: bool = False) -> RenderedPage:
         """The posts as feed items, in request order (a repeated id is rendered each time), with their
         engagement as `viewer` sees it; left out: deleted or unknown posts, posts whose author's
         account is gone, and posts `viewer` may not see (graph_svc's visibility rule: a private
@@ -125,19 +135,23 @@ class FeedService:
         more than MAX_FEED_ITEMS ids."""
         if len(post_ids) > MAX_FEED_ITEMS:
             raise invalid_field("post_ids", f"at most {MAX_FEED_ITEMS} ids per call, got {len(post_ids)}")
-        hydrated = await self._hydrator.items(post_ids, fresh=fresh)
-        found = [hydrated[p] for p in post_ids if p in hydrated]
+        # The ids are known up front: engagement is read while the posts are rendered (only what is
+        # served is sent; counts of a post left out are read for nothing, never shown).
+        rendered, engagement = await asyncio.gather(
+            self._hydrator.rendered(post_ids, fresh=fresh), self._engagement.of(post_ids, viewer)
+        )
+        found = [rendered[p] for p in post_ids if p in rendered]
         if viewer is not None:
-            others = [i.author.id for i in found if i.author.id != viewer]
+            others = [i.author_id for i in found if i.author_id != viewer]
             allowed = await self._visibility.visible(viewer, others) if others else set()
-            found = [i for i in found if i.author.id == viewer or i.author.id in allowed]
-        return await self._engagement.attach(found, viewer)
+            found = [i for i in found if i.author_id == viewer or i.author_id in allowed]
+        return RenderedPage(found, engagement)
 
     async def _candidates(
-        self, user_id: int, celebrities: list[int], before: int | None, fetch: int
+        self, user_id: int, celebrities: list[int], before: int | None, fetch: int, *, touch: bool = False
     ) -> tuple[list[int], bool]:
         """The newest `fetch` distinct post ids older than `before` across inbox and celebrity outboxes,
-        and whether every timeline ran out."""
+        and whether every timeline ran out; `touch` refreshes the inbox's TTL in the same round trip."""
         heads = await self._celebrity_heads(celebrities)
         pages: list[list[int] | None] = []
         deep = []  # celebrities whose kept head does not reach far enough below `before`
@@ -148,8 +162,9 @@ class FeedService:
                 pages.append(older[:fetch])
             else:
                 deep.append(author)
-        keys = [self._timelines.inbox_key(user_id), *(self._timelines.outbox_key(a) for a in deep)]
-        read = await self._timelines.pages(keys, before, fetch)
+        inbox = self._timelines.inbox_key(user_id)
+        keys = [inbox, *(self._timelines.outbox_key(a) for a in deep)]
+        read = await self._timelines.pages(keys, before, fetch, touch=[inbox] if touch else ())
         if read[0] is None:
             await self._rebuild_inbox(user_id, celebrities)
         for author, page in zip(deep, read[1:], strict=True):

@@ -1,26 +1,55 @@
-"""FeedService gRPC servicer: converts between protobuf and the domain, nothing else."""
+"""FeedService gRPC servicer: converts between protobuf and the domain, nothing else.
+
+Responses leave as bytes assembled from the items' cached encodings (feed_svc.encoding), so the
+service is registered by `add_to_server` with no response serializer: gRPC sends the bytes as they
+are. Clients see the ordinary messages of feed.proto.
+"""
 
 from __future__ import annotations
 
 import grpc
 
-from feed_svc.service import FeedService
-from glimpse.feed.v1 import feed_pb2, feed_pb2_grpc
+from feed_svc import encoding
+from feed_svc.service import FeedService, RenderedPage
+from glimpse.feed.v1 import feed_pb2
 from mesh.identity import caller_id, optional_caller_id
 
+SERVICE = feed_pb2.DESCRIPTOR.services_by_name["FeedService"]
 
-class FeedServicer(feed_pb2_grpc.FeedServiceServicer):
+
+class FeedServicer:
     def __init__(self, service: FeedService) -> None:
         self._service = service
 
-    async def GetHomeFeed(
-        self, request: feed_pb2.GetHomeFeedRequest, context: grpc.aio.ServicerContext
-    ) -> feed_pb2.GetHomeFeedResponse:
+    async def GetHomeFeed(self, request: feed_pb2.GetHomeFeedRequest, context: grpc.aio.ServicerContext) -> bytes:
+        """A GetHomeFeedResponse, encoded."""
         page = await self._service.home_feed(caller_id(context), request.page_size, request.page_token)
-        return feed_pb2.GetHomeFeedResponse(items=page.items, next_page_token=page.next_page_token)
+        return _encoded(page)
 
     async def BatchGetFeedItems(
         self, request: feed_pb2.BatchGetFeedItemsRequest, context: grpc.aio.ServicerContext
-    ) -> feed_pb2.BatchGetFeedItemsResponse:
-        items = await self._service.feed_items(request.post_ids, optional_caller_id(context), fresh=request.fresh)
-        return feed_pb2.BatchGetFeedItemsResponse(items=items)
+    ) -> bytes:
+        """A BatchGetFeedItemsResponse, encoded."""
+        page = await self._service.feed_items(request.post_ids, optional_caller_id(context), fresh=request.fresh)
+        return _encoded(page)
+
+
+def _encoded(page: RenderedPage) -> bytes:
+    engagement = page.engagement
+    return encoding.items_response(
+        [(item.encoded, engagement.get(item.post_id)) for item in page.items], page.next_page_token
+    )
+
+
+def add_to_server(servicer: FeedServicer, server: grpc.aio.Server) -> None:
+    """Serves every FeedService method of `servicer` (as the generated add_FeedServiceServicer_to_server
+    does) with requests parsed as usual and the methods' bytes sent unchanged."""
+    handlers = {
+        method.name: grpc.unary_unary_rpc_method_handler(
+            getattr(servicer, method.name),
+            request_deserializer=getattr(feed_pb2, method.input_type.name).FromString,
+        )
+        for method in SERVICE.methods
+    }
+    server.add_generic_rpc_handlers((grpc.method_handlers_generic_handler(SERVICE.full_name, handlers),))
+    server.add_registered_method_handlers(SERVICE.full_name, handlers)

@@ -13,5 +13,11 @@ class FeedSettings(TimelineSettings):
     # How long a celebrity's newest posts are reused (a new celebrity post shows up this much later).
     celebrity_head_seconds: float = Field(1.0, ge=0)
     hydration_cache_seconds: float = Field(60.0, ge=0)
+    # How long a reader's blocks and mutes, and what they may see, are reused (graph events drop them
+    # at once: this bounds only a missed event).
+    visibility_cache_seconds: float = Field(10.0, ge=0)
+    # False: posts are served without engagement and engagement_svc is never asked (a deployment
+    # without it; the feed benchmark's figure without engagement).
+    serve_engagement: bool = True
     hydration_cache_items: int = Field(100_000, ge=0)
     upstream_timeout_seconds: float = Field(5.0, gt=0)
