@@ -7,6 +7,8 @@ Raises mesh.errors.DomainError subclasses.
 from __future__ import annotations
 
 import datetime as dt
+import hashlib
+import unicodedata
 from dataclasses import dataclass
 from typing import Annotated
 
@@ -19,11 +21,13 @@ from graph_svc.visibility import refuse_if_blocked
 from mesh.db import Database
 from mesh.errors import NotFound, Unauthenticated, invalid_field
 from mesh.ids import IdGenerator
-from mesh.pagination import Page, PageCursor, decode_cursor, page_of, page_size
+from mesh.pagination import Count, Page, PageCursor, decode_cursor, page_of, page_size
 from mesh.tokens import ACCESS, REFRESH, IssuedToken, TokenSigner
 
 MAX_BATCH = 100
 DISPLAY_NAME_MAX = 64
+# A display name's length: the longest thing worth searching for.
+SEARCH_QUERY_MAX = DISPLAY_NAME_MAX
 
 
 @dataclass(frozen=True)
@@ -34,8 +38,11 @@ class Session:
 
 
 class SearchCursor(PageCursor):
-    """A username search page starts after this username (alphabetical order)."""
+    """A search page starts after this hit in the ranking (graph_svc.repository.search_users)."""
 
+    tier: Annotated[int, Field(ge=0, le=repo.SIMILAR)]
+    score: Annotated[int, Field(ge=0, le=repo.SCORE_SCALE)]
+    follower_count: Count
     username: Annotated[str, Field(max_length=30, pattern=USERNAME.pattern)]
 
 
@@ -140,16 +147,36 @@ class AccountService:
         return user
 
     async def search_users(self, query: str, size: int, token: str, viewer_id: int | None = None) -> Page[UserRecord]:
-        """Users whose username starts with `query`, alphabetical, without those that block or are
-        blocked by `viewer_id`. INVALID_ARGUMENT for a bad query, page size or page token (see
-        mesh.pagination.decode_cursor)."""
-        prefix = query.strip().lower().removeprefix("@")
-        if not prefix or len(prefix) > 30 or not all(c.isascii() and (c.isalnum() or c in "._") for c in prefix):
-            raise invalid_field("query", "must be 1-30 characters of a-z, 0-9, '.' and '_'")
+        """Users matching `query`, ranked (graph_svc.repository.search_users: exact username, then
+        prefix, then within two edits, then similar usernames and display names; by similarity, then
+        followers, then username), without those that block or are blocked by `viewer_id`.
+
+        The query is trimmed, case-folded and may start with '@'. Pages follow the ranking with a
+        cursor on the last hit's whole sort key (a total order), so no user is shown twice or skipped
+        while names and counts stay put; a user whose follower count changes between two page reads
+        can move across the boundary (one of the two). INVALID_ARGUMENT (query) for an empty or too
+        long query; for a bad page size or page token (mesh.pagination.decode_cursor).
+        """
+        text = unicodedata.normalize("NFKC", query).strip().lower().removeprefix("@").strip()
+        if not 1 <= len(text) <= SEARCH_QUERY_MAX:
+            raise invalid_field(
+                "query",
+                f"must be 1-{SEARCH_QUERY_MAX} characters: a username, its start or a misspelling of it, "
+                "or words of a display name",
+            )
         limit = page_size(size)
-        scope = f"search:{prefix}"
+        # A digest: a query of 64 characters of another script would make a token too long.
+        scope = f"search:{hashlib.blake2b(text.encode(), digest_size=12).hexdigest()}"
         cursor = decode_cursor(token, SearchCursor, scope)
-        after = cursor.username if cursor else None
+        after = (cursor.tier, cursor.score, cursor.follower_count, cursor.username) if cursor else None
         async with self._db.read_only() as session:
-            found = await repo.search_usernames(session, prefix, after, limit + 1, viewer_id=viewer_id)
-        return page_of(found, limit, scope, lambda user: SearchCursor(username=user.username))
+            found = await repo.search_users(session, text, after, limit + 1, viewer_id=viewer_id)
+        page = page_of(
+            found,
+            limit,
+            scope,
+            lambda hit: SearchCursor(
+                tier=hit.tier, score=hit.score, follower_count=hit.user.follower_count, username=hit.user.username
+            ),
+        )
+        return Page([hit.user for hit in page.items], page.next_page_token)

@@ -42,6 +42,16 @@ users = Table(
     CheckConstraint("follower_count >= 0 AND following_count >= 0", name="counts_not_negative"),
 )
 
+# SearchUsers' typo tolerance (graph_svc.repository.search_users): trigram indexes (pg_trgm) for the
+# similarity of usernames and the word similarity of display names.
+Index("users_username_trgm", users.c.username, postgresql_using="gin", postgresql_ops={"username": "gin_trgm_ops"})
+Index(
+    "users_display_name_trgm",
+    users.c.display_name,
+    postgresql_using="gin",
+    postgresql_ops={"display_name": "gin_trgm_ops"},
+)
+
 follows = Table(
     "follows",
     metadata,

@@ -5,7 +5,7 @@ from __future__ import annotations
 import datetime as dt
 from dataclasses import dataclass
 
-from sqlalchemy import delete, func, select, tuple_, update
+from sqlalchemy import BigInteger, Integer, Text, case, cast, delete, func, literal, select, tuple_, update
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -83,19 +83,80 @@ async def set_password_hash(session: AsyncSession, user_id: int, password_hash: 
     await session.execute(update(users).where(users.c.id == user_id).values(password_hash=password_hash))
 
 
-async def search_usernames(
-    session: AsyncSession, prefix: str, after: str | None, limit: int, *, viewer_id: int | None = None
-) -> list[UserRecord]:
-    """Users whose username starts with `prefix`, alphabetical, after `after`; none that blocks or is
-    blocked by `viewer_id`."""
-    pattern = prefix.replace("\\", "\\\\").replace("_", "\\_").replace("%", "\\%") + "%"
-    query = select(*_USER_COLUMNS).where(users.c.username.like(pattern, escape="\\"))
+@dataclass(frozen=True)
+class SearchHit:
+    """A user found by search_users, with where it ranks (see there)."""
+
+    user: UserRecord
+    tier: int
+    score: int
+
+
+# Where a hit ranks, best first (SearchHit.tier).
+EXACT, PREFIX, WITHIN_TWO_EDITS, SIMILAR = range(4)
+# Similarity (0..1) is ranked and paged on in millionths: an exact integer, so a page token repeats it.
+SCORE_SCALE = 1_000_000
+
+
+async def search_users(
+    session: AsyncSession,
+    query: str,
+    after: tuple[int, int, int, str] | None,
+    limit: int,
+    *,
+    viewer_id: int | None = None,
+) -> list[SearchHit]:
+    """Users matching `query` (trimmed, lower-case), best first: the exact username (tier EXACT), then
+    usernames starting with it (PREFIX), then usernames within two edits (WITHIN_TWO_EDITS), then the
+    other candidates (SIMILAR: trigram-similar usernames, display names with a similar word). Within
+    a tier: by score (the better of the username's trigram similarity and the display name's word
+    similarity, in millionths) descending, then follower count descending, then username. `after`
+    is the previous page's last (tier, score, follower_count, username); users that block or are
+    blocked by `viewer_id` are left out.
+
+    The candidates come from `graph.user_search_candidates` (migration 0003: the username's btree
+    and two trigram GIN indexes, with the similarity thresholds), each then read by primary key, so
+    the cost follows the number of candidates, not of users. A name with too few trigrams in common
+    with the query (two typos in a 3-character name) is not a candidate.
+    """
+    q = literal(query, Text)
+    candidates = func.graph.user_search_candidates(q).table_valued("id").render_derived("candidates")
+    similarity = func.greatest(func.similarity(users.c.username, q), func.word_similarity(q, users.c.display_name))
+    tier = case(
+        (users.c.username == q, EXACT),
+        (func.starts_with(users.c.username, q), PREFIX),
+        (func.levenshtein_less_equal(users.c.username, q, 2) <= 2, WITHIN_TWO_EDITS),
+        else_=SIMILAR,
+    )
+    found = select(
+        *_USER_COLUMNS,
+        tier.label("tier"),
+        cast(func.round(similarity * SCORE_SCALE), Integer).label("score"),
+    ).select_from(candidates.join(users, users.c.id == candidates.c.id))
     if viewer_id is not None:
-        query = query.where(not_blocked_with(viewer_id, users.c.id))
+        found = found.where(not_blocked_with(viewer_id, users.c.id))
+    hits = found.subquery("hits")
+    ranked = select(hits)
     if after is not None:
-        query = query.where(users.c.username > after)
-    rows = await session.execute(query.order_by(users.c.username).limit(limit))
-    return [UserRecord(**row._mapping) for row in rows]
+        tier_after, score_after, followers_after, username_after = after
+        # (tier, score DESC, follower_count DESC, username) as one row comparison.
+        ranked = ranked.where(
+            tuple_(hits.c.tier, -hits.c.score, -hits.c.follower_count, hits.c.username)
+            > tuple_(
+                literal(tier_after),
+                literal(-score_after),
+                literal(-followers_after, BigInteger),
+                literal(username_after, Text),
+            )
+        )
+    ranked = ranked.order_by(hits.c.tier, hits.c.score.desc(), hits.c.follower_count.desc(), hits.c.username)
+    rows = await session.execute(ranked.limit(limit))
+    out = []
+    for row in rows:
+        fields = dict(row._mapping)
+        found_tier, score = fields.pop("tier"), fields.pop("score")
+        out.append(SearchHit(UserRecord(**fields), found_tier, score))
+    return out
 
 
 async def lock_users(session: AsyncSession, user_ids: list[int]) -> dict[int, LockedUser]:

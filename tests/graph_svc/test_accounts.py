@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import unicodedata
+import uuid
 
 import grpc
 import pytest
@@ -14,6 +15,7 @@ from sqlalchemy import text
 from sqlalchemy.ext.asyncio import create_async_engine
 
 from glimpse.graph.v1 import graph_pb2
+from mesh.identity import as_caller
 from tests.conftest import PASSWORD
 
 # The password: composed (NFC) as most keyboards type it, decomposed (NFD) as some inputs do.
@@ -166,35 +168,114 @@ async def test_get_batch_get_and_lookup(graph, make_account):
     assert too_many.value.code() == grpc.StatusCode.INVALID_ARGUMENT
 
 
-async def test_search_pages_through_a_prefix_alphabetically(graph, new_username):
-    prefix = new_username() + "_s"
-    names = sorted(f"{prefix}{i}" for i in range(5))
-    for name in names:
-        await graph.RegisterUser(register(name))
-    # '_' is a LIKE wildcard: a prefix containing it must still match literally.
-    await graph.RegisterUser(register(prefix.replace("_s", "xs") + "0"))
-    seen, token = [], ""
+# Search ------------------------------------------------------------------------------------------
+
+
+async def search(
+    graph, query: str, viewer: graph_pb2.User | None = None, page_size: int = 100, page_token: str = ""
+) -> graph_pb2.SearchUsersResponse:
+    request = graph_pb2.SearchUsersRequest(query=query, page_size=page_size, page_token=page_token)
+    return await graph.SearchUsers(request, metadata=as_caller(viewer.id) if viewer else ())
+
+
+async def search_names(graph, query: str, viewer: graph_pb2.User | None = None) -> list[str]:
+    return [user.username for user in (await search(graph, query, viewer)).users]
+
+
+async def all_pages(graph, query: str, page_size: int, viewer: graph_pb2.User | None = None) -> list[str]:
+    names, token = [], ""
     while True:
-        page = await graph.SearchUsers(graph_pb2.SearchUsersRequest(query=prefix, page_size=2, page_token=token))
-        seen += [u.username for u in page.users]
+        page = await search(graph, query, viewer, page_size, token)
+        names += [user.username for user in page.users]
         token = page.next_page_token
         if not token:
-            break
-    assert seen == names
+            return names
+
+
+async def test_search_ranks_exact_then_prefix_then_two_edits_then_similar(graph):
+    # A stem of its own, so that the run's other users (u<run>_<n>) are not near these names.
+    stem = f"q{uuid.uuid4().hex[:8]}"
+    query = f"{stem}ada"
+    users = {}
+    for name, display_name in [
+        (f"{stem}ada_a", ""),
+        (f"{stem}ada_b", ""),
+        (f"{stem}adx", ""),  # one substitution
+        (f"{stem}da", ""),  # one deletion
+        (f"{stem}byron", f"{query} Byron"),  # only the display name matches, but exactly
+        (query, ""),
+    ]:
+        users[name] = await graph.RegisterUser(
+            graph_pb2.RegisterUserRequest(
+                username=name, email=f"{name}@example.com", password=PASSWORD, display_name=display_name
+            )
+        )
+    # Equal similarity (one differing letter each): the more followed first, whatever the alphabet says.
+    follow = graph_pb2.FollowUserRequest(target_user_id=users[f"{stem}ada_b"].id)
+    await graph.FollowUser(follow, metadata=as_caller(users[f"{stem}adx"].id))
+    found = await search_names(graph, query)
+    assert found[:3] == [query, f"{stem}ada_b", f"{stem}ada_a"]
+    assert set(found[3:5]) == {f"{stem}adx", f"{stem}da"}
+    assert found[5] == f"{stem}byron"
+    # Pages follow the same order, each user once, across ties of score and followers.
+    assert await all_pages(graph, query, page_size=1) == found
+    assert await all_pages(graph, query, page_size=2) == found
+    # Case, spaces and '@' do not matter.
+    assert (await search_names(graph, f"  @{query.upper()} "))[:3] == found[:3]
+
+
+async def test_one_and_two_typos_find_the_user(graph):
+    users = {name: await graph.RegisterUser(register(name)) for name in ("reed0", "reed1", "reed10", "ada.lovelace")}
+    # reed1 is as trigram-similar to "rede0" as reed0 is (0.2) and more followed: only the edit distance
+    # (2 against 3) puts reed0 first.
+    follow = graph_pb2.FollowUserRequest(target_user_id=users["reed1"].id)
+    await graph.FollowUser(follow, metadata=as_caller(users["reed10"].id))
+    for query in ("reed0", "reeed0", "rede0", "reed0 ", "@reed0"):
+        assert (await search_names(graph, query))[0] == "reed0", query
+    # Two typos: a deletion and a transposition, a missing dot and letter.
+    for query in ("ada.lvelac", "adalovlace", "ada.lovleace"):
+        assert (await search_names(graph, query))[0] == "ada.lovelace", query
+
+
+async def test_display_names_match_with_typos_too(graph, new_username):
+    name = new_username()
+    await graph.RegisterUser(
+        graph_pb2.RegisterUserRequest(
+            username=name, email=f"{name}@example.com", password=PASSWORD, display_name="Zephyrine Quackenbush"
+        )
+    )
+    for query in ("Zephyrine Quackenbush", "quackenbush", "quakenbush", "zephyrine"):
+        assert name in await search_names(graph, query), query
+
+
+async def test_blocked_users_never_appear(graph, make_account):
+    viewer, blocked, blocker = await make_account(), await make_account(), await make_account()
+    for target, by in ((blocked, viewer), (viewer, blocker)):
+        await graph.BlockUser(graph_pb2.BlockUserRequest(target_user_id=target.id), metadata=by.metadata)
+    for other in (blocked, blocker):
+        name = other.user.username
+        # Exact, prefix and a typo: found by anyone else, never by the viewer (nor the viewer by them).
+        for query in (name, name[:-1], name[:-1] + "x"):
+            assert name in await search_names(graph, query), query
+            assert name not in await search_names(graph, query, viewer.user), query
+        assert viewer.user.username not in await search_names(graph, viewer.user.username, other.user)
 
 
 async def test_search_rejects_bad_queries_and_foreign_tokens(graph, new_username):
-    for query in ("", "has space", "%"):
+    for query in ("", "   ", "@", "x" * 65):
         with pytest.raises(grpc.aio.AioRpcError) as caught:
-            await graph.SearchUsers(graph_pb2.SearchUsersRequest(query=query))
+            await search(graph, query)
         assert caught.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+        assert list(_details(caught.value)[1]) == ["query"]
+    # What is no username is still a display name to look for: nothing matches, nothing fails.
+    assert await search_names(graph, "50% off_") == []
     prefix = new_username()
     for i in range(3):
         await graph.RegisterUser(register(f"{prefix}x{i}"))
-    page = await graph.SearchUsers(graph_pb2.SearchUsersRequest(query=prefix, page_size=1))
+    page = await search(graph, prefix, page_size=1)
     for token in ("!!not-base64!!", "eyJmb28iOiAxfQ", page.next_page_token):
         with pytest.raises(grpc.aio.AioRpcError) as caught:
-            await graph.SearchUsers(graph_pb2.SearchUsersRequest(query=prefix + "x0", page_token=token))
+            await search(graph, prefix + "x0", page_token=token)
         assert caught.value.code() == grpc.StatusCode.INVALID_ARGUMENT
         assert "page_token" in caught.value.details()
 
