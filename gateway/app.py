@@ -14,7 +14,18 @@ from gateway.fields import known_query_parameters
 from gateway.metrics import RequestMetrics
 from gateway.rate_limits import RateLimiter
 from gateway.request_target import RequestTargetText
-from gateway.routes import accounts, engagement, feed, graph, media, notifications, operations, posts, privacy
+from gateway.routes import (
+    accounts,
+    discovery,
+    engagement,
+    feed,
+    graph,
+    media,
+    notifications,
+    operations,
+    posts,
+    privacy,
+)
 from gateway.settings import GatewaySettings
 from gateway.upstream import connect_upstream
 from mesh.tokens import signer_from
@@ -62,5 +73,6 @@ def create_app(settings: GatewaySettings) -> FastAPI:
     app.include_router(engagement.router)
     app.include_router(privacy.router)
     app.include_router(notifications.router)
+    app.include_router(discovery.router)
     app.include_router(operations.router)
     return app

@@ -1,4 +1,5 @@
-"""Accounts and sessions: register, log in, refresh tokens, look users up and search them."""
+"""Accounts and sessions: register, log in, refresh tokens, look users up and search them (ranked and typo
+tolerant, graph_svc's SearchUsers)."""
 
 from __future__ import annotations
 
@@ -117,8 +118,8 @@ async def lookup_user(username: str, caller: OptionalCallerId, services: Service
 @router.get(
     "/v1/search/users",
     response_model=UserPage,
-    summary="Search users by username prefix",
-    response_description="Matching users, alphabetical.",
+    summary="Search users, typo tolerant and ranked",
+    response_description="Matching users, best match first.",
     responses=error_responses(400, 401, 429),
     dependencies=[rate_limits.user_reads],
 )
@@ -130,15 +131,19 @@ async def search_users(
         Query(
             min_length=1,
             max_length=100,
-            description="Username prefix: 1-30 characters of [a-z0-9._], optionally after '@'.",
-            json_schema_extra={"pattern": "^@?[A-Za-z0-9._]{1,30}$"},
+            description="A username ('@' optional), its start or a misspelling of it, or words of a display "
+            "name: 1-64 characters once trimmed, any case.",
+            examples=["reed0", "rede0", "ada lovelace"],
         ),
     ],
     page_size: PageSize = 0,
     page_token: PageToken = "",
 ) -> dict[str, Any]:
-    """Usernames starting with `q`, alphabetical, one page at a time, without users blocked either way
-    with the caller. Signed-in users only."""
+    """Ranked: the user called exactly `q` first, then usernames starting with `q`, then usernames within
+    two typos of it (edit distance <= 2: "reeed0" and "rede0" find reed0), then other similar usernames
+    and display names; within each, the most similar first, then the most followed. Users blocked either
+    way with the caller are left out. Signed-in users only. 400 for an empty or too long `q`, or a
+    malformed `page_token`."""
     request = graph_pb2.SearchUsersRequest(query=q, page_size=page_size, page_token=page_token)
     response = await services.graph.SearchUsers(request, timeout=services.timeout, metadata=as_caller(caller))
     return {"items": [to_json(user) for user in response.users], "next_page_token": response.next_page_token}

@@ -95,13 +95,16 @@ def test_the_route_table_yields_every_known_list():
         "/v1/blocks",
         "/v1/mutes",
         "/v1/notifications",
+        "/v1/tags/{tag}/posts",
+        "/v1/search/tags",
     } <= {route.path for route in LISTS}
 
 
 @dataclass(frozen=True)
 class World:
     """Accounts with more than one page of everything: `owner` has 2 followers, 2 followees, 2
-    posts, a feed of 4 posts, and shares a username prefix (`tag`) with 2 other users; the owner's
+    posts, a feed of 4 posts, and shares a username prefix (`tag`) with 2 other users; the 4 posts carry
+    the hashtags `tag` and `tag`s (another user's tag page is the latter's); the owner's
     first post has 2 likes and 2 comments, the first comment 2 replies, and the owner saved 2 posts; the
     owner's account is private, with 2 pending follow requests, and it blocks 2 users and mutes 2."""
 
@@ -121,6 +124,7 @@ class World:
             "q": self.tag,
             "post_id": str(self.posts[who]),
             "comment_id": str(self.comments[who]),
+            "tag": self.tag if who == self.owner.id else f"{self.tag}s",
         }
 
     def url(self, route: ListRoute, user: Account | None = None) -> str:
@@ -159,7 +163,8 @@ async def world(stubs, upload_photo, fanout, gateway_url, bus, database_url) -> 
     for fan in (first, second):
         await follow(stubs, fan, owner)
         await follow(stubs, owner, fan)
-    created = [await create_post(stubs, upload_photo, a, caption="paging") for a in (owner, owner, first, second)]
+    caption = f"paging #{tag} #{tag}s"
+    created = [await create_post(stubs, upload_photo, a, caption=caption) for a in (owner, owner, first, second)]
     posts = {owner.id: created[0], first.id: created[2]}
     comments = {}
     for user in (owner, first):

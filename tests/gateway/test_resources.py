@@ -57,6 +57,8 @@ MIRRORS: dict[type[BaseModel], tuple[Descriptor, dict[str, str]]] = {
     resources.UnreadCount: (notification_pb2.GetUnreadCountResponse.DESCRIPTOR, {}),
     resources.ReadResult: (notification_pb2.MarkNotificationsReadResponse.DESCRIPTOR, {}),
     resources.NotificationSettings: (notification_pb2.NotificationSettings.DESCRIPTOR, {}),
+    resources.Tag: (post_pb2.Tag.DESCRIPTOR, {}),
+    resources.TagPage: (post_pb2.SearchTagsResponse.DESCRIPTOR, {"items": "tags"}),
 }
 # Resources that render no single message, and why.
 NOT_MIRRORS = {
@@ -65,7 +67,7 @@ NOT_MIRRORS = {
     resources.Readiness: "built by the gateway from grpc.health.v1 answers",
     resources.ErrorStatus: "the gateway's error shape, built from google.rpc.Status",
     resources.ErrorResponse: "the gateway's error shape, built from google.rpc.Status",
-    resources.PostPage: "ListPosts' next_page_token around BatchGetFeedItems' items",
+    resources.PostPage: "ListPosts' (or ListTagPosts') next_page_token around BatchGetFeedItems' items",
     resources.Notification: "a Notification message with its actors from graph_svc and its post from feed_svc",
     resources.NotificationPost: "a notification's post_id with the 150 px rendition feed_svc renders",
     resources.NotificationComment: "a notification's comment_id and comment_preview",
