@@ -9,8 +9,9 @@ slot k+1. Hence:
   handed out, and its response carries `Expires` = its expiry, so neither a CDN nor a browser cache
   serves it longer. Whoever stops being allowed to see a photo (unfollowed, blocked, the account
   turned private) is handed no new URL from then on (feed_svc checks graph_svc's visibility rule on
-  every read; its answers are dropped by the graph event and live 10 s at most), so every URL they
-  hold stops working within one hour of the change (plus those 10 s if the event was missed).
+  every read; its answers are dropped by the graph event and live at most visibility_cache_seconds,
+  10 s), so every URL they hold stops working within one hour of the change (plus those 10 s if the
+  event was missed).
 - **Cache-friendly.** Every viewer asking during one slot gets the same URL for a rendition, so a
   CDN or a browser fetches it once per slot, not once per viewer.
 - **Cheap.** Signing is local but not free: minio-py's presign takes ~0.05 ms per URL on one core,
