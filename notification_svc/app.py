@@ -100,10 +100,11 @@ async def notification_host(settings: NotificationSettings) -> AsyncIterator[Ser
         consumer = functools.partial(
             ConsumerSpec, ack_wait_seconds=settings.ack_wait_seconds, max_deliver=settings.max_deliveries
         )
-        for spec in (
-            consumer(GRAPH_DURABLE, GRAPH_EVENTS, handlers.handle),
-            consumer(ENGAGEMENT_DURABLE, ENGAGEMENT_EVENTS, handlers.handle),
-            consumer(POSTS_DELETED_DURABLE, [POST_DELETED], handlers.handle),
-        ):
+        # Several pull loops share each busy durable, so that many events are written at once.
+        loops = settings.consumer_concurrency
+        specs = [consumer(GRAPH_DURABLE, GRAPH_EVENTS, handlers.handle)] * loops
+        specs += [consumer(ENGAGEMENT_DURABLE, ENGAGEMENT_EVENTS, handlers.handle)] * loops
+        specs += [consumer(POSTS_DELETED_DURABLE, [POST_DELETED], handlers.handle)]
+        for spec in specs:
             host.add_background(functools.partial(run_consumer, runtime.bus, spec))
         yield host

@@ -22,6 +22,9 @@ class NotificationSettings(MeshSettings):
     post_author_cache_items: int = Field(100_000, ge=1)
     # Open WatchNotifications streams one process serves; past it a new one is RESOURCE_EXHAUSTED.
     max_watch_streams: int = Field(10_000, ge=1)
+    # Pull loops of the graph and engagement consumers in one process: events of different inboxes
+    # are written at once, and those of one inbox share a transaction (notification_svc.notifier).
+    consumer_concurrency: int = Field(8, ge=1, le=64)
     # The event consumers (see mesh.bus.ConsumerSpec).
     ack_wait_seconds: float = Field(10.0, ge=1)
     max_deliveries: int = Field(20, ge=1)

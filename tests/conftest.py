@@ -272,6 +272,9 @@ async def notification_addr(
         engagement_addr=engagement_addr,
         # Short, so a test that kills a consumer mid-batch sees the redelivery quickly.
         ack_wait_seconds=2,
+        # One pull loop: events are written in the order they were published, so a test can say which
+        # notification is newest (concurrent writes are tested on the notifier itself).
+        consumer_concurrency=1,
     )
     async with notification_host(settings) as host:
         yield f"127.0.0.1:{await host.start()}"
