@@ -35,7 +35,7 @@ async def open_store(settings: MediaSettings) -> ObjectStore:
         settings.s3_region,
         settings.bucket,
         settings.s3_public_endpoint,
-        settings.public_base_url,
+        settings.media_public_base_url,
     )
     await store.ensure_bucket()
     return store

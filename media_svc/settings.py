@@ -26,10 +26,10 @@ class MediaSettings(MeshSettings):
     s3_public_endpoint: str | None = None
     # Default: "<namespace>-media", so a test run (its own namespace) gets its own bucket.
     media_bucket: str | None = None
-    # Where clients fetch renditions: "<origin>/<bucket>", the origin being the store's public
-    # endpoint or a CDN in front of it that forwards the path and query unchanged with the Host
-    # header of s3_public_endpoint (the store checks the URL's signature against that host).
-    # Default: "<s3_public_endpoint or s3_endpoint>/<bucket>".
+    # Where clients fetch renditions, when not from the store's public endpoint: "<cdn>/<bucket>",
+    # a CDN that forwards the path and query unchanged with the Host header of s3_public_endpoint
+    # (the store checks the URL's signature against that host and path). Default: the public
+    # endpoint itself ("<s3_public_endpoint or s3_endpoint>/<bucket>" for path-style stores).
     media_public_base_url: str | None = None
     # Rendition URLs are signed on a grid of slots of this length: every URL of a rendition signed
     # in one slot is the same (cacheable) and stops working at the end of the next slot. So a URL
@@ -92,11 +92,6 @@ class MediaSettings(MeshSettings):
                     f"(renditions are signed for that path), got {self.media_public_base_url!r}"
                 )
         return self
-
-    @property
-    def public_base_url(self) -> str:
-        origin = (self.s3_public_endpoint or self.s3_endpoint).rstrip("/")
-        return (self.media_public_base_url or f"{origin}/{self.bucket}").rstrip("/")
 
     @property
     def rendition_url_slot(self) -> dt.timedelta:

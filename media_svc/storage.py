@@ -40,6 +40,7 @@ IMMUTABLE = "public, max-age=31536000, immutable"
 # the URL stops working: its Expires header is the URL's expiry.
 SIGNED_DOWNLOAD_CACHE = "public, immutable"
 _MISSING = {"NoSuchKey", "NoSuchObject", "NoSuchVersion"}
+_EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
 
 
 @dataclass(frozen=True)
@@ -69,8 +70,9 @@ class ObjectStore:
         download_base_url: str | None = None,
     ) -> None:
         """`public_endpoint`: the store as clients reach it (default `endpoint`); downloads are signed
-        for its host. `download_base_url`: where clients fetch "<base>/<key>" (default
-        "<public_endpoint>/<bucket>"; a CDN in front of the public endpoint), with the bucket's path."""
+        for its host. `download_base_url`: where clients fetch "<base>/<key>" instead (a CDN in front
+        of the public endpoint, keeping the path "/<bucket>"); ValueError if the store is addressed
+        with the bucket in the host name (AWS), whose signed path has no bucket to keep."""
         parts = urlsplit(endpoint)
         if parts.scheme not in ("http", "https") or not parts.netloc:
             raise ValueError(f"the S3 endpoint must be an http(s) URL, got {endpoint!r}")
@@ -86,8 +88,18 @@ class ObjectStore:
         self._signer = Minio(
             public.netloc, access_key=access_key, secret_key=secret_key, secure=public.scheme == "https", region=region
         )
-        self._signed_prefix = f"{self._public_endpoint}/{bucket}/"
-        self._download_prefix = f"{(download_base_url or self._public_endpoint + '/' + bucket).rstrip('/')}/"
+        # Where minio puts the bucket: in the path, or in the host name for AWS (virtual-host style).
+        probe = self._signer.presigned_get_object(bucket, "probe", expires=dt.timedelta(seconds=1), request_date=_EPOCH)
+        self._signed_prefix = probe[: probe.index("/probe?") + 1]
+        if download_base_url is None:
+            self._download_prefix = self._signed_prefix
+        elif self._signed_prefix == f"{self._public_endpoint}/{bucket}/":
+            self._download_prefix = f"{download_base_url.rstrip('/')}/"
+        else:
+            raise ValueError(
+                f"a download base URL ({download_base_url!r}) needs a store addressed path-style, "
+                f"but {self._public_endpoint!r} puts the bucket in the host name"
+            )
         # minio's default client waits minutes and retries five times; a store that is down
         # should fail the request (or the message, which is then retried) within seconds.
         http = urllib3.PoolManager(
@@ -150,7 +162,7 @@ class ObjectStore:
             },
             request_date=signed_at,
         )
-        if not url.startswith(self._signed_prefix):  # minio builds path-style URLs for non-AWS hosts
+        if not url.startswith(self._signed_prefix):  # the probe at start-up found the shape
             raise RuntimeError(f"unexpected presigned URL shape for {self._signed_prefix!r}: {url[:80]!r}")
         return self._download_prefix + url[len(self._signed_prefix) :]
 

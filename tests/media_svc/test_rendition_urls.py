@@ -40,7 +40,7 @@ def store_of(settings: MediaSettings) -> ObjectStore:
         settings.s3_region,
         settings.bucket,
         settings.s3_public_endpoint,
-        settings.public_base_url,
+        settings.media_public_base_url,
     )
 
 
