@@ -15,6 +15,8 @@ BENCHMARKS = {
     "engagement": "LikePost rate over 2,000 posts and on one hot post (16 shards, 1 row) beside an empty call",
     "notifications": "like storm into ONE group (consumer events/s beside floors, rows per like); like -> SSE "
     "p50/p99 at 50/s; idle SSE streams per gateway process and memory per stream",
+    "tags": "tag page (ListTagPosts) p50/p99 with 1M posts beside the same page by SQL; tag count, tag search",
+    "search": "SearchUsers p50/p99 over 100k users, one- and two-typo queries, beside an exact LookupUser",
 }
 
 

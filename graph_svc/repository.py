@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import datetime as dt
 from dataclasses import dataclass
+from typing import Any
 
-from sqlalchemy import BigInteger, Integer, Text, case, cast, delete, func, literal, select, tuple_, update
+from sqlalchemy import BigInteger, Integer, Select, Text, case, cast, delete, func, literal, select, tuple_, update
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -98,27 +99,10 @@ EXACT, PREFIX, WITHIN_TWO_EDITS, SIMILAR = range(4)
 SCORE_SCALE = 1_000_000
 
 
-async def search_users(
-    session: AsyncSession,
-    query: str,
-    after: tuple[int, int, int, str] | None,
-    limit: int,
-    *,
-    viewer_id: int | None = None,
-) -> list[SearchHit]:
-    """Users matching `query` (trimmed, lower-case), best first: the exact username (tier EXACT), then
-    usernames starting with it (PREFIX), then usernames within two edits (WITHIN_TWO_EDITS), then the
-    other candidates (SIMILAR: trigram-similar usernames, display names with a similar word). Within
-    a tier: by score (the better of the username's trigram similarity and the display name's word
-    similarity, in millionths) descending, then follower count descending, then username. `after`
-    is the previous page's last (tier, score, follower_count, username); users that block or are
-    blocked by `viewer_id` are left out.
-
-    The candidates come from `graph.user_search_candidates` (migration 0003: the username's btree
-    and two trigram GIN indexes, with the similarity thresholds), each then read by primary key, so
-    the cost follows the number of candidates, not of users. A name with too few trigrams in common
-    with the query (two typos in a 3-character name) is not a candidate.
-    """
+def search_statement(
+    query: str, after: tuple[int, int, int, str] | None, limit: int, *, viewer_id: int | None = None
+) -> Select[Any]:
+    """The one statement search_users runs (see there); bench/search.py prints its plan."""
     q = literal(query, Text)
     candidates = func.graph.user_search_candidates(q).table_valued("id").render_derived("candidates")
     similarity = func.greatest(func.similarity(users.c.username, q), func.word_similarity(q, users.c.display_name))
@@ -150,7 +134,31 @@ async def search_users(
             )
         )
     ranked = ranked.order_by(hits.c.tier, hits.c.score.desc(), hits.c.follower_count.desc(), hits.c.username)
-    rows = await session.execute(ranked.limit(limit))
+    return ranked.limit(limit)
+
+
+async def search_users(
+    session: AsyncSession,
+    query: str,
+    after: tuple[int, int, int, str] | None,
+    limit: int,
+    *,
+    viewer_id: int | None = None,
+) -> list[SearchHit]:
+    """Users matching `query` (trimmed, lower-case), best first: the exact username (tier EXACT), then
+    usernames starting with it (PREFIX), then usernames within two edits (WITHIN_TWO_EDITS), then the
+    other candidates (SIMILAR: trigram-similar usernames, display names with a similar word). Within
+    a tier: by score (the better of the username's trigram similarity and the display name's word
+    similarity, in millionths) descending, then follower count descending, then username. `after`
+    is the previous page's last (tier, score, follower_count, username); users that block or are
+    blocked by `viewer_id` are left out.
+
+    The candidates come from `graph.user_search_candidates` (migration 0003: the username's btree
+    and two trigram GIN indexes, with the similarity thresholds), each then read by primary key, so
+    the cost follows the number of candidates, not of users. A name with too few trigrams in common
+    with the query (two typos in a 3-character name) is not a candidate.
+    """
+    rows = await session.execute(search_statement(query, after, limit, viewer_id=viewer_id))
     out = []
     for row in rows:
         fields = dict(row._mapping)
