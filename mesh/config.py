@@ -21,7 +21,11 @@ class MeshSettings(BaseSettings):
     # a test run (or a second environment) can use the same servers without seeing our data.
     namespace: str = "glimpse"
     database_url: str = "postgresql+psycopg://postgres@127.0.0.1:5432/glimpse"
-    database_pool_size: int = Field(10, ge=1, le=200)
+    # Connections a process keeps (it may open as many again under a burst). Seven processes use
+    # PostgreSQL in `make run`: 7 x (5 + 5) stays under PostgreSQL's default max_connections of 100,
+    # which 10 per process did not; more would not help on a 2-core database anyway. In Kubernetes
+    # the PgBouncer pooler multiplexes them.
+    database_pool_size: int = Field(5, ge=1, le=200)
     redis_url: str = "redis://127.0.0.1:6379/0"
     nats_url: str = "nats://127.0.0.1:4222"
     # Replicas for JetStream streams: 1 on one server, 3 on a cluster.
