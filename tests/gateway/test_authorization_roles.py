@@ -76,6 +76,8 @@ NOT_ABOUT_OTHERS = {
     "GET /v1/users/me/notification-settings": "the caller's own settings",
     "PATCH /v1/users/me/notification-settings": "the caller's own settings",
     "GET /v1/notifications/stream": "the caller's own inbox, rendered like GET /v1/notifications (probed)",
+    "GET /v1/tags/{tag}": "a tag's name and its count of live posts (every author's, documented): no post or user",
+    "GET /v1/search/tags": "tags' names and counts: no post or user",
     "GET /healthz": "operations: no user data",
     "GET /readyz": "operations: no user data",
     "GET /metrics": "operations: no user data",
@@ -213,7 +215,8 @@ async def world(
 
         # While the account is public: the post, and everyone's follows, likes, saves and comments.
         await follows(owner, w.friend)
-        w.made["post"], w.made["post_media"] = await w.post(owner, f"{w.caption} #glimpse")
+        # A tag of the world's own (t<tag>), so that its page holds only the owner's post.
+        w.made["post"], w.made["post_media"] = await w.post(owner, f"{w.caption} #glimpse #t{tag}")
         w.made["scratch"], w.made["scratch_media"] = await w.post(owner, f"{w.caption} again")
         for role in ("stranger", "blocked", "blocker"):
             await follows(w.accounts[role], owner)
@@ -454,6 +457,14 @@ PROBES: dict[str, list[Probe]] = {
             expect(200, 200, 403, 404, 404),
             sees("owner", "follower"),
             reasons={"stranger": "ACCOUNT_PRIVATE", "blocked": "USER_NOT_FOUND"},
+        )
+    ],
+    "GET /v1/tags/{tag}/posts": [
+        Probe(
+            lambda w, made: ("GET", f"/v1/tags/t{w.tag}/posts", None),
+            expect(200, 200, 200, 200, 200),
+            sees("owner", "follower"),
+            name="(the owner's post's tag)",
         )
     ],
     "GET /v1/feed": [
