@@ -67,6 +67,8 @@ COMMENT_CREATED = EventType(events_pb2.CommentCreated, "engagement.commented", "
 COMMENT_DELETED = EventType(events_pb2.CommentDeleted, "engagement.comment_deleted", "ENGAGEMENT")
 USER_MENTIONED = EventType(events_pb2.UserMentioned, "engagement.mentioned", "ENGAGEMENT")
 NOTIFICATION_CHANGED = EventType(events_pb2.NotificationChanged, "notifications.changed", "NOTIFICATIONS")
+STORY_CREATED = EventType(events_pb2.StoryCreated, "stories.created", "STORIES")
+STORY_DELETED = EventType(events_pb2.StoryDeleted, "stories.deleted", "STORIES")
 
 REGISTRY: tuple[EventType[Any], ...] = (
     POST_CREATED,
@@ -88,6 +90,8 @@ REGISTRY: tuple[EventType[Any], ...] = (
     COMMENT_DELETED,
     USER_MENTIONED,
     NOTIFICATION_CHANGED,
+    STORY_CREATED,
+    STORY_DELETED,
 )
 
 # Messages that failed every delivery, or could never be handled, or outbox rows no stream would

@@ -50,6 +50,8 @@ from notification_svc.app import notification_host
 from notification_svc.settings import NotificationSettings
 from post_svc.app import post_host
 from post_svc.settings import PostSettings
+from story_svc.app import story_host
+from story_svc.settings import StorySettings
 
 RUN_ID = uuid.uuid4().hex[:10]
 # Where the backing services are: the usual GLIMPSE_* variables, so the same suite runs against a
@@ -103,6 +105,7 @@ SCHEMAS = (
     "media_svc",
     "engagement_svc",
     "notification_svc",
+    "story_svc",
 )  # every service with a database (tests/mesh/test_migrate.py checks each)
 # Lowered so a handful of test users exercise both fan-out paths (push and pull).
 CELEBRITY_THRESHOLD = 4
@@ -277,6 +280,24 @@ async def notification_addr(
         consumer_concurrency=1,
     )
     async with notification_host(settings) as host:
+        yield f"127.0.0.1:{await host.start()}"
+        await host.stop()
+
+
+@pytest.fixture(scope="session")
+def story_settings(database_url: str, namespace: str, graph_addr: str, media_addr: str) -> StorySettings:
+    return StorySettings(
+        **_common(database_url, namespace),
+        graph_addr=graph_addr,
+        media_addr=media_addr,
+        # The tests run the sweeper's passes themselves; expiry must hold without any.
+        sweep_interval_seconds=24 * 3600,
+    )
+
+
+@pytest.fixture(scope="session")
+async def story_addr(story_settings: StorySettings) -> AsyncIterator[str]:
+    async with story_host(story_settings) as host:
         yield f"127.0.0.1:{await host.start()}"
         await host.stop()
 
