@@ -6,12 +6,13 @@ from __future__ import annotations
 
 import contextlib
 import datetime as dt
+import functools
 from collections.abc import AsyncIterator
 
 from glimpse.media.v1 import media_pb2, media_pb2_grpc
 from glimpse.post.v1 import post_pb2_grpc
 from media_svc import models
-from media_svc.consumers import rendition_consumer
+from media_svc.consumers import rendition_consumer, story_consumers
 from media_svc.images import refuse_decompression_bombs
 from media_svc.rendition_urls import RenditionUrls
 from media_svc.renditions import Renditions
@@ -94,6 +95,8 @@ async def worker_host(settings: MediaSettings) -> AsyncIterator[ServiceHost]:
             await run_consumer(runtime.bus, spec)
 
         host.add_background(consume_posts_created)
+        for story_spec in story_consumers(renditions, runtime.db, store, settings):
+            host.add_background(functools.partial(run_consumer, runtime.bus, story_spec))
         sweeper = Sweeper.from_settings(settings, runtime.db, store, post_pb2_grpc.PostServiceStub(post_channel))
         host.add_background(sweeper.run)
         yield host

@@ -1,19 +1,31 @@
-"""The rendition worker's event handlers: one per event type it consumes."""
+"""The rendition worker's event handlers: one per event type it consumes.
+
+A story's photo takes the posts' pipeline: story_svc attaches it to the story id as post_svc attaches
+a post's photos to the post id, and `stories.created` renders it exactly as `posts.created` does.
+`stories.deleted` (a story deleted by its author or swept once expired) deletes the photo's objects
+and record: a story's photo belongs to that story alone.
+"""
 
 from __future__ import annotations
 
 import logging
 
 from glimpse.events.v1 import events_pb2
+from media_svc import repository as repo
 from media_svc.renditions import Renditions
 from media_svc.settings import MediaSettings
+from media_svc.storage import ObjectStore
+from media_svc.sweeper import object_keys
 from mesh.bus import ConsumerSpec
+from mesh.db import Database
 from mesh.errors import Unavailable
-from mesh.events import POST_CREATED, PoisonMessage
+from mesh.events import POST_CREATED, STORY_CREATED, STORY_DELETED, PoisonMessage
 
 log = logging.getLogger("media_svc.consumers")
 
 RENDITIONS_DURABLE = "media_renditions"
+STORY_RENDITIONS_DURABLE = "media_story_renditions"
+STORY_DELETIONS_DURABLE = "media_story_deletions"
 
 
 def _check(event: events_pb2.PostCreated) -> None:
@@ -63,3 +75,71 @@ def rendition_consumer(renditions: Renditions, settings: MediaSettings) -> Consu
         batch=4,
         on_dead_letter=consumer.on_dead_letter,
     )
+
+
+class StoryMediaConsumer:
+    """`stories.created` -> renditions of the story's photo; `stories.deleted` -> the photo deleted."""
+
+    def __init__(self, renditions: Renditions, db: Database, store: ObjectStore, *, max_deliveries: int) -> None:
+        self._renditions = renditions
+        self._db = db
+        self._store = store
+        self._max_deliveries = max_deliveries
+
+    async def on_story_created(self, event: events_pb2.StoryCreated) -> None:
+        if event.story_id <= 0 or event.author_id <= 0 or event.media_id <= 0:
+            raise PoisonMessage("StoryCreated without story_id, author_id or media_id")
+        await self._renditions.render_post(event.story_id, event.author_id, [event.media_id])
+
+    async def on_story_created_dead_letter(self, event: events_pb2.StoryCreated | None, error: str) -> None:
+        """The event failed every delivery: the photo becomes FAILED, so clients stop waiting."""
+        if event is None or event.story_id <= 0:
+            return
+        kind = error.split(":", 1)[0]
+        reason = (
+            f"the photo could not be processed after {self._max_deliveries} attempts ({kind}); "
+            "share it again, and contact support if this keeps happening"
+        )
+        try:
+            await self._renditions.fail_post(event.story_id, [event.media_id], reason)
+        except Unavailable:
+            log.error("could not mark dead-lettered media as failed", extra={"story_id": event.story_id})
+
+    async def on_story_deleted(self, event: events_pb2.StoryDeleted) -> None:
+        """Deletes the photo attached to the story (objects first, then the record, in the row's lock,
+        as the sweeper deletes abandoned uploads). Idempotent: a media already gone, or not the
+        author's photo of that story, is left alone. Unavailable (retried) if the store is down."""
+        if event.story_id <= 0 or event.author_id <= 0 or event.media_id <= 0:
+            raise PoisonMessage("StoryDeleted without story_id, author_id or media_id")
+        async with self._db.unit_of_work() as session:
+            record = (await repo.lock_media(session, [event.media_id])).get(event.media_id)
+            if record is None or record.post_id != event.story_id or record.owner_id != event.author_id:
+                return
+            await self._store.delete(object_keys(record))
+            await repo.delete_media(session, [record.id])
+        log.info("story photo deleted", extra={"story_id": event.story_id, "media_id": event.media_id})
+
+
+def story_consumers(
+    renditions: Renditions, db: Database, store: ObjectStore, settings: MediaSettings
+) -> list[ConsumerSpec]:
+    consumer = StoryMediaConsumer(renditions, db, store, max_deliveries=settings.rendition_max_deliveries)
+    return [
+        ConsumerSpec(
+            durable=STORY_RENDITIONS_DURABLE,
+            events=[STORY_CREATED],
+            handler=consumer.on_story_created,
+            max_deliver=settings.rendition_max_deliveries,
+            backoff=settings.rendition_backoff_seconds,
+            ack_wait_seconds=settings.rendition_ack_wait_seconds,
+            batch=4,
+            on_dead_letter=consumer.on_story_created_dead_letter,
+        ),
+        ConsumerSpec(
+            durable=STORY_DELETIONS_DURABLE,
+            events=[STORY_DELETED],
+            handler=consumer.on_story_deleted,
+            max_deliver=settings.rendition_max_deliveries,
+            backoff=settings.rendition_backoff_seconds,
+        ),
+    ]

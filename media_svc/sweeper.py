@@ -140,7 +140,7 @@ class Sweeper:
                 batch = await repo.lock_abandoned_uploads(session, grace=self._abandoned_grace, limit=self._batch_size)
                 if not batch:
                     break
-                await self._store.delete([key for record in batch for key in _object_keys(record)])
+                await self._store.delete([key for record in batch for key in object_keys(record)])
                 await repo.delete_media(session, [record.id for record in batch])
             deleted += len(batch)
             SWEPT.labels(step="abandoned_upload").inc(len(batch))
@@ -220,7 +220,7 @@ class Sweeper:
         return existing
 
 
-def _object_keys(record: MediaRecord) -> list[str]:
+def object_keys(record: MediaRecord) -> list[str]:
     """Every key a media may have objects under: its upload, and renditions a worker may have
     written before the media was detached (writes are not undone when a render loses the race)."""
     return [record.object_key, *(rendition_key(record.owner_id, record.id, size) for size in RENDITION_SIZES)]
