@@ -29,6 +29,21 @@ from mesh.outbox import Outbox
 log = logging.getLogger("media_svc.renditions")
 
 WEBP = "image/webp"
+# What a render holds beside its decode: the 1080 px image, its sRGB and upright copies, the
+# smaller renditions and the WebP encoder's buffers (measured: under 12 MiB; rounded up).
+RENDITION_WORKING_BYTES = 16 * 2**20
+
+
+def memory_bound(*, max_bytes: int, max_pixels: int, concurrency: int, pixel_budget: int | None = None) -> int:
+    """The most memory (bytes) a worker holds for renders on top of its idle footprint, for its
+    settings: each of the `concurrency` renders holds its upload (twice while it is read from the
+    store) and rendition-sized images; all of them together decode at most
+    max(pixel_budget, max_pixels) pixels (a photo larger than the budget goes alone), each pixel
+    costing at most images.DECODED_BYTES_PER_PIXEL. With the defaults (2, 20 MiB, 50 MP): ~900 MiB,
+    of which the one whole decode is ~790 MiB; without the pixel budget, two 50-MP WebPs at once
+    would need ~1.6 GiB. bench/renditions.py prints the measured peaks beside it."""
+    decoded = max(pixel_budget or max_pixels, max_pixels) * images.DECODED_BYTES_PER_PIXEL
+    return concurrency * (2 * max_bytes + RENDITION_WORKING_BYTES) + decoded
 
 
 class Renditions:
@@ -45,15 +60,16 @@ class Renditions:
     ) -> None:
         """`concurrency` media are rendered at once, each holding its upload's bytes (at most
         `max_bytes`); together they decode at most `pixel_budget` pixels at once (default
-        `max_pixels`: one photo of the largest size, or many JPEGs decoded at reduced scale)."""
+        `max_pixels`: one photo of the largest size, or many JPEGs decoded at reduced scale).
+        memory_bound gives the memory this allows."""
         self._db = db
         self._store = store
         self._outbox = outbox
         self._max_bytes = max_bytes
         self._max_pixels = max_pixels
         self._slots = asyncio.Semaphore(concurrency)
-        # Memory follows decoded pixels, not photos: two 50-MP PNGs at once would double the peak
-        # (bench/renditions.py prints the worker's), while many reduced JPEG decodes are cheap.
+        # Memory follows decoded pixels, not photos: two 50-MP WebPs at once would double the peak,
+        # while many JPEGs decoded at reduced scale cost little.
         self._pixels = images.PixelBudget(pixel_budget or max_pixels)
 
     async def render_post(self, post_id: int, author_id: int, media_ids: Sequence[int]) -> None:
