@@ -309,16 +309,16 @@ async def _snapshot(services: Upstream, caller: int, kind: str, subject_id: int)
                 "display_name": author.display_name,
             }
         return rendered, comment.author_id, True
-    request = graph_pb2.GetUserRequest(user_id=subject_id)
+    user_request = graph_pb2.GetUserRequest(user_id=subject_id)
     try:
-        user = await services.graph.GetUser(request, timeout=services.timeout, metadata=metadata)
+        user = await services.graph.GetUser(user_request, timeout=services.timeout, metadata=metadata)
         shown = True
     except grpc.aio.AioRpcError as exc:
         if exc.code() != grpc.StatusCode.NOT_FOUND:
             raise
-        # Hidden from the caller by a block (or gone: then this asks again to answer 404). One may
-        # report an account one blocks or that blocks one; the evidence is the moderators' alone.
-        user = await services.graph.GetUser(request, timeout=services.timeout)
+        # Hidden by a block either way, or unknown (asked again without the caller, it is a 404 then).
+        # One may report an account one blocks or that blocks one; the evidence is the moderators'.
+        user = await services.graph.GetUser(user_request, timeout=services.timeout)
         shown = False
     return to_json(user), user.id, shown
 
