@@ -220,11 +220,12 @@ class PostService:
 
     async def update_caption(self, caller_id: int, post_id: int, caption: str, mask: list[str]) -> PostRecord:
         """Changes the caption (the only mutable field) and moves the post between tags as its hashtags
-        changed, in one unit of work. PERMISSION_DENIED unless the caller wrote the post."""
+        changed, in one unit of work. See `_refuse_unless_author` for who is refused, and how."""
         if mask and mask != ["caption"]:
             others = ", ".join(p for p in mask if p != "caption")
             raise invalid_field("update_mask", f"only 'caption' can be updated, not {others}")
         caption = check_caption(caption)
+        await self._refuse_unless_author(caller_id, post_id, "edit")
         async with self._db.unit_of_work() as session:
             post = await _owned(session, caller_id, post_id, "edit")
             if post.deleted:
@@ -242,7 +243,8 @@ class PostService:
 
     async def delete(self, caller_id: int, post_id: int) -> None:
         """Soft-deletes the post (taking it out of its tags) and emits `posts.deleted`. Deleting it again
-        is a no-op."""
+        is a no-op. See `_refuse_unless_author` for who is refused, and how."""
+        await self._refuse_unless_author(caller_id, post_id, "delete")
         async with self._db.unit_of_work() as session:
             post = await _owned(session, caller_id, post_id, "delete")
             if post.deleted:
@@ -250,6 +252,20 @@ class PostService:
             await repo.mark_deleted(session, post_id)
             await tag_repo.retag_post(session, post_id, post.hashtags, [])
             await self._outbox.add(session, events_pb2.PostDeleted(post_id=post_id, author_id=caller_id))
+
+    async def _refuse_unless_author(self, caller_id: int, post_id: int, action: str) -> None:
+        """Before a change: NOT_FOUND (POST_NOT_FOUND) for a post that does not exist, or that the
+        caller did not write and may not see (deleted, a private account they do not follow, a block
+        either way: as if it did not exist, so a refusal never confirms the post); PERMISSION_DENIED
+        (NOT_AUTHOR) for a post the caller sees but did not write. Read without a lock (graph_svc is
+        asked outside the change's transaction); the author never changes, and `_owned` checks again."""
+        async with self._db.read_only() as session:
+            post = await repo.get_post(session, post_id)
+        if post is None:
+            raise NotFound(f"post {post_id} does not exist", reason="POST_NOT_FOUND")
+        if post.author_id != caller_id:
+            await self.get(post_id, caller_id)
+            raise PermissionDenied(f"only the author can {action} a post", reason="NOT_AUTHOR")
 
 
 async def _owned(session: AsyncSession, caller_id: int, post_id: int, action: str) -> PostRecord:
