@@ -25,6 +25,7 @@ from gateway.routes import (
     operations,
     posts,
     privacy,
+    stories,
 )
 from gateway.settings import GatewaySettings
 from gateway.upstream import connect_upstream
@@ -74,5 +75,6 @@ def create_app(settings: GatewaySettings) -> FastAPI:
     app.include_router(privacy.router)
     app.include_router(notifications.router)
     app.include_router(discovery.router)
+    app.include_router(stories.router)
     app.include_router(operations.router)
     return app

@@ -75,6 +75,7 @@ UserId = _id_type("user")
 PostId = _id_type("post")
 MediaId = _id_type("media")
 CommentId = _id_type("comment")
+StoryId = _id_type("story")
 NotificationId = _id_type("notification")
 
 PageSize = Annotated[

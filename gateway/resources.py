@@ -503,3 +503,52 @@ class Tag(Resource):
 class TagPage(Resource):
     items: list[Tag] = Field(description="Most used first, then the oldest tag first.")
     next_page_token: str = Field(description=_NEXT)
+
+
+# Stories (gateway/routes/stories.py).
+
+
+class Story(Resource):
+    id: str = Field(description="64-bit story id, as a decimal string.", examples=["7240392310784001"])
+    author: Author | None = Field(description="The story's author (null if the account no longer exists).")
+    media: Media | None = Field(
+        description="The photo: 1080 px for the full-screen view, 150 px for the ring; PROCESSING until its "
+        "renditions are ready (null only once the photo is gone)."
+    )
+    create_time: str = Field(description="RFC 3339.")
+    expire_time: str = Field(description="RFC 3339: 24 hours after create_time; never served after it.")
+    viewed: bool = Field(description="Whether you viewed it (always true for your own stories).")
+
+
+class StoryList(Resource):
+    items: list[Story] = Field(description="The user's active stories, oldest first.")
+
+
+class TrayEntry(Resource):
+    author: Author
+    story_count: int = Field(description="The author's active stories.")
+    latest_story_time: str = Field(description="RFC 3339: when their newest active story was shared.")
+    has_unseen: bool = Field(description="Whether one of them is not viewed by you yet (false for your own).")
+
+
+class StoryTray(Resource):
+    items: list[TrayEntry] = Field(
+        description="You first (if you have active stories), then the people you follow with active stories: "
+        "those with unseen stories first, then by most recent story. Muted and blocked accounts are left out."
+    )
+
+
+class ViewResult(Resource):
+    story_id: str
+    viewed: bool
+
+
+class StoryViewer(Resource):
+    user: Author
+    view_time: str = Field(description="RFC 3339: their first view.")
+
+
+class StoryViewerPage(Resource):
+    items: list[StoryViewer] = Field(description="Newest view first.")
+    next_page_token: str = Field(description=_NEXT)
+    view_count: str = Field(description="Distinct viewers of the story, exact, as a decimal string.")

@@ -28,6 +28,8 @@ from glimpse.notification.v1 import notification_pb2
 from glimpse.notification.v1.notification_pb2_grpc import NotificationServiceStub
 from glimpse.post.v1 import post_pb2
 from glimpse.post.v1.post_pb2_grpc import PostServiceStub
+from glimpse.story.v1 import story_pb2
+from glimpse.story.v1.story_pb2_grpc import StoryServiceStub
 from mesh.channels import open_channel
 
 SERVING = health_pb2.HealthCheckResponse.ServingStatus.Name(health_pb2.HealthCheckResponse.SERVING)
@@ -70,6 +72,7 @@ class Upstream:
     feed: FeedServiceStub
     engagement: EngagementServiceStub
     notification: NotificationServiceStub
+    story: StoryServiceStub
     # Passed as `timeout=` on every call: a deadline the services see and propagate.
     timeout: float
     health: UpstreamHealth
@@ -100,6 +103,7 @@ async def connect_upstream(settings: GatewaySettings) -> AsyncIterator[Upstream]
             settings.notification_addr,
             notification_pb2.DESCRIPTOR.services_by_name["NotificationService"],
         )
+        story = await connect("story", settings.story_addr, story_pb2.DESCRIPTOR.services_by_name["StoryService"])
         yield Upstream(
             graph=GraphServiceStub(graph),
             post=PostServiceStub(post),
@@ -107,6 +111,7 @@ async def connect_upstream(settings: GatewaySettings) -> AsyncIterator[Upstream]
             feed=FeedServiceStub(feed),
             engagement=EngagementServiceStub(engagement),
             notification=NotificationServiceStub(notification),
+            story=StoryServiceStub(story),
             timeout=settings.upstream_timeout_seconds,
             health=UpstreamHealth(checks=checks, timeout=settings.readiness_timeout_seconds),
         )

@@ -47,6 +47,7 @@ class MeshSettings(BaseSettings):
     fanout_addr: str = "127.0.0.1:50055"
     engagement_addr: str = "127.0.0.1:50057"
     notification_addr: str = "127.0.0.1:50058"
+    story_addr: str = "127.0.0.1:50059"
 
     log_level: str = "INFO"
     log_json: bool = True

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
+from dataclasses import replace
 
 import grpc
 from cachetools import LRUCache
@@ -118,7 +119,7 @@ class StoryService:
                 async with self._db.read_only() as session:
                     existing = await repo.get_story(session, story_id)
                 if existing is not None:
-                    return existing
+                    return replace(existing, viewed=True)
         # Attach first (media_svc checks ownership and upload): a story never exists with a photo it
         # may not use. Attaching again to the same story id is a no-op.
         try:
@@ -144,7 +145,7 @@ class StoryService:
                 await self._outbox.add(session, event)
             stored = await repo.get_story(session, story_id)
         assert stored is not None
-        return stored
+        return replace(stored, viewed=True)  # the author's own
 
     async def _release_media(self, author_id: int, story_id: int, media_id: int) -> None:
         """Compensation for a create that failed after (possibly) attaching: the photo goes back to
@@ -180,7 +181,7 @@ class StoryService:
         async with self._db.read_only() as session:
             found = await repo.active_stories(session, author_id, viewer_id)
         if viewer_id == author_id:
-            return [StoryRecord(s.id, s.author_id, s.media_id, s.created_at, s.expire_at, True) for s in found]
+            return [replace(s, viewed=True) for s in found]
         return found
 
     async def view(self, viewer_id: int, story_id: int) -> bool:
@@ -203,12 +204,12 @@ class StoryService:
         snapshot). PERMISSION_DENIED (NOT_STORY_AUTHOR) for anyone but its author; NOT_FOUND
         (STORY_NOT_FOUND) for a story that does not exist, expired or that the caller may not see;
         INVALID_ARGUMENT for a bad page size or token (mesh.pagination.decode_cursor)."""
-        author_id = await self._visible_author(story_id, caller_id)
-        if author_id != caller_id:
-            raise not_author()
         limit = page_size(size)
         scope = f"story_views:{story_id}"
         cursor = decode_cursor(token, ViewerCursor, scope)
+        author_id = await self._visible_author(story_id, caller_id)
+        if author_id != caller_id:
+            raise not_author()
         before = (from_timestamp_us(cursor.before_us), cursor.before_viewer) if cursor else None
         async with self._db.read_only() as session:
             # The row again, not the cache: a story deleted or expired meanwhile has no viewers to show.

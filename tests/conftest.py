@@ -408,6 +408,7 @@ async def gateway_url(
     feed_addr: str,
     engagement_addr: str,
     notification_addr: str,
+    story_addr: str,
     database_url: str,
     namespace: str,
 ) -> AsyncIterator[str]:
@@ -423,6 +424,7 @@ async def gateway_url(
         feed_addr=feed_addr,
         engagement_addr=engagement_addr,
         notification_addr=notification_addr,
+        story_addr=story_addr,
         namespace=namespace,
         database_url=database_url,
         log_json=False,

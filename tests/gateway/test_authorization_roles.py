@@ -143,6 +143,13 @@ class World:
         assert response.status_code == 201, response.text
         return response.json()["id"], media_id
 
+    async def story(self, author: Account) -> str:
+        """The id of a new story by `author`, shared through the gateway."""
+        body = {"media_id": str(await self.upload(author))}
+        response = await self.http.post("/v1/stories", json=body, headers=author.headers)
+        assert response.status_code == 201, response.text
+        return str(response.json()["id"])
+
     async def comment(self, author: Account, post_id: str, text: str, parent: str | None = None) -> str:
         body = {"text": text, "parent_comment_id": parent}
         response = await self.http.post(f"/v1/posts/{post_id}/comments", json=body, headers=author.headers)
@@ -263,6 +270,10 @@ async def world(
         await graph.BlockUser(graph_pb2.BlockUserRequest(target_user_id=blocked.id), metadata=owner.metadata)
         await graph.BlockUser(graph_pb2.BlockUserRequest(target_user_id=owner.id), metadata=blocker.metadata)
         await settle(bus, database_url)
+        # The owner's story, seen by the follower (a viewer for the owner's list).
+        w.made["story"] = await w.story(owner)
+        response = await http.post(f"/v1/stories/{w.made['story']}/view", headers=w.accounts["follower"].headers)
+        assert response.status_code == 200, response.text
         yield w
 
 
@@ -355,6 +366,16 @@ async def still_blocked(w: World, role: str, actor: Account | None, response: ht
         request = graph_pb2.CheckVisibilityRequest(viewer_id=actor.id, author_ids=[w.owner.id])
         verdicts = await w.stubs.graph.CheckVisibility(request)
         assert [v.visibility for v in verdicts.results] == [graph_pb2.VISIBILITY_BLOCKED]
+
+
+async def fresh_story(w: World) -> Made:
+    return {**w.made, "story": await w.story(w.owner)}
+
+
+async def owner_reads_stories(w: World, made: Made) -> list[str]:
+    response = await w.http.get(f"/v1/users/{w.owner.id}/stories", headers=w.owner.headers)
+    assert response.status_code == 200, response.text
+    return [s["id"] for s in response.json()["items"]]
 
 
 def report(kind: str) -> Callable[[World, Made], Request]:
@@ -540,6 +561,49 @@ PROBES: dict[str, list[Probe]] = {
             name="the owner",
             markers=lambda w: [w.owner.user.display_name],
         ),
+    ],
+    # Stories: the owner's, for approved followers only.
+    "POST /v1/stories": [
+        Probe(
+            call("POST", "/v1/stories", lambda w, made: {"media_id": made["media"]}),
+            expect(201, 403, 403, 403, 403),
+            reasons={role: "NOT_MEDIA_OWNER" for role in ("follower", "stranger", "blocked", "blocker")},
+            name="with the owner's photo",
+            arrange=fresh_media,
+            observe=owner_reads_stories,
+        )
+    ],
+    "GET /v1/stories/tray": [
+        Probe(get("/v1/stories/tray"), expect(200, 200, 200, 200, 200), sees("owner", "follower"), name="(theirs)")
+    ],
+    "GET /v1/users/{user_id}/stories": [
+        Probe(
+            get("/v1/users/{owner}/stories"),
+            expect(200, 200, 403, 404, 404),
+            sees("owner", "follower"),
+            reasons={"stranger": "ACCOUNT_PRIVATE", "blocked": "USER_NOT_FOUND"},
+        )
+    ],
+    "POST /v1/stories/{story_id}/view": [
+        Probe(call("POST", "/v1/stories/{story}/view"), SEEN_BY_FOLLOWERS, reasons={"stranger": "STORY_NOT_FOUND"})
+    ],
+    "GET /v1/stories/{story_id}/viewers": [
+        Probe(
+            get("/v1/stories/{story}/viewers"),
+            expect(200, 403, 404, 404, 404),
+            sees("owner"),
+            reasons={"follower": "NOT_STORY_AUTHOR", "stranger": "STORY_NOT_FOUND", "blocker": "STORY_NOT_FOUND"},
+            markers=lambda w: [w.accounts["follower"].user.username],
+        )
+    ],
+    "DELETE /v1/stories/{story_id}": [
+        Probe(
+            call("DELETE", "/v1/stories/{story}"),
+            expect(204, 403, 404, 404, 404),
+            reasons={"follower": "NOT_STORY_AUTHOR", "stranger": "STORY_NOT_FOUND", "blocked": "STORY_NOT_FOUND"},
+            arrange=fresh_story,
+            observe=owner_reads_stories,
+        )
     ],
     # Notifications: each was told of the owner's reply while they could see the post.
     "GET /v1/notifications": [

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import dataclasses
 import json
 import uuid
 from collections.abc import AsyncIterator
@@ -97,6 +98,7 @@ def test_the_route_table_yields_every_known_list():
         "/v1/notifications",
         "/v1/tags/{tag}/posts",
         "/v1/search/tags",
+        "/v1/stories/{story_id}/viewers",
     } <= {route.path for route in LISTS}
 
 
@@ -115,6 +117,7 @@ class World:
     tokens: dict[str, str]  # list path -> a real next_page_token of that list
     posts: dict[int, int]  # user id -> a post of theirs
     comments: dict[int, int]  # user id -> a top-level comment on that post
+    stories: dict[int, int] = dataclasses.field(default_factory=dict)  # user id -> a story of theirs
 
     def values(self, user: Account | None = None) -> dict[str, str]:
         """A value for each parameter a list may require, lists of `user` (the owner by default)."""
@@ -125,6 +128,7 @@ class World:
             "post_id": str(self.posts[who]),
             "comment_id": str(self.comments[who]),
             "tag": self.tag if who == self.owner.id else f"{self.tag}s",
+            "story_id": str(self.stories[who]),
         }
 
     def url(self, route: ListRoute, user: Account | None = None) -> str:
@@ -195,6 +199,15 @@ async def world(stubs, upload_photo, fanout, gateway_url, bus, database_url) -> 
             assert asyncio.get_running_loop().time() < deadline, "the owner's notifications did not arrive"
             await asyncio.sleep(0.05)
         partial = World(http, owner, first, tag, {}, posts, comments)
+        # A story of the owner's that both followers viewed, and one of another user's.
+        for author in (owner, first):
+            body = {"media_id": str(await upload_photo(author))}
+            shared = await http.post("/v1/stories", json=body, headers=author.headers)
+            assert shared.status_code == 201, shared.text
+            partial.stories[author.id] = int(shared.json()["id"])
+        for fan in (first, second):
+            viewed = await http.post(f"/v1/stories/{partial.stories[owner.id]}/view", headers=fan.headers)
+            assert viewed.status_code == 200, viewed.text
         for route in LISTS:
             response = await partial.get(route, "")
             assert response.status_code == 200, f"{route.path}: {response.text}"

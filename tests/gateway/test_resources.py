@@ -20,6 +20,7 @@ from glimpse.graph.v1 import graph_pb2
 from glimpse.media.v1 import media_pb2
 from glimpse.notification.v1 import notification_pb2
 from glimpse.post.v1 import post_pb2
+from glimpse.story.v1 import story_pb2
 from tests.conftest import Account
 
 # Each resource and the message it renders, with JSON names that differ from the message's field names
@@ -59,6 +60,7 @@ MIRRORS: dict[type[BaseModel], tuple[Descriptor, dict[str, str]]] = {
     resources.NotificationSettings: (notification_pb2.NotificationSettings.DESCRIPTOR, {}),
     resources.Tag: (post_pb2.Tag.DESCRIPTOR, {}),
     resources.TagPage: (post_pb2.SearchTagsResponse.DESCRIPTOR, {"items": "tags"}),
+    resources.ViewResult: (story_pb2.ViewStoryResponse.DESCRIPTOR, {}),
 }
 # Resources that render no single message, and why.
 NOT_MIRRORS = {
@@ -72,6 +74,12 @@ NOT_MIRRORS = {
     resources.NotificationPost: "a notification's post_id with the 150 px rendition feed_svc renders",
     resources.NotificationComment: "a notification's comment_id and comment_preview",
     resources.NotificationPage: "ListNotifications' token and unread count around rendered notifications",
+    resources.Story: "a Story message with its author from graph_svc and its photo from media_svc",
+    resources.StoryList: "ListStories' stories, each rendered as resources.Story",
+    resources.TrayEntry: "a TrayEntry message with its author from graph_svc",
+    resources.StoryTray: "GetStoryTray's entries, each rendered as resources.TrayEntry",
+    resources.StoryViewer: "a StoryViewer message with its user from graph_svc",
+    resources.StoryViewerPage: "ListStoryViewers' token and view count around rendered viewers",
 }
 _MODEL_OF = {descriptor.full_name: model for model, (descriptor, _) in MIRRORS.items()}
 # The JSON type of each scalar as protobuf's JSON mapping renders it (64-bit integers as strings).
