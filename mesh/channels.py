@@ -129,6 +129,13 @@ RETRIES: Mapping[str, Retry] = {
     "glimpse.notification.v1.NotificationService/UpdateNotificationSettings": Retry.SETS_STATE,
     "glimpse.notification.v1.NotificationService/ListNotificationChanges": Retry.READ,
     "glimpse.notification.v1.NotificationService/WatchNotifications": Retry.READ,
+    # story_svc. A view is unique per (story, viewer), a deleted story stays deleted.
+    "glimpse.story.v1.StoryService/CreateStory": Retry.BY_REQUEST_ID,
+    "glimpse.story.v1.StoryService/GetStoryTray": Retry.READ,
+    "glimpse.story.v1.StoryService/ListStories": Retry.READ,
+    "glimpse.story.v1.StoryService/ViewStory": Retry.SETS_STATE,
+    "glimpse.story.v1.StoryService/ListStoryViewers": Retry.READ,
+    "glimpse.story.v1.StoryService/DeleteStory": Retry.SETS_STATE,
 }
 
 RETRIED = frozenset(method for method, retry in RETRIES.items() if retry is not Retry.NEVER)
