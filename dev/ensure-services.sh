@@ -12,8 +12,8 @@ listening() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
 # (they sit inside the ephemeral range): under load that makes a service fail to bind at start.
 # Best effort: it needs root and a writable /proc/sys.
 reserved=/proc/sys/net/ipv4/ip_local_reserved_ports
-if [ -w "$reserved" ] && ! grep -q 50051-50058 "$reserved"; then
-  echo "8080,$S3_PORT,50051-50058" > "$reserved" 2>/dev/null || true
+if [ -w "$reserved" ] && ! grep -q 50051-50059 "$reserved"; then
+  echo "8080,$S3_PORT,50051-50059" > "$reserved" 2>/dev/null || true
 fi
 
 wait_for() {  # name port

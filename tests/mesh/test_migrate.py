@@ -12,7 +12,7 @@ from sqlalchemy import create_engine, text
 from mesh.migrate import check, drop_database, ensure_database, upgrade
 from tests.conftest import fresh_database_url
 
-SERVICES = ["graph_svc", "post_svc", "media_svc", "engagement_svc", "notification_svc"]
+SERVICES = ["graph_svc", "post_svc", "media_svc", "engagement_svc", "notification_svc", "story_svc"]
 
 
 @pytest.fixture(scope="module")
