@@ -49,6 +49,7 @@ _NOT_READ: dict[str, set[str]] = {
     "fanout_svc": {"database_url", "jwt_secret", "media_addr", "feed_addr", "fanout_addr"},
     "engagement_svc": {"redis_url", "jwt_secret", "media_addr", "feed_addr", "fanout_addr"},
     "notification_svc": {"redis_url", "jwt_secret", "media_addr", "feed_addr", "fanout_addr"},
+    "story_svc": {"redis_url", "jwt_secret", "post_addr", "feed_addr", "fanout_addr"},
     # NATS: the one watch behind the notification streams.
     "gateway": {"database_url", "fanout_addr"},
 }
