@@ -137,6 +137,8 @@ async def stack(stubs: Stubs, database_url: str, graph_addr: str, media_addr: st
                         celebrity_threshold=THRESHOLD,
                         feed_max_items=FEED_MAX,
                         outbox_max_items=FEED_MAX,
+                        # This stack runs no engagement_svc: posts without counts, nothing asked.
+                        serve_engagement=False,
                     )
                 )
             )
@@ -150,6 +152,7 @@ async def stack(stubs: Stubs, database_url: str, graph_addr: str, media_addr: st
                     post=post_pb2_grpc.PostServiceStub(post_channel),
                     media=stubs.media,
                     feed=feed_pb2_grpc.FeedServiceStub(feed_channel),
+                    engagement=stubs.engagement,
                 ),
                 bus=bus,
                 database_url=url,
