@@ -65,22 +65,30 @@ class Visibility:
         self._filters: TTLCache[int, HomeFilters] = TTLCache(max_viewers, ttl_seconds or 1e-9)
         # viewer (0: anonymous) -> author -> graph_pb2.Visibility
         self._seen: TTLCache[int, dict[int, int]] = TTLCache(max_viewers, ttl_seconds or 1e-9)
+        # Forgets so far, and the count at each viewer's last one (every viewer's: `_all_forgotten`).
+        # An answer fetched while a forget of its viewer happened is returned but not cached: it may
+        # predate the block or mute that caused the forget.
+        self._forgets = 0
+        self._forgotten_at: TTLCache[int, int] = TTLCache(max_viewers, max(ttl_seconds, timeout))
+        self._all_forgotten = 0
 
     async def of(self, viewer_id: int | None, author_ids: Iterable[int]) -> dict[int, int]:
         """author id -> graph_pb2.Visibility for `viewer_id` (None or 0: anonymous, who sees public
         accounts only), one CheckVisibility call per 100 authors not cached yet."""
         viewer = viewer_id or 0
-        known = self._seen.get(viewer)
-        if known is None:
-            known = self._seen[viewer] = {}
+        known = dict(self._seen.get(viewer) or {})
         missing = [a for a in dict.fromkeys(author_ids) if a not in known]
-        for start in range(0, len(missing), _BATCH):
-            response = await self._graph.CheckVisibility(
-                graph_pb2.CheckVisibilityRequest(viewer_id=viewer, author_ids=missing[start : start + _BATCH]),
-                timeout=self._timeout,
-            )
-            for result in response.results:
-                known[result.author_id] = result.visibility
+        if missing:
+            started = self._forgets
+            for start in range(0, len(missing), _BATCH):
+                response = await self._graph.CheckVisibility(
+                    graph_pb2.CheckVisibilityRequest(viewer_id=viewer, author_ids=missing[start : start + _BATCH]),
+                    timeout=self._timeout,
+                )
+                for result in response.results:
+                    known[result.author_id] = result.visibility
+            if self._unchanged_since(viewer, started):
+                self._seen[viewer] = known
         return {a: known[a] for a in author_ids if a in known}
 
     async def visible(self, viewer_id: int | None, author_ids: Sequence[int]) -> set[int]:
@@ -92,23 +100,33 @@ class Visibility:
         """Whom `viewer_id`'s home feed leaves out (one GetViewerFilters call when not cached)."""
         found = self._filters.get(viewer_id)
         if found is None:
+            started = self._forgets
             response = await self._graph.GetViewerFilters(
                 graph_pb2.GetViewerFiltersRequest(viewer_id=viewer_id), timeout=self._timeout
             )
             found = HomeFilters(frozenset(response.blocked_user_ids), frozenset(response.muted_user_ids))
-            self._filters[viewer_id] = found
+            if self._unchanged_since(viewer_id, started):
+                self._filters[viewer_id] = found
         return found
 
     def forget(self, *user_ids: int) -> None:
         """Drops what is cached about the users as viewers (their blocks, mutes, what they see)."""
+        self._forgets += 1
         for user_id in user_ids:
             self._filters.pop(user_id, None)
             self._seen.pop(user_id, None)
+            self._forgotten_at[user_id] = self._forgets
+
+    def _unchanged_since(self, viewer: int, forgets: int) -> bool:
+        """Whether nothing about `viewer` was forgotten after the count of forgets was `forgets`."""
+        return self._forgotten_at.get(viewer, 0) <= forgets and self._all_forgotten <= forgets
 
     async def on_graph_event(self, event: Message) -> None:
         """A relationship change makes the cache of everyone it names stale; a privacy change concerns
         every viewer of the user, so every visibility answer goes."""
         if isinstance(event, events_pb2.UserPrivacyChanged):
+            self._forgets += 1
+            self._all_forgotten = self._forgets
             self._seen.clear()
         elif isinstance(event, events_pb2.UserBlocked | events_pb2.UserUnblocked):
             self.forget(event.blocker_id, event.blocked_id)
