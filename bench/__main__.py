@@ -17,6 +17,8 @@ BENCHMARKS = {
     "p50/p99 at 50/s; idle SSE streams per gateway process and memory per stream",
     "tags": "tag page (ListTagPosts) p50/p99 with 1M posts beside the same page by SQL; tag count, tag search",
     "search": "SearchUsers p50/p99 over 100k users, one- and two-typo queries, beside an exact LookupUser",
+    "stories": "story tray p50/p99 (500 followees, 100 with stories) beside the home feed read; 10,000 views "
+    "of one story at 16 callers: exact view_count, rate beside an empty call",
 }
 
 

@@ -43,7 +43,7 @@ from mesh.redis_client import connect_redis
 
 ROOT = Path(__file__).resolve().parents[1]
 LOGS = ROOT / ".run" / "bench-logs"
-SCHEMAS = ("graph_svc", "post_svc", "media_svc", "engagement_svc", "notification_svc")
+SCHEMAS = ("graph_svc", "post_svc", "media_svc", "engagement_svc", "notification_svc", "story_svc")
 # Setting that names each process's own gRPC address (and the one others use to reach it).
 ADDR_SETTING = {
     "graph_svc": "GRAPH_ADDR",
@@ -53,6 +53,7 @@ ADDR_SETTING = {
     "fanout_svc": "FANOUT_ADDR",
     "engagement_svc": "ENGAGEMENT_ADDR",
     "notification_svc": "NOTIFICATION_ADDR",
+    "story_svc": "STORY_ADDR",
 }
 
 
@@ -180,7 +181,7 @@ def free_port() -> int:
 @contextlib.contextmanager
 def running_stack(processes: list[str], **settings: str) -> Iterator[Stack]:
     """`processes`: any of graph_svc, post_svc, media_svc, media_svc.worker, fanout_svc, feed_svc,
-    engagement_svc, notification_svc, gateway."""
+    engagement_svc, notification_svc, story_svc, gateway."""
     tag = uuid.uuid4().hex[:8]
     base = MeshSettings()
     database_url = base.database_url.rsplit("/", 1)[0] + f"/glimpse_bench_{tag}"
