@@ -8,7 +8,7 @@ PROTOS := $(shell find proto -name '*.proto')
 SERVICES := graph_svc post_svc media_svc engagement_svc notification_svc story_svc
 DATASET ?= $(CURDIR)/../shared/datasets/socfb-Reed98.edges
 
-.PHONY: help run test test-faults test-cluster lint proto services migrate demo bench clean
+.PHONY: help run test test-faults test-cluster lint proto services browser migrate demo bench clean
 help:  ## list targets
 	@grep -E '^[a-z-]+:.*##' $(MAKEFILE_LIST) | sed 's/:.*##/\t/'
 
@@ -32,6 +32,9 @@ proto: gen/.stamp  ## generate the glimpse.* protobuf package (gen/) with type s
 services: $(VENV)/.installed  ## start PostgreSQL, Redis, NATS and the local S3 endpoint if they are down
 	dev/ensure-services.sh
 
+browser:  ## install Debian's Chromium for the browser tests (tests/web) if it is missing
+	dev/ensure-browser.sh
+
 migrate: proto services  ## create the database and migrate every service's schema
 	$(PY) -m mesh.migrate $(SERVICES)
 
@@ -50,7 +53,7 @@ CLUSTER_ENV := GLIMPSE_REDIS_URL=redis+cluster://127.0.0.1:7001 \
 	GLIMPSE_NATS_URL=nats://127.0.0.1:4231,nats://127.0.0.1:4232,nats://127.0.0.1:4233 \
 	GLIMPSE_STREAM_REPLICAS=3
 
-test: proto services  ## the whole suite (tests/faults included) on the local servers, then the cluster suite (what CI runs)
+test: proto services browser  ## the whole suite (tests/faults included) on the local servers, then the cluster suite (what CI runs)
 	$(PY) -m pytest -q
 	$(MAKE) --no-print-directory test-cluster
 

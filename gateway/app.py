@@ -29,6 +29,7 @@ from gateway.routes import (
 )
 from gateway.settings import GatewaySettings
 from gateway.upstream import connect_upstream
+from gateway.web import web_client
 from mesh.tokens import signer_from
 
 
@@ -77,4 +78,6 @@ def create_app(settings: GatewaySettings) -> FastAPI:
     app.include_router(discovery.router)
     app.include_router(stories.router)
     app.include_router(operations.router)
+    # Last, so every API route, /docs and /openapi.json keep precedence over the client's files.
+    app.mount("/", web_client(), name="web")
     return app
