@@ -29,6 +29,7 @@ def stack(graph_addr: str, post_addr: str, media_addr: str, **overrides: object)
         "feed_addr": REAL["feed"],
         "engagement_addr": REAL["engagement"],
         "notification_addr": REAL["notification"],
+        "story_addr": REAL["story"],
         "log_json": False,
         # A namespace of its own: rate-limit budgets live in Redis and outlast a test run.
         "namespace": f"ops{uuid.uuid4().hex[:12]}",
@@ -40,10 +41,11 @@ REAL: dict[str, str] = {}
 
 
 @pytest.fixture(autouse=True)
-def _real_feed_engagement_and_notification(feed_addr: str, engagement_addr: str, notification_addr: str) -> None:
+def _real_upstreams(feed_addr: str, engagement_addr: str, notification_addr: str, story_addr: str) -> None:
     REAL["feed"] = feed_addr
     REAL["engagement"] = engagement_addr
     REAL["notification"] = notification_addr
+    REAL["story"] = story_addr
 
 
 @pytest.fixture
@@ -72,6 +74,7 @@ async def test_ready_when_every_upstream_serves(http):
             "media": "SERVING",
             "notification": "SERVING",
             "post": "SERVING",
+            "story": "SERVING",
         },
     }
 
@@ -90,6 +93,7 @@ async def test_not_ready_while_an_upstream_is_down(serve_app: ServeApp, graph_ad
         "media": "SERVING",
         "notification": "SERVING",
         "post": "UNAVAILABLE",
+        "story": "SERVING",
     }
 
 
