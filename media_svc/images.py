@@ -60,12 +60,12 @@ RESAMPLE = Image.Resampling.BICUBIC
 # Resize in two steps (a cheap box reduction, then bicubic) when shrinking by more than this
 # factor; at 3 the result is indistinguishable from a one-step resize (Pillow's docs).
 REDUCING_GAP = 3.0
-# The most memory one decoded pixel costs while an upload is decoded and reduced, rendition-sized
-# copies left out, over every accepted format; measured on 50-MP images (peak RSS over pixels):
+# The most memory one decoded pixel costs while an upload is decoded and reduced, over every
+# accepted format; measured on 50-MP images (12 MP for HEIC), as peak RSS growth over pixels:
 # WebP 16.4 (libwebp's decoder keeps two canvases, Pillow copies its frame, then the image),
 # 16-bit grey PNG 10.0 (widened to 32 bits twice for the tone mapping), PNG with alpha 9.4 and
-# AVIF 9.3 (alpha is premultiplied in a copy for resizing), PNG 5.4. A JPEG decodes 1/4 to 1/64
-# of its pixels (draft), so a 50-MP one costs ~10 MiB in all.
+# AVIF 9.3 (alpha is premultiplied in a copy for resizing), HEIC 9.0 (libheif's planes, then the
+# image), PNG 5.4. A JPEG decodes 1/4 to 1/64 of its pixels (draft): ~10 MiB for 50 MP.
 DECODED_BYTES_PER_PIXEL = 17
 BLURHASH_COMPONENTS = (4, 3)
 # The blurhash of an upload before renditions exist is computed from an image this small (after a
