@@ -14,9 +14,8 @@ from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import Select, Table, delete, func, literal, select, text, tuple_, union_all, update
+from sqlalchemy import Select, Table, bindparam, delete, func, literal, select, text, tuple_, union_all, update
 from sqlalchemy.dialects.postgresql import insert
-from sqlalchemy.ext.asyncio import AsyncSession
 
 from engagement_svc.models import (
     DELETED,
@@ -29,6 +28,7 @@ from engagement_svc.models import (
     post_counters,
     saves,
 )
+from mesh.db import Session, Statement
 
 # First key of this schema's per-post advisory locks (the two-key form never meets the one-key
 # locks mesh.migrate takes). The second key is the post id folded to 31 bits: two posts that share
@@ -90,45 +90,57 @@ class Purged:
     saves: int
 
 
-async def hold_post(session: AsyncSession, post_id: int, *, exclusive: bool = False) -> None:
+# The statements of likes and of every write's lock, compiled once (mesh.db.Statement): a like is the
+# most frequent write there is.
+_HOLD_SHARED = Statement(text(f"SELECT {_SHARED_LOCK}"))
+_HOLD_EXCLUSIVE = Statement(text("SELECT pg_advisory_xact_lock(:lock_class, :lock_key)"))
+_IS_DELETED = Statement(select(deleted_posts.c.post_id).where(deleted_posts.c.post_id == bindparam("post_id")))
+
+
+async def hold_post(session: Session, post_id: int, *, exclusive: bool = False) -> None:
     """Takes the post's advisory lock until the transaction ends: shared by every writer of its likes,
     comments and saves, exclusive for a purge or a reconcile."""
-    lock = "pg_advisory_xact_lock(:lock_class, :lock_key)" if exclusive else _SHARED_LOCK
-    await session.execute(text(f"SELECT {lock}"), _lock_params(post_id))
+    await session.execute(_HOLD_EXCLUSIVE if exclusive else _HOLD_SHARED, _lock_params(post_id))
 
 
-async def is_deleted(session: AsyncSession, post_id: int) -> bool:
+async def is_deleted(session: Session, post_id: int) -> bool:
     """Whether the post's `posts.deleted` was handled here."""
-    found = await session.execute(select(deleted_posts.c.post_id).where(deleted_posts.c.post_id == post_id))
+    found = await session.execute(_IS_DELETED, {"post_id": post_id})
     return found.first() is not None
 
 
 # The like and its lock in one round trip: the lock is taken before the row is written (the hot path
 # of a viral post). The caller then checks `post_deleted` in a later statement, whose snapshot is
 # taken after the lock was granted, so it sees any purge that committed before.
-_INSERT_LIKE = text(
-    f"INSERT INTO {likes.fullname} (post_id, user_id) "
-    f"SELECT :post_id, :user_id FROM (SELECT {_SHARED_LOCK}) AS held "
-    "ON CONFLICT DO NOTHING RETURNING created_at"
+_INSERT_LIKE = Statement(
+    text(
+        f"INSERT INTO {likes.fullname} (post_id, user_id) "
+        f"SELECT :post_id, :user_id FROM (SELECT {_SHARED_LOCK}) AS held "
+        "ON CONFLICT DO NOTHING RETURNING created_at"
+    )
+)
+_DELETE_LIKE = Statement(
+    delete(likes)
+    .where(likes.c.post_id == bindparam("post_id"), likes.c.user_id == bindparam("user_id"))
+    .returning(likes.c.post_id)
 )
 
 
-async def insert_like(session: AsyncSession, post_id: int, user_id: int) -> bool:
+async def insert_like(session: Session, post_id: int, user_id: int) -> bool:
     """Holds the post (shared) and adds the like; False if the user already liked it."""
     result = await session.execute(_INSERT_LIKE, {"post_id": post_id, "user_id": user_id, **_lock_params(post_id)})
     return result.first() is not None
 
 
-async def delete_like(session: AsyncSession, post_id: int, user_id: int) -> bool:
+async def delete_like(session: Session, post_id: int, user_id: int) -> bool:
     """Removes the like (hold the post first); False if there was none."""
-    result = await session.execute(
-        delete(likes).where(likes.c.post_id == post_id, likes.c.user_id == user_id).returning(likes.c.post_id)
-    )
+    result = await session.execute(_DELETE_LIKE, {"post_id": post_id, "user_id": user_id})
     return result.first() is not None
 
 
-_BUMP = text(
-    f"""
+_BUMP = Statement(
+    text(
+        f"""
     WITH bump AS (
         INSERT INTO {post_counters.fullname} AS c (post_id, shard, likes, comments)
         VALUES (:post_id, :shard, :likes, :comments)
@@ -143,20 +155,21 @@ _BUMP = text(
            EXISTS (SELECT 1 FROM {deleted_posts.fullname} WHERE post_id = :post_id) AS post_deleted
     FROM bump, others
     """
+    )
 )
 
-_COUNTS = text(
-    f"""
+_COUNTS = Statement(
+    text(
+        f"""
     SELECT COALESCE(sum(likes), 0)::bigint AS likes, COALESCE(sum(comments), 0)::bigint AS comments,
            EXISTS (SELECT 1 FROM {deleted_posts.fullname} WHERE post_id = :post_id) AS post_deleted
     FROM {post_counters.fullname} WHERE post_id = :post_id
     """
+    )
 )
 
 
-async def bump_counters(
-    session: AsyncSession, post_id: int, shard: int, *, likes: int = 0, comments: int = 0
-) -> Counts:
+async def bump_counters(session: Session, post_id: int, shard: int, *, likes: int = 0, comments: int = 0) -> Counts:
     """Adds the deltas to one shard of the post's counters; the post's counts after the change (as of
     this statement) and whether the post was deleted, in the same round trip."""
     params = {"post_id": post_id, "shard": shard, "likes": likes, "comments": comments}
@@ -164,14 +177,14 @@ async def bump_counters(
     return Counts(row.likes, row.comments, row.post_deleted)
 
 
-async def counts(session: AsyncSession, post_id: int) -> Counts:
+async def counts(session: Session, post_id: int) -> Counts:
     """The post's counts and whether it was deleted."""
     row = (await session.execute(_COUNTS, {"post_id": post_id})).one()
     return Counts(row.likes, row.comments, row.post_deleted)
 
 
 async def list_likes(
-    session: AsyncSession, post_id: int, before: tuple[dt.datetime, int] | None, limit: int
+    session: Session, post_id: int, before: tuple[dt.datetime, int] | None, limit: int
 ) -> list[LikeRecord]:
     """The post's likes, newest first (ties: higher user id first), strictly after the `before` position."""
     query = select(likes.c.user_id, likes.c.created_at).where(likes.c.post_id == post_id)
@@ -184,7 +197,7 @@ async def list_likes(
 
 
 # Reads one page of comments: (session, position to continue after, limit).
-CommentReader = Callable[[AsyncSession, tuple[dt.datetime, int] | None, int], Awaitable[list["CommentRecord"]]]
+CommentReader = Callable[[Session, tuple[dt.datetime, int] | None, int], Awaitable[list["CommentRecord"]]]
 
 _COMMENT_COLUMNS = [
     comments.c.id,
@@ -214,7 +227,7 @@ def _comment(row: object) -> CommentRecord:
     )
 
 
-async def get_comment(session: AsyncSession, comment_id: int, *, for_update: bool = False) -> CommentRecord | None:
+async def get_comment(session: Session, comment_id: int, *, for_update: bool = False) -> CommentRecord | None:
     query = select(*_COMMENT_COLUMNS).where(comments.c.id == comment_id)
     if for_update:
         query = query.with_for_update()
@@ -223,7 +236,7 @@ async def get_comment(session: AsyncSession, comment_id: int, *, for_update: boo
 
 
 async def reserve_comment_id(
-    session: AsyncSession, author_id: int, request_id: str, comment_id: int, post_id: int, fingerprint: bytes
+    session: Session, author_id: int, request_id: str, comment_id: int, post_id: int, fingerprint: bytes
 ) -> tuple[int, bytes]:
     """The (comment id, fingerprint) reserved for (author, request id): `comment_id` if this call
     reserved it. A concurrent reservation of the same key waits for the other transaction to end."""
@@ -239,7 +252,7 @@ async def reserve_comment_id(
     return reserved
 
 
-async def comment_request(session: AsyncSession, author_id: int, request_id: str) -> tuple[int, bytes] | None:
+async def comment_request(session: Session, author_id: int, request_id: str) -> tuple[int, bytes] | None:
     """The (comment id, fingerprint) reserved for (author, request id), if any."""
     row = (
         await session.execute(
@@ -251,7 +264,7 @@ async def comment_request(session: AsyncSession, author_id: int, request_id: str
     return (row.comment_id, bytes(row.fingerprint)) if row else None
 
 
-async def add_reply_to(session: AsyncSession, post_id: int, parent_id: int) -> int:
+async def add_reply_to(session: Session, post_id: int, parent_id: int) -> int:
     """Counts one more reply on a live top-level comment of the post (locking its row) and returns its
     author; 0 if there is no such comment (deleted meanwhile, a reply, or of another post)."""
     result = await session.execute(
@@ -268,7 +281,7 @@ async def add_reply_to(session: AsyncSession, post_id: int, parent_id: int) -> i
     return result.scalar() or 0
 
 
-async def insert_comment(session: AsyncSession, record: CommentRecord) -> None:
+async def insert_comment(session: Session, record: CommentRecord) -> None:
     await session.execute(
         insert(comments).values(
             id=record.id,
@@ -282,7 +295,7 @@ async def insert_comment(session: AsyncSession, record: CommentRecord) -> None:
     )
 
 
-async def delete_thread(session: AsyncSession, comment_id: int) -> list[int]:
+async def delete_thread(session: Session, comment_id: int) -> list[int]:
     """Marks a top-level comment (row locked by the caller) and its live replies deleted; the ids of
     the replies deleted with it."""
     result = await session.execute(
@@ -294,7 +307,7 @@ async def delete_thread(session: AsyncSession, comment_id: int) -> list[int]:
     return sorted(row.id for row in result if row.id != comment_id)
 
 
-async def delete_reply(session: AsyncSession, reply_id: int, parent_id: int) -> None:
+async def delete_reply(session: Session, reply_id: int, parent_id: int) -> None:
     """Marks a live reply deleted and counts one reply less on its parent (both rows locked by the caller)."""
     await session.execute(
         update(comments).where(comments.c.id == reply_id).values(state=DELETED, deleted_at=func.now())
@@ -305,7 +318,7 @@ async def delete_reply(session: AsyncSession, reply_id: int, parent_id: int) -> 
 
 
 async def list_top_level(
-    session: AsyncSession, post_id: int, after: tuple[dt.datetime, int] | None, limit: int
+    session: Session, post_id: int, after: tuple[dt.datetime, int] | None, limit: int
 ) -> list[CommentRecord]:
     """The post's live top-level comments, oldest first (ties: lower id first), after `after`."""
     query = select(*_COMMENT_COLUMNS).where(
@@ -315,7 +328,7 @@ async def list_top_level(
 
 
 async def list_replies(
-    session: AsyncSession, parent_id: int, after: tuple[dt.datetime, int] | None, limit: int
+    session: Session, parent_id: int, after: tuple[dt.datetime, int] | None, limit: int
 ) -> list[CommentRecord]:
     """A top-level comment's live replies, oldest first (ties: lower id first), after `after`."""
     query = select(*_COMMENT_COLUMNS).where(
@@ -325,7 +338,7 @@ async def list_replies(
 
 
 async def _comment_page(
-    session: AsyncSession, query: Select[Any], after: tuple[dt.datetime, int] | None, limit: int
+    session: Session, query: Select[Any], after: tuple[dt.datetime, int] | None, limit: int
 ) -> list[CommentRecord]:
     if after is not None:
         query = query.where(tuple_(comments.c.created_at, comments.c.id) > tuple_(literal(after[0]), literal(after[1])))
@@ -333,7 +346,7 @@ async def _comment_page(
     return [_comment(row) for row in await session.execute(query)]
 
 
-async def insert_save(session: AsyncSession, user_id: int, post_id: int) -> bool:
+async def insert_save(session: Session, user_id: int, post_id: int) -> bool:
     """Saves the post (hold it first); False if it was saved already."""
     result = await session.execute(
         insert(saves).values(user_id=user_id, post_id=post_id).on_conflict_do_nothing().returning(saves.c.post_id)
@@ -341,7 +354,7 @@ async def insert_save(session: AsyncSession, user_id: int, post_id: int) -> bool
     return result.first() is not None
 
 
-async def delete_save(session: AsyncSession, user_id: int, post_id: int) -> bool:
+async def delete_save(session: Session, user_id: int, post_id: int) -> bool:
     """Unsaves the post (hold it first); False if it was not saved."""
     result = await session.execute(
         delete(saves).where(saves.c.user_id == user_id, saves.c.post_id == post_id).returning(saves.c.post_id)
@@ -350,7 +363,7 @@ async def delete_save(session: AsyncSession, user_id: int, post_id: int) -> bool
 
 
 async def list_saves(
-    session: AsyncSession, user_id: int, before: tuple[dt.datetime, int] | None, limit: int
+    session: Session, user_id: int, before: tuple[dt.datetime, int] | None, limit: int
 ) -> list[SaveRecord]:
     """The user's saves, most recent first (ties: higher post id first), strictly after `before`."""
     query = select(saves.c.post_id, saves.c.created_at).where(saves.c.user_id == user_id)
@@ -362,7 +375,7 @@ async def list_saves(
     return [SaveRecord(row.post_id, row.created_at) for row in rows]
 
 
-async def engagement(session: AsyncSession, post_ids: Sequence[int], viewer_id: int) -> dict[int, PostEngagement]:
+async def engagement(session: Session, post_ids: Sequence[int], viewer_id: int) -> dict[int, PostEngagement]:
     """Counts and the viewer's like and save of each post that has any (one round trip); posts with
     nothing are left out. `viewer_id` 0: nobody's likes or saves."""
     ids = list(set(post_ids))
@@ -399,7 +412,7 @@ async def engagement(session: AsyncSession, post_ids: Sequence[int], viewer_id: 
     }
 
 
-async def recount(session: AsyncSession, post_id: int) -> tuple[Counts, Counts]:
+async def recount(session: Session, post_id: int) -> tuple[Counts, Counts]:
     """Rebuilds the post's reply counts and counters from the rows (hold the post exclusively first);
     (counts before, counts after). A deleted post is left with none."""
     before = await counts(session, post_id)
@@ -434,14 +447,14 @@ async def recount(session: AsyncSession, post_id: int) -> tuple[Counts, Counts]:
     return before, Counts(row.likes, row.comments, False)
 
 
-async def purge(session: AsyncSession, post_id: int) -> Purged:
+async def purge(session: Session, post_id: int) -> Purged:
     """Records the post as deleted and removes its likes, comments, comment keys, saves, counters and
     caption mentions (hold the post exclusively first). Repeating it removes nothing more."""
     await session.execute(insert(deleted_posts).values(post_id=post_id).on_conflict_do_nothing())
 
     async def remove(table: Table) -> int:
         result = await session.execute(delete(table).where(table.c.post_id == post_id))
-        return int(result.rowcount)  # type: ignore[attr-defined]
+        return int(result.rowcount)
 
     removed_likes = await remove(likes)
     removed_comments = await remove(comments)
@@ -452,7 +465,7 @@ async def purge(session: AsyncSession, post_id: int) -> Purged:
     return Purged(removed_likes, removed_comments, removed_saves)
 
 
-async def add_caption_mentions(session: AsyncSession, post_id: int, user_ids: Sequence[int]) -> list[int]:
+async def add_caption_mentions(session: Session, post_id: int, user_ids: Sequence[int]) -> list[int]:
     """Records the post's caption as mentioning the users; those not recorded before, in order."""
     if not user_ids:
         return []

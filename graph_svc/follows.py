@@ -11,14 +11,12 @@ import enum
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 
-from sqlalchemy.ext.asyncio import AsyncSession
-
 from glimpse.events.v1 import events_pb2
 from graph_svc import privacy_repository as privacy_repo
 from graph_svc import repository as repo
 from graph_svc.repository import FollowRecord, LockedUser, UserRecord
 from graph_svc.visibility import refuse_if_blocked
-from mesh.db import Database
+from mesh.db import Database, Session
 from mesh.errors import FailedPrecondition, InvalidArgument, NotFound, PermissionDenied, Unauthenticated, invalid_field
 from mesh.outbox import Outbox
 from mesh.pagination import (
@@ -101,9 +99,7 @@ class FollowService:
         assert followee is not None  # locked above
         return FollowOutcome(created, state, followee)
 
-    async def _check_limit(
-        self, session: AsyncSession, follower_id: int, follower: LockedUser, *, follow: bool
-    ) -> None:
+    async def _check_limit(self, session: Session, follower_id: int, follower: LockedUser, *, follow: bool) -> None:
         """FOLLOWING_LIMIT if the follower's follows and pending requests, with the one just inserted
         (a `follow`, else a request, already among the pending), exceed the cap. Checked only for a new
         follow or request, so repeating one stays idempotent; raising rolls the insert back. Pending
@@ -179,13 +175,14 @@ class FollowService:
         if batch_size < 0:
             raise invalid_field("batch_size", "must not be negative")
         batch = min(batch_size or STREAM_BATCH_DEFAULT, STREAM_BATCH_MAX)
-        async with self._db.read_only() as session:
-            await _existing(session, user_id)
+        # Statements alone (no transaction): each batch reads what is committed when it runs.
+        async with self._db.read_only(transaction=False) as session:
             after = 0
             while True:
                 ids = await repo.follower_ids_after(session, user_id, after, batch, audience_only=audience_only)
-                await session.rollback()  # end the read transaction between batches
                 if not ids:
+                    if after == 0:  # no follower at all: is there such a user?
+                        await _existing(session, user_id)
                     return
                 yield ids
                 if len(ids) < batch:
@@ -200,8 +197,11 @@ class FollowService:
 
     async def follower_count(self, user_id: int) -> int:
         """How many users follow `user_id`; NOT_FOUND for an unknown user."""
-        async with self._db.read_only() as session:
-            return (await _existing(session, user_id)).follower_count
+        async with self._db.read_only(transaction=False) as session:
+            count = await repo.follower_count(session, user_id)
+        if count is None:
+            raise NotFound(f"user {user_id} does not exist", reason="USER_NOT_FOUND")
+        return count
 
     async def celebrity_followees(self, user_id: int, threshold: int) -> list[int]:
         """The followees of `user_id` with more than `threshold` followers; INVALID_ARGUMENT if negative."""
@@ -211,7 +211,7 @@ class FollowService:
             return await repo.celebrity_followee_ids(session, user_id, threshold)
 
 
-async def _existing(session: AsyncSession, user_id: int) -> UserRecord:
+async def _existing(session: Session, user_id: int) -> UserRecord:
     user = await repo.get_user(session, user_id)
     if user is None:
         raise NotFound(f"user {user_id} does not exist", reason="USER_NOT_FOUND")
@@ -225,7 +225,7 @@ def _check_target(follower_id: int, followee_id: int) -> None:
         raise InvalidArgument("you cannot follow yourself", reason="SELF_FOLLOW", fields={"target_user_id": "is you"})
 
 
-async def _follows_or_is(session: AsyncSession, viewer_id: int | None, user_id: int) -> bool:
+async def _follows_or_is(session: Session, viewer_id: int | None, user_id: int) -> bool:
     if viewer_id is None:
         return False
     return viewer_id == user_id or await repo.follow_exists(session, viewer_id, user_id)

@@ -6,14 +6,12 @@ Raises mesh.errors.DomainError subclasses.
 
 from __future__ import annotations
 
-from sqlalchemy.ext.asyncio import AsyncSession
-
 from glimpse.events.v1 import events_pb2
 from graph_svc import privacy_repository as privacy_repo
 from graph_svc import repository as repo
 from graph_svc.privacy import RelatedUser, after_of, relation_page, relation_scope
 from graph_svc.visibility import refuse_if_blocked
-from mesh.db import Database
+from mesh.db import Database, Session
 from mesh.errors import InvalidArgument, NotFound, invalid_field
 from mesh.outbox import Outbox
 from mesh.pagination import Page, page_size
@@ -60,7 +58,7 @@ class MuteService:
             return await relation_page(session, found, limit, scope)
 
 
-async def _existing_for(session: AsyncSession, viewer_id: int, user_id: int) -> None:
+async def _existing_for(session: Session, viewer_id: int, user_id: int) -> None:
     if await repo.get_user(session, user_id) is None:
         raise _no_such_user(user_id)
     await refuse_if_blocked(session, viewer_id, user_id, _no_such_user(user_id))

@@ -13,14 +13,12 @@ import datetime as dt
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from sqlalchemy.ext.asyncio import AsyncSession
-
 from glimpse.events.v1 import events_pb2
 from graph_svc import privacy_repository as privacy_repo
 from graph_svc import repository as repo
 from graph_svc.privacy_repository import Relation
 from graph_svc.repository import UserRecord
-from mesh.db import Database
+from mesh.db import Database, Session
 from mesh.errors import NotFound, PermissionDenied, Unauthenticated, invalid_field
 from mesh.outbox import Outbox
 from mesh.pagination import (
@@ -65,7 +63,7 @@ def after_of(token: str, scope: str) -> tuple[dt.datetime, int] | None:
     return (from_timestamp_us(cursor.created_at_us), cursor.id) if cursor else None
 
 
-async def relation_page(session: AsyncSession, found: Sequence[Relation], limit: int, scope: str) -> Page[RelatedUser]:
+async def relation_page(session: Session, found: Sequence[Relation], limit: int, scope: str) -> Page[RelatedUser]:
     """The page of `limit` relations from `found` (read with limit + 1), with their users (one batch
     read); the next token is the last relation's, so a user gone meanwhile shifts nothing."""
     page = page_of(
@@ -117,7 +115,7 @@ class PrivacyService:
         assert user is not None  # locked above
         return user
 
-    async def _approve_all(self, session: AsyncSession, target_id: int, locked: set[int]) -> None:
+    async def _approve_all(self, session: Session, target_id: int, locked: set[int]) -> None:
         requesters = await privacy_repo.delete_incoming_requests(session, target_id)
         late = sorted(set(requesters) - locked)
         if late:

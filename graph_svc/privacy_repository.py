@@ -27,9 +27,9 @@ from sqlalchemy import (
     union_all,
 )
 from sqlalchemy.dialects.postgresql import insert
-from sqlalchemy.ext.asyncio import AsyncSession
 
 from graph_svc.models import blocks, follow_requests, follows, mutes, users
+from mesh.db import Session
 
 
 @dataclass(frozen=True)
@@ -65,7 +65,7 @@ def not_blocked_with(viewer_id: int, other: ColumnElement[int]) -> ColumnElement
     )
 
 
-def excluded_from_audience(author_id: int) -> CompoundSelect:
+def excluded_from_audience(author_id: int | ColumnElement[int]) -> CompoundSelect:
     """The users who must not receive `author_id`'s posts in their home feeds: those who mute the
     author, block the author, or are blocked by the author. Each part reads the author's own index
     range (usually empty), so the set costs the same whatever the size of the audience it filters."""
@@ -76,7 +76,7 @@ def excluded_from_audience(author_id: int) -> CompoundSelect:
     )
 
 
-async def blocks_between(session: AsyncSession, a: int, b: int) -> tuple[bool, bool]:
+async def blocks_between(session: Session, a: int, b: int) -> tuple[bool, bool]:
     """(a blocks b, b blocks a)."""
     rows = await session.execute(
         select(blocks.c.blocker_id).where(
@@ -90,7 +90,7 @@ async def blocks_between(session: AsyncSession, a: int, b: int) -> tuple[bool, b
     return a in blockers, b in blockers
 
 
-async def _insert_pair(session: AsyncSession, table: Table, first: int, second: int) -> bool:
+async def _insert_pair(session: Session, table: Table, first: int, second: int) -> bool:
     """Inserts (first, second) into a relation table keyed by the pair; False if it was there."""
     key = [column.name for column in table.primary_key.columns]
     result = await session.execute(
@@ -99,7 +99,7 @@ async def _insert_pair(session: AsyncSession, table: Table, first: int, second: 
     return result.first() is not None
 
 
-async def _delete_pair(session: AsyncSession, table: Table, first: int, second: int) -> bool:
+async def _delete_pair(session: Session, table: Table, first: int, second: int) -> bool:
     """Deletes (first, second) from a relation table keyed by the pair; False if it was not there."""
     own, other = table.primary_key.columns
     result = await session.execute(delete(table).where(own == first, other == second).returning(own))
@@ -107,7 +107,7 @@ async def _delete_pair(session: AsyncSession, table: Table, first: int, second: 
 
 
 async def _list_relations(
-    session: AsyncSession,
+    session: Session,
     table: Table,
     own: ColumnElement[int],
     other: ColumnElement[int],
@@ -127,27 +127,27 @@ async def _list_relations(
 # Follow requests
 
 
-async def insert_follow_request(session: AsyncSession, requester_id: int, target_id: int) -> bool:
+async def insert_follow_request(session: Session, requester_id: int, target_id: int) -> bool:
     """True if the request is new; False if it was pending already."""
     return await _insert_pair(session, follow_requests, requester_id, target_id)
 
 
-async def delete_follow_request(session: AsyncSession, requester_id: int, target_id: int) -> bool:
+async def delete_follow_request(session: Session, requester_id: int, target_id: int) -> bool:
     return await _delete_pair(session, follow_requests, requester_id, target_id)
 
 
-async def outgoing_request_count(session: AsyncSession, requester_id: int) -> int:
+async def outgoing_request_count(session: Session, requester_id: int) -> int:
     """Pending requests made by `requester_id` (read along the primary key)."""
     query = select(func.count()).where(follow_requests.c.requester_id == requester_id)
     return int((await session.execute(query)).scalar_one())
 
 
-async def incoming_requester_ids(session: AsyncSession, target_id: int) -> list[int]:
+async def incoming_requester_ids(session: Session, target_id: int) -> list[int]:
     rows = await session.execute(select(follow_requests.c.requester_id).where(follow_requests.c.target_id == target_id))
     return list(rows.scalars())
 
 
-async def delete_incoming_requests(session: AsyncSession, target_id: int) -> list[int]:
+async def delete_incoming_requests(session: Session, target_id: int) -> list[int]:
     """Deletes every pending request to `target_id`; returns the requesters, oldest request first."""
     deleted = (
         delete(follow_requests)
@@ -160,7 +160,7 @@ async def delete_incoming_requests(session: AsyncSession, target_id: int) -> lis
 
 
 async def list_incoming_requests(
-    session: AsyncSession, target_id: int, after: tuple[dt.datetime, int] | None, limit: int
+    session: Session, target_id: int, after: tuple[dt.datetime, int] | None, limit: int
 ) -> list[Relation]:
     """A page of the requests to follow `target_id`, newest first."""
     t = follow_requests
@@ -170,30 +170,30 @@ async def list_incoming_requests(
 # Blocks and mutes
 
 
-async def insert_block(session: AsyncSession, blocker_id: int, blocked_id: int) -> bool:
+async def insert_block(session: Session, blocker_id: int, blocked_id: int) -> bool:
     return await _insert_pair(session, blocks, blocker_id, blocked_id)
 
 
-async def delete_block(session: AsyncSession, blocker_id: int, blocked_id: int) -> bool:
+async def delete_block(session: Session, blocker_id: int, blocked_id: int) -> bool:
     return await _delete_pair(session, blocks, blocker_id, blocked_id)
 
 
 async def list_blocks(
-    session: AsyncSession, blocker_id: int, after: tuple[dt.datetime, int] | None, limit: int
+    session: Session, blocker_id: int, after: tuple[dt.datetime, int] | None, limit: int
 ) -> list[Relation]:
     return await _list_relations(session, blocks, blocks.c.blocker_id, blocks.c.blocked_id, blocker_id, after, limit)
 
 
-async def insert_mute(session: AsyncSession, muter_id: int, muted_id: int) -> bool:
+async def insert_mute(session: Session, muter_id: int, muted_id: int) -> bool:
     return await _insert_pair(session, mutes, muter_id, muted_id)
 
 
-async def delete_mute(session: AsyncSession, muter_id: int, muted_id: int) -> bool:
+async def delete_mute(session: Session, muter_id: int, muted_id: int) -> bool:
     return await _delete_pair(session, mutes, muter_id, muted_id)
 
 
 async def list_mutes(
-    session: AsyncSession, muter_id: int, after: tuple[dt.datetime, int] | None, limit: int
+    session: Session, muter_id: int, after: tuple[dt.datetime, int] | None, limit: int
 ) -> list[Relation]:
     return await _list_relations(session, mutes, mutes.c.muter_id, mutes.c.muted_id, muter_id, after, limit)
 
@@ -201,7 +201,7 @@ async def list_mutes(
 # Visibility
 
 
-async def author_facts(session: AsyncSession, viewer_id: int, author_ids: list[int]) -> dict[int, AuthorFacts]:
+async def author_facts(session: Session, viewer_id: int, author_ids: list[int]) -> dict[int, AuthorFacts]:
     """For each existing author of `author_ids`: private or not, followed by `viewer_id` or not, and
     blocked either way; one statement (a key probe per author into users, follows and blocks twice).
     `viewer_id` 0 (anonymous) follows and blocks nobody."""
@@ -218,7 +218,7 @@ async def author_facts(session: AsyncSession, viewer_id: int, author_ids: list[i
     return {row.id: AuthorFacts(row.is_private, row.viewer_follows, row.blocked) for row in rows}
 
 
-async def viewer_relations(session: AsyncSession, viewer_id: int) -> ViewerRelations:
+async def viewer_relations(session: Session, viewer_id: int) -> ViewerRelations:
     """The viewer's blocks (both ways), mutes and private followees, in one statement: three index
     ranges of the viewer, and its followees joined to their user rows (a key probe per followee)."""
     blocked, muted, private = (literal_column(f"'{kind}'", String) for kind in ("blocked", "muted", "private"))
@@ -239,7 +239,7 @@ async def viewer_relations(session: AsyncSession, viewer_id: int) -> ViewerRelat
     return ViewerRelations(found["blocked"], found["muted"], found["private"])
 
 
-async def audience_exclusions(session: AsyncSession, author_id: int, user_ids: list[int]) -> list[int]:
+async def audience_exclusions(session: Session, author_id: int, user_ids: list[int]) -> list[int]:
     """Those of `user_ids` excluded from `author_id`'s audience (excluded_from_audience), ascending."""
     excluded = excluded_from_audience(author_id).subquery()
     # UNION already removed repeats.

@@ -8,9 +8,9 @@ from typing import Any
 
 from sqlalchemy import func, select, text, update
 from sqlalchemy.dialects.postgresql import insert
-from sqlalchemy.ext.asyncio import AsyncSession
 
 from graph_svc.models import REPORT_OPEN, REPORT_RESOLVED, reports
+from mesh.db import Session
 
 
 @dataclass(frozen=True)
@@ -47,7 +47,7 @@ class NewReport:
 _COLUMNS = [reports.c[name] for name in ReportRecord.__dataclass_fields__]
 
 
-async def insert_open_report(session: AsyncSession, record: NewReport) -> ReportRecord:
+async def insert_open_report(session: Session, record: NewReport) -> ReportRecord:
     """Stores `record` as an open report unless its reporter has an open report of the same subject;
     returns the stored report, or that open one unchanged."""
     values = {name: getattr(record, name) for name in NewReport.__dataclass_fields__}
@@ -77,7 +77,7 @@ async def insert_open_report(session: AsyncSession, record: NewReport) -> Report
     return ReportRecord(**row._mapping)
 
 
-async def get_report(session: AsyncSession, report_id: int, *, for_update: bool = False) -> ReportRecord | None:
+async def get_report(session: Session, report_id: int, *, for_update: bool = False) -> ReportRecord | None:
     query = select(*_COLUMNS).where(reports.c.id == report_id)
     if for_update:
         query = query.with_for_update()
@@ -85,7 +85,7 @@ async def get_report(session: AsyncSession, report_id: int, *, for_update: bool 
     return ReportRecord(**row._mapping) if row else None
 
 
-async def list_reports(session: AsyncSession, state: str | None, after_id: int, limit: int) -> list[ReportRecord]:
+async def list_reports(session: Session, state: str | None, after_id: int, limit: int) -> list[ReportRecord]:
     """Reports (in `state`, or all), oldest first, with ids above `after_id` (reports_by_state for a
     state, the primary key otherwise)."""
     query = select(*_COLUMNS).where(reports.c.id > after_id)
@@ -95,7 +95,7 @@ async def list_reports(session: AsyncSession, state: str | None, after_id: int, 
     return [ReportRecord(**row._mapping) for row in rows]
 
 
-async def resolve_report(session: AsyncSession, report_id: int, resolution: str, note: str) -> ReportRecord:
+async def resolve_report(session: Session, report_id: int, resolution: str, note: str) -> ReportRecord:
     """Marks the (locked) report resolved now; returns it."""
     row = (
         await session.execute(

@@ -6,13 +6,29 @@ import datetime as dt
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import BigInteger, Integer, Select, Text, case, cast, delete, func, literal, select, tuple_, update
+from psycopg import IntegrityError
+from sqlalchemy import (
+    ARRAY,
+    BigInteger,
+    Integer,
+    Select,
+    Text,
+    any_,
+    bindparam,
+    case,
+    cast,
+    delete,
+    func,
+    literal,
+    select,
+    tuple_,
+    update,
+)
 from sqlalchemy.dialects.postgresql import insert
-from sqlalchemy.exc import IntegrityError
-from sqlalchemy.ext.asyncio import AsyncSession
 
 from graph_svc.models import follows, users
 from graph_svc.privacy_repository import excluded_from_audience, not_blocked_with
+from mesh.db import Session, Statement
 from mesh.errors import AlreadyExists
 
 
@@ -47,14 +63,14 @@ class LockedUser:
 _USER_COLUMNS = [users.c[name] for name in UserRecord.__dataclass_fields__]
 
 
-async def insert_user(session: AsyncSession, record: UserRecord) -> UserRecord:
+async def insert_user(session: Session, record: UserRecord) -> UserRecord:
     """Inserts a user; ALREADY_EXISTS naming the field if the username or email is taken."""
     values = {name: getattr(record, name) for name in UserRecord.__dataclass_fields__ if name != "created_at"}
     try:
         async with session.begin_nested():
             row = (await session.execute(users.insert().values(**values).returning(*_USER_COLUMNS))).one()
     except IntegrityError as exc:
-        constraint = getattr(getattr(exc.orig, "diag", None), "constraint_name", "") or ""
+        constraint = exc.diag.constraint_name or ""
         field = "email" if "email" in constraint else "username"
         raise AlreadyExists(
             f"{field}: is already taken", reason=f"{field.upper()}_TAKEN", fields={field: "taken"}
@@ -62,25 +78,45 @@ async def insert_user(session: AsyncSession, record: UserRecord) -> UserRecord:
     return UserRecord(**row._mapping)
 
 
-async def get_user(session: AsyncSession, user_id: int) -> UserRecord | None:
-    row = (await session.execute(select(*_USER_COLUMNS).where(users.c.id == user_id))).one_or_none()
-    return UserRecord(**row._mapping) if row else None
+# Statements run for every post (the fan-out's follower count and follower stream) and every feed
+# page that misses its caches (authors), compiled once (mesh.db.Statement).
+_USER_ID = bindparam("user_id", type_=BigInteger)
+_GET_USER = Statement(select(*_USER_COLUMNS).where(users.c.id == _USER_ID))
+_GET_USERS = Statement(select(*_USER_COLUMNS).where(users.c.id == any_(bindparam("ids", type_=ARRAY(BigInteger)))))
+_FOLLOWER_COUNT = Statement(select(users.c.follower_count).where(users.c.id == _USER_ID))
+_FOLLOWERS_AFTER = select(follows.c.follower_id).where(
+    follows.c.followee_id == _USER_ID, follows.c.follower_id > bindparam("after_id", type_=BigInteger)
+)
+_FOLLOWER_PAGE = Statement(_FOLLOWERS_AFTER.order_by(follows.c.follower_id).limit(bindparam("limit")))
+_AUDIENCE_PAGE = Statement(
+    _FOLLOWERS_AFTER.where(follows.c.follower_id.not_in(excluded_from_audience(_USER_ID)))
+    .order_by(follows.c.follower_id)
+    .limit(bindparam("limit"))
+)
 
 
-async def get_users(session: AsyncSession, user_ids: list[int]) -> dict[int, UserRecord]:
-    rows = await session.execute(select(*_USER_COLUMNS).where(users.c.id.in_(user_ids)))
-    return {row.id: UserRecord(**row._mapping) for row in rows}
+async def get_user(session: Session, user_id: int) -> UserRecord | None:
+    row = (await session.execute(_GET_USER, {"user_id": user_id})).one_or_none()
+    return UserRecord(*row) if row else None
 
 
-async def find_user(
-    session: AsyncSession, *, username: str | None = None, email: str | None = None
-) -> UserRecord | None:
+async def get_users(session: Session, user_ids: list[int]) -> dict[int, UserRecord]:
+    rows = await session.execute(_GET_USERS, {"ids": user_ids})
+    return {row.id: UserRecord(*row) for row in rows}
+
+
+async def follower_count(session: Session, user_id: int) -> int | None:
+    """How many users follow `user_id`; None for an unknown user."""
+    return (await session.execute(_FOLLOWER_COUNT, {"user_id": user_id})).scalar_one_or_none()
+
+
+async def find_user(session: Session, *, username: str | None = None, email: str | None = None) -> UserRecord | None:
     column, value = (users.c.username, username) if username is not None else (users.c.email, email)
     row = (await session.execute(select(*_USER_COLUMNS).where(column == value))).one_or_none()
     return UserRecord(**row._mapping) if row else None
 
 
-async def set_password_hash(session: AsyncSession, user_id: int, password_hash: str) -> None:
+async def set_password_hash(session: Session, user_id: int, password_hash: str) -> None:
     await session.execute(update(users).where(users.c.id == user_id).values(password_hash=password_hash))
 
 
@@ -138,7 +174,7 @@ def search_statement(
 
 
 async def search_users(
-    session: AsyncSession,
+    session: Session,
     query: str,
     after: tuple[int, int, int, str] | None,
     limit: int,
@@ -167,7 +203,7 @@ async def search_users(
     return out
 
 
-async def lock_users(session: AsyncSession, user_ids: list[int]) -> dict[int, LockedUser]:
+async def lock_users(session: Session, user_ids: list[int]) -> dict[int, LockedUser]:
     """Locks the users' rows in id order (so two opposite follows cannot deadlock).
 
     Returns id -> its following count and privacy, for the ids that exist.
@@ -181,18 +217,18 @@ async def lock_users(session: AsyncSession, user_ids: list[int]) -> dict[int, Lo
     return {row.id: LockedUser(row.following_count, row.is_private) for row in rows}
 
 
-async def set_private(session: AsyncSession, user_id: int, is_private: bool) -> None:
+async def set_private(session: Session, user_id: int, is_private: bool) -> None:
     await session.execute(update(users).where(users.c.id == user_id).values(is_private=is_private))
 
 
-async def follow_exists(session: AsyncSession, follower_id: int, followee_id: int) -> bool:
+async def follow_exists(session: Session, follower_id: int, followee_id: int) -> bool:
     query = select(follows.c.follower_id).where(
         follows.c.follower_id == follower_id, follows.c.followee_id == followee_id
     )
     return (await session.execute(query)).first() is not None
 
 
-async def insert_follow(session: AsyncSession, follower_id: int, followee_id: int) -> bool:
+async def insert_follow(session: Session, follower_id: int, followee_id: int) -> bool:
     """True if the follow is new; False if it already existed."""
     result = await session.execute(
         insert(follows)
@@ -203,7 +239,7 @@ async def insert_follow(session: AsyncSession, follower_id: int, followee_id: in
     return result.first() is not None
 
 
-async def delete_follow(session: AsyncSession, follower_id: int, followee_id: int) -> bool:
+async def delete_follow(session: Session, follower_id: int, followee_id: int) -> bool:
     result = await session.execute(
         delete(follows)
         .where(follows.c.follower_id == follower_id, follows.c.followee_id == followee_id)
@@ -212,7 +248,7 @@ async def delete_follow(session: AsyncSession, follower_id: int, followee_id: in
     return result.first() is not None
 
 
-async def insert_followers(session: AsyncSession, follower_ids: list[int], followee_id: int) -> list[int]:
+async def insert_followers(session: Session, follower_ids: list[int], followee_id: int) -> list[int]:
     """Adds follows of `followee_id` by each of `follower_ids` in one statement; returns the follower
     ids whose follow is new."""
     if not follower_ids:
@@ -226,7 +262,7 @@ async def insert_followers(session: AsyncSession, follower_ids: list[int], follo
     return list(result.scalars())
 
 
-async def add_followers_to_counts(session: AsyncSession, follower_ids: list[int], followee_id: int) -> None:
+async def add_followers_to_counts(session: Session, follower_ids: list[int], followee_id: int) -> None:
     """Counts new follows of `followee_id` by `follower_ids` (rows locked by the caller, in id order)."""
     if not follower_ids:
         return
@@ -238,7 +274,7 @@ async def add_followers_to_counts(session: AsyncSession, follower_ids: list[int]
     )
 
 
-async def add_to_counts(session: AsyncSession, follower_id: int, followee_id: int, delta: int) -> None:
+async def add_to_counts(session: Session, follower_id: int, followee_id: int, delta: int) -> None:
     await session.execute(
         update(users).where(users.c.id == follower_id).values(following_count=users.c.following_count + delta)
     )
@@ -248,7 +284,7 @@ async def add_to_counts(session: AsyncSession, follower_id: int, followee_id: in
 
 
 async def list_follows(
-    session: AsyncSession,
+    session: Session,
     user_id: int,
     *,
     followers: bool,
@@ -280,23 +316,21 @@ async def list_follows(
 
 
 async def follower_ids_after(
-    session: AsyncSession, user_id: int, after_id: int, limit: int, *, audience_only: bool = False
+    session: Session, user_id: int, after_id: int, limit: int, *, audience_only: bool = False
 ) -> list[int]:
     """Follower ids of `user_id` above `after_id`, ascending; with `audience_only`, without those
     excluded from the user's audience (privacy_repository.excluded_from_audience)."""
-    query = select(follows.c.follower_id).where(follows.c.followee_id == user_id, follows.c.follower_id > after_id)
-    if audience_only:
-        query = query.where(follows.c.follower_id.not_in(excluded_from_audience(user_id)))
-    rows = await session.execute(query.order_by(follows.c.follower_id).limit(limit))
-    return list(rows.scalars())
+    page = _AUDIENCE_PAGE if audience_only else _FOLLOWER_PAGE
+    rows = await session.execute(page, {"user_id": user_id, "after_id": after_id, "limit": limit})
+    return rows.scalars()
 
 
-async def followee_ids(session: AsyncSession, user_id: int) -> list[int]:
+async def followee_ids(session: Session, user_id: int) -> list[int]:
     rows = await session.execute(select(follows.c.followee_id).where(follows.c.follower_id == user_id))
     return list(rows.scalars())
 
 
-async def celebrity_followee_ids(session: AsyncSession, user_id: int, threshold: int) -> list[int]:
+async def celebrity_followee_ids(session: Session, user_id: int, threshold: int) -> list[int]:
     rows = await session.execute(
         select(users.c.id)
         .select_from(follows.join(users, users.c.id == follows.c.followee_id))
@@ -305,7 +339,7 @@ async def celebrity_followee_ids(session: AsyncSession, user_id: int, threshold:
     return list(rows.scalars())
 
 
-async def recount(session: AsyncSession, user_ids: list[int]) -> None:
+async def recount(session: Session, user_ids: list[int]) -> None:
     """Recomputes follower/following counts of `user_ids` from the follows table (bulk loads)."""
     follower_counts = select(func.count()).where(follows.c.followee_id == users.c.id).scalar_subquery()
     following_counts = select(func.count()).where(follows.c.follower_id == users.c.id).scalar_subquery()

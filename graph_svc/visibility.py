@@ -16,11 +16,9 @@ from __future__ import annotations
 
 import enum
 
-from sqlalchemy.ext.asyncio import AsyncSession
-
 from graph_svc import privacy_repository as privacy_repo
 from graph_svc.privacy_repository import AuthorFacts, ViewerRelations
-from mesh.db import Database
+from mesh.db import Database, Session
 from mesh.errors import NotFound, invalid_field
 
 # Authors per CheckVisibility call (a page of posts has fewer), and users per FilterAudience call
@@ -49,7 +47,7 @@ def visibility_of(viewer_id: int, author_id: int, facts: AuthorFacts | None) -> 
     return Visibility.VISIBLE
 
 
-async def refuse_if_blocked(session: AsyncSession, viewer_id: int | None, user_id: int, not_found: NotFound) -> None:
+async def refuse_if_blocked(session: Session, viewer_id: int | None, user_id: int, not_found: NotFound) -> None:
     """Raises `not_found` (what the lookup answers for a user that does not exist) if `user_id` blocks
     the viewer, and a NOT_FOUND saying so if the viewer blocks `user_id` (the viewer knows: telling
     them is no leak). Both carry reason USER_NOT_FOUND. An anonymous viewer (None) is never blocked."""

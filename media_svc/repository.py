@@ -7,10 +7,10 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import delete, func, literal, select, tuple_, update
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy import ARRAY, BigInteger, any_, bindparam, delete, func, literal, select, tuple_, update
 
 from media_svc.models import MediaStatus, media
+from mesh.db import Session, Statement
 
 
 @dataclass(frozen=True)
@@ -54,7 +54,7 @@ def _record(row: Any) -> MediaRecord:
 
 
 async def insert_media(
-    session: AsyncSession,
+    session: Session,
     *,
     media_id: int,
     owner_id: int,
@@ -81,31 +81,36 @@ async def insert_media(
     return _record(row)
 
 
-async def get_media(session: AsyncSession, media_ids: Sequence[int]) -> dict[int, MediaRecord]:
-    rows = await session.execute(select(*_COLUMNS).where(media.c.id.in_(list(media_ids))))
+# The statements of every post's attach and of every feed page's media, compiled once (mesh.db.Statement).
+_IDS = bindparam("ids", type_=ARRAY(BigInteger))
+_GET = Statement(select(*_COLUMNS).where(media.c.id == any_(_IDS)))
+_LOCK = Statement(select(*_COLUMNS).where(media.c.id == any_(_IDS)).order_by(media.c.id).with_for_update())
+_ATTACH = Statement(
+    update(media)
+    .where(media.c.id == any_(_IDS), media.c.status == MediaStatus.PENDING)
+    .values(post_id=bindparam("post_id"), status=MediaStatus.PROCESSING, updated_at=func.now())
+    .returning(*_COLUMNS)
+)
+
+
+async def get_media(session: Session, media_ids: Sequence[int]) -> dict[int, MediaRecord]:
+    rows = await session.execute(_GET, {"ids": list(media_ids)})
     return {row.id: _record(row) for row in rows}
 
 
-async def lock_media(session: AsyncSession, media_ids: Sequence[int]) -> dict[int, MediaRecord]:
+async def lock_media(session: Session, media_ids: Sequence[int]) -> dict[int, MediaRecord]:
     """Locks the media rows in id order (so two requests on overlapping media cannot deadlock)."""
-    rows = await session.execute(
-        select(*_COLUMNS).where(media.c.id.in_(list(media_ids))).order_by(media.c.id).with_for_update()
-    )
+    rows = await session.execute(_LOCK, {"ids": list(media_ids)})
     return {row.id: _record(row) for row in rows}
 
 
-async def attach(session: AsyncSession, media_ids: Sequence[int], post_id: int) -> dict[int, MediaRecord]:
+async def attach(session: Session, media_ids: Sequence[int], post_id: int) -> dict[int, MediaRecord]:
     """Binds pending media to `post_id` and marks them PROCESSING."""
-    rows = await session.execute(
-        update(media)
-        .where(media.c.id.in_(list(media_ids)), media.c.status == MediaStatus.PENDING)
-        .values(post_id=post_id, status=MediaStatus.PROCESSING, updated_at=func.now())
-        .returning(*_COLUMNS)
-    )
+    rows = await session.execute(_ATTACH, {"ids": list(media_ids), "post_id": post_id})
     return {row.id: _record(row) for row in rows}
 
 
-async def detach(session: AsyncSession, media_ids: Sequence[int], post_id: int) -> list[int]:
+async def detach(session: Session, media_ids: Sequence[int], post_id: int) -> list[int]:
     """Returns media that are PROCESSING on `post_id` to PENDING (unattached); the ids changed.
 
     The blurhash stays (it describes the same bytes); `updated_at` restarts the sweeper's clock.
@@ -123,7 +128,7 @@ async def detach(session: AsyncSession, media_ids: Sequence[int], post_id: int) 
     return [row.id for row in rows]
 
 
-async def set_blurhash(session: AsyncSession, blurhashes: dict[int, str]) -> dict[int, MediaRecord]:
+async def set_blurhash(session: Session, blurhashes: dict[int, str]) -> dict[int, MediaRecord]:
     """Stores each media's placeholder unless it has one already; the updated records."""
     updated = {}
     for media_id, value in blurhashes.items():
@@ -141,7 +146,7 @@ async def set_blurhash(session: AsyncSession, blurhashes: dict[int, str]) -> dic
 
 
 async def mark_ready(
-    session: AsyncSession,
+    session: Session,
     media_id: int,
     *,
     real_format: str,
@@ -170,7 +175,7 @@ async def mark_ready(
     )
 
 
-async def mark_failed(session: AsyncSession, media_id: int, reason: str) -> None:
+async def mark_failed(session: Session, media_id: int, reason: str) -> None:
     await session.execute(
         update(media)
         .where(media.c.id == media_id)
@@ -182,7 +187,7 @@ async def mark_failed(session: AsyncSession, media_id: int, reason: str) -> None
 # another transaction holds (an AttachMedia in flight, or a second worker's sweeper).
 
 
-async def lock_abandoned_uploads(session: AsyncSession, *, grace: dt.timedelta, limit: int) -> list[MediaRecord]:
+async def lock_abandoned_uploads(session: Session, *, grace: dt.timedelta, limit: int) -> list[MediaRecord]:
     """PENDING media whose upload grant expired more than `grace` ago and that were not detached
     from a post within `grace` either; locked until the unit of work ends."""
     cutoff = func.now() - grace
@@ -196,12 +201,12 @@ async def lock_abandoned_uploads(session: AsyncSession, *, grace: dt.timedelta, 
     return [_record(row) for row in rows]
 
 
-async def delete_media(session: AsyncSession, media_ids: Sequence[int]) -> None:
+async def delete_media(session: Session, media_ids: Sequence[int]) -> None:
     await session.execute(delete(media).where(media.c.id.in_(list(media_ids))))
 
 
 async def stalled_processing(
-    session: AsyncSession, *, older_than: dt.timedelta, limit: int, after: tuple[dt.datetime, int] | None = None
+    session: Session, *, older_than: dt.timedelta, limit: int, after: tuple[dt.datetime, int] | None = None
 ) -> list[MediaRecord]:
     """Media attached (PROCESSING) more than `older_than` ago, ordered by (updated_at, id) and
     after `after` if given: their post was never published, or the worker is behind. Not locked:
@@ -215,7 +220,7 @@ async def stalled_processing(
     return [_record(row) for row in rows]
 
 
-async def lock_settled_with_raw(session: AsyncSession, *, settled_for: dt.timedelta, limit: int) -> list[MediaRecord]:
+async def lock_settled_with_raw(session: Session, *, settled_for: dt.timedelta, limit: int) -> list[MediaRecord]:
     """READY or FAILED media, settled more than `settled_for` ago, whose raw upload is still
     stored; locked until the unit of work ends."""
     rows = await session.execute(
@@ -232,5 +237,5 @@ async def lock_settled_with_raw(session: AsyncSession, *, settled_for: dt.timede
     return [_record(row) for row in rows]
 
 
-async def mark_raw_deleted(session: AsyncSession, media_ids: Sequence[int]) -> None:
+async def mark_raw_deleted(session: Session, media_ids: Sequence[int]) -> None:
     await session.execute(update(media).where(media.c.id.in_(list(media_ids))).values(raw_deleted_at=func.now()))

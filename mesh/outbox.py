@@ -23,6 +23,7 @@ import nats.errors
 from google.protobuf.message import Message
 from prometheus_client import Counter
 from sqlalchemy import (
+    ARRAY,
     BigInteger,
     Column,
     DateTime,
@@ -31,15 +32,16 @@ from sqlalchemy import (
     MetaData,
     Table,
     Text,
+    any_,
+    bindparam,
     delete,
     func,
     select,
     update,
 )
-from sqlalchemy.ext.asyncio import AsyncSession
 
 from mesh.bus import Bus
-from mesh.db import OUTBOX_WRITTEN, Database
+from mesh.db import OUTBOX_WRITTEN, Database, Session, Statement
 from mesh.errors import Unavailable
 from mesh.events import by_subject, dead_letter_subject, event_type
 from mesh.ids import IdGenerator
@@ -80,8 +82,11 @@ class Outbox:
     def __init__(self, table: Table, ids: IdGenerator) -> None:
         self._table = table
         self._ids = ids
+        self._insert = Statement(
+            table.insert().values(id=bindparam("id"), subject=bindparam("subject"), payload=bindparam("payload"))
+        )
 
-    async def add(self, session: AsyncSession, event: Message) -> int:
+    async def add(self, session: Session, event: Message) -> int:
         """Stamps `event` with a new event id and time and stores it for publishing on its registered
         subject (mesh.events); returns the event id. LookupError for a message that is not a
         registered event (a programming error, caught by tests)."""
@@ -89,9 +94,7 @@ class Outbox:
         event_id = self._ids.next_id()
         event.event_id = event_id  # type: ignore[attr-defined]
         event.occur_time.GetCurrentTime()  # type: ignore[attr-defined]
-        await session.execute(
-            self._table.insert().values(id=event_id, subject=subject, payload=event.SerializeToString())
-        )
+        await session.execute(self._insert, {"id": event_id, "subject": subject, "payload": event.SerializeToString()})
         session.info[OUTBOX_WRITTEN] = True
         return event_id
 
@@ -118,6 +121,18 @@ class OutboxRelay:
         self._keep_published = keep_published
         self._wake = asyncio.Event()
         db.on_outbox_commit(self._wake.set)
+        t = table
+        self._claim = Statement(
+            select(t.c.id, t.c.subject, t.c.payload)
+            .where(t.c.published_at.is_(None))
+            .order_by(t.c.id)
+            .limit(bindparam("limit"))
+            .with_for_update(skip_locked=True)
+        )
+        self._mark_sent = Statement(
+            update(t).where(t.c.id == any_(bindparam("ids", type_=ARRAY(BigInteger)))).values(published_at=func.now())
+        )
+        self._mark_parked = Statement(update(t).where(t.c.id == bindparam("id")).values(published_at=func.now()))
 
     async def run(self) -> None:
         """Relays until cancelled; wakes on local commits and polls for other processes' rows."""
@@ -147,15 +162,7 @@ class OutboxRelay:
         """Publishes one batch of unsent rows and marks them sent; returns how many."""
         t = self._table
         async with self._db.unit_of_work() as session:
-            rows = (
-                await session.execute(
-                    select(t.c.id, t.c.subject, t.c.payload)
-                    .where(t.c.published_at.is_(None))
-                    .order_by(t.c.id)
-                    .limit(self._batch_size)
-                    .with_for_update(skip_locked=True)
-                )
-            ).all()
+            rows = (await session.execute(self._claim, {"limit": self._batch_size})).all()
             published: list[int] = []
             for row in rows:
                 problem = None if by_subject(row.subject) else f"no registered event uses subject {row.subject!r}"
@@ -169,18 +176,17 @@ class OutboxRelay:
                 else:
                     await self._park(session, row.id, row.subject, row.payload, problem)
             if published:
-                await session.execute(update(t).where(t.c.id.in_(published)).values(published_at=func.now()))
+                await session.execute(self._mark_sent, {"ids": published})
         if published:
             RELAYED.labels(t.schema or "public").inc(len(published))
         return len(rows)
 
-    async def _park(self, session: AsyncSession, row_id: int, subject: str, payload: bytes, reason: str) -> None:
+    async def _park(self, session: Session, row_id: int, subject: str, payload: bytes, reason: str) -> None:
         """Copies one row with its reason to the dead-letter stream and marks it done."""
         schema = self._table.schema or "public"
         log.error("outbox row parked", extra={"schema": schema, "id": row_id, "subject": subject, "error": reason})
         PARKED.labels(schema).inc()
-        t = self._table
-        await session.execute(update(t).where(t.c.id == row_id).values(published_at=func.now()))
+        await session.execute(self._mark_parked, {"id": row_id})
         copy = payload if len(payload) <= _DEAD_LETTER_COPY_MAX else b""
         await self._bus.publish(
             dead_letter_subject("outbox", schema),

@@ -4,8 +4,6 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from sqlalchemy.ext.asyncio import AsyncSession
-
 from mesh.db import Database
 from mesh.errors import invalid_field
 from mesh.pagination import Id, Page, PageCursor, decode_cursor, page_of, page_size
@@ -49,8 +47,8 @@ class InboxReader:
         limit = page_size(size, maximum=MAX_PAGE_SIZE)
         scope = f"notifications:{recipient_id}"
         cursor = decode_cursor(token, NotificationCursor, scope)
-        async with self._db.read_only() as session:
-            await _one_snapshot(session)
+        # One snapshot: a change committed between two statements cannot show in one and not the other.
+        async with self._db.read_only(one_snapshot=True) as session:
             inbox = await repo.inbox(session, recipient_id)
             found = await repo.page(session, recipient_id, cursor.before_id if cursor else None, limit + 1)
             unread = await repo.unread_count(session, recipient_id, inbox.read_up_to)
@@ -59,8 +57,8 @@ class InboxReader:
 
     async def unread(self, recipient_id: int) -> tuple[int, int]:
         """(unread count, the inbox's last sequence number)."""
-        async with self._db.read_only() as session:
-            await _one_snapshot(session)
+        # One snapshot: a change committed between two statements cannot show in one and not the other.
+        async with self._db.read_only(one_snapshot=True) as session:
             inbox = await repo.inbox(session, recipient_id)
             return await repo.unread_count(session, recipient_id, inbox.read_up_to), inbox.last_sequence
 
@@ -85,15 +83,9 @@ class InboxReader:
         if after_sequence < 0:
             raise invalid_field("after_sequence", "must be a sequence number (0 or more)")
         limit = page_size(size, default=MAX_CHANGES, maximum=MAX_CHANGES)
-        async with self._db.read_only() as session:
-            await _one_snapshot(session)
+        # One snapshot: a change committed between two statements cannot show in one and not the other.
+        async with self._db.read_only(one_snapshot=True) as session:
             inbox = await repo.inbox(session, recipient_id)
             changed = await repo.changes(session, recipient_id, after_sequence, limit)
             unread = await repo.unread_count(session, recipient_id, inbox.read_up_to)
         return InboxChanges(changed, inbox.last_sequence, unread, inbox.read_up_to)
-
-
-async def _one_snapshot(session: AsyncSession) -> None:
-    """Makes the session's statements read one snapshot (REPEATABLE READ), so a change committed
-    between two of them cannot show in one and not the other."""
-    await session.connection(execution_options={"isolation_level": "REPEATABLE READ"})

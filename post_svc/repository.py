@@ -5,10 +5,10 @@ from __future__ import annotations
 import datetime as dt
 from dataclasses import dataclass
 
-from sqlalchemy import func, select, update
+from sqlalchemy import ARRAY, BigInteger, any_, bindparam, func, select, update
 from sqlalchemy.dialects.postgresql import insert
-from sqlalchemy.ext.asyncio import AsyncSession
 
+from mesh.db import Session, Statement
 from post_svc.captions import Location
 from post_svc.models import ACTIVE, DELETED, post_requests, post_tags, posts
 
@@ -59,62 +59,95 @@ def _record(row: object) -> PostRecord:
     )
 
 
-async def reserve_post_id(
-    session: AsyncSession, author_id: int, request_id: str, post_id: int, fingerprint: bytes
-) -> tuple[int, bytes]:
-    """The (post id, fingerprint) reserved for (author, request id): `post_id` if this call reserved it."""
-    await session.execute(
-        insert(post_requests)
-        .values(author_id=author_id, request_id=request_id, post_id=post_id, fingerprint=fingerprint)
-        .on_conflict_do_nothing()
+# The statements of creating and reading posts, compiled once (mesh.db.Statement): they run on
+# every CreatePost and on every feed page whose posts are not cached.
+_RESERVE = Statement(
+    insert(post_requests)
+    .values(
+        author_id=bindparam("author_id"),
+        request_id=bindparam("request_id"),
+        post_id=bindparam("post_id"),
+        fingerprint=bindparam("fingerprint"),
     )
-    row = (
-        await session.execute(
-            select(post_requests.c.post_id, post_requests.c.fingerprint).where(
-                post_requests.c.author_id == author_id, post_requests.c.request_id == request_id
-            )
-        )
-    ).one()
+    .on_conflict_do_nothing()
+    .returning(post_requests.c.post_id, post_requests.c.fingerprint)
+)
+_RESERVED = Statement(
+    select(post_requests.c.post_id, post_requests.c.fingerprint).where(
+        post_requests.c.author_id == bindparam("author_id"), post_requests.c.request_id == bindparam("request_id")
+    )
+)
+_INSERT = Statement(
+    insert(posts)
+    .values(
+        id=bindparam("id"),
+        author_id=bindparam("author_id"),
+        caption=bindparam("caption"),
+        hashtags=bindparam("hashtags"),
+        location_name=bindparam("location_name"),
+        latitude=bindparam("latitude"),
+        longitude=bindparam("longitude"),
+        media_ids=bindparam("media_ids"),
+        created_at=bindparam("created_at"),
+        updated_at=bindparam("created_at"),
+    )
+    .on_conflict_do_nothing()
+    .returning(*_COLUMNS)
+)
+_GET = Statement(select(*_COLUMNS).where(posts.c.id == bindparam("id")))
+_GET_FOR_UPDATE = Statement(select(*_COLUMNS).where(posts.c.id == bindparam("id")).with_for_update())
+_GET_LIVE = Statement(
+    select(*_COLUMNS).where(posts.c.id == any_(bindparam("ids", type_=ARRAY(BigInteger))), posts.c.state == ACTIVE)
+)
+
+
+async def reserve_post_id(
+    session: Session, author_id: int, request_id: str, post_id: int, fingerprint: bytes
+) -> tuple[int, bytes]:
+    """The (post id, fingerprint) reserved for (author, request id): `post_id` if this call reserved it.
+
+    One statement for a new key; a key reserved before (a retry) takes a second one to read it. A
+    concurrent reservation of the same key waits for the other transaction to end."""
+    key = {"author_id": author_id, "request_id": request_id}
+    row = (await session.execute(_RESERVE, {**key, "post_id": post_id, "fingerprint": fingerprint})).first()
+    if row is None:
+        row = (await session.execute(_RESERVED, key)).one()
     return row.post_id, bytes(row.fingerprint)
 
 
-async def insert_post(session: AsyncSession, record: PostRecord) -> bool:
-    """True if inserted; False if a post with this id already exists (a retried request)."""
+async def insert_post(session: Session, record: PostRecord) -> PostRecord | None:
+    """The stored post if inserted; None if a post with this id already exists (a retried request)."""
     location = record.location
-    result = await session.execute(
-        insert(posts)
-        .values(
-            id=record.id,
-            author_id=record.author_id,
-            caption=record.caption,
-            hashtags=record.hashtags,
-            location_name=location.name if location else None,
-            latitude=location.latitude if location else None,
-            longitude=location.longitude if location else None,
-            media_ids=record.media_ids,
-            created_at=record.created_at,
-            updated_at=record.created_at,
+    row = (
+        await session.execute(
+            _INSERT,
+            {
+                "id": record.id,
+                "author_id": record.author_id,
+                "caption": record.caption,
+                "hashtags": record.hashtags,
+                "location_name": location.name if location else None,
+                "latitude": location.latitude if location else None,
+                "longitude": location.longitude if location else None,
+                "media_ids": record.media_ids,
+                "created_at": record.created_at,
+            },
         )
-        .on_conflict_do_nothing()
-        .returning(posts.c.id)
-    )
-    return result.first() is not None
-
-
-async def get_post(session: AsyncSession, post_id: int, *, for_update: bool = False) -> PostRecord | None:
-    query = select(*_COLUMNS).where(posts.c.id == post_id)
-    if for_update:
-        query = query.with_for_update()
-    row = (await session.execute(query)).one_or_none()
+    ).first()
     return _record(row) if row else None
 
 
-async def get_posts(session: AsyncSession, post_ids: list[int]) -> dict[int, PostRecord]:
-    rows = await session.execute(select(*_COLUMNS).where(posts.c.id.in_(post_ids), posts.c.state == ACTIVE))
+async def get_post(session: Session, post_id: int, *, for_update: bool = False) -> PostRecord | None:
+    row = (await session.execute(_GET_FOR_UPDATE if for_update else _GET, {"id": post_id})).one_or_none()
+    return _record(row) if row else None
+
+
+async def get_posts(session: Session, post_ids: list[int]) -> dict[int, PostRecord]:
+    rows = await session.execute(_GET_LIVE, {"ids": post_ids})
     return {row.id: _record(row) for row in rows}
 
 
-async def list_by_author(session: AsyncSession, author_id: int, before_id: int | None, limit: int) -> list[PostRecord]:
+async def list_by_author(session: Session, author_id: int, before_id: int | None, limit: int) -> list[PostRecord]:
     """An author's live posts, newest first, older than `before_id`."""
     query = select(*_COLUMNS).where(posts.c.author_id == author_id, posts.c.state == ACTIVE)
     if before_id is not None:
@@ -123,7 +156,7 @@ async def list_by_author(session: AsyncSession, author_id: int, before_id: int |
     return [_record(row) for row in rows]
 
 
-async def list_by_tag(session: AsyncSession, tag: str, before_id: int | None, limit: int) -> list[PostRecord]:
+async def list_by_tag(session: Session, tag: str, before_id: int | None, limit: int) -> list[PostRecord]:
     """The live posts carrying `tag`, newest first, older than `before_id` (a backward range of the
     tag index's primary key, each post then read by its own)."""
     query = (
@@ -137,13 +170,13 @@ async def list_by_tag(session: AsyncSession, tag: str, before_id: int | None, li
     return [_record(row) for row in rows]
 
 
-async def set_caption(session: AsyncSession, post_id: int, caption: str, hashtags: list[str]) -> None:
+async def set_caption(session: Session, post_id: int, caption: str, hashtags: list[str]) -> None:
     await session.execute(
         update(posts).where(posts.c.id == post_id).values(caption=caption, hashtags=hashtags, updated_at=func.now())
     )
 
 
-async def mark_deleted(session: AsyncSession, post_id: int) -> None:
+async def mark_deleted(session: Session, post_id: int) -> None:
     await session.execute(
         update(posts).where(posts.c.id == post_id).values(state=DELETED, deleted_at=func.now(), updated_at=func.now())
     )

@@ -7,11 +7,10 @@ import hashlib
 import logging
 
 import grpc
-from sqlalchemy.ext.asyncio import AsyncSession
 
 from glimpse.events.v1 import events_pb2
 from glimpse.media.v1 import media_pb2, media_pb2_grpc
-from mesh.db import Database
+from mesh.db import Database, Session
 from mesh.errors import FailedPrecondition, InvalidArgument, NotFound, PermissionDenied, invalid_field
 from mesh.identity import as_caller
 from mesh.ids import IdGenerator
@@ -112,14 +111,16 @@ class PostService:
             updated_at=now,
         )
         async with self._db.unit_of_work() as session:
-            if await repo.insert_post(session, record):
+            stored = await repo.insert_post(session, record)
+            if stored is not None:
                 await tag_repo.retag_post(session, post_id, [], record.hashtags)
                 event = events_pb2.PostCreated(
                     post_id=post_id, author_id=author_id, media_ids=media_ids, mentioned_usernames=mentions_of(caption)
                 )
                 event.create_time.FromDatetime(record.created_at)
                 await self._outbox.add(session, event)
-            stored = await repo.get_post(session, post_id)
+            else:  # a retry that raced the first call: the first call's post
+                stored = await repo.get_post(session, post_id)
         assert stored is not None
         return stored
 
@@ -268,7 +269,7 @@ class PostService:
             raise PermissionDenied(f"only the author can {action} a post", reason="NOT_AUTHOR")
 
 
-async def _owned(session: AsyncSession, caller_id: int, post_id: int, action: str) -> PostRecord:
+async def _owned(session: Session, caller_id: int, post_id: int, action: str) -> PostRecord:
     """The post locked for change; NOT_FOUND if missing, PERMISSION_DENIED unless the caller wrote it."""
     post = await repo.get_post(session, post_id, for_update=True)
     if post is None:

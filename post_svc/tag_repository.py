@@ -4,11 +4,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from sqlalchemy import bindparam, delete, select, text, tuple_
+from sqlalchemy import any_, bindparam, delete, func, select, text, tuple_
 from sqlalchemy.dialects.postgresql import ARRAY, insert
-from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.types import BigInteger, Integer, Text
 
+from mesh.db import Session, Statement
 from post_svc.models import post_tags, tags
 
 
@@ -27,19 +27,35 @@ class TagRecord:
 # a tag on every new post (a trend) serialises those creates on its row for the rest of their
 # transactions (about a millisecond here); past a few hundred such posts a second, shard the count
 # as engagement_svc shards like counts.
-_COUNT = text(
-    """
-    INSERT INTO posts.tags AS t (name, post_count)
-    SELECT c.name, CASE WHEN c.delta > 0 THEN 1 ELSE 0 END
-      FROM unnest(:names, :deltas) AS c(name, delta)
-     ORDER BY c.name COLLATE "C"
-        ON CONFLICT (name) DO UPDATE
-       SET post_count = t.post_count + CASE WHEN excluded.post_count > 0 THEN 1 ELSE -1 END
-    """
-).bindparams(bindparam("names", type_=ARRAY(Text)), bindparam("deltas", type_=ARRAY(Integer)))
+_COUNT = Statement(
+    text(
+        """
+        INSERT INTO posts.tags AS t (name, post_count)
+        SELECT c.name, CASE WHEN c.delta > 0 THEN 1 ELSE 0 END
+          FROM unnest(:names, :deltas) AS c(name, delta)
+         ORDER BY c.name COLLATE "C"
+            ON CONFLICT (name) DO UPDATE
+           SET post_count = t.post_count + CASE WHEN excluded.post_count > 0 THEN 1 ELSE -1 END
+        """
+    ).bindparams(bindparam("names", type_=ARRAY(Text)), bindparam("deltas", type_=ARRAY(Integer)))
+)
+# A post's index rows: compiled once (mesh.db.Statement), as they run on every CreatePost.
+_ADD_TO_INDEX = Statement(
+    insert(post_tags)
+    .from_select(
+        ["tag", "post_id"],
+        select(func.unnest(bindparam("tags", type_=ARRAY(Text))), bindparam("post_id", type_=BigInteger)),
+    )
+    .on_conflict_do_nothing()
+)
+_REMOVE_FROM_INDEX = Statement(
+    delete(post_tags).where(
+        post_tags.c.post_id == bindparam("post_id"), post_tags.c.tag == any_(bindparam("tags", type_=ARRAY(Text)))
+    )
+)
 
 
-async def retag_post(session: AsyncSession, post_id: int, before: list[str], after: list[str]) -> None:
+async def retag_post(session: Session, post_id: int, before: list[str], after: list[str]) -> None:
     """Moves post `post_id` from the tags `before` to the tags `after` (either may be empty: a new post,
     a deleted one): its index rows and the tags' counts. The caller holds the post (just inserted, or
     locked) so that `before` is what the index has."""
@@ -48,21 +64,19 @@ async def retag_post(session: AsyncSession, post_id: int, before: list[str], aft
     if not added and not removed:
         return
     if removed:
-        await session.execute(delete(post_tags).where(post_tags.c.post_id == post_id, post_tags.c.tag.in_(removed)))
+        await session.execute(_REMOVE_FROM_INDEX, {"post_id": post_id, "tags": removed})
     if added:
-        await session.execute(
-            insert(post_tags).values([{"tag": tag, "post_id": post_id} for tag in added]).on_conflict_do_nothing()
-        )
+        await session.execute(_ADD_TO_INDEX, {"post_id": post_id, "tags": added})
     changes = sorted([(tag, 1) for tag in added] + [(tag, -1) for tag in removed])
     await session.execute(_COUNT, {"names": [name for name, _ in changes], "deltas": [d for _, d in changes]})
 
 
-async def get_tag(session: AsyncSession, name: str) -> TagRecord | None:
+async def get_tag(session: Session, name: str) -> TagRecord | None:
     row = (await session.execute(select(tags.c.name, tags.c.post_count, tags.c.id).where(tags.c.name == name))).first()
     return TagRecord(row.name, row.post_count, row.id) if row else None
 
 
-async def search_tags(session: AsyncSession, prefix: str, after: tuple[int, int] | None, limit: int) -> list[TagRecord]:
+async def search_tags(session: Session, prefix: str, after: tuple[int, int] | None, limit: int) -> list[TagRecord]:
     """Tags in use whose name starts with `prefix`, most used first, then oldest first (by id), after
     the keyset `after` = (post_count, id) of the previous page's last tag."""
     # The names starting with `prefix` are a range of the "C"-collated primary key, up to the prefix
