@@ -13,8 +13,6 @@ import asyncio
 import logging
 from collections.abc import Sequence
 
-from sqlalchemy.ext.asyncio import AsyncSession
-
 from glimpse.events.v1 import events_pb2
 from media_svc import images
 from media_svc import repository as repo
@@ -23,7 +21,7 @@ from media_svc.models import MediaStatus
 from media_svc.object_keys import rendition_key
 from media_svc.repository import MediaRecord, RenditionRecord
 from media_svc.storage import ObjectStore
-from mesh.db import Database
+from mesh.db import Database, Session
 from mesh.outbox import Outbox
 
 log = logging.getLogger("media_svc.renditions")
@@ -156,7 +154,7 @@ class Renditions:
             if current is not None and current.status == MediaStatus.PROCESSING:
                 await self._mark_failed(session, current, reason)
 
-    async def _mark_failed(self, session: AsyncSession, record: MediaRecord, reason: str) -> None:
+    async def _mark_failed(self, session: Session, record: MediaRecord, reason: str) -> None:
         await repo.mark_failed(session, record.id, reason)
         event = events_pb2.MediaFailed(
             media_id=record.id, owner_id=record.owner_id, post_id=record.post_id or 0, reason=reason
