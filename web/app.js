@@ -161,10 +161,15 @@ function pagedList(container, load, render, empty) {
     } catch (error) {
       observer.disconnect();
       sentinel.replaceWith(failure(error));
+      token = "";
     } finally {
       loading = false;
     }
+    // The observer only reports changes: a page too short to push the end out of view loads the next.
+    if (token && sentinel.isConnected && sentinel.getBoundingClientRect().top < innerHeight) more();
   }
+  // The first page at once (the end may start below the fold, after a large photo); then on scroll.
+  more();
   observer.observe(sentinel);
   return sentinel;
 }
@@ -375,7 +380,7 @@ async function profileView(username) {
     follow.addEventListener("click", () =>
       busy(follow, async () => {
         const result = await api("POST", "/v1/follow", { target_user_id: user.id });
-        say(result.state === "REQUESTED" ? "Follow requested" : `You follow ${user.username}`);
+        say(result.state === "requested" ? "Follow requested" : `You follow ${user.username}`);
       }),
     );
     unfollow.addEventListener("click", () =>
@@ -512,7 +517,7 @@ async function storiesView(userId) {
 }
 
 async function settingsView() {
-  const account = await api("GET", "/v1/users/me");
+  const account = await api("GET", `/v1/users/${encodeURIComponent(me().username)}`);
   const privateBox = h("input", { type: "checkbox", name: "is_private", checked: account.is_private });
   privateBox.addEventListener("change", async () => {
     try {

@@ -47,6 +47,16 @@ async def sign_up(page: Page, base: str, username: str) -> None:
     await expect(page.get_by_role("heading", name="Home")).to_be_attached()
 
 
+async def share_photo(page: Page, base: str, folder: Path, caption: str) -> str:
+    """Posts a photo through the New post form; returns the post's id."""
+    await page.goto(f"{base}/#/new")
+    await page.get_by_label("Photo").set_input_files(photo_file(folder))
+    await page.get_by_label("Caption").fill(caption)
+    await page.get_by_role("button", name="Share").click()
+    await expect(page).to_have_url(re.compile(r"#/p/\d+$"), timeout=15000)
+    return page.url.rsplit("/", 1)[1]
+
+
 async def wait_for_post_in_feed(page: Page, base: str, post_id: str, within: float = 45) -> None:
     """Reloads the feed until the post is there with its 640 px photo loaded (the fan-out and the
     rendition worker run asynchronously)."""
@@ -179,3 +189,81 @@ async def test_our_blurhash_decoder_matches_an_independent_one(browser: Browser,
 def test_the_photo_is_a_real_jpeg(tmp_path: Path):
     with Image.open(io.BytesIO(photo_file(tmp_path).read_bytes())) as image:
         assert image.format == "JPEG" and image.size == (1600, 1200)
+
+
+async def test_private_account_comments_replies_saves_profiles_and_blocks(
+    browser: Browser, gateway_url: str, new_username, tmp_path: Path
+):
+    author_context, reader_context = await browser.new_context(), await browser.new_context(viewport=PHONE)
+    try:
+        author, reader = await author_context.new_page(), await reader_context.new_page()
+        author_name, reader_name = new_username(), new_username()
+        await sign_up(author, gateway_url, author_name)
+        await sign_up(reader, gateway_url, reader_name)
+
+        # The author goes private; the reader's follow becomes a request the author approves.
+        await author.goto(f"{gateway_url}/#/settings")
+        await author.get_by_label("Private account").check()
+        await expect(author.get_by_role("status")).to_have_text("Your account is private")
+        post_id = await share_photo(author, gateway_url, tmp_path, "Quiet morning")
+        await reader.goto(f"{gateway_url}/#/u/{author_name}")
+        await expect(reader.get_by_role("alert")).to_contain_text("this account is private")
+        await reader.get_by_role("button", name="Follow", exact=True).click()
+        await expect(reader.get_by_role("status")).to_have_text("Follow requested")
+        await author.goto(f"{gateway_url}/#/settings")
+        requests = author.get_by_role("list", name="Follow requests")
+        await (
+            requests.get_by_role("listitem")
+            .filter(has_text=reader_name.capitalize())
+            .get_by_role("button", name="Approve")
+            .click()
+        )
+        await expect(requests.get_by_role("listitem")).to_have_count(0)
+
+        # Now the reader sees the grid, opens the post at 1080 px and comments; the author replies.
+        await reader.reload()
+        await expect(reader.get_by_role("link", name="1 followers")).to_be_visible()
+        await reader.get_by_role("list", name="Posts").get_by_role("listitem").first.click()
+        await expect(reader).to_have_url(re.compile(f"#/p/{post_id}$"))
+        full = reader.locator(f'article[data-post-id="{post_id}"] img.loaded')
+        deadline = asyncio.get_running_loop().time() + 45
+        while not await full.count():
+            assert asyncio.get_running_loop().time() < deadline, "the 1080 px rendition never loaded"
+            await reader.reload()
+            await reader.wait_for_timeout(1000)
+        assert await full.evaluate("i => i.naturalWidth") == 1080
+        await reader.get_by_label("Add a comment").fill("Lovely light")
+        await reader.get_by_role("button", name="Post comment").click()
+        await expect(reader.get_by_role("region", name="Comments").get_by_text("Lovely light")).to_be_visible()
+
+        await author.goto(f"{gateway_url}/#/p/{post_id}")
+        await author.get_by_role("button", name=f"Reply to {reader_name.capitalize()}").click()
+        await expect(author.get_by_role("textbox", name=f"Reply to {reader_name}")).to_be_focused()
+        await author.keyboard.type("Thank you!")
+        await author.keyboard.press("Enter")
+        await expect(author.get_by_text("Thank you!")).to_be_visible()
+        await reader.reload()
+        await reader.get_by_role("button", name="View 1 replies").click()
+        await expect(reader.get_by_text("Thank you!")).to_be_visible()
+
+        # Saved posts are the reader's own list.
+        card = reader.locator(f'article[data-post-id="{post_id}"]')
+        await card.get_by_role("button", name="Save").click()
+        await expect(card.get_by_role("button", name="Save")).to_have_attribute("aria-pressed", "true")
+        await reader.goto(f"{gateway_url}/#/saved")
+        await expect(reader.locator(f'article[data-post-id="{post_id}"]')).to_be_visible()
+
+        # The author's followers list names the reader; blocking the reader lists them, unblocking clears it.
+        await author.goto(f"{gateway_url}/#/u/{author_name}/followers")
+        await expect(author.get_by_role("link", name=reader_name.capitalize())).to_be_visible()
+        await author.goto(f"{gateway_url}/#/u/{reader_name}")
+        author.once("dialog", lambda dialog: asyncio.ensure_future(dialog.accept()))
+        await author.get_by_role("button", name="Block").click()
+        await expect(author.get_by_role("status")).to_have_text(f"Blocked {reader_name}")
+        await author.goto(f"{gateway_url}/#/settings")
+        blocked = author.get_by_role("list", name="Blocked accounts")
+        await blocked.get_by_role("button", name="Unblock").click()
+        await expect(blocked.get_by_role("listitem")).to_have_count(0)
+    finally:
+        await author_context.close()
+        await reader_context.close()
