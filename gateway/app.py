@@ -78,6 +78,6 @@ def create_app(settings: GatewaySettings) -> FastAPI:
     app.include_router(discovery.router)
     app.include_router(stories.router)
     app.include_router(operations.router)
-    # Last, so every API route, /docs and /openapi.json keep precedence over the client's files.
-    app.mount("/", web_client(), name="web")
+    # The client's files at /: it matches only their paths, so no API answer changes.
+    app.router.routes.append(web_client())
     return app

@@ -19,6 +19,11 @@ async def test_api_routes_and_the_docs_keep_precedence(http):
     assert (await http.get("/v1/feed")).status_code == 401
 
 
+async def test_a_wrong_method_on_an_api_route_is_still_a_405(http):
+    response = await http.put("/healthz")
+    assert response.status_code == 405 and response.headers["allow"] == "GET"
+
+
 async def test_unknown_paths_and_other_methods_are_the_gateways_json_404(http):
     for method, path in [
         ("GET", "/v1/nothing-here"),
