@@ -31,7 +31,8 @@ class CountService:
         _check_batch(post_ids)
         if not post_ids:
             return []
-        async with self._db.read_only() as session:
+        # One statement: no transaction needed (it reads one snapshot by itself).
+        async with self._db.read_only(transaction=False) as session:
             found = await repo.engagement(session, post_ids, viewer_id)
         return [found.get(p) or PostEngagement(p, 0, 0, False, False) for p in post_ids]
 

@@ -14,7 +14,22 @@ from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import Select, Table, bindparam, delete, func, literal, select, text, tuple_, union_all, update
+from sqlalchemy import (
+    ARRAY,
+    BigInteger,
+    Select,
+    Table,
+    any_,
+    bindparam,
+    delete,
+    func,
+    literal,
+    select,
+    text,
+    tuple_,
+    union_all,
+    update,
+)
 from sqlalchemy.dialects.postgresql import insert
 
 from engagement_svc.models import (
@@ -375,32 +390,43 @@ async def list_saves(
     return [SaveRecord(row.post_id, row.created_at) for row in rows]
 
 
+# BatchGetEngagement's query (every feed page runs it), compiled once: each post's counts, and with
+# a viewer, the posts among them the viewer liked and saved.
+_POST_IDS = bindparam("ids", type_=ARRAY(BigInteger))
+_COUNTS_OF_POSTS = (
+    select(
+        post_counters.c.post_id,
+        literal("c").label("kind"),
+        func.sum(post_counters.c.likes).label("likes"),
+        func.sum(post_counters.c.comments).label("comments"),
+    )
+    .where(post_counters.c.post_id == any_(_POST_IDS))
+    .group_by(post_counters.c.post_id)
+)
+_ENGAGEMENT = Statement(_COUNTS_OF_POSTS)
+_ENGAGEMENT_OF_VIEWER = Statement(
+    union_all(
+        _COUNTS_OF_POSTS,
+        select(likes.c.post_id, literal("l"), literal(0), literal(0)).where(
+            likes.c.user_id == bindparam("viewer_id"), likes.c.post_id == any_(_POST_IDS)
+        ),
+        select(saves.c.post_id, literal("s"), literal(0), literal(0)).where(
+            saves.c.user_id == bindparam("viewer_id"), saves.c.post_id == any_(_POST_IDS)
+        ),
+    )
+)
+
+
 async def engagement(session: Session, post_ids: Sequence[int], viewer_id: int) -> dict[int, PostEngagement]:
     """Counts and the viewer's like and save of each post that has any (one round trip); posts with
     nothing are left out. `viewer_id` 0: nobody's likes or saves."""
     ids = list(set(post_ids))
-    kind = literal("c").label("kind")
-    parts = [
-        select(
-            post_counters.c.post_id,
-            kind,
-            func.sum(post_counters.c.likes).label("likes"),
-            func.sum(post_counters.c.comments).label("comments"),
-        )
-        .where(post_counters.c.post_id.in_(ids))
-        .group_by(post_counters.c.post_id)
-    ]
     if viewer_id:
-        parts += [
-            select(likes.c.post_id, literal("l"), literal(0), literal(0)).where(
-                likes.c.user_id == viewer_id, likes.c.post_id.in_(ids)
-            ),
-            select(saves.c.post_id, literal("s"), literal(0), literal(0)).where(
-                saves.c.user_id == viewer_id, saves.c.post_id.in_(ids)
-            ),
-        ]
+        rows = await session.execute(_ENGAGEMENT_OF_VIEWER, {"ids": ids, "viewer_id": viewer_id})
+    else:
+        rows = await session.execute(_ENGAGEMENT, {"ids": ids})
     found: dict[int, dict[str, int]] = {}
-    for row in await session.execute(union_all(*parts)):
+    for row in rows:
         entry = found.setdefault(row.post_id, {"likes": 0, "comments": 0, "l": 0, "s": 0})
         if row.kind == "c":
             entry["likes"], entry["comments"] = int(row.likes), int(row.comments)
