@@ -200,9 +200,11 @@ def followees(conn: psycopg.Connection, readers: Sequence[int]) -> dict[int, lis
 # Redis ------------------------------------------------------------------------------------------
 
 
-def make_timelines(namespace: str) -> Timelines:
-    """Timelines of a stack's namespace, with the caps and TTL the services use by default."""
-    return Timelines.from_settings(connect_redis(MeshSettings().redis_url), TimelineSettings(namespace=namespace))
+def make_timelines(namespace: str, redis_url: str | None = None) -> Timelines:
+    """Timelines of a stack's namespace (on the stack's Redis: `redis_url`, else the configured one),
+    with the caps and TTL the services use by default."""
+    url = redis_url or MeshSettings().redis_url
+    return Timelines.from_settings(connect_redis(url), TimelineSettings(namespace=namespace, redis_url=url))
 
 
 def merged_inbox(authors: Iterable[int], newest: dict[int, list[int]], cap: int) -> list[int]:

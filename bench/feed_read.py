@@ -1,14 +1,20 @@
-"""Feed read: GetHomeFeed through a real feed_svc process, beside an empty call, a celebrity-heavy
-reader, and the usual SQL join computing the same page.
+"""Feed read: GetHomeFeed through real feed_svc processes, beside an empty call, the same RPC without
+engagement, a celebrity-heavy reader, and the same RPC served from SQL instead of Redis inboxes.
 
     python -m bench feed_read
 
-Runs graph_svc, post_svc, media_svc and feed_svc as processes (bench.stack) on a fresh database;
-CELEBRITY_THRESHOLD 10000, hydration and celebrity caches kept for 15 minutes so they stay warm for
-the whole run (every reader's first page is read once before measuring). This measures the read
-path, so the data is bulk-loaded (bench.feed_data): posts and READY media rows straight into their
-schemas, outboxes and inboxes written with the timelines package exactly as the fan-out leaves them
-(inbox: the newest 800 posts of the reader and their non-celebrity followees).
+Runs graph_svc, post_svc, media_svc, engagement_svc and feed_svc as processes (bench.stack) on a fresh
+database, with a Redis server of its own (so Redis's CPU is only the timelines'), and two more feed
+processes on the same data: one with GLIMPSE_SERVE_ENGAGEMENT=false (posts without engagement: the
+issue-11 baseline) and the SQL-backed variant (`python -m bench.feed_read`: feed_svc's own host,
+hydration, visibility, engagement and encoding, with the page's post ids read by the per-followee
+LATERAL query on the posts index instead of from Redis). CELEBRITY_THRESHOLD 10000; hydration,
+celebrity and visibility caches kept for 15 minutes so they stay warm for the whole run (every
+reader's first page is read once per feed process before measuring). Engagement is never cached:
+every page asks engagement_svc (no like or comment rows here, so it answers zeros from its indexes).
+This measures the read path, so the data is bulk-loaded (bench.feed_data): posts and READY media rows
+straight into their schemas, outboxes and inboxes written with the timelines package exactly as the
+fan-out leaves them (inbox: the newest 800 posts of the reader and their non-celebrity followees).
 
 Data, all in the one database, loaded before any measurement:
   reed   socfb-Reed98 (graph_svc.demo.load: 962 users, 37,624 follows), 1,040 posts per user (1M)
@@ -21,17 +27,21 @@ Data, all in the one database, loaded before any measurement:
 Only the outboxes a read touches are written: the celebrities' (another author's outbox is read only
 to rebuild an expired inbox, and these readers' inboxes are live).
 
-Figures (targets printed beside them, never asserted):
-  3  GetHomeFeed (page 20, reed readers) at max rate beside Health/Check on the same feed_svc, with
-     the same client; then both at half the feed's max rate, open loop
+Figures (targets printed beside them, never asserted; issue 12 target 1 and issue 11's ratio):
+  3  GetHomeFeed (page 20, Reed98 readers) at max rate beside Health/Check on the same feed_svc and
+     beside the feed process without engagement, with the same client; then GetHomeFeed and
+     Health/Check at half the feed's max rate, open loop; CPU per call of every process
   4  the mix reader beside the inbox-only reader: p50/p99 of one caller, and max rate
-  5  the same page (post + author + media) by one SQL join over follows and posts (index on
-     posts(author_id, created_at DESC)) from psycopg, beside GetHomeFeed, for reed and scale readers
+  5  GetHomeFeed beside its SQL-backed variant (same gRPC server and hydration) on Reed98 and the
+     power-law graph, with each variant's CPU per page in its stateful tier (Redis, PostgreSQL);
+     for reference, the hydrated page by SQL straight from the client (the naive join, and LATERAL)
 
 The client: CLIENT_PROCESSES processes (spawned), each one asyncio loop with CONCURRENCY calls in
 flight (one gRPC channel per process; one psycopg connection per in-flight query), all starting
 together; closed loop (a call starts when one ends) or open loop (calls start on a fixed schedule
-and latency counts from the scheduled start, so a late client does not hide queueing).
+and latency counts from the scheduled start, so a late client does not hide queueing). CPU is read
+from /proc over each measurement's SECONDS: every process of the stack, the client processes, the
+bench's Redis server and the PostgreSQL backends connected to the bench's database.
 """
 
 from __future__ import annotations
@@ -42,27 +52,36 @@ import itertools
 import multiprocessing
 import random
 import statistics
+import subprocess
 import sys
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Mapping, Sequence
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
+from typing import Any
 
 import grpc
 import psycopg
+import redis
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from bench import feed_data
 from bench.feed_data import Step, Verdict, print_verdicts
-from bench.stack import Stack, running_stack
+from bench.stack import LOGS, Stack, free_port, running_stack
 from bench.stats import Sample, empty_call_floor, peak_rss_line, time_calls
+from feed_svc.app import feed_host
+from feed_svc.service import FeedService
+from feed_svc.settings import FeedSettings
 from glimpse.feed.v1 import feed_pb2, feed_pb2_grpc
 from graph_svc import demo
 from graph_svc.credentials import Passwords
 from mesh.db import Database
+from mesh.entrypoint import run_service
 from mesh.identity import as_caller
 from mesh.ids import IdGenerator
+from mesh.server import ServiceHost
 
 ROOT = Path(__file__).resolve().parents[1]
 DATASET = ROOT.parent / "shared" / "datasets" / "socfb-Reed98.edges"
@@ -77,10 +96,12 @@ SECONDS = 4.0
 SEQUENTIAL_CALLS = 1500
 PLAN_LINES = 12
 
-TARGET_SHARE_OF_EMPTY = 0.5
-TARGET_P99_AT_HALF = 0.015
+TARGET_SHARE_OF_EMPTY = 0.6
+TARGET_P99_OVER_EMPTY = 2.0
+TARGET_ENGAGEMENT_COST = 1.3
 TARGET_CELEBRITY_COST = 1.5
-TARGET_OVER_SQL = 10.0
+TARGET_OVER_SQL_FEED = 2.0
+TARGET_OVER_SQL_JOIN = 10.0
 
 # Data set sizes (see the module docstring).
 REED_POSTS_PER_USER = 1040
@@ -131,6 +152,23 @@ SQL_QUERIES = {"sql": FEED_SQL, "sql-lateral": LATERAL_SQL, "sql-empty": EMPTY_S
 # baseline is given its best throughput setting.
 SQL_OPTIONS = "-c max_parallel_workers_per_gather=0"
 
+# The SQL-backed feed's page of post ids: the reader's followees (and the reader) each contribute
+# their newest posts below the cursor from the services' own index posts_by_author (author_id,
+# id DESC) WHERE state = ACTIVE, merged and cut to the page. The feed's own order is by id.
+CANDIDATES_SQL = """
+SELECT p.id
+  FROM (SELECT f.followee_id FROM graph.follows f WHERE f.follower_id = %(reader)s
+        UNION ALL SELECT %(reader)s::bigint) AS a(author_id)
+  CROSS JOIN LATERAL (SELECT p.id FROM posts.posts p
+                       WHERE p.author_id = a.author_id AND p.state = 1 AND p.id < %(before)s
+                       ORDER BY p.id DESC LIMIT %(fetch)s) p
+ ORDER BY p.id DESC
+ LIMIT %(fetch)s
+"""
+_NO_CURSOR = 2**63 - 1
+# Connections of the SQL-backed feed: one per call the client keeps in flight, so none waits.
+SQL_FEED_CONNECTIONS = CLIENT_PROCESSES * CONCURRENCY
+
 
 @dataclass(frozen=True)
 class Readers:
@@ -138,6 +176,177 @@ class Readers:
     celebrity_mix: list[int]
     inbox_only: list[int]
     scale: list[int]
+
+
+# The SQL-backed feed (runs as its own process: python -m bench.feed_read) -----------------------
+
+
+class SqlPages:
+    """The CANDIDATES_SQL page from a fixed set of psycopg connections (statements prepared at once)."""
+
+    def __init__(self, connections: list[psycopg.AsyncConnection[Any]]) -> None:
+        self._idle: asyncio.Queue[psycopg.AsyncConnection[Any]] = asyncio.Queue()
+        for conn in connections:
+            self._idle.put_nowait(conn)
+
+    async def page(self, reader: int, before: int | None, fetch: int) -> list[int]:
+        conn = await self._idle.get()
+        try:
+            params = {"reader": reader, "before": before or _NO_CURSOR, "fetch": fetch}
+            cursor = await conn.execute(CANDIDATES_SQL, params, prepare=True)
+            return [row[0] for row in await cursor.fetchall()]
+        finally:
+            self._idle.put_nowait(conn)
+
+
+class SqlFeedService(FeedService):
+    """FeedService with the page's post ids read from PostgreSQL (CANDIDATES_SQL, over every followee:
+    celebrities need no separate merge) instead of inboxes and outboxes in Redis. Everything after
+    the ids (hydration, visibility, engagement, cursor, encoding) is feed_svc's own code."""
+
+    def __init__(self, *args: Any, sql: SqlPages, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._sql = sql
+
+    async def _candidates(
+        self, user_id: int, celebrities: list[int], before: int | None, fetch: int, *, touch: bool = False
+    ) -> tuple[list[int], bool]:
+        ids = await self._sql.page(user_id, before, fetch)
+        return ids, len(ids) < fetch
+
+
+@contextlib.asynccontextmanager
+async def sql_feed_host(settings: FeedSettings) -> AsyncIterator[ServiceHost]:
+    url = feed_data.sql_url(settings.database_url)
+    connections = [
+        await psycopg.AsyncConnection.connect(url, autocommit=True, options=SQL_OPTIONS)
+        for _ in range(SQL_FEED_CONNECTIONS)
+    ]
+    try:
+        async with feed_host(settings, make_service=partial(SqlFeedService, sql=SqlPages(connections))) as host:
+            yield host
+    finally:
+        for conn in connections:
+            await conn.close()
+
+
+@contextlib.contextmanager
+def feed_process(stack: Stack, label: str, module: str, env: Mapping[str, str]) -> Iterator[tuple[str, int]]:
+    """Another feed process on the stack's data (`python -m <module>` with the stack's environment and
+    `env`): its address and pid, until the block ends."""
+    address = f"127.0.0.1:{free_port()}"
+    with open(LOGS / f"{stack.namespace}-{label}.log", "wb") as log:
+        process = subprocess.Popen(
+            [sys.executable, "-m", module],
+            cwd=ROOT,
+            env={**stack.env, **env, "GLIMPSE_LISTEN": address},
+            stdout=log,
+            stderr=log,
+        )
+        try:
+            asyncio.run(_wait_serving(address, process, label))
+            yield address, process.pid
+        finally:
+            process.terminate()
+            process.wait(timeout=20)
+
+
+async def _wait_serving(address: str, process: subprocess.Popen[bytes], label: str) -> None:
+    async with grpc.aio.insecure_channel(address) as channel:
+        health = health_pb2_grpc.HealthStub(channel)
+        for _ in range(600):
+            if process.poll() is not None:
+                raise RuntimeError(f"the {label} feed process exited; see {LOGS}")
+            with contextlib.suppress(grpc.aio.AioRpcError):
+                answer = await health.Check(health_pb2.HealthCheckRequest(), timeout=1)
+                if answer.status == health_pb2.HealthCheckResponse.SERVING:
+                    return
+            await asyncio.sleep(0.1)
+    raise RuntimeError(f"the {label} feed process did not serve; see {LOGS}")
+
+
+@contextlib.contextmanager
+def private_redis() -> Iterator[tuple[str, int]]:
+    """A Redis server of this benchmark's own, without persistence: its URL and pid. Nothing else
+    uses it, so its CPU is the timelines' (the Redis tier's cost per page)."""
+    port = free_port()
+    process = subprocess.Popen(
+        ["redis-server", "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"],
+        stdout=subprocess.DEVNULL,
+    )
+    url = f"redis://127.0.0.1:{port}/0"
+    try:
+        client = redis.Redis.from_url(url)
+        for _ in range(100):
+            with contextlib.suppress(redis.ConnectionError):
+                if client.ping():
+                    break
+            time.sleep(0.05)
+        client.close()
+        yield url, process.pid
+    finally:
+        process.terminate()
+        process.wait(timeout=20)
+
+
+# CPU by process -----------------------------------------------------------------------------------
+
+
+def _cpu_seconds(pid: int) -> float:
+    """CPU time of every live thread of `pid` (nanoseconds, from schedstat: /proc/<pid>/stat counts
+    in 10 ms ticks, too coarse for a few hundred calls)."""
+    total = 0
+    with contextlib.suppress(OSError):  # exited
+        for task in Path(f"/proc/{pid}/task").iterdir():
+            with contextlib.suppress(OSError, ValueError):
+                total += int((task / "schedstat").read_text().split()[0])
+    return total / 1e9
+
+
+class CpuMeter:
+    """CPU seconds (user + system) of named processes, plus "PostgreSQL": the backends connected to
+    the bench's database (nothing else connects to it), looked up at every snapshot."""
+
+    def __init__(self, processes: Mapping[str, Sequence[int]], database_url: str) -> None:
+        self.processes = {name: list(pids) for name, pids in processes.items()}
+        self._sql = feed_data.connect(database_url)
+
+    def close(self) -> None:
+        self._sql.close()
+
+    def snapshot(self) -> dict[str, dict[int, float]]:
+        backends = [
+            row[0]
+            for row in self._sql.execute(
+                "SELECT pid FROM pg_stat_activity WHERE datname = current_database() AND pid <> pg_backend_pid()"
+            )
+        ]
+        groups = {**self.processes, "PostgreSQL": backends}
+        return {name: {pid: _cpu_seconds(pid) for pid in pids} for name, pids in groups.items()}
+
+    @staticmethod
+    def used(before: dict[str, dict[int, float]], after: dict[str, dict[int, float]]) -> dict[str, float]:
+        """CPU seconds per name between two snapshots (a backend that appeared in between counts whole)."""
+        return {
+            name: sum(seconds - before.get(name, {}).get(pid, 0.0) for pid, seconds in pids.items())
+            for name, pids in after.items()
+        }
+
+
+@dataclass(frozen=True)
+class Measured:
+    """A load's latencies and rate, and the CPU each process used during its SECONDS of measurement."""
+
+    sample: Sample
+    cpu: dict[str, float]
+
+    def per_call_us(self, name: str) -> float:
+        calls = self.sample.rate * SECONDS
+        return self.cpu.get(name, 0.0) / calls * 1e6 if calls else 0.0
+
+    def cpu_line(self) -> str:
+        parts = [f"{name} {self.per_call_us(name):,.0f}" for name, seconds in self.cpu.items() if seconds > 0.005]
+        return f"    CPU per call (us): {', '.join(parts)}"
 
 
 # The load client (runs in CLIENT_PROCESSES spawned processes) -----------------------------------
@@ -275,27 +484,36 @@ def _ready() -> int:
 class Client:
     """CLIENT_PROCESSES spawned processes, started once and reused by every measurement."""
 
-    def __init__(self, pool: ProcessPoolExecutor) -> None:
+    def __init__(self, pool: ProcessPoolExecutor, meter: CpuMeter) -> None:
         self._pool = pool
+        self._meter = meter
         futures = [pool.submit(_ready) for _ in range(CLIENT_PROCESSES)]
         pids = {f.result() for f in futures}
         if len(pids) != CLIENT_PROCESSES:
             raise RuntimeError(f"expected {CLIENT_PROCESSES} client processes, got {len(pids)}")
+        meter.processes["client"] = sorted(pids)
 
-    def run(self, name: str, kind: str, target: str, readers: Sequence[int], rate: float = 0.0) -> Sample:
-        """Every process runs the same load at once (open loop: `rate` split between them)."""
+    def run(self, name: str, kind: str, target: str, readers: Sequence[int], rate: float = 0.0) -> Measured:
+        """Every process runs the same load at once (open loop: `rate` split between them); CPU is read
+        at the start and the end of the measured seconds (warm-up excluded)."""
         start_at = time.time() + 1.0
         step = max(1, len(readers) // CLIENT_PROCESSES)
         loads = [
             Load(kind, target, tuple(readers), n * step, SECONDS, start_at, rate / CLIENT_PROCESSES)
             for n in range(CLIENT_PROCESSES)
         ]
-        results = list(self._pool.map(run_client, loads))
+        futures = [self._pool.submit(run_client, load) for load in loads]
+        time.sleep(max(0.0, start_at - time.time()))
+        before = self._meter.snapshot()
+        time.sleep(max(0.0, start_at + SECONDS - time.time()))
+        after = self._meter.snapshot()
+        results = [f.result() for f in futures]
         errors = sum(r.errors for r in results)
         if errors:
             print(f"  ! {name}: {errors} calls failed")
         latencies = [s for r in results for s in r.latencies]
-        return Sample(name, latencies, max(r.wall for r in results), len(latencies))
+        sample = Sample(name, latencies, max(r.wall for r in results), len(latencies))
+        return Measured(sample, CpuMeter.used(before, after))
 
 
 def describe_client() -> str:
@@ -308,7 +526,7 @@ def describe_client() -> str:
 # Data -------------------------------------------------------------------------------------------
 
 
-def load_data(stack: Stack) -> Readers:
+def load_data(stack: Stack, redis_url: str) -> Readers:
     """Loads the three data sets into the database, then every outbox and reader inbox into Redis."""
     conn = feed_data.connect(stack.database_url)
     with conn:
@@ -319,11 +537,12 @@ def load_data(stack: Stack) -> Readers:
             feed_data.insert_posts(conn, reed, REED_POSTS_PER_USER, REED_SEQ, days=365)
         celebrity_mix, inbox_only, mix_authors = _load_mix(conn)
         scale = _load_scale(conn)
-        with Step(f"build the {len(deferred)} indexes again; index posts(author_id, created_at DESC); ANALYZE"):
+        with Step(f"build the {len(deferred)} indexes again; index posts(author_id, created_at DESC); VACUUM ANALYZE"):
             feed_data.create_indexes(conn, deferred)
-            # The index the SQL baseline needs (the services' own is on (author_id, id DESC)).
+            # The index the client-side SQL references need (the services' own is on (author_id, id DESC)).
             conn.execute("CREATE INDEX posts_author_created ON posts.posts (author_id, created_at DESC)")
-            conn.execute("ANALYZE")
+            # VACUUM sets the visibility map, so the SQL variant's id-only reads are index-only scans.
+            conn.execute("VACUUM ANALYZE")
         readers = Readers(reed, celebrity_mix, inbox_only, scale)
         with Step("newest posts of every author; inboxes merged from them"):
             authors = reed + mix_authors + [SCALE_BASE + g for g in range(SCALE_AUTHORS)]
@@ -334,7 +553,7 @@ def load_data(stack: Stack) -> Readers:
     # inbox, which these readers never have), so only those are written.
     outboxes = {a: posts for a, posts in newest.items() if counts[a] > CELEBRITY_THRESHOLD}
     with Step(f"{len(outboxes):,} celebrity outboxes and {len(inboxes):,} inboxes into Redis"):
-        asyncio.run(_write_timelines(stack.namespace, outboxes, inboxes))
+        asyncio.run(_write_timelines(stack.namespace, redis_url, outboxes, inboxes))
     return readers
 
 
@@ -433,8 +652,10 @@ def _inboxes(
     }
 
 
-async def _write_timelines(namespace: str, newest: dict[int, list[int]], inboxes: dict[int, list[int]]) -> None:
-    timelines = feed_data.make_timelines(namespace)
+async def _write_timelines(
+    namespace: str, redis_url: str, newest: dict[int, list[int]], inboxes: dict[int, list[int]]
+) -> None:
+    timelines = feed_data.make_timelines(namespace, redis_url)
     try:
         await feed_data.build_outboxes(timelines, newest)
         await feed_data.build_inboxes(timelines, inboxes)
@@ -442,23 +663,26 @@ async def _write_timelines(namespace: str, newest: dict[int, list[int]], inboxes
         await timelines.redis.aclose()
 
 
-async def warm(addr: str, readers: Readers) -> None:
-    """Reads every reader's first page once (fills feed_svc's caches) and checks it is a full page."""
-    everyone = readers.reed + readers.celebrity_mix + readers.inbox_only + readers.scale
-    short = 0
+async def warm(addr: str, readers: Sequence[int], *, engagement: bool = True) -> None:
+    """Reads every reader's first page once (fills the feed process's caches) and checks each is a
+    full page (and says how many came without engagement, when `engagement` is expected)."""
+    short = without_engagement = 0
     async with grpc.aio.insecure_channel(addr) as channel:
         feed = feed_pb2_grpc.FeedServiceStub(channel)
         semaphore = asyncio.Semaphore(16)
 
         async def read(reader: int) -> None:
-            nonlocal short
+            nonlocal short, without_engagement
             async with semaphore:
                 page = await feed.GetHomeFeed(feed_pb2.GetHomeFeedRequest(page_size=PAGE), metadata=as_caller(reader))
             short += len(page.items) < PAGE
+            without_engagement += any(not item.HasField("engagement") for item in page.items)
 
-        await asyncio.gather(*(read(r) for r in everyone))
+        await asyncio.gather(*(read(r) for r in readers))
     if short:
         raise RuntimeError(f"{short} readers got fewer than {PAGE} items: the data did not load as intended")
+    if engagement and without_engagement:
+        print(f"  ! {without_engagement} pages came without engagement: engagement_svc did not answer in time")
 
 
 def _followee_summary(conn: psycopg.Connection, readers: list[int]) -> str:
@@ -488,35 +712,55 @@ def _cycling(
     return lambda: feed.GetHomeFeed(request, metadata=as_caller(next(turn)))
 
 
-def figure_feed(client: Client, addr: str, readers: list[int], alone: list[Sample]) -> Sample:
-    """Figure 3; returns the feed's max-rate sample (the reed run of figure 5 reuses it)."""
+def _print(measured: Sequence[Measured]) -> None:
+    for m in measured:
+        print(m.sample.line())
+        print(m.cpu_line())
+
+
+def figure_feed(client: Client, addr: str, bare_addr: str, readers: list[int], alone: list[Sample]) -> Measured:
+    """Figure 3; returns the feed's max-rate measurement (figure 5 reuses it for Reed98)."""
     health = client.run("floor: Health/Check, max rate", "health", addr, readers)
     feed = client.run("GetHomeFeed, max rate", "feed", addr, readers)
-    half = feed.rate / 2
+    bare = client.run("GetHomeFeed without engagement, max rate", "feed", bare_addr, readers)
+    half = feed.sample.rate / 2
     health_half = client.run(f"floor: Health/Check, open loop {half:,.0f}/s", "health", addr, readers, half)
     feed_half = client.run(f"GetHomeFeed, open loop {half:,.0f}/s (half max)", "feed", addr, readers, half)
-    print("figure 3: GetHomeFeed, page 20, hydrated, warm caches, Reed98 readers; feed_svc in its own process")
-    for sample in [*alone, health, feed, health_half, feed_half]:
+    print(
+        "figure 3: GetHomeFeed, page 20, hydrated, with engagement (one BatchGetEngagement per page), warm "
+        "caches, Reed98 readers; feed_svc in its own process"
+    )
+    for sample in alone:
         print(sample.line())
-    p99, floor_p99 = feed_half.percentile(99), health_half.percentile(99)
+    _print([health, feed, bare, health_half, feed_half])
+    rate, floor, bare_rate = feed.sample.rate, health.sample.rate, bare.sample.rate
+    p99, floor_p99 = feed_half.sample.percentile(99), health_half.sample.percentile(99)
     print_verdicts(
         "figure 3",
         [
             Verdict(
                 "GetHomeFeed max rate",
-                f"{feed.rate:,.0f} calls/s",
-                f"Health/Check {health.rate:,.0f} calls/s",
-                f"{feed.rate / health.rate:.0%} of empty",
+                f"{rate:,.0f} calls/s",
+                f"Health/Check {floor:,.0f} calls/s",
+                f"{rate / floor:.0%} of empty",
                 f">= {TARGET_SHARE_OF_EMPTY:.0%} of empty",
-                feed.rate >= TARGET_SHARE_OF_EMPTY * health.rate,
+                rate >= TARGET_SHARE_OF_EMPTY * floor,
             ),
             Verdict(
                 f"GetHomeFeed p99 at {half:,.0f}/s (half max)",
                 f"p99 {p99 * 1000:.1f} ms",
                 f"Health/Check p99 {floor_p99 * 1000:.1f} ms",
                 f"{p99 / floor_p99:.1f}x empty",
-                f"p99 < {TARGET_P99_AT_HALF * 1000:.0f} ms",
-                p99 < TARGET_P99_AT_HALF,
+                f"<= {TARGET_P99_OVER_EMPTY:.0f}x empty",
+                p99 <= TARGET_P99_OVER_EMPTY * floor_p99,
+            ),
+            Verdict(
+                "cost per page with engagement (1/rate)",
+                f"{1e6 / rate:,.0f} us",
+                f"without {1e6 / bare_rate:,.0f} us",
+                f"{bare_rate / rate:.2f}x",
+                f"<= {TARGET_ENGAGEMENT_COST}x",
+                bare_rate <= TARGET_ENGAGEMENT_COST * rate,
             ),
         ],
     )
@@ -526,8 +770,8 @@ def figure_feed(client: Client, addr: str, readers: list[int], alone: list[Sampl
 def figure_celebrities(client: Client, addr: str, readers: Readers, alone: list[Sample]) -> None:
     """Figure 4: the celebrity-mix reader against the inbox-only reader (its floor)."""
     mix_alone, inbox_alone = alone
-    inbox = client.run("floor: 250 normal followees, max rate", "feed", addr, readers.inbox_only)
-    mix = client.run("50 celebrities + 200 normal, max rate", "feed", addr, readers.celebrity_mix)
+    inbox = client.run("floor: 250 normal followees, max rate", "feed", addr, readers.inbox_only).sample
+    mix = client.run("50 celebrities + 200 normal, max rate", "feed", addr, readers.celebrity_mix).sample
     print("figure 4: GetHomeFeed of readers following 50 celebrities (pulled from outboxes) + 200 normal authors")
     for sample in (inbox_alone, mix_alone, inbox, mix):
         print(sample.line())
@@ -551,46 +795,78 @@ def figure_celebrities(client: Client, addr: str, readers: Readers, alone: list[
     )
 
 
-def figure_sql(client: Client, stack: Stack, readers: Readers, reed_feed: Sample) -> None:
-    """Figure 5: the SQL join against GetHomeFeed on the same readers and data (and, for reference,
-    the join with a per-followee LIMIT)."""
-    addr, url = stack.addr["feed_svc"], feed_data.sql_url(stack.database_url)
-    samples = [client.run("floor: SELECT 1, max rate", "sql-empty", url, readers.reed)]
+@dataclass(frozen=True)
+class Feeds:
+    """The feed processes' addresses: feed_svc, without engagement, and the SQL-backed variant."""
+
+    ours: str
+    bare: str
+    sql: str
+
+
+def figure_sql(client: Client, stack: Stack, feeds: Feeds, readers: Readers, reed_feed: Measured) -> None:
+    """Figure 5: GetHomeFeed against its SQL-backed variant on the same readers and data, with the
+    stateful tier's CPU per page; the client-side SQL pages for reference."""
+    url = feed_data.sql_url(stack.database_url)
+    measured = [client.run("reference: SELECT 1 from the client, max rate", "sql-empty", url, readers.reed)]
     rows = []
     for label, group in (("Reed98", readers.reed), ("power-law", readers.scale)):
         _explain(url, group, label)
-        print(f"  same page as GetHomeFeed (post ids, in order): {asyncio.run(_same_pages(addr, url, group))}")
-        sql = client.run(f"SQL join page, {label}, max rate", "sql", url, group)
-        lateral = client.run(f"SQL LATERAL page, {label}, max rate", "sql-lateral", url, group)
+        print(f"  same pages (post ids, in order): {asyncio.run(_same_pages(feeds, url, group))}")
         ours = reed_feed
         if group is not readers.reed:
-            ours = client.run(f"GetHomeFeed, {label}, max rate", "feed", addr, group)
-        samples += [sql, lateral, ours]
-        for baseline, what, target in ((sql, "SQL join", TARGET_OVER_SQL), (lateral, "SQL LATERAL (reference)", None)):
-            rows.append(
-                Verdict(
-                    f"GetHomeFeed vs {what}, {label}",
-                    f"{ours.rate:,.0f} pages/s",
-                    f"{baseline.rate:,.0f} pages/s",
-                    f"{ours.rate / baseline.rate:.1f}x",
-                    f">= {target:.0f}x" if target else "-",
-                    ours.rate >= target * baseline.rate if target else None,
-                )
-            )
-    print("figure 5: the same hydrated page by SQL (psycopg, the same client) beside GetHomeFeed")
-    for sample in samples:
-        print(sample.line())
+            ours = client.run(f"GetHomeFeed, {label}, max rate", "feed", feeds.ours, group)
+        sql_feed = client.run(f"GetHomeFeed from SQL (LATERAL), {label}, max rate", "feed", feeds.sql, group)
+        join = client.run(f"reference: SQL join page from the client, {label}", "sql", url, group)
+        lateral = client.run(f"reference: SQL LATERAL page from the client, {label}", "sql-lateral", url, group)
+        measured += [ours, sql_feed, join, lateral]
+        rate, sql_rate = ours.sample.rate, sql_feed.sample.rate
+        redis_us, sql_pg_us = ours.per_call_us("Redis"), sql_feed.per_call_us("PostgreSQL")
+        rows += [
+            Verdict(
+                f"GetHomeFeed vs its SQL-backed variant, {label}",
+                f"{rate:,.0f} pages/s",
+                f"{sql_rate:,.0f} pages/s",
+                f"{rate / sql_rate:.1f}x",
+                f">= {TARGET_OVER_SQL_FEED:.0f}x",
+                rate >= TARGET_OVER_SQL_FEED * sql_rate,
+            ),
+            Verdict(
+                f"stateful tier CPU per page, {label}",
+                f"Redis {redis_us:,.0f} us (+ PostgreSQL {ours.per_call_us('PostgreSQL'):,.0f})",
+                f"PostgreSQL {sql_pg_us:,.0f} us",
+                f"{sql_pg_us / max(redis_us + ours.per_call_us('PostgreSQL'), 1):.1f}x less",
+                "-",
+                None,
+            ),
+            Verdict(
+                f"GetHomeFeed vs the SQL join from the client, {label}",
+                f"{rate:,.0f} pages/s",
+                f"{join.sample.rate:,.0f} pages/s",
+                f"{rate / join.sample.rate:.1f}x",
+                f">= {TARGET_OVER_SQL_JOIN:.0f}x",
+                rate >= TARGET_OVER_SQL_JOIN * join.sample.rate,
+            ),
+        ]
+    print(
+        "figure 5: GetHomeFeed (Redis inboxes) beside the same RPC with its page from SQL (LATERAL), both "
+        "feed_svc's gRPC server, hydration and engagement; and, for reference, hydrated pages by SQL sent "
+        "straight from the client (no gRPC hop, no Python server: not like for like)"
+    )
+    _print(measured)
     print_verdicts("figure 5", rows)
 
 
 def _explain(url: str, group: list[int], label: str) -> None:
-    """Prints the plan (EXPLAIN ANALYZE, shortened) for the reader with the median followee count."""
+    """Prints the SQL-backed feed's plan (EXPLAIN ANALYZE, shortened) for the reader with the median
+    followee count."""
     with psycopg.connect(url, autocommit=True, options=SQL_OPTIONS) as conn:
         print(f"  {label}: {_followee_summary(conn, group)}; posts in the database: {_count_posts(conn):,}")
         follows = feed_data.followees(conn, group)
         reader = sorted(group, key=lambda r: len(follows[r]))[len(group) // 2]
-        plan = [row[0] for row in conn.execute("EXPLAIN (ANALYZE, COSTS OFF) " + FEED_SQL, {"reader": reader})]
-    print(f"  EXPLAIN ANALYZE, {label} reader with {len(follows[reader])} followees (first {PLAN_LINES} lines):")
+        params = {"reader": reader, "before": _NO_CURSOR, "fetch": PAGE + 4}
+        plan = [row[0] for row in conn.execute("EXPLAIN (ANALYZE, COSTS OFF) " + CANDIDATES_SQL, params)]
+    print(f"  EXPLAIN ANALYZE of the SQL-backed page, {label} reader with {len(follows[reader])} followees:")
     for line in [*plan[:PLAN_LINES], *plan[-2:]]:
         print(f"    {line}")
 
@@ -600,50 +876,79 @@ def _count_posts(conn: psycopg.Connection) -> int:
     return int(row[0]) if row else 0
 
 
-async def _same_pages(addr: str, url: str, group: list[int]) -> str:
-    """Compares GetHomeFeed's page with both SQL pages for 20 readers spread over the group."""
+async def _same_pages(feeds: Feeds, url: str, group: list[int]) -> str:
+    """Compares GetHomeFeed's page with the SQL-backed variant's and both client-side SQL pages, for 20
+    readers spread over the group."""
     readers = group[:: max(1, len(group) // 20)]
-    same = {"join": 0, "LATERAL": 0}
-    async with grpc.aio.insecure_channel(addr) as channel, await _sql_connect(url) as conn:
-        feed = feed_pb2_grpc.FeedServiceStub(channel)
+    same = {"SQL-backed GetHomeFeed": 0, "SQL join": 0, "SQL LATERAL": 0}
+    request = feed_pb2.GetHomeFeedRequest(page_size=PAGE)
+    async with (
+        grpc.aio.insecure_channel(feeds.ours) as ours_channel,
+        grpc.aio.insecure_channel(feeds.sql) as sql_channel,
+        await psycopg.AsyncConnection.connect(url, autocommit=True, options=SQL_OPTIONS) as conn,
+    ):
+        ours, from_sql = feed_pb2_grpc.FeedServiceStub(ours_channel), feed_pb2_grpc.FeedServiceStub(sql_channel)
         for reader in readers:
-            page = await feed.GetHomeFeed(feed_pb2.GetHomeFeedRequest(page_size=PAGE), metadata=as_caller(reader))
-            ours = [item.id for item in page.items]
-            for name, query in (("join", FEED_SQL), ("LATERAL", LATERAL_SQL)):
+            page = [item.id for item in (await ours.GetHomeFeed(request, metadata=as_caller(reader))).items]
+            other = [item.id for item in (await from_sql.GetHomeFeed(request, metadata=as_caller(reader))).items]
+            same["SQL-backed GetHomeFeed"] += page == other
+            for name, query in (("SQL join", FEED_SQL), ("SQL LATERAL", LATERAL_SQL)):
                 rows = await (await conn.execute(query, {"reader": reader})).fetchall()
-                same[name] += ours == list(dict.fromkeys(row[0] for row in rows))
-    return ", ".join(f"SQL {name} {n}/{len(readers)} readers" for name, n in same.items())
+                same[name] += page == list(dict.fromkeys(row[0] for row in rows))
+    return ", ".join(f"{name} {n}/{len(readers)} readers" for name, n in same.items())
 
 
 def main() -> None:
     if not DATASET.is_file():
         sys.exit(f"bench feed_read: {DATASET} not found")
     with (
+        private_redis() as (redis_url, redis_pid),
         running_stack(
-            ["graph_svc", "post_svc", "media_svc", "feed_svc"],
+            ["graph_svc", "post_svc", "media_svc", "engagement_svc", "feed_svc"],
+            redis_url=redis_url,
             celebrity_threshold=str(CELEBRITY_THRESHOLD),
             hydration_cache_seconds=CACHE_SECONDS,
             celebrity_cache_seconds=CACHE_SECONDS,
+            visibility_cache_seconds=CACHE_SECONDS,
         ) as stack,
         ProcessPoolExecutor(CLIENT_PROCESSES, mp_context=multiprocessing.get_context("spawn")) as pool,
     ):
-        readers = load_data(stack)
-        addr = stack.addr["feed_svc"]
-        with Step("first page of every reader (fills feed_svc's caches; checks each is a full page)"):
-            asyncio.run(warm(addr, readers))
-        client = Client(pool)
-        print(describe_client())
-        alone = asyncio.run(
-            one_caller(
-                addr,
-                {
-                    "GetHomeFeed, one caller": readers.reed,
-                    "50 celebrities + 200 normal, one caller": readers.celebrity_mix,
-                    "floor: 250 normal followees, one caller": readers.inbox_only,
-                },
-            )
-        )
-        reed_feed = figure_feed(client, addr, readers.reed, alone[:2])
-        figure_celebrities(client, addr, readers, alone[2:])
-        figure_sql(client, stack, readers, reed_feed)
-        print(peak_rss_line())
+        readers = load_data(stack, redis_url)
+        with (
+            feed_process(stack, "feed_svc-bare", "feed_svc", {"GLIMPSE_SERVE_ENGAGEMENT": "false"}) as (bare, bare_pid),
+            feed_process(stack, "feed_svc-sql", "bench.feed_read", {}) as (sql, sql_pid),
+        ):
+            feeds = Feeds(stack.addr["feed_svc"], bare, sql)
+            everyone = readers.reed + readers.celebrity_mix + readers.inbox_only + readers.scale
+            with Step("first page of every reader from each feed process (fills their caches; full pages?)"):
+                asyncio.run(warm(feeds.ours, everyone))
+                asyncio.run(warm(feeds.bare, readers.reed, engagement=False))
+                asyncio.run(warm(feeds.sql, readers.reed + readers.scale))
+            processes = {name: [child.pid] for name, child in stack.running.items()}
+            processes |= {"feed_svc without engagement": [bare_pid], "SQL-backed feed": [sql_pid], "Redis": [redis_pid]}
+            meter = CpuMeter(processes, stack.database_url)
+            try:
+                client = Client(pool, meter)
+                print(describe_client())
+                alone = asyncio.run(
+                    one_caller(
+                        feeds.ours,
+                        {
+                            "GetHomeFeed, one caller": readers.reed,
+                            "50 celebrities + 200 normal, one caller": readers.celebrity_mix,
+                            "floor: 250 normal followees, one caller": readers.inbox_only,
+                        },
+                    )
+                )
+                reed_feed = figure_feed(client, feeds.ours, feeds.bare, readers.reed, alone[:2])
+                figure_celebrities(client, feeds.ours, readers, alone[2:])
+                figure_sql(client, stack, feeds, readers, reed_feed)
+            finally:
+                meter.close()
+            print(peak_rss_line({"GLIMPSE_SERVE_ENGAGEMENT=false": "without engagement"}))
+
+
+if __name__ == "__main__":
+    run_service(
+        "bench.feed_read", "feed_svc with its pages read from SQL (bench feed_read)", FeedSettings, sql_feed_host
+    )
