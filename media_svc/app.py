@@ -1,6 +1,7 @@
 """Assembles media_svc's two processes: runtime and object store -> service -> servicer -> API host
-(with the outbox relay), and runtime, object store and a post_svc client -> renditions and sweeper
--> worker host (health, the `posts.created` consumer, the sweeper and its own outbox relay)."""
+(with the outbox relay), and runtime, object store and a post_svc client -> renditions, placeholders
+and sweeper -> worker host (health, the `posts.created` and `stories.*` consumers, the sweeper and its
+own outbox relay)."""
 
 from __future__ import annotations
 
@@ -12,8 +13,9 @@ from collections.abc import AsyncIterator
 from glimpse.media.v1 import media_pb2, media_pb2_grpc
 from glimpse.post.v1 import post_pb2_grpc
 from media_svc import models
-from media_svc.consumers import rendition_consumer, story_consumers
+from media_svc.consumers import placeholder_consumers, rendition_consumer, story_consumers
 from media_svc.images import refuse_decompression_bombs
+from media_svc.placeholders import Placeholders
 from media_svc.rendition_urls import RenditionUrls
 from media_svc.renditions import Renditions
 from media_svc.service import MediaService
@@ -44,8 +46,6 @@ async def open_store(settings: MediaSettings) -> ObjectStore:
 
 @contextlib.asynccontextmanager
 async def media_host(settings: MediaSettings) -> AsyncIterator[ServiceHost]:
-    # AttachMedia decodes uploads (for placeholders): the same bomb guard as the worker's.
-    refuse_decompression_bombs(settings.media_max_pixels)
     async with open_runtime(settings) as runtime:
         store = await open_store(settings)
         host = runtime.host("media_svc", settings.listen, settings.metrics_port)
@@ -56,10 +56,7 @@ async def media_host(settings: MediaSettings) -> AsyncIterator[ServiceHost]:
             store,
             runtime.ids,
             max_bytes=settings.media_max_bytes,
-            max_pixels=settings.media_max_pixels,
             grant_ttl=dt.timedelta(seconds=settings.upload_grant_ttl_seconds),
-            placeholder_concurrency=settings.placeholder_concurrency,
-            placeholder_wait=dt.timedelta(seconds=settings.placeholder_wait_seconds),
         )
         host.add_servicer(
             media_pb2_grpc.add_MediaServiceServicer_to_server,
@@ -95,6 +92,16 @@ async def worker_host(settings: MediaSettings) -> AsyncIterator[ServiceHost]:
             await run_consumer(runtime.bus, spec)
 
         host.add_background(consume_posts_created)
+        placeholders = Placeholders(
+            runtime.db,
+            store,
+            max_bytes=settings.media_max_bytes,
+            max_pixels=settings.media_max_pixels,
+            concurrency=settings.placeholder_concurrency,
+            pixels=renditions.pixels,
+        )
+        for placeholder_spec in placeholder_consumers(placeholders, settings):
+            host.add_background(functools.partial(run_consumer, runtime.bus, placeholder_spec))
         for story_spec in story_consumers(renditions, runtime.db, store, settings):
             host.add_background(functools.partial(run_consumer, runtime.bus, story_spec))
         sweeper = Sweeper.from_settings(settings, runtime.db, store, post_pb2_grpc.PostServiceStub(post_channel))

@@ -12,6 +12,7 @@ import logging
 
 from glimpse.events.v1 import events_pb2
 from media_svc import repository as repo
+from media_svc.placeholders import Placeholders
 from media_svc.renditions import Renditions
 from media_svc.settings import MediaSettings
 from media_svc.storage import ObjectStore
@@ -24,6 +25,8 @@ from mesh.events import POST_CREATED, STORY_CREATED, STORY_DELETED, PoisonMessag
 log = logging.getLogger("media_svc.consumers")
 
 RENDITIONS_DURABLE = "media_renditions"
+PLACEHOLDERS_DURABLE = "media_placeholders"
+STORY_PLACEHOLDERS_DURABLE = "media_story_placeholders"
 STORY_RENDITIONS_DURABLE = "media_story_renditions"
 STORY_DELETIONS_DURABLE = "media_story_deletions"
 
@@ -75,6 +78,43 @@ def rendition_consumer(renditions: Renditions, settings: MediaSettings) -> Consu
         batch=4,
         on_dead_letter=consumer.on_dead_letter,
     )
+
+
+class PlaceholderConsumer:
+    """`posts.created` and `stories.created` -> a blurhash on each of their photos, before and apart
+    from renditions (media_svc.placeholders)."""
+
+    def __init__(self, placeholders: Placeholders) -> None:
+        self._placeholders = placeholders
+
+    async def on_post_created(self, event: events_pb2.PostCreated) -> None:
+        _check(event)
+        await self._placeholders.make(event.post_id, event.author_id, list(event.media_ids))
+
+    async def on_story_created(self, event: events_pb2.StoryCreated) -> None:
+        if event.story_id <= 0 or event.author_id <= 0 or event.media_id <= 0:
+            raise PoisonMessage("StoryCreated without story_id, author_id or media_id")
+        await self._placeholders.make(event.story_id, event.author_id, [event.media_id])
+
+
+def placeholder_consumers(placeholders: Placeholders, settings: MediaSettings) -> list[ConsumerSpec]:
+    """One consumer per stream (posts, stories). A few quick retries only: once they are spent, the
+    photo's blurhash comes with its renditions."""
+    consumer = PlaceholderConsumer(placeholders)
+    return [
+        ConsumerSpec(
+            durable=durable,
+            events=[event],
+            handler=handler,
+            max_deliver=3,
+            backoff=(0.5, 2.0),
+            ack_wait_seconds=settings.rendition_ack_wait_seconds,
+        )
+        for durable, event, handler in (
+            (PLACEHOLDERS_DURABLE, POST_CREATED, consumer.on_post_created),
+            (STORY_PLACEHOLDERS_DURABLE, STORY_CREATED, consumer.on_story_created),
+        )
+    ]
 
 
 class StoryMediaConsumer:

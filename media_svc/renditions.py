@@ -70,6 +70,11 @@ class Renditions:
         # while many JPEGs decoded at reduced scale cost little.
         self._pixels = images.PixelBudget(pixel_budget or max_pixels)
 
+    @property
+    def pixels(self) -> images.PixelBudget:
+        """The decoded-pixel budget renders hold; the worker's other decodes (placeholders) share it."""
+        return self._pixels
+
     async def render_post(self, post_id: int, author_id: int, media_ids: Sequence[int]) -> None:
         """Renders every media of a post that is still PROCESSING.
 

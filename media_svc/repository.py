@@ -128,18 +128,19 @@ async def detach(session: Session, media_ids: Sequence[int], post_id: int) -> li
     return [row.id for row in rows]
 
 
+_SET_BLURHASH = Statement(
+    update(media)
+    .where(media.c.id == bindparam("id"), media.c.blurhash.is_(None))
+    .values(blurhash=bindparam("blurhash"))
+    .returning(*_COLUMNS)
+)
+
+
 async def set_blurhash(session: Session, blurhashes: dict[int, str]) -> dict[int, MediaRecord]:
     """Stores each media's placeholder unless it has one already; the updated records."""
     updated = {}
     for media_id, value in blurhashes.items():
-        row = (
-            await session.execute(
-                update(media)
-                .where(media.c.id == media_id, media.c.blurhash.is_(None))
-                .values(blurhash=value)
-                .returning(*_COLUMNS)
-            )
-        ).one_or_none()
+        row = (await session.execute(_SET_BLURHASH, {"id": media_id, "blurhash": value})).one_or_none()
         if row is not None:
             updated[media_id] = _record(row)
     return updated
@@ -165,7 +166,7 @@ async def mark_ready(
             width=width,
             height=height,
             checksum=checksum,
-            # The placeholder clients already show (made at attach) is kept, so it never changes
+            # The placeholder clients already show (media_svc.placeholders) is kept, so it never changes
             # under their eyes; the worker's own is used when there was none.
             blurhash=func.coalesce(media.c.blurhash, blurhash),
             renditions=[{"size": r.size, "width": r.width, "height": r.height, "key": r.key} for r in renditions],

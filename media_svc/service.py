@@ -12,15 +12,12 @@ import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from media_svc import images
 from media_svc import repository as repo
-from media_svc.images import UnusableImage
-from media_svc.models import MediaStatus
 from media_svc.object_keys import raw_key
 from media_svc.repository import MediaRecord
 from media_svc.storage import ObjectStore, StoredObject
 from mesh.db import Database
-from mesh.errors import FailedPrecondition, NotFound, PermissionDenied, Unavailable, invalid_field
+from mesh.errors import FailedPrecondition, NotFound, PermissionDenied, invalid_field
 from mesh.ids import IdGenerator
 
 log = logging.getLogger("media_svc.service")
@@ -47,22 +44,13 @@ class MediaService:
         ids: IdGenerator,
         *,
         max_bytes: int,
-        max_pixels: int,
         grant_ttl: dt.timedelta,
-        placeholder_concurrency: int,
-        placeholder_wait: dt.timedelta,
     ) -> None:
         self._db = db
         self._store = store
         self._ids = ids
         self._max_bytes = max_bytes
-        self._max_pixels = max_pixels
         self._grant_ttl = grant_ttl
-        # Each placeholder holds an upload's bytes and a (reduced) decoded image in memory.
-        self._placeholder_slots = asyncio.Semaphore(placeholder_concurrency)
-        self._placeholder_wait = placeholder_wait
-        # Placeholders still being made after their AttachMedia answered (referenced, so they run on).
-        self._unfinished: set[asyncio.Task[MediaRecord | None]] = set()
 
     async def create_upload_grant(self, owner_id: int, content_type: str, size_bytes: int) -> UploadGrant:
         """Records a PENDING media of `owner_id` and signs a grant to upload exactly its bytes.
@@ -104,8 +92,9 @@ class MediaService:
 
     async def attach_media(self, caller_id: int, post_id: int, media_ids: Sequence[int]) -> list[MediaRecord]:
         """Binds the caller's uploaded media to `post_id`, all or none; the media in request order,
-        PROCESSING, each with a blurhash placeholder (made from the upload) for clients to show
-        until its renditions are ready (or shortly after, for slow formats: see _with_placeholders).
+        PROCESSING. Nothing is decoded here: the worker stores each photo's blurhash placeholder
+        right after the post's event is published (media_svc.placeholders, which says why and
+        what window that leaves).
 
         Idempotent: media already on `post_id` are returned as they are. Raises INVALID_ARGUMENT
         for a bad request; NOT_FOUND for an unknown media; PERMISSION_DENIED for another user's;
@@ -136,68 +125,7 @@ class MediaService:
             for record, found_object in zip(to_attach, stored, strict=True):
                 self._check_upload(record, found_object)
             attached = await repo.attach(session, [r.id for r in to_attach], post_id) if to_attach else {}
-        media = [attached.get(i) or found[i] for i in ids]
-        # After the attach committed, so the rows are not locked while the bytes are read and decoded.
-        return await self._with_placeholders(media)
-
-    async def _with_placeholders(self, media: list[MediaRecord]) -> list[MediaRecord]:
-        """`media` with a blurhash stored on each PROCESSING one that had none, as far as they are
-        made within the placeholder wait.
-
-        Cost (12-megapixel uploads, one core): a JPEG decoded at 1/8 scale ~40 ms, a HEIC with the
-        thumbnail phones embed ~6 ms; PNG, WebP and AVIF are decoded whole, ~0.2-0.3 s, and a HEIC
-        without a thumbnail ~1.5 s. So AttachMedia (and with it CreatePost) waits at most
-        `placeholder_wait`; slower placeholders finish in the background and are stored when made
-        (lost if the process stops first: then the worker's blurhash fills them).
-
-        A placeholder is a nicety, not part of attaching: an upload that cannot be decoded (the
-        worker will mark it FAILED with the reason) or an unreachable store leaves it without one,
-        logged.
-        """
-        missing = [m for m in media if m.status == MediaStatus.PROCESSING and not m.blurhash]
-        if not missing:
-            return media
-        tasks = [asyncio.create_task(self._store_placeholder(m)) for m in missing]
-        done, pending = await asyncio.wait(tasks, timeout=self._placeholder_wait.total_seconds())
-        for task in pending:
-            self._unfinished.add(task)
-            task.add_done_callback(self._placeholder_finished)
-        made = {record.id: record for task in done if (record := task.result()) is not None}
-        return [made.get(m.id, m) for m in media]
-
-    def _placeholder_finished(self, task: asyncio.Task[MediaRecord | None]) -> None:
-        self._unfinished.discard(task)
-        if not task.cancelled() and task.exception() is not None:
-            log.error("placeholder failed", exc_info=task.exception())
-
-    async def _store_placeholder(self, record: MediaRecord) -> MediaRecord | None:
-        """The record with its new blurhash stored; None if none could be made or stored."""
-        value = await self._placeholder(record)
-        if value is None:
-            return None
-        try:
-            async with self._db.unit_of_work() as session:
-                updated = await repo.set_blurhash(session, {record.id: value})
-        except Unavailable:
-            log.warning("no placeholder: database unavailable", extra={"media_id": record.id})
-            return None
-        return updated.get(record.id)
-
-    async def _placeholder(self, record: MediaRecord) -> str | None:
-        async with self._placeholder_slots:
-            try:
-                raw = await self._store.read(record.object_key, self._max_bytes)
-            except Unavailable:
-                log.warning("no placeholder: storage unavailable", extra={"media_id": record.id})
-                return None
-            if raw is None or len(raw) > self._max_bytes:
-                return None  # checked by the attach itself; the worker reports it
-            try:
-                # Decoding releases the GIL: other requests go on meanwhile.
-                return await asyncio.to_thread(images.placeholder, raw, max_pixels=self._max_pixels)
-            except UnusableImage as exc:
-                log.info("no placeholder: unusable upload", extra={"media_id": record.id, "reason": exc.reason})
-                return None
+        return [attached.get(i) or found[i] for i in ids]
 
     async def detach_media(self, caller_id: int, post_id: int, media_ids: Sequence[int]) -> list[int]:
         """Returns the caller's media attached to `post_id` and not yet rendered to PENDING

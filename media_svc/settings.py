@@ -54,11 +54,9 @@ class MediaSettings(MeshSettings):
     rendition_ack_wait_seconds: float = Field(6.0, ge=1)
     # Media rendered at once per worker process: each holds a decoded image in memory.
     rendition_concurrency: int = Field(2, ge=1, le=64)
-    # AttachMedia decodes each upload (reduced) for its blurhash placeholder: at most this many at
-    # once per API process, each holding an upload's bytes in memory.
-    placeholder_concurrency: int = Field(4, ge=1, le=64)
-    # How long AttachMedia waits for placeholders; slower ones are stored when made (seconds).
-    placeholder_wait_seconds: float = Field(0.5, ge=0)
+    # The worker's placeholder consumer (media_svc.placeholders) reads and decodes (reduced) at most
+    # this many uploads at once, each holding its bytes; decoded pixels come out of the renders' budget.
+    placeholder_concurrency: int = Field(2, ge=1, le=64)
 
     # The sweeper (a background task of the worker; see media_svc.sweeper): a pass every
     # `sweep_interval_seconds`, each of its three steps handling at most `sweep_batch_size` media

@@ -236,7 +236,7 @@ class Database:
 
         Each statement sees what was committed when it started (READ COMMITTED), unless
         `one_snapshot`: then every statement reads the snapshot of the first (REPEATABLE READ).
-        `transaction=False` skips BEGIN and ROLLBACK (two round trips, ~0.1 ms of CPU here) for
+        `transaction=False` skips BEGIN and ROLLBACK (two round trips, ~0.14 ms of CPU here) for
         reads that need nothing of a transaction: no transaction-local setting (set_config(...,
         true), SET LOCAL), lock or snapshot. Unavailable as unit_of_work."""
         with _unavailable_when_unreachable():

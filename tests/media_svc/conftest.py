@@ -19,9 +19,13 @@ from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
 
 from glimpse.events.v1 import events_pb2
 from glimpse.media.v1 import media_pb2, media_pb2_grpc
+from media_svc.app import open_store
+from media_svc.images import PixelBudget
+from media_svc.placeholders import Placeholders
 from media_svc.settings import MediaSettings
 from media_svc.storage import admin_client
 from mesh.bus import Bus
+from mesh.db import Database
 from mesh.events import EventType
 from mesh.ids import IdGenerator
 
@@ -30,6 +34,23 @@ from mesh.ids import IdGenerator
 async def media(media_addr: str) -> AsyncIterator[media_pb2_grpc.MediaServiceStub]:
     async with grpc.aio.insecure_channel(media_addr) as channel:
         yield media_pb2_grpc.MediaServiceStub(channel)
+
+
+@pytest.fixture
+async def placeholders(media_settings: MediaSettings) -> AsyncIterator[Placeholders]:
+    """The worker's placeholder maker, in-process: tests call it as its consumer would on an event."""
+    db = Database(media_settings.database_url, pool_size=2)
+    try:
+        yield Placeholders(
+            db,
+            await open_store(media_settings),
+            max_bytes=media_settings.media_max_bytes,
+            max_pixels=media_settings.media_max_pixels,
+            concurrency=2,
+            pixels=PixelBudget(media_settings.media_max_pixels),
+        )
+    finally:
+        await db.dispose()
 
 
 @pytest.fixture

@@ -3,17 +3,11 @@
 from __future__ import annotations
 
 import asyncio
-import datetime as dt
 
 import grpc
 import pytest
 
 from glimpse.media.v1 import media_pb2
-from media_svc.app import open_store
-from media_svc.models import MediaStatus
-from media_svc.service import MediaService
-from mesh.db import Database
-from mesh.ids import IdGenerator
 from tests.media_svc import photos
 from tests.media_svc.conftest import error_details, new_post_id, publish_post_created, wait_until_settled
 
@@ -153,34 +147,13 @@ async def test_two_posts_racing_for_one_photo_get_it_once(media, make_account, u
     assert await statuses(media, [grant.media_id]) == [(media_pb2.MEDIA_STATUS_PROCESSING, winners[0])]
 
 
-# The placeholder: every media still PROCESSING already carries a blurhash.
-
-
-async def test_attached_media_carry_a_blurhash_before_any_rendition(media, make_account, upload):
-    """No posts.created is published here, so no rendition can exist: the blurhash is AttachMedia's."""
+async def test_attach_decodes_nothing_so_its_answer_carries_no_placeholder_yet(media, make_account, upload):
+    """The worker stores each photo's blurhash once the post is published (tests/media_svc/
+    test_placeholders.py); AttachMedia only checks and binds, whatever the bytes are."""
     user = await make_account()
-    uploads = [
-        await upload(user, photos.phone_jpeg(3000, 2000), "image/jpeg"),
-        await upload(user, photos.transparent_png(), "image/png"),
-        await upload(user, photos.phone_heic(1200, 800, thumbnail=160), "image/heic"),
-        await upload(user, photos.encoded(photos.quadrants(900, 600), "AVIF", quality=80), "image/avif"),
-    ]
-    ids = [g.media_id for g in uploads]
+    ids = [(await upload(user, data)).media_id for data in (photos.phone_jpeg(3000, 2000), photos.NOT_AN_IMAGE)]
     attached = (await attach(media, user, new_post_id(), ids)).media
-    assert all(m.status == media_pb2.MEDIA_STATUS_PROCESSING and len(m.blurhash) == 28 for m in attached)
-    found = (await media.BatchGetMedia(media_pb2.BatchGetMediaRequest(media_ids=ids))).media
-    assert [(m.blurhash, m.renditions) for m in found] == [(m.blurhash, []) for m in attached]
-    # The sideways phone photos' placeholders are upright: portrait (3 by 4 components, "T"), like
-    # their renditions; the others landscape (4 by 3, "L").
-    assert [m.blurhash[0] for m in attached] == ["T", "L", "T", "L"]
-
-
-async def test_an_unreadable_upload_is_attached_without_a_placeholder(media, make_account, upload):
-    """The worker, not AttachMedia, tells the uploader what is wrong with the file."""
-    user = await make_account()
-    grant = await upload(user, photos.NOT_AN_IMAGE)
-    [attached] = (await attach(media, user, new_post_id(), [grant.media_id])).media
-    assert attached.status == media_pb2.MEDIA_STATUS_PROCESSING and attached.blurhash == ""
+    assert [(m.status, m.blurhash) for m in attached] == [(media_pb2.MEDIA_STATUS_PROCESSING, "")] * 2
 
 
 # DetachMedia: post_svc's compensation when a post could not be stored after AttachMedia.
@@ -192,16 +165,21 @@ async def detach(media, account, post_id, media_ids):
     )
 
 
-async def test_detached_media_can_go_on_another_post(media, make_account, upload):
+async def test_detached_media_can_go_on_another_post(media, make_account, upload, placeholders):
     user = await make_account()
     ids = [(await upload(user, photos.tiny_jpeg())).media_id for _ in range(2)]
     failed_post = new_post_id()
-    attached = (await attach(media, user, failed_post, ids)).media
+    await attach(media, user, failed_post, ids)
+    await placeholders.make(failed_post, user.id, ids)  # as if its posts.created had been handled
+    attached = (await media.BatchGetMedia(media_pb2.BatchGetMediaRequest(media_ids=ids))).media
 
     assert list((await detach(media, user, failed_post, ids)).detached_media_ids) == ids
     found = (await media.BatchGetMedia(media_pb2.BatchGetMediaRequest(media_ids=ids))).media
     assert [(m.status, m.post_id) for m in found] == [(media_pb2.MEDIA_STATUS_PENDING, 0)] * 2
-    assert [m.blurhash for m in found] == [m.blurhash for m in attached]  # the same bytes, the same placeholder
+    # The same bytes, the same placeholder.
+    assert [len(m.blurhash) for m in found] == [28, 28] and [m.blurhash for m in found] == [
+        m.blurhash for m in attached
+    ]
 
     # A retry of the compensation changes nothing; the retried post gets the photos.
     assert list((await detach(media, user, failed_post, ids)).detached_media_ids) == []
@@ -264,34 +242,3 @@ async def test_bad_detach_requests_name_the_field(media, make_account):
     for post_id, ids, field in cases:
         _, _, _, fields = await refused(detach(media, user, post_id, ids), grpc.StatusCode.INVALID_ARGUMENT)
         assert list(fields) == [field]
-
-
-async def test_a_slow_placeholder_is_stored_after_attach_answers(
-    media, make_account, upload, database_url, media_settings
-):
-    """AttachMedia waits for placeholders only so long (here: not at all); the rest arrive shortly."""
-    user = await make_account()
-    grant = await upload(user, photos.phone_heic(1200, 800), "image/heic")  # no thumbnail: decoded whole
-    db = Database(database_url, pool_size=2)
-    service = MediaService(
-        db,
-        await open_store(media_settings),
-        IdGenerator(),
-        max_bytes=media_settings.media_max_bytes,
-        max_pixels=media_settings.media_max_pixels,
-        grant_ttl=dt.timedelta(minutes=15),
-        placeholder_concurrency=1,
-        placeholder_wait=dt.timedelta(0),
-    )
-    try:
-        [attached] = await service.attach_media(user.id, new_post_id(), [grant.media_id])
-        assert attached.status == MediaStatus.PROCESSING and attached.blurhash is None
-        deadline = asyncio.get_running_loop().time() + 20
-        while not (
-            found := (await media.BatchGetMedia(media_pb2.BatchGetMediaRequest(media_ids=[grant.media_id]))).media[0]
-        ).blurhash:
-            assert asyncio.get_running_loop().time() < deadline, "the placeholder never arrived"
-            await asyncio.sleep(0.05)
-        assert len(found.blurhash) == 28 and not found.renditions
-    finally:
-        await db.dispose()
