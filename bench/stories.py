@@ -88,10 +88,16 @@ def _load(stack: Stack) -> int:
         views = [(story, reader) for story in active for reader in READERS if rng.random() < 0.5]
         _copy(conn, "COPY stories.story_views (story_id, viewer_id) FROM STDIN", views)
         conn.execute("ANALYZE stories.stories; ANALYZE stories.story_views")
-    timelines = make_timelines(stack.namespace, stack.env.get("GLIMPSE_REDIS_URL"))
-    asyncio.run(build_outboxes(timelines, newest))
-    asyncio.run(build_inboxes(timelines, {r: merged_inbox(FOLLOWEES, newest, 800) for r in READERS}))
+    asyncio.run(_timelines(stack, newest))
     return active[0]
+
+
+async def _timelines(stack: Stack, newest: dict[int, list[int]]) -> None:
+    """The followees' outboxes and the readers' live inboxes, as the fan-out would have written them
+    (one event loop: the Redis client belongs to the loop it was made in)."""
+    timelines = make_timelines(stack.namespace, stack.env.get("GLIMPSE_REDIS_URL"))
+    await build_outboxes(timelines, newest)
+    await build_inboxes(timelines, {r: merged_inbox(FOLLOWEES, newest, 800) for r in READERS})
 
 
 def _copy(conn: psycopg.Connection, statement: str, rows: Sequence[tuple[object, ...]]) -> None:
