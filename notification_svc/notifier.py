@@ -6,19 +6,24 @@ the last event applied to it, and an event no newer than that is skipped, so a r
 an old event delivered late (a like redelivered after its unlike) cannot undo a newer one. The
 notification an activity lands on is found by a natural key ("comment:<id>", "follow_request:<user>")
 or, for a group, by its window, under the inbox's lock, so two writers never make two of it.
+
+Group commit: the writes of one inbox that arrive while a transaction of that inbox runs (several
+consumer loops, a storm of likes on one post) are applied together in the next transaction, so one
+lock, one sequence update and one `notifications.changed` serve them all. Each caller still learns
+its own outcome, and returns (and so has its event acked) only once its write is committed. If a
+batch fails, its writes are retried one by one, so only the one at fault fails.
 """
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 import datetime as dt
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 
-from sqlalchemy.ext.asyncio import AsyncSession
-
 from glimpse.events.v1 import events_pb2
-from mesh.db import Database
+from mesh.db import Database, Session
 from mesh.ids import IdGenerator
 from mesh.outbox import Outbox
 from notification_svc import repository as repo
@@ -63,11 +68,18 @@ def _group_key(activity: Activity) -> str:
 
 
 class _InboxChanges:
-    """The sequence numbers one transaction takes in one inbox (one per notification written)."""
+    """The sequence numbers one transaction takes in one inbox (one per notification written), and
+    what it learnt of posts' deletion."""
 
     def __init__(self, inbox: Inbox) -> None:
         self.inbox = inbox
         self.last = inbox.last_sequence
+        self._deleted: dict[int, bool] = {}
+
+    async def post_deleted(self, session: Session, post_id: int) -> bool:
+        if post_id not in self._deleted:
+            self._deleted[post_id] = await repo.is_deleted_post(session, post_id)
+        return self._deleted[post_id]
 
     def next(self) -> int:
         self.last += 1
@@ -78,12 +90,25 @@ class _InboxChanges:
         return self.last != self.inbox.last_sequence
 
 
+# One write to an inbox, run inside its transaction: whether it changed what the inbox shows.
+_Write = Callable[[Session, _InboxChanges], Awaitable[bool]]
+
+
+class _Batch:
+    """The writes waiting for an inbox's next transaction, and the task that runs them."""
+
+    def __init__(self) -> None:
+        self.writes: list[tuple[_Write, asyncio.Future[bool]]] = []
+        self.runner: asyncio.Task[None] | None = None
+
+
 class Notifier:
     def __init__(self, db: Database, outbox: Outbox, ids: IdGenerator, *, group_window: dt.timedelta) -> None:
         self._db = db
         self._outbox = outbox
         self._ids = ids
         self._window = group_window
+        self._batches: dict[int, _Batch] = {}
 
     async def add(self, activity: Activity) -> bool:
         """Tells the recipient about the activity, unless it is their own, its type is switched off,
@@ -92,16 +117,19 @@ class Notifier:
         once per group whatever they repeat. True if the inbox changed."""
         if activity.actor_id == activity.recipient_id:
             return False
-        async with self._db.unit_of_work() as session:
-            inbox, post_deleted = await repo.lock_inbox_about(session, activity.recipient_id, activity.post_id)
-            if not inbox.receives(activity.kind) or post_deleted:
-                return False
-            changes = _InboxChanges(inbox)
-            await self._add(session, changes, activity)
-            await self._finish(session, changes)
-        return changes.changed
 
-    async def _add(self, session: AsyncSession, changes: _InboxChanges, activity: Activity) -> None:
+        async def write(session: Session, changes: _InboxChanges) -> bool:
+            if not changes.inbox.receives(activity.kind):
+                return False
+            if activity.post_id and await changes.post_deleted(session, activity.post_id):
+                return False
+            before = changes.last
+            await self._add(session, changes, activity)
+            return changes.last != before
+
+        return await self._in_inbox(activity.recipient_id, write)
+
+    async def _add(self, session: Session, changes: _InboxChanges, activity: Activity) -> None:
         key = natural_key(activity)
         if key is None:
             since = activity.at - self._window
@@ -165,18 +193,23 @@ class Notifier:
     async def undo(self, activity: Activity) -> bool:
         """The actor undid a like or a follow: they leave the recipient's group for it if the
         recipient has not read their part yet (an undone like that was seen stays, as on Instagram);
-        the group goes when nobody is left. True if the inbox changed."""
-        async with self._db.unit_of_work() as session:
-            inbox = await repo.lock_inbox(session, activity.recipient_id)
+        the group goes when nobody is left. An undo that overtakes its activity (two consumers) leaves
+        a mark in the open group, so the activity arriving after it is not shown. True if the inbox
+        changed."""
+        if activity.actor_id == activity.recipient_id:
+            return False
+
+        async def write(session: Session, changes: _InboxChanges) -> bool:
             found = await repo.actor_in_groups(
                 session, activity.recipient_id, activity.kind, activity.post_id, activity.actor_id
             )
             if found is None:
+                await self._mark_undone(session, activity)
                 return False
             notification, actor = found
             if actor.event_id >= activity.event_id:
                 return False
-            if not actor.live or actor.activity_id <= inbox.read_up_to:
+            if not actor.live or actor.activity_id <= changes.inbox.read_up_to:
                 await repo.save_actor(
                     session,
                     notification.id,
@@ -186,23 +219,86 @@ class Notifier:
                     activity_id=None,
                 )
                 return False
-            changes = _InboxChanges(inbox)
+            before = changes.last
             await self._drop(session, changes, notification, [activity.actor_id], activity.event_id)
-            await self._finish(session, changes)
-        return changes.changed
+            return changes.last != before
+
+        return await self._in_inbox(activity.recipient_id, write)
+
+    async def _mark_undone(self, session: Session, activity: Activity) -> None:
+        """Records, in the open group the activity would join, that the actor's activity is undone as
+        of this event (a row that is not live: nothing shows)."""
+        group, _ = await repo.open_group(
+            session,
+            activity.recipient_id,
+            activity.kind,
+            activity.post_id,
+            activity.at - self._window,
+            activity.actor_id,
+        )
+        if group is not None:
+            await repo.insert_actor(session, group.id, activity.actor_id, 0, activity.event_id, live=False)
 
     async def retract(self, recipient_id: int, natural_key: str, event_id: int) -> bool:
         """Removes the recipient's notification of that key whether read or not (a follow request
         withdrawn or answered). True if the inbox changed."""
-        async with self._db.unit_of_work() as session:
-            inbox = await repo.lock_inbox(session, recipient_id)
+
+        async def write(session: Session, changes: _InboxChanges) -> bool:
             found = await repo.by_natural_key(session, recipient_id, natural_key)
             if found is None or not found.live:
                 return False
-            changes = _InboxChanges(inbox)
+            before = changes.last
             await self._drop(session, changes, found, None, event_id)
+            return changes.last != before
+
+        return await self._in_inbox(recipient_id, write)
+
+    async def _in_inbox(self, recipient_id: int, write: _Write) -> bool:
+        """Runs `write` in the inbox's next transaction (see the module doc); its outcome."""
+        batch = self._batches.get(recipient_id)
+        if batch is None:
+            batch = self._batches[recipient_id] = _Batch()
+        done: asyncio.Future[bool] = asyncio.get_running_loop().create_future()
+        batch.writes.append((write, done))
+        if batch.runner is None:
+            batch.runner = asyncio.create_task(self._run_batches(recipient_id, batch))
+        return await done
+
+    async def _run_batches(self, recipient_id: int, batch: _Batch) -> None:
+        writes: list[tuple[_Write, asyncio.Future[bool]]] = []
+        try:
+            while batch.writes:
+                writes, batch.writes = batch.writes, []
+                try:
+                    outcomes = await self._transaction(recipient_id, [write for write, _ in writes])
+                except Exception as exc:  # noqa: BLE001 - each write's own outcome is found below
+                    if len(writes) == 1:
+                        _settle(writes[0][1], exc)
+                        continue
+                    for write, done in writes:
+                        try:
+                            (outcome,) = await self._transaction(recipient_id, [write])
+                        except Exception as alone:  # noqa: BLE001 - reported to its caller
+                            _settle(done, alone)
+                        else:
+                            _settle(done, outcome)
+                    continue
+                for (_, done), outcome in zip(writes, outcomes, strict=True):
+                    _settle(done, outcome)
+        finally:
+            # Cancelled (shutdown): whoever still waits is cancelled too (its event is redelivered).
+            for _, done in (*writes, *batch.writes):
+                done.cancel()
+            batch.writes = []
+            batch.runner = None
+            self._batches.pop(recipient_id, None)
+
+    async def _transaction(self, recipient_id: int, writes: Sequence[_Write]) -> list[bool]:
+        async with self._db.unit_of_work() as session:
+            changes = _InboxChanges(await repo.lock_inbox(session, recipient_id))
+            outcomes = [await write(session, changes) for write in writes]
             await self._finish(session, changes)
-        return changes.changed
+        return outcomes
 
     async def forget_post(self, post_id: int, event_id: int) -> int:
         """The post was deleted: every notification about it leaves every inbox, and activities on it
@@ -233,7 +329,7 @@ class Notifier:
         return changed
 
     async def _drop_everywhere(
-        self, session: AsyncSession, query: Callable[[], Awaitable[list[NotificationRecord]]], event_id: int
+        self, session: Session, query: Callable[[], Awaitable[list[NotificationRecord]]], event_id: int
     ) -> int:
         """Removes every notification `query` finds, in whichever inboxes they are."""
         found = await query()
@@ -252,7 +348,7 @@ class Notifier:
 
     async def _drop(
         self,
-        session: AsyncSession,
+        session: Session,
         changes: _InboxChanges,
         notification: NotificationRecord,
         actor_ids: Sequence[int] | None,
@@ -276,7 +372,7 @@ class Notifier:
             ),
         )
 
-    async def _finish(self, session: AsyncSession, changes: _InboxChanges) -> None:
+    async def _finish(self, session: Session, changes: _InboxChanges) -> None:
         """Records the inbox's new sequence and announces it, if anything changed."""
         if not changes.changed:
             return
@@ -284,3 +380,13 @@ class Notifier:
         await self._outbox.add(
             session, events_pb2.NotificationChanged(recipient_id=changes.inbox.recipient_id, sequence=changes.last)
         )
+
+
+def _settle(done: asyncio.Future[bool], outcome: bool | BaseException) -> None:
+    """Hands a write's outcome to its caller, unless the caller stopped waiting."""
+    if done.done():
+        return
+    if isinstance(outcome, BaseException):
+        done.set_exception(outcome)
+    else:
+        done.set_result(outcome)

@@ -14,10 +14,10 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import ColumnElement, and_, exists, func, insert, literal, select, update
+from sqlalchemy import ColumnElement, and_, func, insert, select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
-from sqlalchemy.ext.asyncio import AsyncSession
 
+from mesh.db import Session
 from notification_svc.models import deleted_posts, inboxes, notification_actors, notifications
 
 RECENT_ACTORS = 3
@@ -117,18 +117,18 @@ def _actor(row: Any) -> ActorRecord:
     return ActorRecord(m["notification_id"], m["actor_id"], m["activity_id"], m["event_id"], m["live"])
 
 
-async def inbox(session: AsyncSession, recipient_id: int) -> Inbox:
+async def inbox(session: Session, recipient_id: int) -> Inbox:
     """The inbox as it is (an inbox never written has sequence 0, nothing read, every type on)."""
     row = (await session.execute(select(*_INBOX_COLUMNS).where(inboxes.c.recipient_id == recipient_id))).one_or_none()
     return _inbox(row) if row else Inbox(recipient_id, 0, 0, 0)
 
 
-async def lock_inbox(session: AsyncSession, recipient_id: int) -> Inbox:
+async def lock_inbox(session: Session, recipient_id: int) -> Inbox:
     """The inbox, created if missing, locked until the transaction ends."""
     return (await lock_inboxes(session, [recipient_id]))[recipient_id]
 
 
-async def lock_inboxes(session: AsyncSession, recipient_ids: Sequence[int]) -> dict[int, Inbox]:
+async def lock_inboxes(session: Session, recipient_ids: Sequence[int]) -> dict[int, Inbox]:
     """The inboxes, created if missing, locked in ascending recipient order until the transaction ends."""
     ids = sorted(set(recipient_ids))
     if not ids:
@@ -145,37 +145,22 @@ async def lock_inboxes(session: AsyncSession, recipient_ids: Sequence[int]) -> d
     return found
 
 
-async def lock_inbox_about(session: AsyncSession, recipient_id: int, post_id: int) -> tuple[Inbox, bool]:
-    """The inbox, locked as `lock_inbox` does, and whether post `post_id` (0: none) was deleted: one
-    round trip once the inbox exists (the write path of every activity)."""
-    deleted = exists().where(deleted_posts.c.post_id == post_id) if post_id else literal(False)
-    query = (
-        select(*_INBOX_COLUMNS, deleted.label("post_deleted"))
-        .where(inboxes.c.recipient_id == recipient_id)
-        .with_for_update(of=inboxes)
-    )
-    row = (await session.execute(query)).one_or_none()
-    if row is not None:
-        return _inbox(row), bool(row.post_deleted)
-    return await lock_inbox(session, recipient_id), bool(post_id) and await is_deleted_post(session, post_id)
-
-
-async def advance(session: AsyncSession, recipient_id: int, sequence: int) -> None:
+async def advance(session: Session, recipient_id: int, sequence: int) -> None:
     """Records `sequence` as the inbox's last change (its row locked by the caller)."""
     await session.execute(update(inboxes).where(inboxes.c.recipient_id == recipient_id).values(last_sequence=sequence))
 
 
-async def set_read_up_to(session: AsyncSession, recipient_id: int, read_up_to: int) -> None:
+async def set_read_up_to(session: Session, recipient_id: int, read_up_to: int) -> None:
     await session.execute(update(inboxes).where(inboxes.c.recipient_id == recipient_id).values(read_up_to=read_up_to))
 
 
-async def set_disabled_kinds(session: AsyncSession, recipient_id: int, disabled_kinds: int) -> None:
+async def set_disabled_kinds(session: Session, recipient_id: int, disabled_kinds: int) -> None:
     await session.execute(
         update(inboxes).where(inboxes.c.recipient_id == recipient_id).values(disabled_kinds=disabled_kinds)
     )
 
 
-async def newest_id(session: AsyncSession, recipient_id: int) -> int:
+async def newest_id(session: Session, recipient_id: int) -> int:
     """The id of the inbox's newest live notification; 0 if it has none."""
     query = select(func.max(notifications.c.latest_id)).where(
         notifications.c.recipient_id == recipient_id, notifications.c.actor_count > 0
@@ -187,7 +172,7 @@ Found = tuple[NotificationRecord | None, ActorRecord | None]
 
 
 async def open_group(
-    session: AsyncSession, recipient_id: int, kind: int, post_id: int, since: dt.datetime, actor_id: int
+    session: Session, recipient_id: int, kind: int, post_id: int, since: dt.datetime, actor_id: int
 ) -> Found:
     """The inbox's newest group of `kind` about `post_id` (0 for follows) whose window started after
     `since`, live or removed (a removed group takes people again), and the actor's row in it if any:
@@ -202,14 +187,14 @@ async def open_group(
     )
 
 
-async def by_key_with_actor(session: AsyncSession, recipient_id: int, natural_key: str, actor_id: int) -> Found:
+async def by_key_with_actor(session: Session, recipient_id: int, natural_key: str, actor_id: int) -> Found:
     """The inbox's notification of that key, and the actor's row in it if any: one round trip."""
     return await _with_actor(
         session, actor_id, notifications.c.recipient_id == recipient_id, notifications.c.natural_key == natural_key
     )
 
 
-async def _with_actor(session: AsyncSession, actor_id: int, *conditions: ColumnElement[bool]) -> Found:
+async def _with_actor(session: Session, actor_id: int, *conditions: ColumnElement[bool]) -> Found:
     """The newest notification (by window start) meeting `conditions`, with `actor_id`'s row in it."""
     actor_columns = [c.label(f"a_{c.name}") for c in _ACTOR_COLUMNS]
     query = (
@@ -234,7 +219,7 @@ async def _with_actor(session: AsyncSession, actor_id: int, *conditions: ColumnE
     return _notification(row), found
 
 
-async def by_natural_key(session: AsyncSession, recipient_id: int, natural_key: str) -> NotificationRecord | None:
+async def by_natural_key(session: Session, recipient_id: int, natural_key: str) -> NotificationRecord | None:
     query = select(*_COLUMNS).where(
         notifications.c.recipient_id == recipient_id, notifications.c.natural_key == natural_key
     )
@@ -242,7 +227,7 @@ async def by_natural_key(session: AsyncSession, recipient_id: int, natural_key: 
     return _notification(row) if row else None
 
 
-async def insert_notification(session: AsyncSession, record: NotificationRecord, natural_key: str) -> None:
+async def insert_notification(session: Session, record: NotificationRecord, natural_key: str) -> None:
     await session.execute(
         insert(notifications).values(
             id=record.id,
@@ -263,7 +248,7 @@ async def insert_notification(session: AsyncSession, record: NotificationRecord,
     )
 
 
-async def save_notification(session: AsyncSession, record: NotificationRecord) -> None:
+async def save_notification(session: Session, record: NotificationRecord) -> None:
     """Writes the notification's people, position and sequence."""
     await session.execute(
         update(notifications)
@@ -280,7 +265,7 @@ async def save_notification(session: AsyncSession, record: NotificationRecord) -
 
 
 async def actor_in_groups(
-    session: AsyncSession, recipient_id: int, kind: int, post_id: int, actor_id: int
+    session: Session, recipient_id: int, kind: int, post_id: int, actor_id: int
 ) -> tuple[NotificationRecord, ActorRecord] | None:
     """The actor's row in the inbox's newest group of `kind` about `post_id` that has one."""
     query = (
@@ -304,17 +289,17 @@ async def actor_in_groups(
 
 
 async def insert_actor(
-    session: AsyncSession, notification_id: int, actor_id: int, activity_id: int, event_id: int
+    session: Session, notification_id: int, actor_id: int, activity_id: int, event_id: int, *, live: bool = True
 ) -> None:
     await session.execute(
         insert(notification_actors).values(
-            notification_id=notification_id, actor_id=actor_id, activity_id=activity_id, event_id=event_id
+            notification_id=notification_id, actor_id=actor_id, activity_id=activity_id, event_id=event_id, live=live
         )
     )
 
 
 async def save_actor(
-    session: AsyncSession, notification_id: int, actor_id: int, *, event_id: int, live: bool, activity_id: int | None
+    session: Session, notification_id: int, actor_id: int, *, event_id: int, live: bool, activity_id: int | None
 ) -> None:
     values: dict[str, object] = {"event_id": event_id, "live": live}
     if activity_id is not None:
@@ -326,9 +311,7 @@ async def save_actor(
     )
 
 
-async def drop_actors(
-    session: AsyncSession, notification_id: int, actor_ids: Sequence[int] | None, *, event_id: int
-) -> int:
+async def drop_actors(session: Session, notification_id: int, actor_ids: Sequence[int] | None, *, event_id: int) -> int:
     """Marks the notification's live actors (those of `actor_ids`, or all) gone, as of `event_id` (an
     older event about them is ignored from now on); how many were live."""
     condition = and_(notification_actors.c.notification_id == notification_id, notification_actors.c.live)
@@ -336,10 +319,10 @@ async def drop_actors(
         condition = and_(condition, notification_actors.c.actor_id.in_(list(actor_ids)))
     event = func.greatest(notification_actors.c.event_id, event_id)
     result = await session.execute(update(notification_actors).where(condition).values(live=False, event_id=event))
-    return int(result.rowcount)  # type: ignore[attr-defined]
+    return int(result.rowcount)
 
 
-async def recent_actors(session: AsyncSession, notification_id: int) -> list[tuple[int, int]]:
+async def recent_actors(session: Session, notification_id: int) -> list[tuple[int, int]]:
     """(actor id, activity id) of the notification's RECENT_ACTORS most recent live actors."""
     query = (
         select(notification_actors.c.actor_id, notification_actors.c.activity_id)
@@ -350,19 +333,19 @@ async def recent_actors(session: AsyncSession, notification_id: int) -> list[tup
     return [(row.actor_id, row.activity_id) for row in await session.execute(query)]
 
 
-async def live_about_post(session: AsyncSession, post_id: int) -> list[NotificationRecord]:
+async def live_about_post(session: Session, post_id: int) -> list[NotificationRecord]:
     """Every live notification about the post, in any inbox."""
     query = select(*_COLUMNS).where(notifications.c.post_id == post_id, notifications.c.actor_count > 0)
     return [_notification(row) for row in await session.execute(query)]
 
 
-async def live_about_comments(session: AsyncSession, comment_ids: Sequence[int]) -> list[NotificationRecord]:
+async def live_about_comments(session: Session, comment_ids: Sequence[int]) -> list[NotificationRecord]:
     """Every live notification about one of the comments, in any inbox."""
     query = select(*_COLUMNS).where(notifications.c.comment_id.in_(list(comment_ids)), notifications.c.actor_count > 0)
     return [_notification(row) for row in await session.execute(query)]
 
 
-async def live_caused_by(session: AsyncSession, recipient_id: int, actor_id: int) -> list[NotificationRecord]:
+async def live_caused_by(session: Session, recipient_id: int, actor_id: int) -> list[NotificationRecord]:
     """The inbox's live notifications that `actor_id` is a live actor of."""
     query = (
         select(*_COLUMNS)
@@ -377,16 +360,16 @@ async def live_caused_by(session: AsyncSession, recipient_id: int, actor_id: int
     return [_notification(row) for row in await session.execute(query)]
 
 
-async def record_deleted_post(session: AsyncSession, post_id: int) -> None:
+async def record_deleted_post(session: Session, post_id: int) -> None:
     await session.execute(pg_insert(deleted_posts).values(post_id=post_id).on_conflict_do_nothing())
 
 
-async def is_deleted_post(session: AsyncSession, post_id: int) -> bool:
+async def is_deleted_post(session: Session, post_id: int) -> bool:
     query = select(deleted_posts.c.post_id).where(deleted_posts.c.post_id == post_id)
     return (await session.execute(query)).first() is not None
 
 
-async def page(session: AsyncSession, recipient_id: int, before_id: int | None, limit: int) -> list[NotificationRecord]:
+async def page(session: Session, recipient_id: int, before_id: int | None, limit: int) -> list[NotificationRecord]:
     """The inbox's live notifications, newest first, with ids below `before_id`."""
     query = select(*_COLUMNS).where(notifications.c.recipient_id == recipient_id, notifications.c.actor_count > 0)
     if before_id is not None:
@@ -395,9 +378,7 @@ async def page(session: AsyncSession, recipient_id: int, before_id: int | None, 
     return [_notification(row) for row in await session.execute(query)]
 
 
-async def changes(
-    session: AsyncSession, recipient_id: int, after_sequence: int, limit: int
-) -> list[NotificationRecord]:
+async def changes(session: Session, recipient_id: int, after_sequence: int, limit: int) -> list[NotificationRecord]:
     """The inbox's notifications (removed ones included) whose last change is after `after_sequence`,
     oldest change first."""
     query = (
@@ -409,7 +390,7 @@ async def changes(
     return [_notification(row) for row in await session.execute(query)]
 
 
-async def unread_count(session: AsyncSession, recipient_id: int, read_up_to: int) -> int:
+async def unread_count(session: Session, recipient_id: int, read_up_to: int) -> int:
     query = select(func.count()).where(
         notifications.c.recipient_id == recipient_id,
         notifications.c.actor_count > 0,

@@ -4,10 +4,15 @@ redelivery and late delivery changing nothing, and one change sequence per inbox
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 import datetime as dt
 
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import create_async_engine
+
 from glimpse.notification.v1 import notification_pb2
+from mesh.events import NOTIFICATION_CHANGED
 from mesh.identity import as_caller
 from notification_svc.models import COMMENT, FOLLOW, FOLLOW_REQUEST, LIKE, MENTION, REPLY
 from tests.notification_svc.conftest import EVENT_IDS, activity, inbox
@@ -212,3 +217,45 @@ async def test_a_block_removes_what_each_caused_in_the_other_s_inbox(notifier, n
     assert list((await inbox(notifications, blocked)).notifications) == []
     # The follow from before the block, delivered late, does not come back.
     assert not await notifier.add(dataclasses.replace(block, event_id=block.event_id - 1))
+
+
+async def test_concurrent_writes_to_one_inbox_share_transactions(notifier, notifications, new_user_id, database_url):
+    author, post = new_user_id(), 7_000_110
+    fans = [new_user_id() for _ in range(50)]
+    assert all(await asyncio.gather(*(notifier.add(activity(author, LIKE, fan, post_id=post)) for fan in fans)))
+    (group,) = (await inbox(notifications, author)).notifications
+    assert group.actor_count == 50
+    # One notifications.changed per transaction: the 49 likes that waited for the first one's
+    # transaction were written together.
+    announced = await outbox_count(database_url, author)
+    assert 1 <= announced < 50
+
+
+async def test_a_write_that_fails_fails_alone(notifier, notifications, new_user_id):
+    me, post = new_user_id(), 7_000_120
+    good = [activity(me, COMMENT, new_user_id(), post_id=post, comment_id=7_000_121 + n) for n in range(3)]
+    # PostgreSQL text cannot hold NUL: this write fails inside the batch it joins.
+    bad = activity(me, COMMENT, new_user_id(), post_id=post, comment_id=7_000_130, comment_preview="a\x00b")
+    outcomes = await asyncio.gather(
+        *(notifier.add(a) for a in (good[0], bad, good[1], good[2])), return_exceptions=True
+    )
+    assert outcomes[0] is True and outcomes[2:] == [True, True]
+    assert isinstance(outcomes[1], Exception)
+    assert sorted(n.comment_id for n in (await inbox(notifications, me)).notifications) == [
+        7_000_121,
+        7_000_122,
+        7_000_123,
+    ]
+
+
+async def outbox_count(database_url: str, recipient_id: int) -> int:
+    engine = create_async_engine(database_url)
+    try:
+        async with engine.connect() as conn:
+            rows = await conn.execute(
+                text("SELECT payload FROM notifications.outbox WHERE subject = :s"), {"s": NOTIFICATION_CHANGED.subject}
+            )
+            events = [NOTIFICATION_CHANGED.message.FromString(row.payload) for row in rows]
+    finally:
+        await engine.dispose()
+    return sum(1 for e in events if e.recipient_id == recipient_id)
