@@ -14,10 +14,11 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import ColumnElement, and_, func, insert, select, update
+from sqlalchemy import BigInteger, ColumnElement, DateTime, and_, bindparam, func, insert, select, update
+from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 
-from mesh.db import Session
+from mesh.db import Session, Statement
 from notification_svc.models import deleted_posts, inboxes, notification_actors, notifications
 
 RECENT_ACTORS = 3
@@ -123,9 +124,19 @@ async def inbox(session: Session, recipient_id: int) -> Inbox:
     return _inbox(row) if row else Inbox(recipient_id, 0, 0, 0)
 
 
+_LOCK_INBOX = Statement(
+    select(*_INBOX_COLUMNS).where(inboxes.c.recipient_id == bindparam("recipient_id")).with_for_update()
+)
+_CREATE_INBOX = Statement(pg_insert(inboxes).values(recipient_id=bindparam("new_id")).on_conflict_do_nothing())
+
+
 async def lock_inbox(session: Session, recipient_id: int) -> Inbox:
     """The inbox, created if missing, locked until the transaction ends."""
-    return (await lock_inboxes(session, [recipient_id]))[recipient_id]
+    row = (await session.execute(_LOCK_INBOX, {"recipient_id": recipient_id})).one_or_none()
+    if row is None:
+        await session.execute(_CREATE_INBOX, {"new_id": recipient_id})
+        row = (await session.execute(_LOCK_INBOX, {"recipient_id": recipient_id})).one()
+    return _inbox(row)
 
 
 async def lock_inboxes(session: Session, recipient_ids: Sequence[int]) -> dict[int, Inbox]:
@@ -145,9 +156,16 @@ async def lock_inboxes(session: Session, recipient_ids: Sequence[int]) -> dict[i
     return found
 
 
+_ADVANCE = Statement(
+    update(inboxes)
+    .where(inboxes.c.recipient_id == bindparam("recipient_id"))
+    .values(last_sequence=bindparam("new_sequence"))
+)
+
+
 async def advance(session: Session, recipient_id: int, sequence: int) -> None:
     """Records `sequence` as the inbox's last change (its row locked by the caller)."""
-    await session.execute(update(inboxes).where(inboxes.c.recipient_id == recipient_id).values(last_sequence=sequence))
+    await session.execute(_ADVANCE, {"recipient_id": recipient_id, "new_sequence": sequence})
 
 
 async def set_read_up_to(session: Session, recipient_id: int, read_up_to: int) -> None:
@@ -171,52 +189,58 @@ async def newest_id(session: Session, recipient_id: int) -> int:
 Found = tuple[NotificationRecord | None, ActorRecord | None]
 
 
+def _with_actor(*conditions: ColumnElement[bool]) -> Statement:
+    """The newest notification (by window start) meeting `conditions`, with the row of the actor
+    `actor_id` in it (LEFT JOIN: its columns are NULL when there is none)."""
+    actor_columns = [c.label(f"a_{c.name}") for c in _ACTOR_COLUMNS]
+    return Statement(
+        select(*_COLUMNS, *actor_columns)
+        .outerjoin(
+            notification_actors,
+            and_(
+                notification_actors.c.notification_id == notifications.c.id,
+                notification_actors.c.actor_id == bindparam("actor_id"),
+            ),
+        )
+        .where(notifications.c.recipient_id == bindparam("recipient_id"), *conditions)
+        .order_by(notifications.c.window_start.desc())
+        .limit(1)
+    )
+
+
+_OPEN_GROUP = _with_actor(
+    notifications.c.kind == bindparam("kind"),
+    notifications.c.post_id == bindparam("post_id"),
+    notifications.c.window_start > bindparam("since"),
+)
+_BY_KEY_WITH_ACTOR = _with_actor(notifications.c.natural_key == bindparam("natural_key"))
+
+
 async def open_group(
     session: Session, recipient_id: int, kind: int, post_id: int, since: dt.datetime, actor_id: int
 ) -> Found:
     """The inbox's newest group of `kind` about `post_id` (0 for follows) whose window started after
     `since`, live or removed (a removed group takes people again), and the actor's row in it if any:
     one round trip."""
-    return await _with_actor(
-        session,
-        actor_id,
-        notifications.c.recipient_id == recipient_id,
-        notifications.c.kind == kind,
-        notifications.c.post_id == post_id,
-        notifications.c.window_start > since,
-    )
+    params = {"recipient_id": recipient_id, "kind": kind, "post_id": post_id, "since": since, "actor_id": actor_id}
+    return _found(await session.execute(_OPEN_GROUP, params))
 
 
 async def by_key_with_actor(session: Session, recipient_id: int, natural_key: str, actor_id: int) -> Found:
     """The inbox's notification of that key, and the actor's row in it if any: one round trip."""
-    return await _with_actor(
-        session, actor_id, notifications.c.recipient_id == recipient_id, notifications.c.natural_key == natural_key
-    )
+    params = {"recipient_id": recipient_id, "natural_key": natural_key, "actor_id": actor_id}
+    return _found(await session.execute(_BY_KEY_WITH_ACTOR, params))
 
 
-async def _with_actor(session: Session, actor_id: int, *conditions: ColumnElement[bool]) -> Found:
-    """The newest notification (by window start) meeting `conditions`, with `actor_id`'s row in it."""
-    actor_columns = [c.label(f"a_{c.name}") for c in _ACTOR_COLUMNS]
-    query = (
-        select(*_COLUMNS, *actor_columns)
-        .outerjoin(
-            notification_actors,
-            and_(
-                notification_actors.c.notification_id == notifications.c.id, notification_actors.c.actor_id == actor_id
-            ),
-        )
-        .where(*conditions)
-        .order_by(notifications.c.window_start.desc())
-        .limit(1)
-    )
-    row = (await session.execute(query)).one_or_none()
+def _found(result: Any) -> Found:
+    row = result.one_or_none()
     if row is None:
         return None, None
     m = row._mapping
-    found = None
+    actor = None
     if m["a_notification_id"] is not None:
-        found = ActorRecord(m["a_notification_id"], m["a_actor_id"], m["a_activity_id"], m["a_event_id"], m["a_live"])
-    return _notification(row), found
+        actor = ActorRecord(m["a_notification_id"], m["a_actor_id"], m["a_activity_id"], m["a_event_id"], m["a_live"])
+    return _notification(row), actor
 
 
 async def by_natural_key(session: Session, recipient_id: int, natural_key: str) -> NotificationRecord | None:
@@ -227,40 +251,75 @@ async def by_natural_key(session: Session, recipient_id: int, natural_key: str) 
     return _notification(row) if row else None
 
 
+_INSERT_NOTIFICATION = Statement(
+    insert(notifications).values(
+        id=bindparam("new_id"),
+        recipient_id=bindparam("new_recipient"),
+        kind=bindparam("new_kind"),
+        natural_key=bindparam("new_key"),
+        post_id=bindparam("new_post"),
+        comment_id=bindparam("new_comment"),
+        comment_preview=bindparam("new_preview"),
+        actor_count=bindparam("new_count"),
+        recent_actor_ids=bindparam("new_recent", type_=ARRAY(BigInteger)),
+        latest_id=bindparam("new_latest"),
+        sequence=bindparam("new_sequence"),
+        window_start=bindparam("new_window", type_=DateTime(timezone=True)),
+        created_at=bindparam("new_created", type_=DateTime(timezone=True)),
+        updated_at=bindparam("new_updated", type_=DateTime(timezone=True)),
+    )
+)
+
+
 async def insert_notification(session: Session, record: NotificationRecord, natural_key: str) -> None:
     await session.execute(
-        insert(notifications).values(
-            id=record.id,
-            recipient_id=record.recipient_id,
-            kind=record.kind,
-            natural_key=natural_key,
-            post_id=record.post_id,
-            comment_id=record.comment_id,
-            comment_preview=record.comment_preview,
-            actor_count=record.actor_count,
-            recent_actor_ids=list(record.recent_actor_ids),
-            latest_id=record.latest_id,
-            sequence=record.sequence,
-            window_start=record.window_start,
-            created_at=record.created_at,
-            updated_at=record.updated_at,
-        )
+        _INSERT_NOTIFICATION,
+        {
+            "new_id": record.id,
+            "new_recipient": record.recipient_id,
+            "new_kind": record.kind,
+            "new_key": natural_key,
+            "new_post": record.post_id,
+            "new_comment": record.comment_id,
+            "new_preview": record.comment_preview,
+            "new_count": record.actor_count,
+            "new_recent": list(record.recent_actor_ids),
+            "new_latest": record.latest_id,
+            "new_sequence": record.sequence,
+            "new_window": record.window_start,
+            "new_created": record.created_at,
+            "new_updated": record.updated_at,
+        },
     )
+
+
+_SAVE_NOTIFICATION = Statement(
+    update(notifications)
+    .where(notifications.c.id == bindparam("notification_id"))
+    .values(
+        actor_count=bindparam("new_count"),
+        recent_actor_ids=bindparam("new_recent", type_=ARRAY(BigInteger)),
+        latest_id=bindparam("new_latest"),
+        sequence=bindparam("new_sequence"),
+        created_at=bindparam("new_created", type_=DateTime(timezone=True)),
+        updated_at=bindparam("new_updated", type_=DateTime(timezone=True)),
+    )
+)
 
 
 async def save_notification(session: Session, record: NotificationRecord) -> None:
     """Writes the notification's people, position and sequence."""
     await session.execute(
-        update(notifications)
-        .where(notifications.c.id == record.id)
-        .values(
-            actor_count=record.actor_count,
-            recent_actor_ids=list(record.recent_actor_ids),
-            latest_id=record.latest_id,
-            sequence=record.sequence,
-            created_at=record.created_at,
-            updated_at=record.updated_at,
-        )
+        _SAVE_NOTIFICATION,
+        {
+            "notification_id": record.id,
+            "new_count": record.actor_count,
+            "new_recent": list(record.recent_actor_ids),
+            "new_latest": record.latest_id,
+            "new_sequence": record.sequence,
+            "new_created": record.created_at,
+            "new_updated": record.updated_at,
+        },
     )
 
 
@@ -288,27 +347,56 @@ async def actor_in_groups(
     return _notification(row), found
 
 
+_INSERT_ACTOR = Statement(
+    insert(notification_actors).values(
+        notification_id=bindparam("new_notification"),
+        actor_id=bindparam("new_actor"),
+        activity_id=bindparam("new_activity"),
+        event_id=bindparam("new_event"),
+        live=bindparam("new_live"),
+    )
+)
+
+
 async def insert_actor(
     session: Session, notification_id: int, actor_id: int, activity_id: int, event_id: int, *, live: bool = True
 ) -> None:
-    await session.execute(
-        insert(notification_actors).values(
-            notification_id=notification_id, actor_id=actor_id, activity_id=activity_id, event_id=event_id, live=live
-        )
+    params = {
+        "new_notification": notification_id,
+        "new_actor": actor_id,
+        "new_activity": activity_id,
+        "new_event": event_id,
+        "new_live": live,
+    }
+    await session.execute(_INSERT_ACTOR, params)
+
+
+_SAVE_ACTOR = Statement(
+    update(notification_actors)
+    .where(
+        notification_actors.c.notification_id == bindparam("notification_id"),
+        notification_actors.c.actor_id == bindparam("actor_id"),
     )
+    .values(
+        event_id=bindparam("new_event"),
+        live=bindparam("new_live"),
+        # NULL keeps the activity id (a row that only learns of a newer event).
+        activity_id=func.coalesce(bindparam("new_activity", type_=BigInteger), notification_actors.c.activity_id),
+    )
+)
 
 
 async def save_actor(
     session: Session, notification_id: int, actor_id: int, *, event_id: int, live: bool, activity_id: int | None
 ) -> None:
-    values: dict[str, object] = {"event_id": event_id, "live": live}
-    if activity_id is not None:
-        values["activity_id"] = activity_id
-    await session.execute(
-        update(notification_actors)
-        .where(notification_actors.c.notification_id == notification_id, notification_actors.c.actor_id == actor_id)
-        .values(**values)
-    )
+    params = {
+        "notification_id": notification_id,
+        "actor_id": actor_id,
+        "new_event": event_id,
+        "new_live": live,
+        "new_activity": activity_id,
+    }
+    await session.execute(_SAVE_ACTOR, params)
 
 
 async def drop_actors(session: Session, notification_id: int, actor_ids: Sequence[int] | None, *, event_id: int) -> int:
@@ -322,15 +410,18 @@ async def drop_actors(session: Session, notification_id: int, actor_ids: Sequenc
     return int(result.rowcount)
 
 
+_RECENT_ACTORS = Statement(
+    select(notification_actors.c.actor_id, notification_actors.c.activity_id)
+    .where(notification_actors.c.notification_id == bindparam("notification_id"), notification_actors.c.live)
+    .order_by(notification_actors.c.activity_id.desc())
+    .limit(RECENT_ACTORS)
+)
+
+
 async def recent_actors(session: Session, notification_id: int) -> list[tuple[int, int]]:
     """(actor id, activity id) of the notification's RECENT_ACTORS most recent live actors."""
-    query = (
-        select(notification_actors.c.actor_id, notification_actors.c.activity_id)
-        .where(notification_actors.c.notification_id == notification_id, notification_actors.c.live)
-        .order_by(notification_actors.c.activity_id.desc())
-        .limit(RECENT_ACTORS)
-    )
-    return [(row.actor_id, row.activity_id) for row in await session.execute(query)]
+    rows = await session.execute(_RECENT_ACTORS, {"notification_id": notification_id})
+    return [(row.actor_id, row.activity_id) for row in rows]
 
 
 async def live_about_post(session: Session, post_id: int) -> list[NotificationRecord]:
@@ -364,9 +455,11 @@ async def record_deleted_post(session: Session, post_id: int) -> None:
     await session.execute(pg_insert(deleted_posts).values(post_id=post_id).on_conflict_do_nothing())
 
 
+_IS_DELETED_POST = Statement(select(deleted_posts.c.post_id).where(deleted_posts.c.post_id == bindparam("post_id")))
+
+
 async def is_deleted_post(session: Session, post_id: int) -> bool:
-    query = select(deleted_posts.c.post_id).where(deleted_posts.c.post_id == post_id)
-    return (await session.execute(query)).first() is not None
+    return (await session.execute(_IS_DELETED_POST, {"post_id": post_id})).first() is not None
 
 
 async def page(session: Session, recipient_id: int, before_id: int | None, limit: int) -> list[NotificationRecord]:
