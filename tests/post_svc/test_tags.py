@@ -23,7 +23,7 @@ from post_svc import repository as repo
 from post_svc import tag_repository as tag_repo
 from post_svc.captions import tag_named
 from post_svc.repository import PostRecord
-from post_svc.tags import SCAN_ROUNDS
+from post_svc.tags import SCAN_ROUNDS, scan_size
 from tests.conftest import Account, Stubs
 from tests.feed_svc.actions import create_post, delete_post, follow
 from tests.graph_svc.conftest import refused
@@ -219,7 +219,7 @@ async def test_a_long_run_of_hidden_posts_pages_on_without_ending_early(stubs, m
     tag = unique_tag()
     oldest = await writer.post(public, [tag])
     size = 2
-    hidden = await writer.posts(private, [tag], sum((size + 1) << r for r in range(SCAN_ROUNDS)) + 5)
+    hidden = await writer.posts(private, [tag], sum(scan_size(size, r) for r in range(SCAN_ROUNDS)) + 5)
     pages = await tag_pages(stubs, tag, stranger, size=size)
     assert pages[0] == [] and pages[-1] == [oldest]
     assert [post for page in pages for post in page] == [oldest]
