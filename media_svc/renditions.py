@@ -32,16 +32,26 @@ WEBP = "image/webp"
 RENDITION_WORKING_BYTES = 16 * 2**20
 
 
-def memory_bound(*, max_bytes: int, max_pixels: int, concurrency: int, pixel_budget: int | None = None) -> int:
-    """The most memory (bytes) a worker holds for renders on top of its idle footprint, for its
+def memory_bound(
+    *,
+    max_bytes: int,
+    max_pixels: int,
+    concurrency: int,
+    placeholder_concurrency: int = 0,
+    pixel_budget: int | None = None,
+) -> int:
+    """The most memory (bytes) a worker holds for decodes on top of its idle footprint, for its
     settings: each of the `concurrency` renders holds its upload (twice while it is read from the
-    store) and rendition-sized images; all of them together decode at most
+    store) and rendition-sized images, each of the `placeholder_concurrency` placeholders
+    (media_svc.placeholders) its upload; all of them together decode at most
     max(pixel_budget, max_pixels) pixels (a photo larger than the budget goes alone), each pixel
-    costing at most images.DECODED_BYTES_PER_PIXEL. With the defaults (2, 20 MiB, 50 MP): ~900 MiB,
-    of which the one whole decode is ~790 MiB; without the pixel budget, two 50-MP WebPs at once
-    would need ~1.6 GiB. bench/renditions.py prints the measured peaks beside it."""
+    costing at most images.DECODED_BYTES_PER_PIXEL. With the defaults (2 renders, 2 placeholders,
+    20 MiB, 50 MP): ~1 GiB, of which the one whole decode is ~810 MiB; without the pixel budget, two
+    50-MP WebPs at once would need ~1.6 GiB, four (renders and placeholders) ~3.2 GiB.
+    bench/renditions.py prints the measured peaks beside it."""
     decoded = max(pixel_budget or max_pixels, max_pixels) * images.DECODED_BYTES_PER_PIXEL
-    return concurrency * (2 * max_bytes + RENDITION_WORKING_BYTES) + decoded
+    uploads = (concurrency + placeholder_concurrency) * 2 * max_bytes
+    return uploads + concurrency * RENDITION_WORKING_BYTES + decoded
 
 
 class Renditions:
