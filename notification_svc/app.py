@@ -97,8 +97,11 @@ async def notification_host(settings: NotificationSettings) -> AsyncIterator[Ser
             notification_pb2.DESCRIPTOR.services_by_name["NotificationService"],
         )
         handlers = ActivityEvents(notifier, privacy, content)
+        # batch=1: nats-py's fetch of a larger batch holds a message that reaches an idle consumer
+        # until the batch fills or the fetch times out (1 s), and a like must reach its author's
+        # stream within a second; the pull loops below keep several events in flight instead.
         consumer = functools.partial(
-            ConsumerSpec, ack_wait_seconds=settings.ack_wait_seconds, max_deliver=settings.max_deliveries
+            ConsumerSpec, ack_wait_seconds=settings.ack_wait_seconds, max_deliver=settings.max_deliveries, batch=1
         )
         # Several pull loops share each busy durable, so that many events are written at once.
         loops = settings.consumer_concurrency
