@@ -29,7 +29,6 @@ from dataclasses import dataclass
 
 import grpc
 import psycopg
-from sqlalchemy.dialects import postgresql
 
 from bench import feed_data
 from bench.feed_data import Step, Verdict, print_verdicts
@@ -165,12 +164,10 @@ async def quality(addr: str, intended: list[str], queries: list[str]) -> tuple[f
 
 
 def explain(stack: Stack, query: str) -> None:
-    """The plan of SearchUsers' statement (graph_svc.repository.search_statement) for `query`."""
-    statement = repository.search_statement(query, None, PAGE + 1).compile(
-        dialect=postgresql.dialect(), compile_kwargs={"literal_binds": True}
-    )
+    """The plan of SearchUsers' statement (graph_svc.repository.SEARCH) for `query`."""
+    params = repository.SEARCH.values(repository.search_params(query, None, PAGE + 1, None))
     with psycopg.connect(feed_data.sql_url(stack.database_url), autocommit=True) as conn:
-        plan = [row[0] for row in conn.execute(f"EXPLAIN (ANALYZE, COSTS OFF) {statement}")]
+        plan = [row[0] for row in conn.execute(f"EXPLAIN (ANALYZE, COSTS OFF) {repository.SEARCH.sql}", params)]
     print(f"  EXPLAIN ANALYZE of SearchUsers for the one-typo query {query!r} (first {PLAN_LINES} lines):")
     for line in plan if len(plan) <= PLAN_LINES + 2 else [*plan[:PLAN_LINES], *plan[-2:]]:
         print(f"    {line}")

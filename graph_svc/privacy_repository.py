@@ -57,7 +57,7 @@ class ViewerRelations:
     private_followees: list[int]
 
 
-def not_blocked_with(viewer_id: int, other: ColumnElement[int]) -> ColumnElement[bool]:
+def not_blocked_with(viewer_id: int | ColumnElement[int], other: ColumnElement[int]) -> ColumnElement[bool]:
     """True where neither `viewer_id` nor the user in column `other` blocks the other (two key probes)."""
     return and_(
         ~exists().where(blocks.c.blocker_id == viewer_id, blocks.c.blocked_id == other),

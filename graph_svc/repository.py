@@ -11,7 +11,6 @@ from sqlalchemy import (
     ARRAY,
     BigInteger,
     Integer,
-    Select,
     Text,
     any_,
     bindparam,
@@ -19,7 +18,6 @@ from sqlalchemy import (
     cast,
     delete,
     func,
-    literal,
     select,
     tuple_,
     update,
@@ -135,11 +133,11 @@ EXACT, PREFIX, WITHIN_TWO_EDITS, SIMILAR = range(4)
 SCORE_SCALE = 1_000_000
 
 
-def search_statement(
-    query: str, after: tuple[int, int, int, str] | None, limit: int, *, viewer_id: int | None = None
-) -> Select[Any]:
-    """The one statement search_users runs (see there); bench/search.py prints its plan."""
-    q = literal(query, Text)
+def _search_statement() -> Statement:
+    """The one statement of search_users, compiled once with its parameters bound by name: `q`, the
+    page's start (`tier`, `score`, `followers`, `username`: the previous page's last hit; for the first
+    page a tier of -1, before any) and the `viewer` (0 for none: no block names user 0), `limit`."""
+    q = bindparam("q", type_=Text)
     candidates = func.graph.user_search_candidates(q).table_valued("id").render_derived("candidates")
     similarity = func.greatest(func.similarity(users.c.username, q), func.word_similarity(q, users.c.display_name))
     tier = case(
@@ -148,29 +146,46 @@ def search_statement(
         (func.levenshtein_less_equal(users.c.username, q, 2) <= 2, WITHIN_TWO_EDITS),
         else_=SIMILAR,
     )
-    found = select(
-        *_USER_COLUMNS,
-        tier.label("tier"),
-        cast(func.round(similarity * SCORE_SCALE), Integer).label("score"),
-    ).select_from(candidates.join(users, users.c.id == candidates.c.id))
-    if viewer_id is not None:
-        found = found.where(not_blocked_with(viewer_id, users.c.id))
+    found = (
+        select(*_USER_COLUMNS, tier.label("tier"), cast(func.round(similarity * SCORE_SCALE), Integer).label("score"))
+        .select_from(candidates.join(users, users.c.id == candidates.c.id))
+        .where(not_blocked_with(bindparam("viewer", type_=BigInteger), users.c.id))
+    )
     hits = found.subquery("hits")
-    ranked = select(hits)
-    if after is not None:
-        tier_after, score_after, followers_after, username_after = after
+    return Statement(
+        select(hits)
         # (tier, score DESC, follower_count DESC, username) as one row comparison.
-        ranked = ranked.where(
+        .where(
             tuple_(hits.c.tier, -hits.c.score, -hits.c.follower_count, hits.c.username)
             > tuple_(
-                literal(tier_after),
-                literal(-score_after),
-                literal(-followers_after, BigInteger),
-                literal(username_after, Text),
+                bindparam("tier", type_=Integer),
+                -bindparam("score", type_=Integer),
+                -bindparam("followers", type_=BigInteger),
+                bindparam("username", type_=Text),
             )
         )
-    ranked = ranked.order_by(hits.c.tier, hits.c.score.desc(), hits.c.follower_count.desc(), hits.c.username)
-    return ranked.limit(limit)
+        .order_by(hits.c.tier, hits.c.score.desc(), hits.c.follower_count.desc(), hits.c.username)
+        .limit(bindparam("limit"))
+    )
+
+
+SEARCH = _search_statement()
+
+
+def search_params(
+    query: str, after: tuple[int, int, int, str] | None, limit: int, viewer_id: int | None
+) -> dict[str, Any]:
+    """SEARCH's parameters (bench/search.py explains the statement with them)."""
+    tier, score, followers, username = after if after is not None else (-1, 0, 0, "")
+    return {
+        "q": query,
+        "tier": tier,
+        "score": score,
+        "followers": followers,
+        "username": username,
+        "viewer": viewer_id or 0,
+        "limit": limit,
+    }
 
 
 async def search_users(
@@ -194,7 +209,7 @@ async def search_users(
     the cost follows the number of candidates, not of users. A name with too few trigrams in common
     with the query (two typos in a 3-character name) is not a candidate.
     """
-    rows = await session.execute(search_statement(query, after, limit, viewer_id=viewer_id))
+    rows = await session.execute(SEARCH, search_params(query, after, limit, viewer_id))
     out = []
     for row in rows:
         fields = dict(row._mapping)

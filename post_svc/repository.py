@@ -9,6 +9,7 @@ from sqlalchemy import ARRAY, BigInteger, any_, bindparam, func, select, update
 from sqlalchemy.dialects.postgresql import insert
 
 from mesh.db import Session, Statement
+from mesh.pagination import INT64_MAX
 from post_svc.captions import Location
 from post_svc.models import ACTIVE, DELETED, post_requests, post_tags, posts
 
@@ -156,17 +157,25 @@ async def list_by_author(session: Session, author_id: int, before_id: int | None
     return [_record(row) for row in rows]
 
 
+# A page of a tag (ListTagPosts), compiled once: below `before` (INT64_MAX for the first page).
+_BY_TAG = Statement(
+    select(*_COLUMNS)
+    .select_from(post_tags.join(posts, posts.c.id == post_tags.c.post_id))
+    .where(
+        post_tags.c.tag == bindparam("tag"),
+        post_tags.c.post_id < bindparam("before", type_=BigInteger),
+        posts.c.state == ACTIVE,
+    )
+    .order_by(post_tags.c.post_id.desc())
+    .limit(bindparam("limit"))
+)
+
+
 async def list_by_tag(session: Session, tag: str, before_id: int | None, limit: int) -> list[PostRecord]:
     """The live posts carrying `tag`, newest first, older than `before_id` (a backward range of the
     tag index's primary key, each post then read by its own)."""
-    query = (
-        select(*_COLUMNS)
-        .select_from(post_tags.join(posts, posts.c.id == post_tags.c.post_id))
-        .where(post_tags.c.tag == tag, posts.c.state == ACTIVE)
-    )
-    if before_id is not None:
-        query = query.where(post_tags.c.post_id < before_id)
-    rows = await session.execute(query.order_by(post_tags.c.post_id.desc()).limit(limit))
+    before = before_id if before_id is not None else INT64_MAX
+    rows = await session.execute(_BY_TAG, {"tag": tag, "before": before, "limit": limit})
     return [_record(row) for row in rows]
 
 

@@ -9,6 +9,7 @@ from sqlalchemy.dialects.postgresql import ARRAY, insert
 from sqlalchemy.types import BigInteger, Integer, Text
 
 from mesh.db import Session, Statement
+from mesh.pagination import INT64_MAX
 from post_svc.models import post_tags, tags
 
 
@@ -71,25 +72,35 @@ async def retag_post(session: Session, post_id: int, before: list[str], after: l
     await session.execute(_COUNT, {"names": [name for name, _ in changes], "deltas": [d for _, d in changes]})
 
 
+_GET_TAG = Statement(select(tags.c.name, tags.c.post_count, tags.c.id).where(tags.c.name == bindparam("name")))
+# Tags in use by prefix, most used first (SearchTags), compiled once. The names starting with a prefix
+# are a range of the "C"-collated primary key, from the prefix up to the prefix followed by U+10FFFF
+# (`upper`: no tag character sorts above it, the last plane is private use); a range, unlike LIKE
+# with a bound pattern, stays an index range in a prepared (generic) plan. The page starts after
+# (`count`, `id`) in (post_count DESC, id) order: (INT64_MAX, 0) for the first page.
+_SEARCH = Statement(
+    select(tags.c.name, tags.c.post_count, tags.c.id)
+    .where(
+        tags.c.name >= bindparam("prefix", type_=Text),
+        tags.c.name < bindparam("upper", type_=Text),
+        tags.c.post_count > 0,
+        tuple_(-tags.c.post_count, tags.c.id)
+        > tuple_(-bindparam("count", type_=BigInteger), bindparam("id", type_=BigInteger)),
+    )
+    .order_by(tags.c.post_count.desc(), tags.c.id)
+    .limit(bindparam("limit"))
+)
+
+
 async def get_tag(session: Session, name: str) -> TagRecord | None:
-    row = (await session.execute(select(tags.c.name, tags.c.post_count, tags.c.id).where(tags.c.name == name))).first()
+    row = (await session.execute(_GET_TAG, {"name": name})).first()
     return TagRecord(row.name, row.post_count, row.id) if row else None
 
 
 async def search_tags(session: Session, prefix: str, after: tuple[int, int] | None, limit: int) -> list[TagRecord]:
     """Tags in use whose name starts with `prefix`, most used first, then oldest first (by id), after
     the keyset `after` = (post_count, id) of the previous page's last tag."""
-    # The names starting with `prefix` are a range of the "C"-collated primary key, up to the prefix
-    # followed by U+10FFFF (no tag character sorts above it: the last plane is private use). A range,
-    # unlike LIKE with a bound pattern, stays an index range once psycopg prepares the statement.
-    query = select(tags.c.name, tags.c.post_count, tags.c.id).where(
-        tags.c.name >= prefix, tags.c.name < prefix + "\U0010ffff", tags.c.post_count > 0
-    )
-    if after is not None:
-        # (post_count DESC, id ASC) as one row comparison: (-count, id) ascending.
-        count, tag_id = after
-        query = query.where(
-            tuple_(-tags.c.post_count, tags.c.id) > tuple_(bindparam("c", -count, BigInteger), bindparam("i", tag_id))
-        )
-    rows = await session.execute(query.order_by(tags.c.post_count.desc(), tags.c.id).limit(limit))
+    count, tag_id = after if after is not None else (INT64_MAX, 0)
+    params = {"prefix": prefix, "upper": prefix + "\U0010ffff", "count": count, "id": tag_id, "limit": limit}
+    rows = await session.execute(_SEARCH, params)
     return [TagRecord(row.name, row.post_count, row.id) for row in rows]
