@@ -158,7 +158,8 @@ class PostService:
             log.info("create failed; its media were detached", extra=extra)
 
     async def _reserve(self, author_id: int, request_id: str, post_id: int, fingerprint: bytes) -> int:
-        async with self._db.unit_of_work() as session:
+        # One insert (a retried key reads it back): it commits alone, with nothing to roll back.
+        async with self._db.unit_of_work(atomic=False) as session:
             reserved, stored_fingerprint = await repo.reserve_post_id(
                 session, author_id, request_id, post_id, fingerprint
             )

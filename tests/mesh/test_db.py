@@ -93,6 +93,17 @@ async def test_a_unit_of_work_commits_all_or_nothing(db):
     assert await names(db) == ["a%b"]
 
 
+async def test_a_unit_of_work_that_is_not_atomic_commits_each_statement(db):
+    with pytest.raises(RuntimeError, match="the request failed"):
+        async with db.unit_of_work(atomic=False) as session:
+            await session.execute(_INSERT, {"id": 1, "name": "kept", "tags": [], "doc": {}})
+            raise RuntimeError("the request failed after its one write")
+    assert await names(db) == ["kept"]
+    with pytest.raises(RuntimeError, match="outbox"):
+        async with db.unit_of_work(atomic=False) as session:
+            session.info[OUTBOX_WRITTEN] = True
+
+
 async def test_core_statements_compiled_per_call_take_values_and_lists(db):
     async with db.unit_of_work() as session:
         await session.execute(insert(items), [{"id": n, "name": f"n{n}"} for n in range(1, 4)])
