@@ -4,6 +4,8 @@ the Redis write and the ack, leaves the same state. The bus decodes the events (
 from __future__ import annotations
 
 import logging
+from collections.abc import Awaitable, Callable
+from typing import TypeVar
 
 import grpc
 from prometheus_client import Counter, Histogram
@@ -24,6 +26,8 @@ RelationshipEvent = (
     | events_pb2.UserMuted
     | events_pb2.UserUnmuted
 )
+
+Reply = TypeVar("Reply")
 
 INBOX_WRITES = Counter("glimpse_fanout_inbox_writes_total", "Posts written into live inboxes.")
 FANOUT_SECONDS = Histogram(
@@ -56,12 +60,20 @@ class FanoutHandlers:
         author, post = event.author_id, event.post_id
         await self._outboxes.add(author, post)
         await self._timelines.add_to_inbox_if_live(author, [post])
-        if await self._follower_count(author) > self._threshold:
+        # One call for most posts: the count, and the audience itself when it fits in one batch.
+        audience = await self._graph_call(
+            self._graph.GetAudience, graph_pb2.GetAudienceRequest(user_id=author, max_ids=self._batch), author
+        )
+        if audience.follower_count > self._threshold:
             # O(1) writes: followers merge this outbox when they read.
             await self._timelines.mark_pulled(author, post)
             return
         with FANOUT_SECONDS.time():
-            if not await self._catch_up(author):
+            if await self._catch_up(author):
+                return
+            if audience.complete:
+                INBOX_WRITES.inc(await self._timelines.push([post], audience.follower_ids))
+            else:
                 await self._push_to_followers(author, [post])
 
     async def _push_to_followers(self, author: int, posts: list[int]) -> None:
@@ -139,12 +151,14 @@ class FanoutHandlers:
         return wanted
 
     async def _follower_count(self, author_id: int) -> int:
+        request = graph_pb2.GetFollowerCountRequest(user_id=author_id)
+        return (await self._graph_call(self._graph.GetFollowerCount, request, author_id)).follower_count
+
+    async def _graph_call(self, method: Callable[..., Awaitable[Reply]], request: object, author_id: int) -> Reply:
+        """`method(request)` on graph_svc; PoisonMessage if the author does not exist."""
         try:
-            response = await self._graph.GetFollowerCount(
-                graph_pb2.GetFollowerCountRequest(user_id=author_id), timeout=self._timeout
-            )
+            return await method(request, timeout=self._timeout)
         except grpc.aio.AioRpcError as exc:
             if exc.code() == grpc.StatusCode.NOT_FOUND:
                 raise PoisonMessage(f"author {author_id} does not exist") from exc
             raise
-        return response.follower_count

@@ -195,6 +195,23 @@ class FollowService:
             await _existing(session, user_id)
             return await repo.followee_ids(session, user_id)
 
+    async def audience(self, user_id: int, max_ids: int) -> tuple[int, list[int] | None]:
+        """(follower count, the audience of `stream_follower_ids(audience_only=True)` if it has at
+        most `max_ids` ids, else None). NOT_FOUND for an unknown user, INVALID_ARGUMENT for `max_ids`
+        outside 0..STREAM_BATCH_MAX."""
+        if not 0 <= max_ids <= STREAM_BATCH_MAX:
+            raise invalid_field("max_ids", f"must be between 0 and {STREAM_BATCH_MAX}")
+        async with self._db.read_only(transaction=False) as session:
+            count = await repo.follower_count(session, user_id)
+            if count is None:
+                raise NotFound(f"user {user_id} does not exist", reason="USER_NOT_FOUND")
+            if count > max_ids:
+                return count, None
+            # The audience is at most the followers; one more id than asked tells a follow that
+            # arrived since the count apart from a complete answer.
+            ids = await repo.follower_ids_after(session, user_id, 0, max_ids + 1, audience_only=True)
+        return count, ids if len(ids) <= max_ids else None
+
     async def follower_count(self, user_id: int) -> int:
         """How many users follow `user_id`; NOT_FOUND for an unknown user."""
         async with self._db.read_only(transaction=False) as session:

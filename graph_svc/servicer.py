@@ -239,6 +239,12 @@ class GraphServicer(graph_pb2_grpc.GraphServiceServicer):
     ) -> graph_pb2.GetFollowerCountResponse:
         return graph_pb2.GetFollowerCountResponse(follower_count=await self._follows.follower_count(request.user_id))
 
+    async def GetAudience(
+        self, request: graph_pb2.GetAudienceRequest, context: grpc.aio.ServicerContext
+    ) -> graph_pb2.GetAudienceResponse:
+        count, ids = await self._follows.audience(request.user_id, request.max_ids)
+        return graph_pb2.GetAudienceResponse(follower_count=count, complete=ids is not None, follower_ids=ids or [])
+
     async def ListCelebrityFollowees(
         self, request: graph_pb2.ListCelebrityFolloweesRequest, context: grpc.aio.ServicerContext
     ) -> graph_pb2.ListCelebrityFolloweesResponse:

@@ -65,6 +65,7 @@ RETRIES: Mapping[str, Retry] = {
     "glimpse.graph.v1.GraphService/StreamFollowerIds": Retry.READ,
     "glimpse.graph.v1.GraphService/ListFolloweeIds": Retry.READ,
     "glimpse.graph.v1.GraphService/GetFollowerCount": Retry.READ,
+    "glimpse.graph.v1.GraphService/GetAudience": Retry.READ,
     "glimpse.graph.v1.GraphService/ListCelebrityFollowees": Retry.READ,
     # Privacy and safety: each write puts one relation into a state (requested, approved, blocked,
     # muted, private...) and emits its events only when the state really changed.

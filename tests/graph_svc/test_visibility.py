@@ -139,6 +139,24 @@ async def test_the_audience_leaves_out_muters_and_blocks_either_way(graph, make_
     assert await streamed(False) == [everyone[0:2], everyone[2:4], everyone[4:6]]
     assert await streamed(True) == [audience[0:2], audience[2:4]]
 
+    # GetAudience: the count, and the same audience in the answer when the followers fit.
+    async def answered(max_ids: int) -> tuple[int, bool, list[int]]:
+        reply = await graph.GetAudience(graph_pb2.GetAudienceRequest(user_id=author.id, max_ids=max_ids))
+        return reply.follower_count, reply.complete, list(reply.follower_ids)
+
+    assert await answered(len(everyone)) == (len(everyone), True, audience)
+    assert await answered(len(everyone) - 1) == (len(everyone), False, [])  # more followers: stream them
+    lonely = await make_account()
+    reply = await graph.GetAudience(graph_pb2.GetAudienceRequest(user_id=lonely.id, max_ids=0))
+    assert (reply.follower_count, reply.complete, list(reply.follower_ids)) == (0, True, [])
+
+
+async def test_get_audience_refuses_bad_requests(graph):
+    code, _, fields = await refused(graph.GetAudience(graph_pb2.GetAudienceRequest(user_id=1, max_ids=5001)))
+    assert code == grpc.StatusCode.INVALID_ARGUMENT and "max_ids" in fields
+    code, _, _ = await refused(graph.GetAudience(graph_pb2.GetAudienceRequest(user_id=987654321, max_ids=10)))
+    assert code == grpc.StatusCode.NOT_FOUND
+
 
 async def test_filter_audience_refuses_bad_requests(graph):
     for request, field in (
