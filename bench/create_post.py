@@ -150,12 +150,13 @@ async def drain(stack: Stack, within: float = 180.0) -> None:
 
 
 _TICKS = os.sysconf("SC_CLK_TCK")
+WHOLE_MACHINE = "whole machine"
 
 
 def cpu_seconds() -> dict[str, float]:
     """CPU seconds (user + system) used so far, by process name: this process, its children (the
     stack's services by module, client processes) and the shared engines (PostgreSQL counts every
-    database, so other work on the machine shows up there)."""
+    database, so other work on the machine shows up there); and WHOLE_MACHINE, every process's."""
     me = os.getpid()
     totals: dict[str, float] = {}
     for proc in Path("/proc").iterdir():
@@ -169,6 +170,9 @@ def cpu_seconds() -> dict[str, float]:
         name = _process_name(int(proc.name) == me, int(fields[1]) == me, argv)
         if name:
             totals[name] = totals.get(name, 0.0) + (int(fields[11]) + int(fields[12])) / _TICKS
+    # Every process of the machine (other work included), to tell a busy machine from a slow stack.
+    user, nice, system, _idle, _iowait, irq, softirq, steal = map(int, Path("/proc/stat").read_text().split()[1:9])
+    totals[WHOLE_MACHINE] = (user + nice + system + irq + softirq + steal) / _TICKS
     return totals
 
 
