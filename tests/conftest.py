@@ -11,6 +11,7 @@ import asyncio
 import io
 import itertools
 import os
+import signal
 import socket
 import subprocess
 import uuid
@@ -439,6 +440,8 @@ async def gateway_url(
     while not server.started:
         if task.done():
             task.result()
+            # uvicorn logs a failed start-up (lifespan) and returns instead of raising.
+            raise RuntimeError("the gateway did not start; its start-up error is logged above")
         await asyncio.sleep(0.01)
     port = server.servers[0].sockets[0].getsockname()[1]
     yield f"http://127.0.0.1:{port}"
@@ -450,3 +453,23 @@ async def gateway_url(
 async def http(gateway_url: str) -> AsyncIterator[httpx.AsyncClient]:
     async with httpx.AsyncClient(base_url=gateway_url, timeout=10) as client:
         yield client
+
+
+def _dump_tasks(signum: int, frame: object) -> None:
+    """`kill -USR1 <pytest pid>` writes every asyncio task's stack to .run/pytest-tasks.txt: where a
+    hung test waits (thread dumps show only the idle event loop)."""
+    import io
+
+    out = io.StringIO()
+    try:
+        for task in asyncio.all_tasks():
+            out.write(f"--- {task!r}\n")
+            task.print_stack(limit=20, file=out)
+    except RuntimeError as exc:  # no running loop at that moment
+        out.write(f"{exc}\n")
+    target = Path(__file__).resolve().parents[1] / ".run" / "pytest-tasks.txt"
+    target.parent.mkdir(exist_ok=True)
+    target.write_text(out.getvalue())
+
+
+signal.signal(signal.SIGUSR1, _dump_tasks)

@@ -236,6 +236,9 @@ async def own_gateway(
     server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=0, log_config=None, lifespan="on"))
     task = asyncio.create_task(server.serve())
     while not server.started:
+        if task.done():
+            # uvicorn logs a failed start-up (lifespan) and returns instead of raising.
+            raise RuntimeError("the gateway did not start; its start-up error is logged above")
         await asyncio.sleep(0.01)
     yield f"http://127.0.0.1:{server.servers[0].sockets[0].getsockname()[1]}", app
     server.should_exit = True
