@@ -54,6 +54,41 @@ class RenderedItem:
     encoded: bytes
 
 
+class _ItemCache:
+    """Rendered items by post id, each kept `ttl_seconds` from when it was stored, at most `limit` of
+    them (the one stored first goes first). One dict lookup and one clock read per batch: every home
+    feed page looks up ~24 ids, and cachetools' TTLCache spent ~1.5 us on each."""
+
+    def __init__(self, limit: int, ttl_seconds: float) -> None:
+        self._limit = max(limit, 1)
+        self._ttl = ttl_seconds
+        self._items: dict[int, tuple[float, RenderedItem]] = {}
+
+    def get_many(self, post_ids: Sequence[int]) -> tuple[dict[int, RenderedItem], list[int]]:
+        """The live items among `post_ids`, and the ids without one."""
+        now = time.monotonic()
+        items = self._items
+        found: dict[int, RenderedItem] = {}
+        missing: list[int] = []
+        for post_id in post_ids:
+            entry = items.get(post_id)
+            if entry is not None and entry[0] > now:
+                found[post_id] = entry[1]
+            else:
+                missing.append(post_id)
+        return found, missing
+
+    def put(self, item: RenderedItem) -> None:
+        items = self._items
+        items.pop(item.post_id, None)
+        if len(items) >= self._limit:
+            del items[next(iter(items))]
+        items[item.post_id] = (time.monotonic() + self._ttl, item)
+
+    def pop(self, post_id: int) -> None:
+        self._items.pop(post_id, None)
+
+
 class Hydrator:
     def __init__(
         self,
@@ -76,7 +111,7 @@ class Hydrator:
             max_items or 1, lambda _, m, now: min(now + ttl_seconds * 10, _urls_usable_until([m])), timer=time.time
         )
         # Finished items (author found, every photo final): most reads are of posts read before.
-        self._item_cache: TTLCache[int, RenderedItem] = TTLCache(max_items or 1, ttl_seconds)
+        self._item_cache = _ItemCache(max_items, ttl_seconds)
         # Evictions so far, and the count at each post's last one: a read that started before a
         # post's eviction must not cache that post.
         self._evictions = 0
@@ -86,7 +121,7 @@ class Hydrator:
         self._evictions += 1
         self._evicted_at[post_id] = self._evictions
         self._post_cache.pop(post_id, None)
-        self._item_cache.pop(post_id, None)
+        self._item_cache.pop(post_id)
 
     def _unchanged_since(self, post_id: int, evictions: int) -> bool:
         """Whether `post_id` was not evicted after the count of evictions was `evictions`."""
@@ -102,15 +137,7 @@ class Hydrator:
         """`items`, each with its encoding (the same posts left out, the same errors)."""
         if fresh:
             return await self._build(post_ids, fresh, self._evictions)
-        found = {}
-        missing = []
-        cached = self._item_cache.get
-        for post_id in post_ids:
-            item = cached(post_id)
-            if item is None:
-                missing.append(post_id)
-            else:
-                found[post_id] = item
+        found, missing = self._item_cache.get_many(post_ids)
         if missing:
             found.update(await self._build(missing, fresh, self._evictions))
         return found
@@ -155,7 +182,7 @@ class Hydrator:
             )
             rendered = RenderedItem(post_id, author.id, item, item.SerializeToString())
             if final and urls_last and self._unchanged_since(post_id, evictions):
-                self._item_cache[post_id] = rendered
+                self._item_cache.put(rendered)
             items[post_id] = rendered
         return items
 

@@ -3,6 +3,7 @@ Hydrator listens to no events, so only its own reads change what it holds)."""
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
 from collections.abc import Awaitable, Callable
 from typing import Any
@@ -134,3 +135,24 @@ async def test_rendition_urls_are_cached_only_while_they_have_time_left(
     assert short_lived.calls == 2
     assert len(urls) == 3
     assert all(signatures.parse(u).expires_at <= dt.datetime.now(dt.UTC) + dt.timedelta(minutes=2) for u in urls)
+
+
+@pytest.mark.usefixtures("media_worker")
+async def test_finished_items_are_reused_for_their_ttl_and_the_oldest_goes_when_full(stubs, make_account, upload_photo):
+    author = await make_account()
+    first, second = [await create_post(stubs, upload_photo, author) for _ in range(2)]
+    posts = (await stubs.post.BatchGetPosts(post_pb2.BatchGetPostsRequest(post_ids=[first, second]))).posts
+    await wait_until_settled(stubs.media, [m for p in posts for m in p.media_ids])  # only finished items are kept
+    # One item kept: storing the second pushes the first out.
+    one = Hydrator(stubs.post, stubs.graph, stubs.media, ttl_seconds=600, max_items=1, timeout=5)
+    kept = (await one.rendered([first]))[first]
+    assert (await one.rendered([first]))[first] is kept
+    await one.rendered([second])
+    rebuilt = (await one.rendered([first]))[first]
+    assert rebuilt is not kept and rebuilt.encoded == kept.encoded
+    # A short TTL: the item is built again once it is over.
+    brief = Hydrator(stubs.post, stubs.graph, stubs.media, ttl_seconds=0.2, max_items=100, timeout=5)
+    kept = (await brief.rendered([first]))[first]
+    assert (await brief.rendered([first]))[first] is kept
+    await asyncio.sleep(0.3)
+    assert (await brief.rendered([first]))[first] is not kept
