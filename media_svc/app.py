@@ -101,7 +101,8 @@ async def worker_host(settings: MediaSettings) -> AsyncIterator[ServiceHost]:
             pixels=renditions.pixels,
         )
         for placeholder_spec in placeholder_consumers(placeholders, settings):
-            host.add_background(functools.partial(run_consumer, runtime.bus, placeholder_spec))
+            for _ in range(settings.placeholder_concurrency):
+                host.add_background(functools.partial(run_consumer, runtime.bus, placeholder_spec))
         for story_spec in story_consumers(renditions, runtime.db, store, settings):
             host.add_background(functools.partial(run_consumer, runtime.bus, story_spec))
         sweeper = Sweeper.from_settings(settings, runtime.db, store, post_pb2_grpc.PostServiceStub(post_channel))

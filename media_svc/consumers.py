@@ -98,8 +98,9 @@ class PlaceholderConsumer:
 
 
 def placeholder_consumers(placeholders: Placeholders, settings: MediaSettings) -> list[ConsumerSpec]:
-    """One consumer per stream (posts, stories). A few quick retries only: once they are spent, the
-    photo's blurhash comes with its renditions."""
+    """One consumer per stream (posts, stories), taking one message per fetch: the worker runs
+    `placeholder_concurrency` of each at once, so a burst of posts is not made one after another.
+    A few quick retries only: once they are spent, the photo's blurhash comes with its renditions."""
     consumer = PlaceholderConsumer(placeholders)
     return [
         ConsumerSpec(
@@ -109,6 +110,7 @@ def placeholder_consumers(placeholders: Placeholders, settings: MediaSettings) -
             max_deliver=3,
             backoff=(0.5, 2.0),
             ack_wait_seconds=settings.rendition_ack_wait_seconds,
+            batch=1,
         )
         for durable, event, handler in (
             (PLACEHOLDERS_DURABLE, POST_CREATED, consumer.on_post_created),

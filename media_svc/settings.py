@@ -54,9 +54,10 @@ class MediaSettings(MeshSettings):
     rendition_ack_wait_seconds: float = Field(6.0, ge=1)
     # Media rendered at once per worker process: each holds a decoded image in memory.
     rendition_concurrency: int = Field(2, ge=1, le=64)
-    # The worker's placeholder consumer (media_svc.placeholders) reads and decodes (reduced) at most
-    # this many uploads at once, each holding its bytes; decoded pixels come out of the renders' budget.
-    placeholder_concurrency: int = Field(2, ge=1, le=64)
+    # The worker's placeholder consumers (media_svc.placeholders) handle this many posts at once and
+    # read and decode (reduced) at most this many uploads at once, each holding its bytes (on top of
+    # the renders' memory); their decoded pixels come out of the renders' pixel budget.
+    placeholder_concurrency: int = Field(4, ge=1, le=64)
 
     # The sweeper (a background task of the worker; see media_svc.sweeper): a pass every
     # `sweep_interval_seconds`, each of its three steps handling at most `sweep_batch_size` media
