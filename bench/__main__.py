@@ -13,6 +13,7 @@ BENCHMARKS = {
     "feed_read": "GetHomeFeed rate and p50/p99 beside an empty call; celebrity mix; SQL-join baseline, 1M posts",
     "gateway_feed": "feed read through the gateway beside the same read straight against feed_svc",
     "engagement": "LikePost rate over 2,000 posts and on one hot post (16 shards, 1 row) beside an empty call",
+    "db_path": "CPU per write transaction and per read: SQLAlchemy, mesh.db, psycopg alone (the floor)",
     "notifications": "like storm into ONE group (consumer events/s beside floors, rows per like); like -> SSE "
     "p50/p99 at 50/s; idle SSE streams per gateway process and memory per stream",
     "tags": "tag page (ListTagPosts) p50/p99 with 1M posts beside the same page by SQL; tag count, tag search",

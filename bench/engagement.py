@@ -3,10 +3,12 @@ post, with the sharded counter and with a single counter row.
 
     python -m bench engagement
 
-Runs post_svc and two engagement_svc processes (bench.stack) on a fresh database: the usual one
-(16 counter shards) and one with GLIMPSE_COUNTER_SHARDS=1, the design the shards replace (every like
-of a post updates the same row). 2,100 posts are bulk-loaded into the posts schema
-(bench.feed_data.insert_posts); likes need no accounts (engagement_svc reads the caller's id only).
+Runs graph_svc, post_svc and two engagement_svc processes (bench.stack) on a fresh database: the
+usual one (16 counter shards) and one with GLIMPSE_COUNTER_SHARDS=1, the design the shards replace
+(every like of a post updates the same row). 2,100 posts are bulk-loaded into the posts schema
+(bench.feed_data.insert_posts), their 21 authors and every liker into graph's users (public
+accounts): a like asks graph_svc whether the liker may see the author's posts (cached per pair), so
+each first like of a liker pays that question.
 Every post's likers are read once before timing, so engagement_svc's post cache is warm and the
 timed likes pay for the like itself: row, counter, outbox event and the count in the answer.
 From this process, over one loopback gRPC channel per engagement process, 16 callers at once:
@@ -35,7 +37,7 @@ import psycopg
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from bench.create_post import Call, at_once, cpu_report, cpu_seconds
-from bench.feed_data import connect, insert_posts
+from bench.feed_data import connect, copy_users, insert_posts
 from bench.stack import LOGS, ROOT, Stack, free_port, running_stack
 from bench.stats import Sample, peak_rss_line
 from glimpse.engagement.v1 import engagement_pb2, engagement_pb2_grpc
@@ -54,8 +56,11 @@ Stub = engagement_pb2_grpc.EngagementServiceStub
 
 
 def _load_posts(stack: Stack) -> list[int]:
-    """Bulk-loads the posts; their ids, oldest first."""
+    """Bulk-loads the posts, their authors and every liker; the posts' ids, oldest first."""
     with connect(stack.database_url) as conn:
+        copy_users(conn, range(1, AUTHORS + 1), "author")
+        copy_users(conn, range(SPREAD_USERS, SPREAD_USERS + CALLERS), "fan")
+        copy_users(conn, range(HOT_USERS, HOT_USERS + HOT_LIKERS), "crowd")
         insert_posts(conn, list(range(1, AUTHORS + 1)), POSTS_EACH, first_seq=1, days=7)
         return [row[0] for row in conn.execute("SELECT id FROM posts.posts ORDER BY id")]
 
@@ -199,14 +204,15 @@ def _verdict(floor: Sample, spread: Sample, hot: Sample, hot_one_row: Sample) ->
 
 
 def main() -> None:
-    with running_stack(["post_svc", "engagement_svc"]) as stack:
+    with running_stack(["graph_svc", "post_svc", "engagement_svc"]) as stack:
         post_ids = _load_posts(stack)
         with unsharded_engagement(stack) as one_shard:
             samples, cpu, counts = asyncio.run(_measure(stack, post_ids, one_shard))
             rss = peak_rss_line({"GLIMPSE_COUNTER_SHARDS=1": "1 shard"})
     print(
         f"LikePost (engagement_svc -> PostgreSQL: like row, counter shard, outbox event, count); {CALLERS} callers "
-        "from one client process; post_svc and the outbox relay running; each service its own process; loopback"
+        "from one client process; graph_svc (visibility), post_svc and the outbox relay running; each service its "
+        "own process; loopback"
     )
     for sample in samples:
         print(sample.line())

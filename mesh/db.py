@@ -4,16 +4,18 @@ Only `Database.unit_of_work` commits. Code inside it runs statements; if it rais
 rolled back, so a failed request leaves no half-written state.
 
 Statements are written with SQLAlchemy Core (the tables live in each service's models.py) and run
-straight on psycopg connections: no ORM session, no greenlet bridge, no ping per checkout. Measured
-on this machine kind (2 cores, loopback PostgreSQL), CPU in the calling process:
+straight on psycopg connections: no ORM session, no greenlet bridge, no ping per checkout.
+`python -m bench db_path` prints the CPU per unit of work in the calling process beside psycopg
+alone; on this machine kind (2 cores, loopback PostgreSQL, other work running):
 
-    3-statement write transaction    AsyncSession 1.77 ms, AsyncConnection 1.53 ms, here 0.51 ms
-    1-row read                       AsyncSession 0.94 ms, AsyncConnection 0.55 ms, here 0.11 ms
+    3-statement write transaction   SQLAlchemy AsyncSession 2.06 ms, AsyncConnection 2.18 ms;
+                                    here 0.71 ms (1.6 ms compiled per call); psycopg alone 0.62 ms
+    1-row read                      AsyncSession 1.16 ms, AsyncConnection 1.01 ms; here 0.37 ms
+                                    (0.17 ms without a transaction); psycopg alone 0.12 ms
 
-(the first two with SQLAlchemy 2.1 + psycopg 3.3, each with a pre-compiled statement where it
-applies). Compiling a Core statement costs about as much as running it (0.1-0.2 ms), so a statement
-that runs on every request is compiled once, at import (`Statement`); any other is compiled each
-time it runs, which costs about what SQLAlchemy's own execution did.
+Compiling a Core statement costs more than running it, so a statement that runs on every request
+is compiled once, at import (`Statement`); any other is compiled each time it runs, which costs
+about what SQLAlchemy's own execution did.
 """
 
 from __future__ import annotations
@@ -223,7 +225,7 @@ class Database:
         back if it raises.
 
         `atomic=False`: no transaction, each statement commits as it completes (no BEGIN and COMMIT:
-        two round trips, ~0.3 ms of CPU with psycopg's transaction here). Only for work whose one
+        two round trips, ~0.2 ms of CPU here). Only for work whose one
         write stands alone, such as an idempotency key's reservation; never for outbox rows
         (RuntimeError once the block ends, as their change did not commit with them).
 
@@ -251,7 +253,7 @@ class Database:
 
         Each statement sees what was committed when it started (READ COMMITTED), unless
         `one_snapshot`: then every statement reads the snapshot of the first (REPEATABLE READ).
-        `transaction=False` skips BEGIN and ROLLBACK (two round trips, ~0.14 ms of CPU here) for
+        `transaction=False` skips BEGIN and ROLLBACK (two round trips, ~0.2 ms of CPU here) for
         reads that need nothing of a transaction: no transaction-local setting (set_config(...,
         true), SET LOCAL), lock or snapshot. Unavailable as unit_of_work."""
         with _unavailable_when_unreachable():
