@@ -200,8 +200,9 @@ def render(
     orientation = _orientation(image)
     stored_w, stored_h = image.size
     first_w, first_h = _fit(stored_w, stored_h, RENDITION_SIZES[0])
-    current = _upright_srgb(image, (first_w, first_h), orientation, max_pixels, budget)
-    del image
+    with _decoding(image, (first_w, first_h), budget):
+        current = _upright_srgb(image, (first_w, first_h), orientation, max_pixels)
+        del image  # the last reference: the decoder's buffers go too, before the budget is released
 
     renditions: list[RenderedImage] = []
     for size in RENDITION_SIZES:
@@ -235,29 +236,34 @@ def placeholder(raw: bytes, *, max_pixels: int, budget: PixelBudget | None = Non
     image, _ = _open(raw, max_pixels)
     orientation = _orientation(image)
     size = _fit(*image.size, PLACEHOLDER_SIDE)
-    current = _upright_srgb(image, size, orientation, max_pixels, budget)
+    with _decoding(image, size, budget):
+        current = _upright_srgb(image, size, orientation, max_pixels)
+        del image  # as in render
     return blurhash.encode(current, *_components(*current.size))
 
 
-def _upright_srgb(
-    image: Image.Image,
-    size: tuple[int, int],
-    orientation: int,
-    max_pixels: int,
-    budget: PixelBudget | None = None,
-) -> Image.Image:
-    """`image` decoded (as little as `size` allows), resized to `size`, in sRGB (RGB or RGBA),
-    turned upright and stripped of every piece of the original's metadata. The decoded pixels
-    are released (and `budget` with them) before this returns; `image` must not be used after."""
-    icc_profile = image.info.get("icc_profile")
-    # JPEG: decode at 1/2, 1/4 or 1/8 scale when that still covers `size`; HEIF: a large enough
-    # embedded thumbnail. Other formats ignore the request. The size is then what will be decoded.
+def _decoding(
+    image: Image.Image, size: tuple[int, int], budget: PixelBudget | None
+) -> contextlib.AbstractContextManager[None]:
+    """Asks `image` to decode no more than `size` needs (JPEG: at 1/2, 1/4 or 1/8 scale when that
+    still covers `size`; HEIF: a large enough embedded thumbnail; other formats decode whole), then
+    returns the hold on `budget` of the pixels it will decode. The caller must drop its last
+    reference to `image` inside the hold: a decoder's own buffers (WebP's canvases) live as long as
+    the image object, not only its pixels."""
     image.draft("RGB", size)
-    decoded = image.size[0] * image.size[1]
-    with budget.hold(decoded) if budget is not None else contextlib.nullcontext():
-        current = _reduced(image, size, max_pixels)
-        if current is not image:
-            image.close()  # frees the full-size pixels now, not when the caller's reference goes
+    if budget is None:
+        return contextlib.nullcontext()
+    return budget.hold(image.size[0] * image.size[1])
+
+
+def _upright_srgb(image: Image.Image, size: tuple[int, int], orientation: int, max_pixels: int) -> Image.Image:
+    """`image` (drafted by _decoding) decoded, resized to `size`, in sRGB (RGB or RGBA), turned
+    upright and stripped of every piece of the original's metadata. The full-size pixels are
+    released before this returns; `image` must not be used after."""
+    icc_profile = image.info.get("icc_profile")
+    current = _reduced(image, size, max_pixels)
+    if current is not image:
+        image.close()  # the full-size pixels go now, not when the image object does
     current = _to_srgb(current, icc_profile)
     if orientation in _UPRIGHT:
         current = current.transpose(_UPRIGHT[orientation])
