@@ -47,7 +47,8 @@ _RECYCLE_SECONDS = 1800.0
 _WAIT_SECONDS = 30.0
 # Connections beyond `pool_size` are closed once idle this long, not at once: closing them as soon
 # as a burst ends made every burst pay a new connection (and a new server process) per request.
-_IDLE_EXTRA_SECONDS = 60.0
+# Short, because every process's extra connections count against the server's max_connections.
+_IDLE_EXTRA_SECONDS = 5.0
 _CONNECT_TIMEOUT_SECONDS = 10
 
 
@@ -211,7 +212,7 @@ class Session:
 class Database:
     def __init__(self, url: str, *, pool_size: int = 10) -> None:
         """`url`: a SQLAlchemy-style URL (postgresql+psycopg://...) or a libpq one. At most
-        2 * `pool_size` connections are open at once; those beyond `pool_size` close after a minute unused."""
+        2 * `pool_size` connections are open at once; those beyond `pool_size` close after 5 s unused."""
         self._pool = _Pool(_libpq_url(url), keep=pool_size, limit=2 * pool_size)
         self._outbox_listeners: list[Callable[[], None]] = []
 
