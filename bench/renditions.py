@@ -4,7 +4,8 @@ rendition worker's peak memory on 12-MP and 50-MP photos.
     python -m bench renditions        (or: python -m bench.renditions)
 
 Speed (issue 12, target 4). Single-threaded, in this process, on the same generated photo
-(4000x3000, colour gradients under noise at several scales, JPEG quality 90, no colour profile):
+(4000x3000, colour gradients under noise at several scales, JPEG quality 90, no colour profile),
+the pipelines taking turns for 30 s:
   worker   media_svc.images.render: bytes in -> 1080/640/150 WebP renditions, blurhash, checksum out
            (JPEG draft decoding, each rendition resized from the one before, WebP method 2), and
            the same with libwebp's default effort (method 4), to show what each part is worth
@@ -48,7 +49,14 @@ from bench.stack import Stack, peak_rss_of, running_stack
 from bench.stats import Sample, peak_rss_line
 from glimpse.media.v1 import media_pb2, media_pb2_grpc
 from glimpse.post.v1 import post_pb2, post_pb2_grpc
-from media_svc.images import DECODED_BYTES_PER_PIXEL, RENDITION_SIZES, WEBP_METHOD, WEBP_QUALITY, render
+from media_svc.images import (
+    DECODED_BYTES_PER_PIXEL,
+    RENDITION_SIZES,
+    WEBP_METHOD,
+    WEBP_QUALITY,
+    free_decoded_pixels_at_once,
+    render,
+)
 from media_svc.renditions import memory_bound
 from media_svc.settings import MediaSettings
 from mesh.identity import as_caller
@@ -58,7 +66,7 @@ TARGET_OF_LIBVIPS = 1.3
 PHOTO_SIZE = (4000, 3000)
 BIG_PHOTO_SIZE = (8660, 5773)  # 50 MP, the worker's default limit, in a phone's 3:2
 MAX_PIXELS = 50_000_000
-SECONDS_PER_PIPELINE = 6.0
+SECONDS = 30.0
 MEMORY_STACK = ["post_svc", "media_svc", "media_svc.worker"]
 READY_WITHIN = 180.0
 MiB = 2**20
@@ -138,19 +146,25 @@ def libvips_renditions(pyvips: ModuleType, raw: bytes, sizes: list[tuple[int, in
     return outputs
 
 
-def measure(name: str, work: Callable[[], object], seconds: float) -> Sample:
-    """Runs `work` (after one warm-up run) until `seconds` have passed, at least twice."""
-    work()
-    times: list[float] = []
-    started = time.perf_counter()
-    while len(times) < 2 or time.perf_counter() - started < seconds:
-        t = time.perf_counter()
+def measure(pipelines: dict[str, Callable[[], object]], seconds: float) -> list[Sample]:
+    """Runs every pipeline once as a warm-up, then one run of each in turn until `seconds` have
+    passed (at least twice each): whatever else the machine does meanwhile slows them alike, so
+    their ratios hold better than those of back-to-back measurements. A Sample per pipeline, its
+    wall time the sum of its own runs."""
+    for work in pipelines.values():
         work()
-        times.append(time.perf_counter() - t)
-    return Sample(name, times, time.perf_counter() - started, len(times), unit="images")
+    times: dict[str, list[float]] = {name: [] for name in pipelines}
+    started = time.perf_counter()
+    while min(len(t) for t in times.values()) < 2 or time.perf_counter() - started < seconds:
+        for name, work in pipelines.items():
+            t = time.perf_counter()
+            work()
+            times[name].append(time.perf_counter() - t)
+    return [Sample(name, t, sum(t), len(t), unit="images") for name, t in times.items()]
 
 
 def speed(seconds: float) -> None:
+    free_decoded_pixels_at_once()  # as the worker does; applies to every pipeline in this process
     pyvips = libvips()
     raw = make_photo()
     rendering = render(raw, max_pixels=MAX_PIXELS)
@@ -170,19 +184,24 @@ def speed(seconds: float) -> None:
         + (" (the worker's sizes)" if vips_sizes == sizes else " (NOT the worker's sizes)")
     )
 
-    worker = measure(
-        f"worker pipeline (WebP method {WEBP_METHOD})", lambda: render(raw, max_pixels=MAX_PIXELS), seconds
-    )
-    default_effort = measure(
-        "worker pipeline (WebP method 4)", lambda: render(raw, max_pixels=MAX_PIXELS, webp_method=4), seconds
-    )
-    naive = measure("naive pipeline", lambda: naive_renditions(raw), seconds)
     threads = pyvips.concurrency_get()
-    pyvips.concurrency_set(1)
-    floor = measure("floor: libvips, 1 thread", lambda: libvips_renditions(pyvips, raw, sizes), seconds)
-    pyvips.concurrency_set(threads)
-    threaded = measure(
-        f"libvips, its {threads} threads (information)", lambda: libvips_renditions(pyvips, raw, sizes), seconds
+
+    def libvips_on(n: int) -> Callable[[], object]:
+        def run() -> object:
+            pyvips.concurrency_set(n)
+            return libvips_renditions(pyvips, raw, sizes)
+
+        return run
+
+    worker, default_effort, naive, floor, threaded = measure(
+        {
+            f"worker pipeline (WebP method {WEBP_METHOD})": lambda: render(raw, max_pixels=MAX_PIXELS),
+            "worker pipeline (WebP method 4)": lambda: render(raw, max_pixels=MAX_PIXELS, webp_method=4),
+            "naive pipeline": lambda: naive_renditions(raw),
+            "floor: libvips, 1 thread": libvips_on(1),
+            f"libvips, its {threads} threads (information)": libvips_on(threads),
+        },
+        seconds,
     )
     for sample in (worker, default_effort, naive, floor, threaded):
         print(sample.line())
@@ -311,7 +330,7 @@ def memory() -> None:
     )
 
 
-def main(seconds: float = SECONDS_PER_PIPELINE) -> None:
+def main(seconds: float = SECONDS) -> None:
     speed(seconds)
     memory()
 

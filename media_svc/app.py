@@ -14,7 +14,7 @@ from glimpse.media.v1 import media_pb2, media_pb2_grpc
 from glimpse.post.v1 import post_pb2_grpc
 from media_svc import models
 from media_svc.consumers import placeholder_consumers, rendition_consumer, story_consumers
-from media_svc.images import refuse_decompression_bombs
+from media_svc.images import free_decoded_pixels_at_once, refuse_decompression_bombs
 from media_svc.placeholders import Placeholders
 from media_svc.rendition_urls import RenditionUrls
 from media_svc.renditions import Renditions
@@ -72,6 +72,8 @@ async def media_host(settings: MediaSettings) -> AsyncIterator[ServiceHost]:
 @contextlib.asynccontextmanager
 async def worker_host(settings: MediaSettings) -> AsyncIterator[ServiceHost]:
     refuse_decompression_bombs(settings.media_max_pixels)
+    # Its memory bound (media_svc.renditions.memory_bound) assumes freed pixels leave the process.
+    free_decoded_pixels_at_once()
     async with open_runtime(settings) as runtime, open_channel(settings.post_addr) as post_channel:
         store = await open_store(settings)
         # No servicer: the host serves health (for probes) and runs the consumer and the relay.

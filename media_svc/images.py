@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import collections
 import contextlib
+import ctypes
 import hashlib
 import io
 import logging
@@ -175,6 +176,28 @@ class PixelBudget:
         """Pixels held right now (for tests and metrics)."""
         with self._changed:
             return self._used
+
+
+# glibc's mallopt parameter, and the size from which every allocation gets a mapping of its own.
+_M_MMAP_THRESHOLD = -3
+_OWN_MAPPING_BYTES = 1 << 20
+
+
+def free_decoded_pixels_at_once() -> None:
+    """Makes the C allocator (glibc) give every allocation of 1 MiB or more a mapping of its own,
+    returned to the system as soon as it is freed. By default glibc raises that threshold each time
+    a large block is freed (up to 32 MiB), then serves image blocks from per-thread heaps that keep
+    what is freed: four 50-MP WebP decodes one after another (placeholders and renders share the
+    pixel budget), each in another thread, left a process at +1.2 GiB instead of the +0.8 GiB of one
+    (measured; with this, +0.8 GiB). Process-wide: call once at start-up. Where the C library is not
+    glibc this does nothing (logged)."""
+    try:
+        mallopt = ctypes.CDLL(None).mallopt
+    except (OSError, AttributeError):
+        log.warning("no mallopt in this C library: freed image memory may be kept by the allocator")
+        return
+    if mallopt(_M_MMAP_THRESHOLD, _OWN_MAPPING_BYTES) != 1:
+        log.warning("mallopt(M_MMAP_THRESHOLD) refused: freed image memory may be kept by the allocator")
 
 
 def refuse_decompression_bombs(max_pixels: int) -> None:

@@ -15,7 +15,14 @@ import pytest
 from PIL import Image, ImageCms, ImageOps
 from prometheus_client import REGISTRY
 
-from media_svc.images import PixelBudget, UnusableImage, placeholder, refuse_decompression_bombs, render
+from media_svc.images import (
+    PixelBudget,
+    UnusableImage,
+    free_decoded_pixels_at_once,
+    placeholder,
+    refuse_decompression_bombs,
+    render,
+)
 from tests.media_svc import photos
 
 MAX_PIXELS = 50_000_000
@@ -469,3 +476,10 @@ def test_a_render_that_fails_gives_its_pixels_back():
 def test_a_budget_is_at_least_one_pixel():
     with pytest.raises(ValueError, match="at least one pixel"):
         PixelBudget(0)
+
+
+def test_the_allocator_is_told_to_return_freed_pixels(caplog):
+    # This machine kind runs glibc (as the service image does): the setting must take.
+    with caplog.at_level(logging.WARNING, logger="media_svc.images"):
+        free_decoded_pixels_at_once()
+    assert not caplog.records
