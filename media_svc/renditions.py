@@ -45,7 +45,8 @@ def memory_bound(
     store) and rendition-sized images, each of the `placeholder_concurrency` placeholders
     (media_svc.placeholders) its upload; all of them together decode at most
     max(pixel_budget, max_pixels) pixels (a photo larger than the budget goes alone), each pixel
-    costing at most images.DECODED_BYTES_PER_PIXEL. With the defaults (2 renders, 2 placeholders,
+    costing at most images.DECODED_BYTES_PER_PIXEL, and freed pixels leaving the process at once
+    (images.free_decoded_pixels_at_once). With the defaults (2 renders, 2 placeholders,
     20 MiB, 50 MP): ~1 GiB, of which the one whole decode is ~810 MiB; without the pixel budget, two
     50-MP WebPs at once would need ~1.6 GiB, four (renders and placeholders) ~3.2 GiB.
     bench/renditions.py prints the measured peaks beside it."""
