@@ -166,8 +166,9 @@ SELECT p.id
  LIMIT %(fetch)s
 """
 _NO_CURSOR = 2**63 - 1
-# Connections of the SQL-backed feed: one per call the client keeps in flight, so none waits.
-SQL_FEED_CONNECTIONS = CLIENT_PROCESSES * CONCURRENCY
+# Connections of the SQL-backed feed: PostgreSQL runs at most 2 queries at once on 2 cores, so a
+# call rarely waits for one; more would only crowd the server's connection limit.
+SQL_FEED_CONNECTIONS = 8
 
 
 @dataclass(frozen=True)
