@@ -8,6 +8,7 @@ from contextlib import asynccontextmanager
 
 from fastapi import Depends, FastAPI
 
+from gateway.auth import AccessTokens
 from gateway.body_limit import BodySizeLimit
 from gateway.errors import install_error_handlers
 from gateway.fields import known_query_parameters
@@ -60,7 +61,7 @@ def create_app(settings: GatewaySettings) -> FastAPI:
         dependencies=[Depends(known_query_parameters)],
     )
     # The same secret, issuer and lifetimes graph_svc signs with (both read GLIMPSE_JWT_*).
-    app.state.token_signer = signer_from(settings)
+    app.state.access_tokens = AccessTokens(signer_from(settings))
     install_error_handlers(app)
     app.add_middleware(BodySizeLimit, max_bytes=settings.max_body_bytes)
     # Before routing, authentication and rate limits: a control character in the path or query is a 400.
