@@ -40,8 +40,9 @@ The client: CLIENT_PROCESSES processes (spawned), each one asyncio loop with CON
 flight (one gRPC channel per process; one psycopg connection per in-flight query), all starting
 together; closed loop (a call starts when one ends) or open loop (calls start on a fixed schedule
 and latency counts from the scheduled start, so a late client does not hide queueing). CPU is read
-from /proc over each measurement's SECONDS: every process of the stack, the client processes, the
-bench's Redis server and the PostgreSQL backends connected to the bench's database.
+from /proc over each measurement's middle (CPU_EDGE cut at both ends, where connections open and
+close): every process of the stack, the client processes, the bench's Redis server and the
+PostgreSQL backends connected to the bench's database.
 """
 
 from __future__ import annotations
@@ -93,6 +94,8 @@ FEED_MAX = 800
 CLIENT_PROCESSES = 2
 CONCURRENCY = 8
 SECONDS = 4.0
+# CPU is read from CPU_EDGE after a measurement starts to CPU_EDGE before it ends.
+CPU_EDGE = 0.25
 SEQUENTIAL_CALLS = 1500
 PLAN_LINES = 12
 
@@ -336,13 +339,14 @@ class CpuMeter:
 
 @dataclass(frozen=True)
 class Measured:
-    """A load's latencies and rate, and the CPU each process used during its SECONDS of measurement."""
+    """A load's latencies and rate, and the CPU each process used in the middle of its measurement
+    (SECONDS - 2 * CPU_EDGE, when the rate was `sample.rate`)."""
 
     sample: Sample
     cpu: dict[str, float]
 
     def per_call_us(self, name: str) -> float:
-        calls = self.sample.rate * SECONDS
+        calls = self.sample.rate * (SECONDS - 2 * CPU_EDGE)
         return self.cpu.get(name, 0.0) / calls * 1e6 if calls else 0.0
 
     def cpu_line(self) -> str:
@@ -496,7 +500,7 @@ class Client:
 
     def run(self, name: str, kind: str, target: str, readers: Sequence[int], rate: float = 0.0) -> Measured:
         """Every process runs the same load at once (open loop: `rate` split between them); CPU is read
-        at the start and the end of the measured seconds (warm-up excluded)."""
+        inside the measured seconds (warm-up and the closing of connections left out)."""
         start_at = time.time() + 1.0
         step = max(1, len(readers) // CLIENT_PROCESSES)
         loads = [
@@ -504,9 +508,9 @@ class Client:
             for n in range(CLIENT_PROCESSES)
         ]
         futures = [self._pool.submit(run_client, load) for load in loads]
-        time.sleep(max(0.0, start_at - time.time()))
+        time.sleep(max(0.0, start_at + CPU_EDGE - time.time()))
         before = self._meter.snapshot()
-        time.sleep(max(0.0, start_at + SECONDS - time.time()))
+        time.sleep(max(0.0, start_at + SECONDS - CPU_EDGE - time.time()))
         after = self._meter.snapshot()
         results = [f.result() for f in futures]
         errors = sum(r.errors for r in results)
@@ -664,19 +668,21 @@ async def _write_timelines(
         await timelines.redis.aclose()
 
 
-async def warm(addr: str, readers: Sequence[int], *, engagement: bool = True) -> None:
+async def warm(addr: str, readers: Sequence[int], *, engagement: bool = True) -> float:
     """Reads every reader's first page once (fills the feed process's caches) and checks each is a
-    full page (and says how many came without engagement, when `engagement` is expected)."""
-    short = without_engagement = 0
+    full page (and says how many came without engagement, when `engagement` is expected); returns the
+    pages' mean size in bytes."""
+    short = without_engagement = size = 0
     async with grpc.aio.insecure_channel(addr) as channel:
         feed = feed_pb2_grpc.FeedServiceStub(channel)
         semaphore = asyncio.Semaphore(16)
 
         async def read(reader: int) -> None:
-            nonlocal short, without_engagement
+            nonlocal short, without_engagement, size
             async with semaphore:
                 page = await feed.GetHomeFeed(feed_pb2.GetHomeFeedRequest(page_size=PAGE), metadata=as_caller(reader))
             short += len(page.items) < PAGE
+            size += page.ByteSize()
             without_engagement += any(not item.HasField("engagement") for item in page.items)
 
         await asyncio.gather(*(read(r) for r in readers))
@@ -684,6 +690,7 @@ async def warm(addr: str, readers: Sequence[int], *, engagement: bool = True) ->
         raise RuntimeError(f"{short} readers got fewer than {PAGE} items: the data did not load as intended")
     if engagement and without_engagement:
         print(f"  ! {without_engagement} pages came without engagement: engagement_svc did not answer in time")
+    return size / len(readers)
 
 
 def _followee_summary(conn: psycopg.Connection, readers: list[int]) -> str:
@@ -719,7 +726,9 @@ def _print(measured: Sequence[Measured]) -> None:
         print(m.cpu_line())
 
 
-def figure_feed(client: Client, addr: str, bare_addr: str, readers: list[int], alone: list[Sample]) -> Measured:
+def figure_feed(
+    client: Client, addr: str, bare_addr: str, readers: list[int], alone: list[Sample], page_bytes: float
+) -> Measured:
     """Figure 3; returns the feed's max-rate measurement (figure 5 reuses it for Reed98)."""
     health = client.run("floor: Health/Check, max rate", "health", addr, readers)
     feed = client.run("GetHomeFeed, max rate", "feed", addr, readers)
@@ -729,7 +738,8 @@ def figure_feed(client: Client, addr: str, bare_addr: str, readers: list[int], a
     feed_half = client.run(f"GetHomeFeed, open loop {half:,.0f}/s (half max)", "feed", addr, readers, half)
     print(
         "figure 3: GetHomeFeed, page 20, hydrated, with engagement (one BatchGetEngagement per page), warm "
-        "caches, Reed98 readers; feed_svc in its own process"
+        f"caches, Reed98 readers (a page is {page_bytes / 1024:.1f} KiB on the wire: signed photo URLs); "
+        "feed_svc in its own process"
     )
     for sample in alone:
         print(sample.line())
@@ -920,9 +930,9 @@ def main() -> None:
             feed_process(stack, "feed_svc-sql", "bench.feed_read", {}) as (sql, sql_pid),
         ):
             feeds = Feeds(stack.addr["feed_svc"], bare, sql)
-            everyone = readers.reed + readers.celebrity_mix + readers.inbox_only + readers.scale
             with Step("first page of every reader from each feed process (fills their caches; full pages?)"):
-                asyncio.run(warm(feeds.ours, everyone))
+                page_bytes = asyncio.run(warm(feeds.ours, readers.reed))
+                asyncio.run(warm(feeds.ours, readers.celebrity_mix + readers.inbox_only + readers.scale))
                 asyncio.run(warm(feeds.bare, readers.reed, engagement=False))
                 asyncio.run(warm(feeds.sql, readers.reed + readers.scale))
             processes = {name: [child.pid] for name, child in stack.running.items()}
@@ -941,7 +951,7 @@ def main() -> None:
                         },
                     )
                 )
-                reed_feed = figure_feed(client, feeds.ours, feeds.bare, readers.reed, alone[:2])
+                reed_feed = figure_feed(client, feeds.ours, feeds.bare, readers.reed, alone[:2], page_bytes)
                 figure_celebrities(client, feeds.ours, readers, alone[2:])
                 figure_sql(client, stack, feeds, readers, reed_feed)
             finally:
