@@ -224,7 +224,7 @@ class PerUser:
         self.budget = budget
 
     # The limiter straight from the app, not as a dependency of its own: every signed-in request comes
-    # through here, and each dependency FastAPI resolves costs about as much as the lookup it wraps.
+    # through here, and resolving a dependency is Python work FastAPI repeats on every request.
     async def __call__(self, caller: CallerId, request: Request) -> None:
         limiter: RateLimiter = request.app.state.rate_limiter
         await limiter.hit(self.budget, str(caller))
