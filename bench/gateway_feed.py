@@ -27,7 +27,6 @@ process's peak RSS. Target: gateway reads/s >= 70% of direct reads/s at the same
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import itertools
 import multiprocessing
 import os
@@ -59,7 +58,7 @@ from bench.create_post import (
     upload_photos,
 )
 from bench.stack import Stack, running_stack
-from bench.stats import Sample
+from bench.stats import Sample, peak_rss_line
 from gateway.settings import GatewaySettings
 from glimpse.feed.v1 import feed_pb2, feed_pb2_grpc
 from glimpse.graph.v1 import graph_pb2, graph_pb2_grpc
@@ -479,17 +478,6 @@ def _limiter_checks(gateway_url: str) -> dict[str, float]:
     return counts
 
 
-def peak_rss(stack: Stack) -> str:
-    """Each stack process's peak resident set size (VmHWM) so far, by name."""
-    found = []
-    for name, child in stack.running.items():
-        with contextlib.suppress(OSError, StopIteration):
-            status = Path(f"/proc/{child.pid}/status").read_text()
-            peak = next(line.split()[1] for line in status.splitlines() if line.startswith("VmHWM:"))
-            found.append(f"{name} {int(peak) / 1024:.0f} MiB")
-    return "  peak RSS: " + ", ".join(found)
-
-
 def _report(totals: dict[str, ModeTotals], rss: str) -> None:
     samples = {mode: totals[mode].sample(mode) for mode in NAMES}
     print(
@@ -557,5 +545,5 @@ def main() -> None:
         tokens.write_text("".join(f"{r.access_token}\n" for r in readers))
         no_tokens.write_text("")
         totals = _measure(stack, readers, Wrk(program, stack.gateway_url, tokens, no_tokens, Path(folder)))
-        rss = peak_rss(stack)
+        rss = peak_rss_line()  # while the stack still runs (wrk has exited: a few MiB)
     _report(totals, rss)
