@@ -65,13 +65,14 @@ class Statement:
     at execution when a parameter without a value is not given.
     """
 
-    __slots__ = ("_defaults", "_processors", "_required", "sql")
+    __slots__ = ("_defaults", "_processors", "_query", "_required", "sql")
 
     def __init__(
         self, clause: ClauseElement | str, *, _per_call: bool = False, _column_keys: list[str] | None = None
     ) -> None:
         if isinstance(clause, str):
             self.sql = clause
+            self._query = clause.encode()
             self._defaults: dict[str, Any] = {}
             self._required: frozenset[str] = frozenset()
             self._processors: dict[str, Callable[[Any], Any]] = {}
@@ -85,6 +86,8 @@ class Statement:
             ),
         )
         self.sql = compiled.string
+        # Bytes once: psycopg would encode the text and hash it again on every execution.
+        self._query = self.sql.encode()
         required = set()
         processors: dict[str, Callable[[Any], Any]] = {}
         for bind, name in compiled.bind_names.items():
@@ -192,12 +195,12 @@ class Session:
             if not isinstance(statement, Statement):
                 keys = list(params[0]) if params else None
                 statement = Statement(statement, _per_call=True, _column_keys=keys)
-            await cursor.executemany(statement.sql, [statement.values(one) for one in params])
+            await cursor.executemany(statement._query, [statement.values(one) for one in params])
             return Result([], cursor.rowcount)
         if not isinstance(statement, Statement):
             statement = Statement(statement, _per_call=True)
         # Always a mapping, so "%%" in the compiled text is read as "%".
-        await cursor.execute(statement.sql, statement.values(params))
+        await cursor.execute(statement._query, statement.values(params))
         rows = await cursor.fetchall() if cursor.description is not None else []
         return Result(rows, cursor.rowcount)
 
