@@ -26,6 +26,7 @@ from sqlalchemy.ext.asyncio import async_sessionmaker, create_async_engine
 
 from mesh.config import MeshSettings
 from mesh.db import Database, Statement
+from mesh.events import POST_CREATED
 from mesh.migrate import drop_database, ensure_database
 
 N = 2000
@@ -67,7 +68,7 @@ def core_statements(post_id: int) -> tuple[object, object, object]:
         .values(id=post_id, author_id=7, caption="hello #x")
         .on_conflict_do_nothing()
         .returning(posts.c.id),
-        outbox.insert().values(id=post_id, subject="posts.created", payload=PAYLOAD),
+        outbox.insert().values(id=post_id, subject=POST_CREATED.subject, payload=PAYLOAD),
         select(*_COLUMNS).where(posts.c.id == post_id),
     )
 
@@ -117,7 +118,7 @@ async def _measure(url: str) -> list[tuple[str, float]]:
         post_id = next(_next)
         async with db.unit_of_work() as session:
             (await session.execute(INSERT, {"id": post_id, "author_id": 7, "caption": "hello #x"})).first()
-            await session.execute(EVENT, {"id": post_id, "subject": "posts.created", "payload": PAYLOAD})
+            await session.execute(EVENT, {"id": post_id, "subject": POST_CREATED.subject, "payload": PAYLOAD})
             (await session.execute(GET, {"id": post_id})).one()
 
     async def mesh_write_per_call() -> None:
@@ -132,7 +133,7 @@ async def _measure(url: str) -> list[tuple[str, float]]:
         async with raw.transaction(), raw.cursor() as cur:
             await cur.execute(INSERT.sql, INSERT.values({"id": post_id, "author_id": 7, "caption": "hello #x"}))
             await cur.fetchone()
-            await cur.execute(EVENT.sql, EVENT.values({"id": post_id, "subject": "posts.created", "payload": PAYLOAD}))
+            await cur.execute(EVENT.sql, EVENT.values({"id": post_id, "subject": POST_CREATED.subject, "payload": PAYLOAD}))
             await cur.execute(GET.sql, GET.values({"id": post_id}))
             await cur.fetchone()
 
