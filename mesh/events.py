@@ -59,6 +59,7 @@ USER_UNBLOCKED = EventType(events_pb2.UserUnblocked, "graph.unblocked", "GRAPH")
 USER_MUTED = EventType(events_pb2.UserMuted, "graph.muted", "GRAPH")
 USER_UNMUTED = EventType(events_pb2.UserUnmuted, "graph.unmuted", "GRAPH")
 USER_PRIVACY_CHANGED = EventType(events_pb2.UserPrivacyChanged, "graph.privacy_changed", "GRAPH")
+USER_DELETED = EventType(events_pb2.UserDeleted, "graph.user_deleted", "GRAPH")
 MEDIA_READY = EventType(events_pb2.MediaReady, "media.ready", "MEDIA")
 MEDIA_FAILED = EventType(events_pb2.MediaFailed, "media.failed", "MEDIA")
 POST_LIKED = EventType(events_pb2.PostLiked, "engagement.liked", "ENGAGEMENT")
@@ -82,6 +83,7 @@ REGISTRY: tuple[EventType[Any], ...] = (
     USER_MUTED,
     USER_UNMUTED,
     USER_PRIVACY_CHANGED,
+    USER_DELETED,
     MEDIA_READY,
     MEDIA_FAILED,
     POST_LIKED,
