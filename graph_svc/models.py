@@ -10,6 +10,7 @@ from sqlalchemy import (
     Column,
     DateTime,
     Index,
+    LargeBinary,
     MetaData,
     Table,
     Text,
@@ -130,7 +131,8 @@ reports = Table(
     "reports",
     metadata,
     Column("id", BigInteger, primary_key=True, autoincrement=False),
-    Column("reporter_id", BigInteger, nullable=False),
+    # NULL once the reporter's account is deleted (graph_svc.erasure): the report stays.
+    Column("reporter_id", BigInteger),
     Column("subject_type", Text, nullable=False),
     Column("subject_id", BigInteger, nullable=False),
     Column("reported_user_id", BigInteger, nullable=False),
@@ -160,6 +162,41 @@ Index(
     reports.c.subject_id,
     unique=True,
     postgresql_where=text(f"state = '{REPORT_OPEN}'"),
+)
+# Why a session ended; the migration's check spells the same words.
+SESSION_REVOKE_REASONS = ("logged_out", "revoked", "password_changed", "refresh_token_reused")
+
+# One login on one device (graph_svc.sessions). The refresh token itself is never stored: the row
+# keeps the SHA-256 of the current one and the generation the token carries, so presenting an older
+# generation is detectable reuse.
+sessions = Table(
+    "sessions",
+    metadata,
+    Column("id", BigInteger, primary_key=True, autoincrement=False),
+    Column("user_id", BigInteger, nullable=False),
+    Column("device_label", Text, nullable=False, server_default=""),
+    Column("refresh_token_hash", LargeBinary, nullable=False),
+    Column("generation", BigInteger, nullable=False, server_default="1"),
+    Column("created_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+    Column("last_used_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+    Column("expires_at", DateTime(timezone=True), nullable=False),
+    Column("revoked_at", DateTime(timezone=True)),
+    Column("revoke_reason", Text),
+    CheckConstraint("octet_length(refresh_token_hash) = 32", name="sha256_hash"),
+    CheckConstraint("char_length(device_label) <= 200", name="device_label_bounded"),
+    CheckConstraint("generation >= 1", name="generation_positive"),
+    CheckConstraint(_one_of("revoke_reason", SESSION_REVOKE_REASONS), name="known_revoke_reason"),
+    CheckConstraint("(revoked_at IS NULL) = (revoke_reason IS NULL)", name="revoked_iff_reason"),
+)
+# A user's sessions newest first (ids are time-ordered).
+Index("sessions_by_user", sessions.c.user_id, sessions.c.id.desc())
+
+# A deleted account's username, unavailable until `released_at` (graph_svc.erasure); no user id.
+username_holds = Table(
+    "username_holds",
+    metadata,
+    Column("username", Text(collation="C"), primary_key=True),
+    Column("released_at", DateTime(timezone=True), nullable=False),
 )
 
 outbox = outbox_table(metadata)
