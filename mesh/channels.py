@@ -48,11 +48,19 @@ REQUEST_ID_FIELD = "request_id"
 
 # Every RPC of the contracts, by full method name ("package.Service/Method").
 RETRIES: Mapping[str, Retry] = {
-    # graph_svc. Tokens are signed, not stored: authenticating or refreshing again issues another
-    # pair and changes nothing else (a password rehash on log-in stores the same kind of value).
+    # graph_svc. Sessions are stored (issue 16): logging in and refreshing write, see below.
     "glimpse.graph.v1.GraphService/RegisterUser": Retry.NEVER,
-    "glimpse.graph.v1.GraphService/AuthenticateUser": Retry.READ,
-    "glimpse.graph.v1.GraphService/RefreshAccessToken": Retry.READ,
+    # Each login is a new session row (issue 16); a repeat would add a second one.
+    "glimpse.graph.v1.GraphService/AuthenticateUser": Retry.NEVER,
+    # Rotation spends the presented refresh token: a repeat of a call that did arrive would present a
+    # spent token, which revokes the whole session as a reuse.
+    "glimpse.graph.v1.GraphService/RefreshAccessToken": Retry.NEVER,
+    "glimpse.graph.v1.GraphService/ListSessions": Retry.READ,
+    "glimpse.graph.v1.GraphService/RevokeSession": Retry.SETS_STATE,
+    "glimpse.graph.v1.GraphService/CheckSessions": Retry.READ,
+    # A repeat after the change would be refused (the current password is no longer the old one).
+    "glimpse.graph.v1.GraphService/ChangePassword": Retry.NEVER,
+    "glimpse.graph.v1.GraphService/DeleteUser": Retry.NEVER,
     "glimpse.graph.v1.GraphService/GetUser": Retry.READ,
     "glimpse.graph.v1.GraphService/BatchGetUsers": Retry.READ,
     "glimpse.graph.v1.GraphService/LookupUser": Retry.READ,
