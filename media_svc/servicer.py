@@ -85,3 +85,20 @@ class MediaServicer(media_pb2_grpc.MediaServiceServicer):
     ) -> media_pb2.DetachMediaResponse:
         detached = await self._service.detach_media(caller_id(context), request.post_id, list(request.media_ids))
         return media_pb2.DetachMediaResponse(detached_media_ids=detached)
+
+    async def BatchGetOriginals(
+        self, request: media_pb2.BatchGetOriginalsRequest, context: grpc.aio.ServicerContext
+    ) -> media_pb2.BatchGetOriginalsResponse:
+        found = await self._service.batch_get_originals(caller_id(context), list(request.media_ids))
+        return media_pb2.BatchGetOriginalsResponse(
+            originals=[
+                media_pb2.Original(
+                    media_id=o.media.id,
+                    url=o.url,
+                    expire_time=_timestamp(o.expires_at),
+                    content_type=o.media.content_type,
+                    size_bytes=o.media.size_bytes,
+                )
+                for o in found
+            ]
+        )

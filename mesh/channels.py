@@ -111,6 +111,8 @@ RETRIES: Mapping[str, Retry] = {
     "glimpse.media.v1.MediaService/AttachMedia": Retry.SETS_STATE,
     "glimpse.media.v1.MediaService/DetachMedia": Retry.SETS_STATE,
     "glimpse.media.v1.MediaService/BatchGetMedia": Retry.READ,
+    # Signs URLs of the caller's own uploads (local signing, nothing stored).
+    "glimpse.media.v1.MediaService/BatchGetOriginals": Retry.READ,
     # feed_svc (a missing inbox is rebuilt on read: a cache, the same whoever builds it).
     "glimpse.feed.v1.FeedService/GetHomeFeed": Retry.READ,
     "glimpse.feed.v1.FeedService/BatchGetFeedItems": Retry.READ,
@@ -145,6 +147,9 @@ RETRIES: Mapping[str, Retry] = {
     "glimpse.story.v1.StoryService/ViewStory": Retry.SETS_STATE,
     "glimpse.story.v1.StoryService/ListStoryViewers": Retry.READ,
     "glimpse.story.v1.StoryService/DeleteStory": Retry.SETS_STATE,
+    # export_svc. A repeat with the same request_id returns the export the first call created.
+    "glimpse.export.v1.ExportService/CreateExport": Retry.BY_REQUEST_ID,
+    "glimpse.export.v1.ExportService/GetExport": Retry.READ,
 }
 
 RETRIED = frozenset(method for method, retry in RETRIES.items() if retry is not Retry.NEVER)

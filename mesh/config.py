@@ -37,8 +37,10 @@ class MeshSettings(BaseSettings):
 
     jwt_secret: str = "dev-only-change-me-0123456789abcdef"
     jwt_issuer: str = "glimpse"
-    access_token_ttl_seconds: int = Field(900, ge=30)
-    refresh_token_ttl_seconds: int = Field(30 * 24 * 3600, ge=60)
+    # Access tokens: 15 minutes, at most the hour the seeds allow. Refresh tokens: the seeds' 7 days,
+    # counted from the latest rotation (each refresh issues a new one; graph_svc.sessions).
+    access_token_ttl_seconds: int = Field(900, ge=30, le=3600)
+    refresh_token_ttl_seconds: int = Field(7 * 24 * 3600, ge=60)
 
     graph_addr: str = "127.0.0.1:50051"
     post_addr: str = "127.0.0.1:50052"
@@ -48,6 +50,7 @@ class MeshSettings(BaseSettings):
     engagement_addr: str = "127.0.0.1:50057"
     notification_addr: str = "127.0.0.1:50058"
     story_addr: str = "127.0.0.1:50059"
+    export_addr: str = "127.0.0.1:50060"
 
     log_level: str = "INFO"
     log_json: bool = True

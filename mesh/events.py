@@ -70,6 +70,7 @@ USER_MENTIONED = EventType(events_pb2.UserMentioned, "engagement.mentioned", "EN
 NOTIFICATION_CHANGED = EventType(events_pb2.NotificationChanged, "notifications.changed", "NOTIFICATIONS")
 STORY_CREATED = EventType(events_pb2.StoryCreated, "stories.created", "STORIES")
 STORY_DELETED = EventType(events_pb2.StoryDeleted, "stories.deleted", "STORIES")
+EXPORT_REQUESTED = EventType(events_pb2.ExportRequested, "exports.requested", "EXPORTS")
 
 REGISTRY: tuple[EventType[Any], ...] = (
     POST_CREATED,
@@ -94,6 +95,7 @@ REGISTRY: tuple[EventType[Any], ...] = (
     NOTIFICATION_CHANGED,
     STORY_CREATED,
     STORY_DELETED,
+    EXPORT_REQUESTED,
 )
 
 # Messages that failed every delivery, or could never be handled, or outbox rows no stream would
