@@ -78,6 +78,9 @@ RETRIES: Mapping[str, Retry] = {
     # Privacy and safety: each write puts one relation into a state (requested, approved, blocked,
     # muted, private...) and emits its events only when the state really changed.
     "glimpse.graph.v1.GraphService/UpdateUser": Retry.SETS_STATE,
+    # The avatar asked for (or none) is a state: a repeat asks for the same media (or none) again.
+    "glimpse.graph.v1.GraphService/SetAvatar": Retry.SETS_STATE,
+    "glimpse.graph.v1.GraphService/DeleteAvatar": Retry.SETS_STATE,
     "glimpse.graph.v1.GraphService/ListFollowRequests": Retry.READ,
     "glimpse.graph.v1.GraphService/ApproveFollowRequest": Retry.SETS_STATE,
     "glimpse.graph.v1.GraphService/DenyFollowRequest": Retry.SETS_STATE,
@@ -110,6 +113,8 @@ RETRIES: Mapping[str, Retry] = {
     "glimpse.media.v1.MediaService/CreateUploadGrant": Retry.NEVER,
     "glimpse.media.v1.MediaService/AttachMedia": Retry.SETS_STATE,
     "glimpse.media.v1.MediaService/DetachMedia": Retry.SETS_STATE,
+    # A repeat finds the media attached as the caller's avatar already and returns it.
+    "glimpse.media.v1.MediaService/AttachAvatar": Retry.SETS_STATE,
     "glimpse.media.v1.MediaService/BatchGetMedia": Retry.READ,
     # Signs URLs of the caller's own uploads (local signing, nothing stored).
     "glimpse.media.v1.MediaService/BatchGetOriginals": Retry.READ,

@@ -62,6 +62,9 @@ USER_PRIVACY_CHANGED = EventType(events_pb2.UserPrivacyChanged, "graph.privacy_c
 USER_DELETED = EventType(events_pb2.UserDeleted, "graph.user_deleted", "GRAPH")
 MEDIA_READY = EventType(events_pb2.MediaReady, "media.ready", "MEDIA")
 MEDIA_FAILED = EventType(events_pb2.MediaFailed, "media.failed", "MEDIA")
+AVATAR_ATTACHED = EventType(events_pb2.AvatarAttached, "media.avatar_attached", "MEDIA")
+AVATAR_READY = EventType(events_pb2.AvatarReady, "media.avatar_ready", "MEDIA")
+AVATAR_DISCARDED = EventType(events_pb2.AvatarDiscarded, "graph.avatar_discarded", "GRAPH")
 POST_LIKED = EventType(events_pb2.PostLiked, "engagement.liked", "ENGAGEMENT")
 POST_UNLIKED = EventType(events_pb2.PostUnliked, "engagement.unliked", "ENGAGEMENT")
 COMMENT_CREATED = EventType(events_pb2.CommentCreated, "engagement.commented", "ENGAGEMENT")
@@ -87,6 +90,9 @@ REGISTRY: tuple[EventType[Any], ...] = (
     USER_DELETED,
     MEDIA_READY,
     MEDIA_FAILED,
+    AVATAR_ATTACHED,
+    AVATAR_READY,
+    AVATAR_DISCARDED,
     POST_LIKED,
     POST_UNLIKED,
     COMMENT_CREATED,
