@@ -269,6 +269,22 @@ class CommentService:
             await self._outbox.add(session, event)
         return True
 
+    async def by_author(self, author_id: int, size: int, token: str) -> Page[CommentRecord]:
+        """The author's live comments and replies, oldest first (the user's own: their data export).
+        INVALID_ARGUMENT for a bad page size or token."""
+        limit = page_size(size)
+        scope = f"comments_by:{author_id}"
+        cursor = decode_cursor(token, AuthorCommentCursor, scope)
+        async with self._db.read_only() as session:
+            found = await repo.list_comments_by_author(session, author_id, cursor.after_id if cursor else 0, limit + 1)
+        return page_of(found, limit, scope, lambda comment: AuthorCommentCursor(after_id=comment.id))
+
+
+class AuthorCommentCursor(PageCursor):
+    """A page of a user's comments continues after this comment id (oldest first)."""
+
+    after_id: Id
+
 
 def _check_fingerprint(stored: bytes, fingerprint: bytes) -> None:
     if stored != fingerprint:

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 
 from engagement_svc import repository as repo
 from engagement_svc.posts import PostDirectory, post_not_found
-from engagement_svc.repository import LikeRecord
+from engagement_svc.repository import LikedPostRecord, LikeRecord
 from glimpse.events.v1 import events_pb2
 from mesh.db import Database
 from mesh.outbox import Outbox
@@ -100,3 +100,27 @@ class LikeService:
             lambda like: LikeCursor(before_us=timestamp_us(like.created_at), before_user=like.user_id),
         )
         return Page([like for like in page.items if like.user_id not in blocked], page.next_page_token)
+
+    async def liked_by(self, user_id: int, size: int, token: str) -> Page[LikedPostRecord]:
+        """The posts `user_id` liked, newest like first (the user's own likes: their data export).
+        INVALID_ARGUMENT for a bad page size or token."""
+        limit = page_size(size)
+        scope = f"liked_by:{user_id}"
+        cursor = decode_cursor(token, LikedPostCursor, scope)
+        before = (from_timestamp_us(cursor.before_us), cursor.before_post) if cursor else None
+        async with self._db.read_only() as session:
+            found = await repo.list_likes_by_user(session, user_id, before, limit + 1)
+        return page_of(
+            found,
+            limit,
+            scope,
+            lambda like: LikedPostCursor(before_us=timestamp_us(like.created_at), before_post=like.post_id),
+        )
+
+
+class LikedPostCursor(PageCursor):
+    """A page of a user's likes continues after this like (newest first: earlier time, or the same
+    time and a lower post id)."""
+
+    before_us: TimestampUs
+    before_post: Id

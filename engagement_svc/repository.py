@@ -503,3 +503,35 @@ async def add_caption_mentions(session: Session, post_id: int, user_ids: Sequenc
     )
     added = {row.user_id for row in result}
     return [u for u in user_ids if u in added]
+
+
+@dataclass(frozen=True)
+class LikedPostRecord:
+    post_id: int
+    created_at: dt.datetime
+
+
+async def list_likes_by_user(
+    session: Session, user_id: int, before: tuple[dt.datetime, int] | None, limit: int
+) -> list[LikedPostRecord]:
+    """The posts the user liked and when, newest first (ties: higher post id first), strictly after
+    `before` (the index likes_by_user)."""
+    query = select(likes.c.post_id, likes.c.created_at).where(likes.c.user_id == user_id)
+    if before is not None:
+        query = query.where(
+            tuple_(likes.c.created_at, likes.c.post_id) < tuple_(literal(before[0]), literal(before[1]))
+        )
+    rows = await session.execute(query.order_by(likes.c.created_at.desc(), likes.c.post_id.desc()).limit(limit))
+    return [LikedPostRecord(row.post_id, row.created_at) for row in rows]
+
+
+async def list_comments_by_author(session: Session, author_id: int, after_id: int, limit: int) -> list[CommentRecord]:
+    """The author's live comments and replies with an id above `after_id`, oldest first (ids are
+    time-ordered; the index comments_by_author)."""
+    query = (
+        select(*_COMMENT_COLUMNS)
+        .where(comments.c.author_id == author_id, comments.c.state == LIVE, comments.c.id > after_id)
+        .order_by(comments.c.id)
+        .limit(limit)
+    )
+    return [_comment(row) for row in await session.execute(query)]

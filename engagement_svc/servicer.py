@@ -162,3 +162,20 @@ class EngagementServicer(engagement_pb2_grpc.EngagementServiceServicer):
     ) -> engagement_pb2.ReconcileCountsResponse:
         found = await self._counts.reconcile(list(request.post_ids))
         return engagement_pb2.ReconcileCountsResponse(engagement=[engagement_message(e) for e in found])
+
+    async def ListLikesByUser(
+        self, request: engagement_pb2.ListLikesByUserRequest, context: grpc.aio.ServicerContext
+    ) -> engagement_pb2.ListLikesByUserResponse:
+        page = await self._likes.liked_by(caller_id(context), request.page_size, request.page_token)
+        response = engagement_pb2.ListLikesByUserResponse(next_page_token=page.next_page_token)
+        for like in page.items:
+            response.liked_posts.add(post_id=like.post_id).create_time.FromDatetime(like.created_at)
+        return response
+
+    async def ListCommentsByUser(
+        self, request: engagement_pb2.ListCommentsByUserRequest, context: grpc.aio.ServicerContext
+    ) -> engagement_pb2.ListCommentsByUserResponse:
+        page = await self._comments.by_author(caller_id(context), request.page_size, request.page_token)
+        return engagement_pb2.ListCommentsByUserResponse(
+            comments=[comment_message(c) for c in page.items], next_page_token=page.next_page_token
+        )

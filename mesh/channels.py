@@ -136,6 +136,8 @@ RETRIES: Mapping[str, Retry] = {
     "glimpse.engagement.v1.EngagementService/BatchGetEngagement": Retry.READ,
     # Recomputes counters from the rows: a repeat computes the same values.
     "glimpse.engagement.v1.EngagementService/ReconcileCounts": Retry.SETS_STATE,
+    "glimpse.engagement.v1.EngagementService/ListLikesByUser": Retry.READ,
+    "glimpse.engagement.v1.EngagementService/ListCommentsByUser": Retry.READ,
     # notification_svc. The read marker only moves forward to the position named, settings to the
     # values named: a repeat changes nothing (and emits nothing).
     "glimpse.notification.v1.NotificationService/ListNotifications": Retry.READ,
