@@ -229,7 +229,7 @@ async def run_consumer(bus: Bus, spec: ConsumerSpec) -> None:
     try:
         while True:
             try:
-                messages = await sub.fetch(spec.batch, timeout=1.0)
+                messages = await _fetch_batch(sub, spec.batch)
             except (TimeoutError, nats.errors.TimeoutError):
                 continue
             # Messages of a batch are handled one after another; until each is done, its ack
@@ -246,6 +246,31 @@ async def run_consumer(bus: Bus, spec: ConsumerSpec) -> None:
         # Leaves the durable in place (its position is kept) but frees this client's interest,
         # so closing the connection does not wait for the pending pull.
         await asyncio.shield(sub.unsubscribe())
+
+
+# How long a consumer waits for the rest of a batch once its first message is in: about the time
+# the server takes to answer a no-wait pull on loopback. What arrives later waits in the client's
+# queue for the next fetch. Measured (40 lone events at random moments into an idle consumer,
+# batch 64, one NATS 2.9 server): one fetch(64) handled the median in 1 ms but a tenth of them only
+# after 0.4-0.54 s (held by nats-py's lingering pull until its expiry); this way, median 4 ms, worst 15 ms.
+_REST_OF_BATCH_SECONDS = 0.002
+
+
+async def _fetch_batch(sub: JetStreamContext.PullSubscription, batch: int) -> list[Msg]:
+    """Up to `batch` messages: waits up to 1 s for the first (TimeoutError if none comes), then takes
+    whatever else is already available.
+
+    One `fetch(batch, timeout=1.0)` would hold a message that reaches an idle consumer until the
+    batch fills or the second ends (nats-py's lingering pull returns only then), so each event of
+    a quiet system would wait up to 1 s before its handler runs.
+    """
+    messages: list[Msg] = await sub.fetch(1, timeout=1.0)
+    if batch > 1:
+        try:
+            messages += await sub.fetch(batch - 1, timeout=_REST_OF_BATCH_SECONDS)
+        except (TimeoutError, nats.errors.TimeoutError):
+            pass
+    return messages
 
 
 async def _handle(bus: Bus, spec: ConsumerSpec, msg: Msg) -> None:

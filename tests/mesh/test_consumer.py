@@ -85,3 +85,34 @@ async def test_retries_then_dead_letters_and_keeps_serving():
         await asyncio.gather(task, return_exceptions=True)
         await bus.delete_streams()
         await bus.close()
+
+
+async def test_an_event_reaching_an_idle_consumer_is_handled_at_once():
+    """A consumer with a large batch hands a lone event to its handler without waiting for the batch
+    to fill (one lingering fetch of 64 held about a tenth of them until its 1 s expiry)."""
+    bus = await Bus.connect(NATS_URL, f"c{uuid.uuid4().hex[:8]}", STREAM_REPLICAS)
+    await bus.ensure_streams()
+    handled: dict[int, float] = {}
+    loop = asyncio.get_running_loop()
+
+    async def handler(event: events_pb2.PostCreated) -> None:
+        handled[event.post_id] = loop.time()
+
+    task = asyncio.create_task(run_consumer(bus, ConsumerSpec("idle", [POST_CREATED], handler, batch=64)))
+    try:
+        await asyncio.sleep(1.3)  # past the first fetch's no-wait probe: the consumer is lingering
+        delays = []
+        for post_id in range(1, 11):
+            sent = loop.time()
+            await bus.publish_event(events_pb2.PostCreated(event_id=post_id, post_id=post_id, author_id=1))
+            while post_id not in handled and loop.time() - sent < 3:
+                await asyncio.sleep(0.005)
+            delays.append(handled.get(post_id, float("inf")) - sent)
+            await asyncio.sleep(0.05 + 0.11 * post_id)  # lands elsewhere in the next fetch's window
+        # Each one is handled in milliseconds; 0.25 s leaves room for a busy machine.
+        assert max(delays) < 0.25, [round(d, 3) for d in delays]
+    finally:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+        await bus.close()
