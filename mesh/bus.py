@@ -266,10 +266,8 @@ async def _fetch_batch(sub: JetStreamContext.PullSubscription, batch: int) -> li
     """
     messages: list[Msg] = await sub.fetch(1, timeout=1.0)
     if batch > 1:
-        try:
+        with contextlib.suppress(TimeoutError, nats.errors.TimeoutError):
             messages += await sub.fetch(batch - 1, timeout=_REST_OF_BATCH_SECONDS)
-        except (TimeoutError, nats.errors.TimeoutError):
-            pass
     return messages
 
 
