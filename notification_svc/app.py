@@ -9,7 +9,6 @@ import contextlib
 import datetime as dt
 import functools
 from collections.abc import AsyncIterator
-from typing import Any
 
 from glimpse.engagement.v1 import engagement_pb2_grpc
 from glimpse.graph.v1 import graph_pb2_grpc
@@ -20,14 +19,6 @@ from mesh.channels import open_channel
 from mesh.events import (
     NOTIFICATION_CHANGED,
     POST_DELETED,
-    USER_BLOCKED,
-    USER_FOLLOWED,
-    USER_MUTED,
-    USER_PRIVACY_CHANGED,
-    USER_UNBLOCKED,
-    USER_UNFOLLOWED,
-    USER_UNMUTED,
-    EventType,
 )
 from mesh.runtime import open_runtime
 from mesh.server import ServiceHost
@@ -48,17 +39,7 @@ from notification_svc.privacy import Privacy
 from notification_svc.servicer import NotificationServicer
 from notification_svc.settings import NotificationSettings
 from notification_svc.watchers import Watchers
-
-# The graph events that make a cached block, mute or visibility answer stale (notification_svc.privacy).
-PRIVACY_EVENTS: list[EventType[Any]] = [
-    USER_BLOCKED,
-    USER_UNBLOCKED,
-    USER_MUTED,
-    USER_UNMUTED,
-    USER_FOLLOWED,
-    USER_UNFOLLOWED,
-    USER_PRIVACY_CHANGED,
-]
+from visibility import Visibility
 
 
 @contextlib.asynccontextmanager
@@ -75,13 +56,14 @@ async def notification_host(settings: NotificationSettings) -> AsyncIterator[Ser
         reader = InboxReader(runtime.db)
         watchers = Watchers(reader, max_streams=settings.max_watch_streams)
         await runtime.bus.watch([NOTIFICATION_CHANGED], watchers.on_changed)
-        privacy = Privacy(
+        visibility = Visibility(
             graph_pb2_grpc.GraphServiceStub(graph_channel),
             ttl_seconds=settings.privacy_cache_seconds,
-            max_items=settings.privacy_cache_items,
+            max_viewers=settings.privacy_cache_items,
             timeout=timeout,
         )
-        await runtime.bus.watch(PRIVACY_EVENTS, privacy.on_graph_event)
+        await visibility.watch(runtime.bus)
+        privacy = Privacy(visibility)
         content = ContentDirectory(
             post_pb2_grpc.PostServiceStub(post_channel),
             engagement_pb2_grpc.EngagementServiceStub(engagement_channel),

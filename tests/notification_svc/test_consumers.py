@@ -24,6 +24,7 @@ from notification_svc.privacy import Privacy
 from tests.conftest import Account
 from tests.feed_svc.actions import delete_post, follow
 from tests.notification_svc.conftest import eventually, inbox
+from visibility import Visibility
 
 LIKE = notification_pb2.NOTIFICATION_TYPE_LIKE
 COMMENT = notification_pb2.NOTIFICATION_TYPE_COMMENT
@@ -68,7 +69,9 @@ async def handlers(database_url, graph_addr, post_addr, engagement_addr, notifie
         grpc.aio.insecure_channel(post_addr) as posts,
         grpc.aio.insecure_channel(engagement_addr) as engagement,
     ):
-        privacy = Privacy(graph_pb2_grpc.GraphServiceStub(graph), ttl_seconds=10, max_items=100, timeout=5)
+        privacy = Privacy(
+            Visibility(graph_pb2_grpc.GraphServiceStub(graph), ttl_seconds=10, max_viewers=100, timeout=5)
+        )
         content = ContentDirectory(
             post_pb2_grpc.PostServiceStub(posts),
             engagement_pb2_grpc.EngagementServiceStub(engagement),
