@@ -1,4 +1,7 @@
-"""Demo content for `make run`: a few hundred posts with generated photos by well-followed demo users.
+"""Demo content for `make run`: a few hundred posts by well-followed demo users, with real photos.
+
+The photos are crops of the real ones in ../shared/datasets/photos (a different window of one of them
+per post), or generated pictures where that folder is missing.
 
 Runs against the live services (started by the same `make run`) the way a client would: an upload
 grant per photo, the bytes POSTed straight to the object store, then CreatePost. Idempotent: an
@@ -14,6 +17,7 @@ import io
 import math
 import random
 import signal
+from pathlib import Path
 
 import grpc
 import httpx
@@ -28,6 +32,7 @@ from mesh.config import MeshSettings
 from mesh.identity import as_caller
 
 TAGS = ["reedcollege", "portland", "sunset", "coffee", "library", "rain", "friends", "thesis", "hike", "mthood"]
+PHOTOS = Path(__file__).resolve().parents[2] / "shared" / "datasets" / "photos"
 WORDS = ["Golden hour", "Study break", "Finally done", "Weekend", "Morning walk", "Best view", "Quiet day"]
 
 
@@ -52,6 +57,21 @@ def photo(seed: int, width: int = 1280, height: int = 960) -> bytes:
     return out.getvalue()
 
 
+def crop_of(source: Path, seed: int, longest: int = 1600) -> bytes:
+    """A JPEG of a window of `source` that differs per seed: 60-100% of each side, at most `longest` px."""
+    rng = random.Random(seed)
+    with Image.open(source) as opened:
+        image = opened.convert("RGB")
+    width, height = image.size
+    w, h = int(width * rng.uniform(0.6, 1.0)), int(height * rng.uniform(0.6, 1.0))
+    left, top = rng.randrange(width - w + 1), rng.randrange(height - h + 1)
+    image = image.crop((left, top, left + w, top + h))
+    image.thumbnail((longest, longest))
+    out = io.BytesIO()
+    image.save(out, "JPEG", quality=85)
+    return out.getvalue()
+
+
 async def wait_until_serving(address: str) -> None:
     async with grpc.aio.insecure_channel(address) as channel:
         health = health_pb2_grpc.HealthStub(channel)
@@ -65,7 +85,7 @@ async def wait_until_serving(address: str) -> None:
     raise SystemExit(f"demo: {address} never became ready")
 
 
-async def load(settings: MeshSettings, authors: int, per_author: int) -> int:
+async def load(settings: MeshSettings, authors: int, per_author: int, photos: list[Path]) -> int:
     for address in (settings.graph_addr, settings.post_addr, settings.media_addr):
         await wait_until_serving(address)
     async with (
@@ -88,7 +108,8 @@ async def load(settings: MeshSettings, authors: int, per_author: int) -> int:
                 continue
             rng = random.Random(author)
             for n in range(per_author):
-                data = photo(author * 100 + n)
+                seed = author * 100 + n
+                data = crop_of(photos[seed % len(photos)], seed) if photos else photo(seed)
                 grant = await media.CreateUploadGrant(
                     media_pb2.CreateUploadGrantRequest(content_type="image/jpeg", size_bytes=len(data)),
                     metadata=as_caller(author),
@@ -114,8 +135,12 @@ async def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--authors", type=int, default=60, help="demo users who post (default 60)")
     parser.add_argument("--posts-per-author", type=int, default=5, help="posts each (default 5)")
+    parser.add_argument("--photos", type=Path, default=PHOTOS, help=f"folder of real photos (default {PHOTOS})")
     args = parser.parse_args()
-    created = await load(MeshSettings(), args.authors, args.posts_per_author)
+    photos = sorted(p for p in args.photos.glob("*") if p.suffix.lower() in {".jpg", ".jpeg", ".png"})
+    if not photos:
+        print(f"demo: no photos in {args.photos}; generating pictures instead", flush=True)
+    created = await load(MeshSettings(), args.authors, args.posts_per_author, photos)
     print(f"demo: {created} new posts (0 means they were already there)", flush=True)
     print(f"demo: log in as {USERNAME_PREFIX}0 / {DEMO_PASSWORD}; the README walks you through it", flush=True)
     stop = asyncio.Event()
