@@ -9,32 +9,26 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import unicodedata
-from dataclasses import dataclass
 from typing import Annotated
 
 from pydantic import Field
 
+from graph_svc import erasure_repository as erasure_repo
 from graph_svc import repository as repo
 from graph_svc.credentials import USERNAME, Passwords, check_password, normalize_email, normalize_username
 from graph_svc.repository import UserRecord
+from graph_svc.sessions import Login, SessionService
 from graph_svc.visibility import refuse_if_blocked
 from mesh.db import Database
-from mesh.errors import NotFound, Unauthenticated, invalid_field
+from mesh.errors import AlreadyExists, NotFound, Unauthenticated, invalid_field
 from mesh.ids import IdGenerator
 from mesh.pagination import Count, Page, PageCursor, decode_cursor, page_of, page_size
-from mesh.tokens import ACCESS, REFRESH, IssuedToken, TokenSigner
+from mesh.tokens import TokenSigner
 
 MAX_BATCH = 100
 DISPLAY_NAME_MAX = 64
 # A display name's length: the longest thing worth searching for.
 SEARCH_QUERY_MAX = DISPLAY_NAME_MAX
-
-
-@dataclass(frozen=True)
-class Session:
-    user: UserRecord
-    access: IssuedToken
-    refresh: IssuedToken
 
 
 class SearchCursor(PageCursor):
@@ -50,14 +44,15 @@ class AccountService:
     def __init__(self, *, db: Database, ids: IdGenerator, signer: TokenSigner, passwords: Passwords) -> None:
         self._db = db
         self._ids = ids
-        self._signer = signer
         self._passwords = passwords
+        self._sessions = SessionService(db=db, ids=ids, signer=signer)
 
     async def register(self, username: str, email: str, password: str, display_name: str) -> UserRecord:
         """Creates an account, storing the hash of the prepared password (credentials.prepare_password).
 
         INVALID_ARGUMENT naming the field for a bad username, email, display name or password (reason
-        WEAK_PASSWORD for a weak one); ALREADY_EXISTS (USERNAME_TAKEN, EMAIL_TAKEN) if taken.
+        WEAK_PASSWORD for a weak one); ALREADY_EXISTS (USERNAME_TAKEN, EMAIL_TAKEN) if taken, and
+        (USERNAME_HELD) for the username of an account deleted within the grace period (graph_svc.erasure).
         """
         username = normalize_username(username)
         email = normalize_email(email)
@@ -79,12 +74,20 @@ class AccountService:
             is_private=False,
         )
         async with self._db.unit_of_work() as session:
+            held_until = await erasure_repo.username_held_until(session, username)
+            if held_until is not None:
+                raise AlreadyExists(
+                    f"username: belonged to a deleted account and is free again from {held_until:%Y-%m-%d %H:%M} UTC",
+                    reason="USERNAME_HELD",
+                    fields={"username": "held after the deletion of its account"},
+                )
             return await repo.insert_user(session, record)
 
-    async def authenticate(self, login: str, password: str) -> Session:
-        """A token pair for a username (or email) and password, in any Unicode form of the registered
-        one; UNAUTHENTICATED (BAD_CREDENTIALS) otherwise, the same for an unknown login. A hash made
-        with older parameters, or from an unprepared password, is replaced on success."""
+    async def authenticate(self, login: str, password: str, device_label: str = "") -> Login:
+        """A new session (graph_svc.sessions, labelled `device_label`) and its token pair, for a
+        username (or email) and password, in any Unicode form of the registered one; UNAUTHENTICATED
+        (BAD_CREDENTIALS) otherwise, the same for an unknown login. A hash made with older parameters,
+        or from an unprepared password, is replaced on success."""
         login = login.strip().lower()
         async with self._db.read_only() as session:
             if "@" in login:
@@ -98,20 +101,7 @@ class AccountService:
             new_hash = await self._passwords.hash(password)
             async with self._db.unit_of_work() as session:
                 await repo.set_password_hash(session, user.id, new_hash)
-        return self._session_for(user)
-
-    async def refresh(self, refresh_token: str) -> Session:
-        """A new token pair for a valid refresh token; UNAUTHENTICATED for a bad token (TOKEN_*) or a
-        deleted account (ACCOUNT_GONE)."""
-        user_id = self._signer.verify(refresh_token, REFRESH)
-        async with self._db.read_only() as session:
-            user = await repo.get_user(session, user_id)
-        if user is None:
-            raise Unauthenticated("the account no longer exists", reason="ACCOUNT_GONE")
-        return self._session_for(user)
-
-    def _session_for(self, user: UserRecord) -> Session:
-        return Session(user, self._signer.issue(user.id, ACCESS), self._signer.issue(user.id, REFRESH))
+        return await self._sessions.start(user, device_label)
 
     async def get_user(self, user_id: int, viewer_id: int | None = None) -> UserRecord:
         """The user; NOT_FOUND (USER_NOT_FOUND) if there is none, or if it and `viewer_id` (None:

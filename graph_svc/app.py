@@ -5,6 +5,7 @@ the outbox relay)."""
 from __future__ import annotations
 
 import contextlib
+import datetime as dt
 from collections.abc import AsyncIterator
 
 from glimpse.graph.v1 import graph_pb2, graph_pb2_grpc
@@ -12,12 +13,15 @@ from graph_svc import models
 from graph_svc.accounts import AccountService
 from graph_svc.blocks import BlockService
 from graph_svc.credentials import Passwords
+from graph_svc.erasure import ErasureService
 from graph_svc.follows import FollowService
 from graph_svc.moderation import OperatorCredential
 from graph_svc.mutes import MuteService
+from graph_svc.password_change import PasswordChangeService
 from graph_svc.privacy import PrivacyService
 from graph_svc.reports import ReportService
 from graph_svc.servicer import GraphServicer, ModerationServicer
+from graph_svc.sessions import SessionService
 from graph_svc.settings import GraphSettings
 from graph_svc.visibility import VisibilityService
 from mesh.runtime import open_runtime
@@ -37,8 +41,17 @@ async def graph_host(settings: GraphSettings) -> AsyncIterator[ServiceHost]:
         db = runtime.db
         outbox = runtime.outbox(models.outbox, host)  # one relay for the whole schema
         reports = ReportService(db=db, ids=runtime.ids)
+        signer = signer_from(settings)
         servicer = GraphServicer(
-            accounts=AccountService(db=db, ids=runtime.ids, signer=signer_from(settings), passwords=passwords),
+            accounts=AccountService(db=db, ids=runtime.ids, signer=signer, passwords=passwords),
+            sessions=SessionService(db=db, ids=runtime.ids, signer=signer),
+            password_changes=PasswordChangeService(db=db, passwords=passwords),
+            erasure=ErasureService(
+                db=db,
+                outbox=outbox,
+                passwords=passwords,
+                username_hold=dt.timedelta(seconds=settings.username_hold_seconds),
+            ),
             follows=FollowService(db=db, outbox=outbox, max_following=settings.max_following),
             privacy=PrivacyService(db=db, outbox=outbox),
             blocks=BlockService(db=db, outbox=outbox),

@@ -52,8 +52,9 @@ def prepare_password(raw: str) -> str:
     return unicodedata.normalize("NFC", spaced)
 
 
-def check_password(raw: str, username: str) -> None:
-    """Checks a new password, counting characters of its prepared form (prepare_password).
+def check_password(raw: str, username: str, *, field: str = "password") -> None:
+    """Checks a new password, counting characters of its prepared form (prepare_password); errors
+    name `field`.
 
     INVALID_ARGUMENT (reason WEAK_PASSWORD) for one too short, too long, too common or containing the
     username; INVALID_ARGUMENT (reason INVALID_ARGUMENT) for one with control characters, which
@@ -61,15 +62,15 @@ def check_password(raw: str, username: str) -> None:
     """
     password = prepare_password(raw)
     if any(unicodedata.category(c) == "Cc" for c in password):
-        raise invalid_field("password", "must not contain control characters such as tabs or line breaks")
+        raise invalid_field(field, "must not contain control characters such as tabs or line breaks")
     if len(password) < PASSWORD_MIN:
-        raise invalid_field("password", f"must be at least {PASSWORD_MIN} characters", reason="WEAK_PASSWORD")
+        raise invalid_field(field, f"must be at least {PASSWORD_MIN} characters", reason="WEAK_PASSWORD")
     if len(password) > PASSWORD_MAX:
-        raise invalid_field("password", f"must be at most {PASSWORD_MAX} characters", reason="WEAK_PASSWORD")
+        raise invalid_field(field, f"must be at most {PASSWORD_MAX} characters", reason="WEAK_PASSWORD")
     lowered = password.lower()
     if lowered in _COMMON or len(set(password)) < 4 or username in lowered:
         raise invalid_field(
-            "password", "is too easy to guess; use a longer phrase not containing your username", reason="WEAK_PASSWORD"
+            field, "is too easy to guess; use a longer phrase not containing your username", reason="WEAK_PASSWORD"
         )
 
 

@@ -18,7 +18,8 @@ class ReportRecord:
     """A report; the enums in their stored words (graph_svc.models.REPORT_*)."""
 
     id: int
-    reporter_id: int
+    # None once the reporter's account is deleted (graph_svc.erasure).
+    reporter_id: int | None
     subject_type: str
     subject_id: int
     reported_user_id: int

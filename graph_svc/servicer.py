@@ -13,15 +13,19 @@ from google.protobuf.struct_pb2 import Struct
 from google.protobuf.timestamp_pb2 import Timestamp
 
 from glimpse.graph.v1 import graph_pb2, graph_pb2_grpc
-from graph_svc.accounts import AccountService, Session
+from graph_svc.accounts import AccountService
 from graph_svc.blocks import BlockService
+from graph_svc.erasure import ErasureService
 from graph_svc.follows import FollowService, FollowState
 from graph_svc.moderation import OPERATOR_TOKEN_KEY, OperatorCredential
 from graph_svc.mutes import MuteService
+from graph_svc.password_change import PasswordChangeService
 from graph_svc.privacy import PrivacyService, RelatedUser
 from graph_svc.report_repository import ReportRecord
 from graph_svc.reports import ReportService
 from graph_svc.repository import FollowRecord, UserRecord
+from graph_svc.session_repository import SessionRecord
+from graph_svc.sessions import Login, SessionService
 from graph_svc.visibility import Visibility, VisibilityService
 from mesh.identity import caller_id, optional_caller_id
 from mesh.names import parse_user_name
@@ -79,7 +83,7 @@ def report_message(report: ReportRecord) -> graph_pb2.Report:
     snapshot.update(report.snapshot)
     message = graph_pb2.Report(
         id=report.id,
-        reporter_id=report.reporter_id,
+        reporter_id=report.reporter_id or 0,
         subject_type=graph_pb2.ReportSubjectType.Value(f"REPORT_SUBJECT_TYPE_{report.subject_type.upper()}"),
         subject_id=report.subject_id,
         reported_user_id=report.reported_user_id,
@@ -98,13 +102,25 @@ def report_message(report: ReportRecord) -> graph_pb2.Report:
     return message
 
 
-def _session_message(session: Session) -> graph_pb2.AuthenticateUserResponse:
+def _login_message(login: Login) -> graph_pb2.AuthenticateUserResponse:
     return graph_pb2.AuthenticateUserResponse(
-        access_token=session.access.token,
-        access_token_expire_time=_timestamp(session.access.expires_at),
-        refresh_token=session.refresh.token,
-        refresh_token_expire_time=_timestamp(session.refresh.expires_at),
-        user=user_message(session.user),
+        access_token=login.access.token,
+        access_token_expire_time=_timestamp(login.access.expires_at),
+        refresh_token=login.refresh.token,
+        refresh_token_expire_time=_timestamp(login.refresh.expires_at),
+        user=user_message(login.user),
+        session_id=login.session_id,
+    )
+
+
+def _session_message(record: SessionRecord, current_session_id: int) -> graph_pb2.Session:
+    return graph_pb2.Session(
+        id=record.id,
+        device_label=record.device_label,
+        create_time=_timestamp(record.created_at),
+        last_use_time=_timestamp(record.last_used_at),
+        expire_time=_timestamp(record.expires_at),
+        current=record.id == current_session_id,
     )
 
 
@@ -127,7 +143,13 @@ class GraphServicer(graph_pb2_grpc.GraphServiceServicer):
         mutes: MuteService,
         visibility: VisibilityService,
         reports: ReportService,
+        sessions: SessionService,
+        password_changes: PasswordChangeService,
+        erasure: ErasureService,
     ) -> None:
+        self._sessions = sessions
+        self._password_changes = password_changes
+        self._erasure = erasure
         self._accounts = accounts
         self._follows = follows
         self._privacy = privacy
@@ -145,12 +167,52 @@ class GraphServicer(graph_pb2_grpc.GraphServiceServicer):
     async def AuthenticateUser(
         self, request: graph_pb2.AuthenticateUserRequest, context: grpc.aio.ServicerContext
     ) -> graph_pb2.AuthenticateUserResponse:
-        return _session_message(await self._accounts.authenticate(request.login, request.password))
+        return _login_message(await self._accounts.authenticate(request.login, request.password, request.device_label))
 
     async def RefreshAccessToken(
         self, request: graph_pb2.RefreshAccessTokenRequest, context: grpc.aio.ServicerContext
     ) -> graph_pb2.AuthenticateUserResponse:
-        return _session_message(await self._accounts.refresh(request.refresh_token))
+        return _login_message(await self._sessions.refresh(request.refresh_token))
+
+    async def ListSessions(
+        self, request: graph_pb2.ListSessionsRequest, context: grpc.aio.ServicerContext
+    ) -> graph_pb2.ListSessionsResponse:
+        page = await self._sessions.list_sessions(
+            caller_id(context),
+            size=request.page_size,
+            token=request.page_token,
+            current_session_id=request.current_session_id or None,
+        )
+        return graph_pb2.ListSessionsResponse(
+            sessions=[_session_message(r, request.current_session_id) for r in page.items],
+            next_page_token=page.next_page_token,
+        )
+
+    async def RevokeSession(
+        self, request: graph_pb2.RevokeSessionRequest, context: grpc.aio.ServicerContext
+    ) -> graph_pb2.RevokeSessionResponse:
+        revoked = await self._sessions.revoke(caller_id(context), request.session_id)
+        return graph_pb2.RevokeSessionResponse(revoked=revoked)
+
+    async def CheckSessions(
+        self, request: graph_pb2.CheckSessionsRequest, context: grpc.aio.ServicerContext
+    ) -> graph_pb2.CheckSessionsResponse:
+        live = await self._sessions.live_among(list(request.session_ids))
+        return graph_pb2.CheckSessionsResponse(live_session_ids=live)
+
+    async def ChangePassword(
+        self, request: graph_pb2.ChangePasswordRequest, context: grpc.aio.ServicerContext
+    ) -> graph_pb2.ChangePasswordResponse:
+        revoked = await self._password_changes.change_password(
+            caller_id(context), request.current_password, request.new_password, request.current_session_id or None
+        )
+        return graph_pb2.ChangePasswordResponse(revoked_session_count=revoked)
+
+    async def DeleteUser(
+        self, request: graph_pb2.DeleteUserRequest, context: grpc.aio.ServicerContext
+    ) -> graph_pb2.DeleteUserResponse:
+        released_at = await self._erasure.delete_user(caller_id(context), request.password)
+        return graph_pb2.DeleteUserResponse(username_release_time=_timestamp(released_at))
 
     async def GetUser(self, request: graph_pb2.GetUserRequest, context: grpc.aio.ServicerContext) -> graph_pb2.User:
         return user_message(await self._accounts.get_user(request.user_id, optional_caller_id(context)))

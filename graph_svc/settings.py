@@ -19,6 +19,9 @@ class GraphSettings(MeshSettings):
     # The credential ModerationService calls must carry (metadata `x-operator-token`). Empty, the
     # default, turns moderation off rather than opening it: no value is safe to ship.
     operator_token: str = Field("", repr=False)
+    # How long a deleted account's username stays unavailable (graph_svc.erasure): Instagram's 30
+    # days, so nobody can pose as the person who just left, and the name is not held forever.
+    username_hold_seconds: int = Field(30 * 24 * 3600, ge=0)
 
     @field_validator("operator_token")
     @classmethod

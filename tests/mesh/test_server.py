@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import datetime as dt
 import json
 
 import grpc
@@ -13,11 +14,14 @@ from glimpse.graph.v1 import graph_pb2, graph_pb2_grpc
 from graph_svc.accounts import AccountService
 from graph_svc.blocks import BlockService
 from graph_svc.credentials import Passwords
+from graph_svc.erasure import ErasureService
 from graph_svc.follows import FollowService
 from graph_svc.mutes import MuteService
+from graph_svc.password_change import PasswordChangeService
 from graph_svc.privacy import PrivacyService
 from graph_svc.reports import ReportService
 from graph_svc.servicer import GraphServicer
+from graph_svc.sessions import SessionService
 from graph_svc.visibility import VisibilityService
 from mesh.db import Database
 from mesh.ids import IdGenerator
@@ -61,6 +65,9 @@ def _broken_graph(db: Database | None, settings) -> GraphServicer:
         mutes=MuteService(db=db, outbox=None),  # type: ignore[arg-type]
         visibility=VisibilityService(db=db),  # type: ignore[arg-type]
         reports=ReportService(db=db, ids=ids),  # type: ignore[arg-type]
+        sessions=SessionService(db=db, ids=ids, signer=signer_from(settings)),  # type: ignore[arg-type]
+        password_changes=PasswordChangeService(db=db, passwords=passwords),  # type: ignore[arg-type]
+        erasure=ErasureService(db=db, outbox=None, passwords=passwords, username_hold=dt.timedelta(0)),  # type: ignore[arg-type]
     )
 
 
