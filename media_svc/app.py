@@ -13,7 +13,7 @@ from collections.abc import AsyncIterator
 from glimpse.media.v1 import media_pb2, media_pb2_grpc
 from glimpse.post.v1 import post_pb2_grpc
 from media_svc import models
-from media_svc.consumers import placeholder_consumers, rendition_consumer, story_consumers
+from media_svc.consumers import avatar_consumers, placeholder_consumers, rendition_consumer, story_consumers
 from media_svc.images import free_decoded_pixels_at_once, refuse_decompression_bombs
 from media_svc.placeholders import Placeholders
 from media_svc.rendition_urls import RenditionUrls
@@ -49,12 +49,13 @@ async def media_host(settings: MediaSettings) -> AsyncIterator[ServiceHost]:
     async with open_runtime(settings) as runtime:
         store = await open_store(settings)
         host = runtime.host("media_svc", settings.listen, settings.metrics_port)
-        # The API writes no events today; its relay also publishes rows other media processes left.
-        runtime.outbox(models.outbox, host)
+        # The API writes `media.avatar_attached`; its relay also publishes rows other media processes left.
+        outbox = runtime.outbox(models.outbox, host)
         service = MediaService(
             runtime.db,
             store,
             runtime.ids,
+            outbox,
             max_bytes=settings.media_max_bytes,
             grant_ttl=dt.timedelta(seconds=settings.upload_grant_ttl_seconds),
         )
@@ -107,6 +108,8 @@ async def worker_host(settings: MediaSettings) -> AsyncIterator[ServiceHost]:
                 host.add_background(functools.partial(run_consumer, runtime.bus, placeholder_spec))
         for story_spec in story_consumers(renditions, runtime.db, store, settings):
             host.add_background(functools.partial(run_consumer, runtime.bus, story_spec))
+        for avatar_spec in avatar_consumers(renditions, runtime.db, store, settings):
+            host.add_background(functools.partial(run_consumer, runtime.bus, avatar_spec))
         sweeper = Sweeper.from_settings(settings, runtime.db, store, post_pb2_grpc.PostServiceStub(post_channel))
         host.add_background(sweeper.run)
         yield host

@@ -4,6 +4,9 @@ A story's photo takes the posts' pipeline: story_svc attaches it to the story id
 a post's photos to the post id, and `stories.created` renders it exactly as `posts.created` does.
 `stories.deleted` (a story deleted by its author or swept once expired) deletes the photo's objects
 and record: a story's photo belongs to that story alone.
+
+An avatar (media_svc AttachAvatar) is rendered on `media.avatar_attached` into square renditions;
+`graph.avatar_discarded` (graph_svc no longer shows it: replaced, removed, superseded) deletes it.
 """
 
 from __future__ import annotations
@@ -12,6 +15,7 @@ import logging
 
 from glimpse.events.v1 import events_pb2
 from media_svc import repository as repo
+from media_svc.models import MediaPurpose
 from media_svc.placeholders import Placeholders
 from media_svc.renditions import Renditions
 from media_svc.settings import MediaSettings
@@ -20,7 +24,7 @@ from media_svc.sweeper import object_keys
 from mesh.bus import ConsumerSpec
 from mesh.db import Database
 from mesh.errors import Unavailable
-from mesh.events import POST_CREATED, STORY_CREATED, STORY_DELETED, PoisonMessage
+from mesh.events import AVATAR_ATTACHED, AVATAR_DISCARDED, POST_CREATED, STORY_CREATED, STORY_DELETED, PoisonMessage
 
 log = logging.getLogger("media_svc.consumers")
 
@@ -29,6 +33,8 @@ PLACEHOLDERS_DURABLE = "media_placeholders"
 STORY_PLACEHOLDERS_DURABLE = "media_story_placeholders"
 STORY_RENDITIONS_DURABLE = "media_story_renditions"
 STORY_DELETIONS_DURABLE = "media_story_deletions"
+AVATAR_RENDITIONS_DURABLE = "media_avatar_renditions"
+AVATAR_DISCARDS_DURABLE = "media_avatar_discards"
 
 
 def _check(event: events_pb2.PostCreated) -> None:
@@ -181,6 +187,76 @@ def story_consumers(
             durable=STORY_DELETIONS_DURABLE,
             events=[STORY_DELETED],
             handler=consumer.on_story_deleted,
+            max_deliver=settings.rendition_max_deliveries,
+            backoff=settings.rendition_backoff_seconds,
+        ),
+    ]
+
+
+class AvatarConsumer:
+    """`media.avatar_attached` -> the avatar's square renditions; `graph.avatar_discarded` -> its
+    objects and record deleted."""
+
+    def __init__(self, renditions: Renditions, db: Database, store: ObjectStore, *, max_deliveries: int) -> None:
+        self._renditions = renditions
+        self._db = db
+        self._store = store
+        self._max_deliveries = max_deliveries
+
+    async def on_avatar_attached(self, event: events_pb2.AvatarAttached) -> None:
+        if event.media_id <= 0 or event.owner_id <= 0:
+            raise PoisonMessage("AvatarAttached without media_id or owner_id")
+        await self._renditions.render_avatar(event.media_id, event.owner_id)
+
+    async def on_avatar_attached_dead_letter(self, event: events_pb2.AvatarAttached | None, error: str) -> None:
+        """The event failed every delivery: the avatar becomes FAILED (graph_svc then stops waiting)."""
+        if event is None or event.media_id <= 0:
+            return
+        kind = error.split(":", 1)[0]
+        reason = (
+            f"the picture could not be processed after {self._max_deliveries} attempts ({kind}); "
+            "upload it again, and contact support if this keeps happening"
+        )
+        try:
+            await self._renditions.fail_avatar(event.media_id, reason)
+        except Unavailable:
+            log.error("could not mark a dead-lettered avatar as failed", extra={"media_id": event.media_id})
+
+    async def on_avatar_discarded(self, event: events_pb2.AvatarDiscarded) -> None:
+        """Deletes the avatar's objects, then its record, in the row's lock (as on_story_deleted).
+        Idempotent: a media already gone, or not that user's avatar, is left alone. A render in
+        flight finds the record gone and deletes what it wrote (renditions). Unavailable (retried)
+        if the store is down."""
+        if event.user_id <= 0 or event.media_id <= 0:
+            raise PoisonMessage("AvatarDiscarded without user_id or media_id")
+        async with self._db.unit_of_work() as session:
+            record = (await repo.lock_media(session, [event.media_id])).get(event.media_id)
+            if record is None or record.owner_id != event.user_id or record.purpose != MediaPurpose.AVATAR:
+                return
+            await self._store.delete(object_keys(record))
+            await repo.delete_media(session, [record.id])
+        log.info("avatar deleted", extra={"user_id": event.user_id, "media_id": event.media_id})
+
+
+def avatar_consumers(
+    renditions: Renditions, db: Database, store: ObjectStore, settings: MediaSettings
+) -> list[ConsumerSpec]:
+    consumer = AvatarConsumer(renditions, db, store, max_deliveries=settings.rendition_max_deliveries)
+    return [
+        ConsumerSpec(
+            durable=AVATAR_RENDITIONS_DURABLE,
+            events=[AVATAR_ATTACHED],
+            handler=consumer.on_avatar_attached,
+            max_deliver=settings.rendition_max_deliveries,
+            backoff=settings.rendition_backoff_seconds,
+            ack_wait_seconds=settings.rendition_ack_wait_seconds,
+            batch=4,
+            on_dead_letter=consumer.on_avatar_attached_dead_letter,
+        ),
+        ConsumerSpec(
+            durable=AVATAR_DISCARDS_DURABLE,
+            events=[AVATAR_DISCARDED],
+            handler=consumer.on_avatar_discarded,
             max_deliver=settings.rendition_max_deliveries,
             backoff=settings.rendition_backoff_seconds,
         ),

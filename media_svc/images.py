@@ -43,6 +43,8 @@ pillow_heif.register_heif_opener()
 
 # Longest side of each rendition, largest first (each is made from the one before it).
 RENDITION_SIZES = (1080, 640, 150)
+# Side of each square avatar rendition, largest first: 320 for a profile page, 150 for every list.
+AVATAR_SIZES = (320, 150)
 # Pillow's names of the formats we accept, and ours. MPO is a JPEG with extra frames appended
 # (many phones write it); its first frame is the photo. HEIF covers .heic and .heif files.
 ACCEPTED_FORMATS = {"JPEG": "jpeg", "MPO": "jpeg", "PNG": "png", "WEBP": "webp", "HEIF": "heif", "AVIF": "avif"}
@@ -248,6 +250,50 @@ def render(
     )
 
 
+def render_avatar(
+    raw: bytes, *, max_pixels: int, webp_method: int = WEBP_METHOD, budget: PixelBudget | None = None
+) -> Rendering:
+    """Square renditions of a profile picture (AVATAR_SIZES: 320 and 150 px, never upscaled, so a
+    photo whose shorter side is below 320 px gives a square of that side), blurhash and checksum.
+
+    The photo is decoded only as large as its shorter side needs to be for 320 px (JPEG draft), made
+    upright and sRGB and stripped of every piece of metadata exactly as `render` does, then cropped
+    to the centred square of its shorter side. `Rendering.width`/`height` are the upright
+    original's. Memory and errors: as `render`.
+    """
+    checksum = hashlib.sha256(raw).hexdigest()
+    image, real_format = _open(raw, max_pixels)
+    orientation = _orientation(image)
+    stored_w, stored_h = image.size
+    first = _cover(stored_w, stored_h, AVATAR_SIZES[0])
+    with _decoding(image, first, budget):
+        current = _upright_srgb(image, first, orientation, max_pixels)
+        del image  # as in render
+    side = min(current.size)
+    left, top = (current.width - side) // 2, (current.height - side) // 2
+    current = current.crop((left, top, left + side, top + side))
+
+    renditions: list[RenderedImage] = []
+    for size in AVATAR_SIZES:
+        edge = min(side, size)
+        current = _resized(current, edge, edge)
+        if renditions and renditions[-1].width == edge:
+            webp = renditions[-1].webp  # a small picture: the same pixels, the same bytes
+        else:
+            webp = _encode_webp(current, webp_method)
+        renditions.append(RenderedImage(size, edge, edge, webp))
+
+    upright_w, upright_h = (stored_h, stored_w) if orientation in (5, 6, 7, 8) else (stored_w, stored_h)
+    return Rendering(
+        real_format=real_format,
+        width=upright_w,
+        height=upright_h,
+        checksum=checksum,
+        blurhash=blurhash.encode(current, *_components(*current.size)),
+        renditions=tuple(renditions),
+    )
+
+
 def placeholder(raw: bytes, *, max_pixels: int, budget: PixelBudget | None = None) -> str:
     """The blurhash of an upload, for clients to show while its renditions are being made.
 
@@ -393,6 +439,15 @@ def _fit(width: int, height: int, longest: int) -> tuple[int, int]:
         return width, height
     scale = longest / side
     return max(1, round(width * scale)), max(1, round(height * scale))
+
+
+def _cover(width: int, height: int, shortest: int) -> tuple[int, int]:
+    """The size with the shorter side at most `shortest`, aspect kept, never larger than (width, height)."""
+    side = min(width, height)
+    if side <= shortest:
+        return width, height
+    scale = shortest / side
+    return max(shortest, round(width * scale)), max(shortest, round(height * scale))
 
 
 def _resized(image: Image.Image, width: int, height: int) -> Image.Image:

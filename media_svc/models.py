@@ -25,6 +25,17 @@ class MediaStatus(StrEnum):
     FAILED = "FAILED"
 
 
+class MediaPurpose(StrEnum):
+    """What an upload is for, chosen with its grant (glimpse.media.v1.MediaPurpose is "MEDIA_PURPOSE_"
+    + these): it decides what the media can be attached to and which renditions it gets."""
+
+    # A post's or a story's photo (AttachMedia): 1080/640/150 px renditions behind signed URLs.
+    PHOTO = "PHOTO"
+    # A profile picture (AttachAvatar): square 320/150 px renditions at public URLs
+    # (object_keys.avatar_key). Attached to no post: PROCESSING with post_id NULL.
+    AVATAR = "AVATAR"
+
+
 media = Table(
     "media",
     metadata,
@@ -52,10 +63,16 @@ media = Table(
     Column("upload_expires_at", DateTime(timezone=True), nullable=False),
     # When the sweeper deleted the raw upload (retention policy): renditions remain, the original is gone.
     Column("raw_deleted_at", DateTime(timezone=True)),
+    Column("purpose", Text, nullable=False, server_default=MediaPurpose.PHOTO.value),
     CheckConstraint(f"status IN ({', '.join(repr(s.value) for s in MediaStatus)})", name="known_status"),
+    CheckConstraint(f"purpose IN ({', '.join(repr(p.value) for p in MediaPurpose)})", name="known_purpose"),
     CheckConstraint("size_bytes > 0", name="size_positive"),
-    # Attached media always have their post; pending ones never do.
-    CheckConstraint(f"(status = '{MediaStatus.PENDING}') = (post_id IS NULL)", name="attached_iff_not_pending"),
+    # Attached photos always have their post; pending ones never do; avatars never have one.
+    CheckConstraint(
+        f"purpose = '{MediaPurpose.AVATAR}' OR (status = '{MediaStatus.PENDING}') = (post_id IS NULL)",
+        name="attached_iff_not_pending",
+    ),
+    CheckConstraint(f"purpose = '{MediaPurpose.PHOTO}' OR post_id IS NULL", name="avatars_on_no_post"),
 )
 Index("media_by_post", media.c.post_id, postgresql_where=media.c.post_id.is_not(None))
 Index("media_by_owner", media.c.owner_id, media.c.id.desc())

@@ -1,10 +1,14 @@
 """Where photo bytes live in the media bucket: the one definition of the key layout.
 
-    u/{owner_id}/raw/{media_id}             the upload, exactly as sent; never served
-    u/{owner_id}/r/{media_id}/{size}.webp   a rendition; immutable, served only through signed,
-                                            time-limited URLs (media_svc.rendition_urls)
+    u/{owner_id}/raw/{media_id}                 the upload, exactly as sent; never served
+    u/{owner_id}/r/{media_id}/{size}.webp       a rendition; immutable, served only through signed,
+                                                time-limited URLs (media_svc.rendition_urls)
+    avatars/{owner_id}/{media_id}/{size}.webp   a profile picture's square rendition; immutable
+                                                (a new picture is a new media id), public
 
-Nothing in the bucket is readable without a signature, so no key pattern is granted to anyone.
+Only the avatars prefix is readable without a signature (the bucket policy of
+storage.ObjectStore.ensure_bucket): profile pictures are public, as on Instagram, even for private
+accounts, and served without a media_svc call per user shown. Everything else needs a signature.
 Everything that names a key (upload grants, the worker, the sweeper, the signed URLs, bulk loads
 written in SQL) builds it here.
 """
@@ -15,6 +19,8 @@ _USER = "u"
 _RAW = "raw"
 _RENDITIONS = "r"
 RENDITION_EXTENSION = "webp"
+# The one prefix anyone may read (storage's bucket policy grants exactly this).
+AVATAR_PREFIX = "avatars/"
 
 
 def raw_key(owner_id: int, media_id: int) -> str:
@@ -27,6 +33,11 @@ def rendition_key(owner_id: int, media_id: int, size: int) -> str:
     return f"{_USER}/{owner_id}/{_RENDITIONS}/{media_id}/{size}.{RENDITION_EXTENSION}"
 
 
+def avatar_key(owner_id: int, media_id: int, size: int) -> str:
+    """Where an avatar's square rendition (side `size` px) lives; immutable and public."""
+    return f"{AVATAR_PREFIX}{owner_id}/{media_id}/{size}.{RENDITION_EXTENSION}"
+
+
 def raw_key_sql(owner_id: str, media_id: str) -> str:
     """`raw_key` as a PostgreSQL expression over the SQL expressions `owner_id` and `media_id`
     (for bulk loads that make media rows in SQL)."""
@@ -36,3 +47,9 @@ def raw_key_sql(owner_id: str, media_id: str) -> str:
 def rendition_key_sql(owner_id: str, media_id: str, size: int) -> str:
     """`rendition_key` as a PostgreSQL expression (see raw_key_sql)."""
     return f"'{_USER}/' || {owner_id} || '/{_RENDITIONS}/' || {media_id} || '/{int(size)}.{RENDITION_EXTENSION}'"
+
+
+def owner_prefixes(owner_id: int) -> list[str]:
+    """The prefixes of every key holding the owner's bytes: their photos' and their avatars' (a
+    user's erasure leaves nothing under either)."""
+    return [f"{_USER}/{owner_id}/", f"{AVATAR_PREFIX}{owner_id}/"]

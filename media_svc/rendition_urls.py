@@ -73,6 +73,10 @@ class RenditionUrls:
         self._cache: LRUCache[str, str] = LRUCache(max(max_cached, 1))
         self._cached_slot = -1
 
+    def public(self, key: str) -> str:
+        """The unsigned URL of an avatar's rendition (public: object_keys.AVATAR_PREFIX)."""
+        return self._store.public_url(key)
+
     @property
     def bound(self) -> dt.timedelta:
         """The longest a URL works after it was handed out: two slots."""

@@ -1,5 +1,8 @@
-"""The rendition workflow of one post's media: read the upload, render it, store the renditions,
-then mark the media READY (or FAILED) and emit its event in the same transaction.
+"""The rendition workflow of one post's media (or of an avatar): read the upload, render it, store
+the renditions, then mark the media READY (or FAILED) and emit its event in the same transaction.
+A post's or story's photo gets images.render's renditions under object_keys.rendition_key and
+`media.ready`; an avatar images.render_avatar's squares under object_keys.avatar_key and
+`media.avatar_ready`, which carries their public URLs.
 
 Idempotent: renditions are written under fixed keys from deterministic bytes, and only a media
 still PROCESSING is changed, so a redelivered event changes nothing and emits nothing twice.
@@ -17,10 +20,10 @@ from glimpse.events.v1 import events_pb2
 from media_svc import images
 from media_svc import repository as repo
 from media_svc.images import UnusableImage
-from media_svc.models import MediaStatus
-from media_svc.object_keys import rendition_key
+from media_svc.models import MediaPurpose, MediaStatus
+from media_svc.object_keys import avatar_key, rendition_key
 from media_svc.repository import MediaRecord, RenditionRecord
-from media_svc.storage import ObjectStore
+from media_svc.storage import AVATAR_CACHE, IMMUTABLE, ObjectStore
 from mesh.db import Database, Session
 from mesh.outbox import Outbox
 
@@ -109,6 +112,24 @@ class Renditions:
         if errors:
             raise errors[0]
 
+    async def render_avatar(self, media_id: int, owner_id: int) -> None:
+        """Renders an avatar of `owner_id` that is still PROCESSING (anything else is skipped: an
+        event never grants access to another's media). Transient errors raise, as render_post's."""
+        async with self._db.read_only() as session:
+            record = (await repo.get_media(session, [media_id])).get(media_id)
+        if record is None or record.owner_id != owner_id or record.purpose != MediaPurpose.AVATAR:
+            log.warning("skipping media that is not this owner's avatar", extra={"media_id": media_id})
+            return
+        if record.status == MediaStatus.PROCESSING:
+            await self._render(record)
+
+    async def fail_avatar(self, media_id: int, reason: str) -> None:
+        """Marks an avatar still PROCESSING as FAILED with `reason` (emitting media.failed)."""
+        async with self._db.unit_of_work() as session:
+            record = (await repo.lock_media(session, [media_id])).get(media_id)
+            if record is not None and record.purpose == MediaPurpose.AVATAR and record.status == MediaStatus.PROCESSING:
+                await self._mark_failed(session, record, reason)
+
     async def fail_post(self, post_id: int, media_ids: Sequence[int], reason: str) -> None:
         """Marks the post's media that are still PROCESSING as FAILED with `reason` (emitting media.failed)."""
         async with self._db.unit_of_work() as session:
@@ -127,22 +148,28 @@ class Renditions:
                 limit = f"{self._max_bytes / (1024 * 1024):g} MiB"
                 await self._fail(record, f"the file is larger than the {limit} limit; upload a smaller photo")
                 return
+            avatar = record.purpose == MediaPurpose.AVATAR
             try:
                 # Decoding and encoding release the GIL: other renders and the event loop go on.
                 rendering = await asyncio.to_thread(
-                    images.render, raw, max_pixels=self._max_pixels, budget=self._pixels
+                    images.render_avatar if avatar else images.render,
+                    raw,
+                    max_pixels=self._max_pixels,
+                    budget=self._pixels,
                 )
             except UnusableImage as exc:
                 await self._fail(record, exc.reason)
                 return
             del raw
+        key = avatar_key if avatar else rendition_key
+        cache_control = AVATAR_CACHE if avatar else IMMUTABLE
         renditions = [
-            RenditionRecord(r.size, r.width, r.height, rendition_key(record.owner_id, record.id, r.size))
+            RenditionRecord(r.size, r.width, r.height, key(record.owner_id, record.id, r.size))
             for r in rendering.renditions
         ]
         await asyncio.gather(
             *(
-                self._store.write(stored.key, rendered.webp, WEBP)
+                self._store.write(stored.key, rendered.webp, WEBP, cache_control=cache_control)
                 for stored, rendered in zip(renditions, rendering.renditions, strict=True)
             )
         )
@@ -160,9 +187,19 @@ class Renditions:
                 blurhash=rendering.blurhash,
                 renditions=renditions,
             )
-            event = events_pb2.MediaReady(media_id=record.id, owner_id=record.owner_id, post_id=current.post_id or 0)
-            await self._outbox.add(session, event)
+            await self._outbox.add(session, self._ready_event(current, renditions))
         log.info("media ready", extra={"media_id": record.id, "format": rendering.real_format})
+
+    def _ready_event(
+        self, record: MediaRecord, renditions: Sequence[RenditionRecord]
+    ) -> events_pb2.MediaReady | events_pb2.AvatarReady:
+        if record.purpose == MediaPurpose.AVATAR:
+            squares = [
+                events_pb2.AvatarReady.Image(size=r.size, width=r.width, url=self._store.public_url(r.key))
+                for r in renditions
+            ]
+            return events_pb2.AvatarReady(media_id=record.id, owner_id=record.owner_id, images=squares)
+        return events_pb2.MediaReady(media_id=record.id, owner_id=record.owner_id, post_id=record.post_id or 0)
 
     async def _fail(self, record: MediaRecord, reason: str) -> None:
         async with self._db.unit_of_work() as session:

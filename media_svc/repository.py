@@ -9,7 +9,7 @@ from typing import Any
 
 from sqlalchemy import ARRAY, BigInteger, any_, bindparam, delete, func, literal, select, tuple_, update
 
-from media_svc.models import MediaStatus, media
+from media_svc.models import MediaPurpose, MediaStatus, media
 from mesh.db import Session, Statement
 
 
@@ -41,6 +41,7 @@ class MediaRecord:
     updated_at: dt.datetime
     upload_expires_at: dt.datetime
     raw_deleted_at: dt.datetime | None
+    purpose: MediaPurpose
 
 
 _COLUMNS = [media.c[name] for name in MediaRecord.__dataclass_fields__]
@@ -50,6 +51,7 @@ def _record(row: Any) -> MediaRecord:
     fields = dict(row._mapping)
     fields["renditions"] = tuple(RenditionRecord(**r) for r in fields["renditions"])
     fields["status"] = MediaStatus(fields["status"])
+    fields["purpose"] = MediaPurpose(fields["purpose"])
     return MediaRecord(**fields)
 
 
@@ -62,6 +64,7 @@ async def insert_media(
     content_type: str,
     size_bytes: int,
     upload_expires_at: dt.datetime,
+    purpose: MediaPurpose = MediaPurpose.PHOTO,
 ) -> MediaRecord:
     row = (
         await session.execute(
@@ -74,6 +77,7 @@ async def insert_media(
                 size_bytes=size_bytes,
                 status=MediaStatus.PENDING,
                 upload_expires_at=upload_expires_at,
+                purpose=purpose,
             )
             .returning(*_COLUMNS)
         )
@@ -126,6 +130,23 @@ async def detach(session: Session, media_ids: Sequence[int], post_id: int) -> li
         .returning(media.c.id)
     )
     return [row.id for row in rows]
+
+
+async def attach_avatar(session: Session, media_id: int) -> MediaRecord | None:
+    """Marks a PENDING avatar upload PROCESSING (on no post); the record, None if it was not one."""
+    row = (
+        await session.execute(
+            update(media)
+            .where(
+                media.c.id == media_id,
+                media.c.status == MediaStatus.PENDING,
+                media.c.purpose == MediaPurpose.AVATAR,
+            )
+            .values(status=MediaStatus.PROCESSING, updated_at=func.now())
+            .returning(*_COLUMNS)
+        )
+    ).one_or_none()
+    return _record(row) if row is not None else None
 
 
 _SET_BLURHASH = Statement(
@@ -240,3 +261,13 @@ async def lock_settled_with_raw(session: Session, *, settled_for: dt.timedelta, 
 
 async def mark_raw_deleted(session: Session, media_ids: Sequence[int]) -> None:
     await session.execute(update(media).where(media.c.id.in_(list(media_ids))).values(raw_deleted_at=func.now()))
+
+
+# Erasure (media_svc.erasure) -----------------------------------------------------------------------
+
+
+async def lock_media_of_owner(session: Session, owner_id: int, limit: int) -> list[MediaRecord]:
+    """Up to `limit` of the owner's media in any status, oldest first, locked until the unit of work ends
+    (a render or an attach in flight finishes first)."""
+    query = select(*_COLUMNS).where(media.c.owner_id == owner_id).order_by(media.c.id).limit(limit)
+    return [_record(row) for row in await session.execute(query.with_for_update())]

@@ -1,5 +1,5 @@
 """The rules of media records: upload grants, attaching media to posts (and detaching them when
-the post could not be stored), reading them back.
+the post could not be stored), attaching an upload as its owner's avatar, reading them back.
 
 Raises mesh.errors.DomainError subclasses; storage or database outages surface as Unavailable.
 """
@@ -12,14 +12,16 @@ import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+from glimpse.events.v1 import events_pb2
 from media_svc import repository as repo
-from media_svc.models import MediaStatus
+from media_svc.models import MediaPurpose, MediaStatus
 from media_svc.object_keys import raw_key
 from media_svc.repository import MediaRecord
 from media_svc.storage import ObjectStore, StoredObject
 from mesh.db import Database
 from mesh.errors import FailedPrecondition, NotFound, PermissionDenied, invalid_field
 from mesh.ids import IdGenerator
+from mesh.outbox import Outbox
 
 log = logging.getLogger("media_svc.service")
 
@@ -52,6 +54,7 @@ class MediaService:
         db: Database,
         store: ObjectStore,
         ids: IdGenerator,
+        outbox: Outbox,
         *,
         max_bytes: int,
         grant_ttl: dt.timedelta,
@@ -59,11 +62,14 @@ class MediaService:
         self._db = db
         self._store = store
         self._ids = ids
+        self._outbox = outbox
         self._max_bytes = max_bytes
         self._grant_ttl = grant_ttl
 
-    async def create_upload_grant(self, owner_id: int, content_type: str, size_bytes: int) -> UploadGrant:
-        """Records a PENDING media of `owner_id` and signs a grant to upload exactly its bytes.
+    async def create_upload_grant(
+        self, owner_id: int, content_type: str, size_bytes: int, purpose: MediaPurpose = MediaPurpose.PHOTO
+    ) -> UploadGrant:
+        """Records a PENDING media of `owner_id` for `purpose` and signs a grant to upload exactly its bytes.
 
         INVALID_ARGUMENT naming `content_type` (reason UNSUPPORTED_MEDIA_TYPE) or `size_bytes`
         (reason MEDIA_TOO_LARGE when above the limit).
@@ -88,6 +94,7 @@ class MediaService:
                 content_type=content_type,
                 size_bytes=size_bytes,
                 upload_expires_at=post.expires_at,
+                purpose=purpose,
             )
         return UploadGrant(record, post.url, post.fields, post.expires_at)
 
@@ -109,7 +116,8 @@ class MediaService:
         Idempotent: media already on `post_id` are returned as they are. Raises INVALID_ARGUMENT
         for a bad request; NOT_FOUND for an unknown media; PERMISSION_DENIED for another user's;
         FAILED_PRECONDITION with reason ALREADY_ATTACHED (on another post), NOT_UPLOADED (no bytes
-        stored yet), SIZE_MISMATCH (stored size differs from the grant) or MEDIA_TOO_LARGE.
+        stored yet), SIZE_MISMATCH (stored size differs from the grant), MEDIA_TOO_LARGE or
+        WRONG_PURPOSE (an avatar upload).
         """
         ids = _checked_post_media(post_id, media_ids)
         async with self._db.unit_of_work() as session:
@@ -121,6 +129,10 @@ class MediaService:
                     raise NotFound(f"media {media_id} does not exist", reason="MEDIA_NOT_FOUND")
                 if record.owner_id != caller_id:
                     raise PermissionDenied(f"media {media_id} belongs to another user", reason="NOT_MEDIA_OWNER")
+                if record.purpose != MediaPurpose.PHOTO:
+                    raise _wrong_purpose(
+                        record, "was uploaded as a profile picture; ask for an upload grant for a photo"
+                    )
                 if record.post_id == post_id:
                     continue
                 if record.post_id is not None:
@@ -159,6 +171,35 @@ class MediaService:
         if detached:
             log.info("media detached", extra={"post_id": post_id, "media_ids": sorted(detached)})
         return [i for i in ids if i in detached]
+
+    async def attach_avatar(self, caller_id: int, media_id: int) -> MediaRecord:
+        """Makes the caller's avatar upload PROCESSING and, in the same transaction, emits
+        `media.avatar_attached`, on which the worker makes its square renditions. Idempotent: an
+        avatar attached before is returned as it is, nothing emitted again.
+
+        INVALID_ARGUMENT (media_id) for an id that is not positive; NOT_FOUND (MEDIA_NOT_FOUND);
+        PERMISSION_DENIED (NOT_MEDIA_OWNER); FAILED_PRECONDITION: WRONG_PURPOSE (an upload for a
+        post or story), NOT_UPLOADED, SIZE_MISMATCH or MEDIA_TOO_LARGE (as attach_media).
+        """
+        if media_id <= 0:
+            raise invalid_field("media_id", "must be a media id from an upload grant with purpose avatar")
+        async with self._db.unit_of_work() as session:
+            record = (await repo.lock_media(session, [media_id])).get(media_id)
+            if record is None:
+                raise NotFound(f"media {media_id} does not exist", reason="MEDIA_NOT_FOUND")
+            if record.owner_id != caller_id:
+                raise PermissionDenied(f"media {media_id} belongs to another user", reason="NOT_MEDIA_OWNER")
+            if record.purpose != MediaPurpose.AVATAR:
+                raise _wrong_purpose(
+                    record, "was uploaded for a post or story; ask for an upload grant with purpose avatar"
+                )
+            if record.status != MediaStatus.PENDING:
+                return record
+            self._check_upload(record, await self._store.stat(record.object_key))
+            attached = await repo.attach_avatar(session, media_id)
+            assert attached is not None  # locked and PENDING above
+            await self._outbox.add(session, events_pb2.AvatarAttached(media_id=media_id, owner_id=caller_id))
+        return attached
 
     def _check_upload(self, record: MediaRecord, stored: StoredObject | None) -> None:
         meta = {"media_id": str(record.id)}
@@ -206,6 +247,12 @@ class MediaService:
             for media in found
             if media.raw_deleted_at is None and media.status is not MediaStatus.PENDING
         ]
+
+
+def _wrong_purpose(record: MediaRecord, what: str) -> FailedPrecondition:
+    return FailedPrecondition(
+        f"media {record.id} {what}", reason="WRONG_PURPOSE", metadata={"media_id": str(record.id)}
+    )
 
 
 def _checked_post_media(post_id: int, media_ids: Sequence[int]) -> list[int]:

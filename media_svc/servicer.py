@@ -8,14 +8,19 @@ import grpc
 from google.protobuf.timestamp_pb2 import Timestamp
 
 from glimpse.media.v1 import media_pb2, media_pb2_grpc
-from media_svc.models import MediaStatus
+from media_svc.models import MediaPurpose, MediaStatus
 from media_svc.rendition_urls import RenditionUrls
 from media_svc.repository import MediaRecord, RenditionRecord
 from media_svc.service import MediaService
+from mesh.errors import invalid_field
 from mesh.identity import caller_id
 
 # The wire names are ours with the enum's prefix; a status missing from the proto fails at import.
 _STATUS = {status: media_pb2.MediaStatus.Value(f"MEDIA_STATUS_{status.value}") for status in MediaStatus}
+_PURPOSE = {purpose: media_pb2.MediaPurpose.Value(f"MEDIA_PURPOSE_{purpose.value}") for purpose in MediaPurpose}
+_PURPOSE_FROM_WIRE = {number: purpose for purpose, number in _PURPOSE.items()} | {
+    media_pb2.MEDIA_PURPOSE_UNSPECIFIED: MediaPurpose.PHOTO
+}
 
 
 def _timestamp(value: dt.datetime) -> Timestamp:
@@ -29,7 +34,11 @@ class MediaServicer(media_pb2_grpc.MediaServiceServicer):
         self._service = service
         self._rendition_urls = rendition_urls
 
-    def rendition_message(self, rendition: RenditionRecord) -> media_pb2.Rendition:
+    def rendition_message(self, rendition: RenditionRecord, purpose: MediaPurpose) -> media_pb2.Rendition:
+        if purpose == MediaPurpose.AVATAR:
+            # Public and immutable (object_keys): no signature, no expiry.
+            url = self._rendition_urls.public(rendition.key)
+            return media_pb2.Rendition(size=rendition.size, width=rendition.width, height=rendition.height, url=url)
         signed = self._rendition_urls.signed(rendition.key)
         return media_pb2.Rendition(
             size=rendition.size,
@@ -51,15 +60,21 @@ class MediaServicer(media_pb2_grpc.MediaServiceServicer):
             width=media.width or 0,
             height=media.height or 0,
             blurhash=media.blurhash or "",
-            renditions=[self.rendition_message(r) for r in media.renditions],
+            renditions=[self.rendition_message(r, media.purpose) for r in media.renditions],
             post_id=media.post_id or 0,
             create_time=_timestamp(media.created_at),
+            purpose=_PURPOSE[media.purpose],
         )
 
     async def CreateUploadGrant(
         self, request: media_pb2.CreateUploadGrantRequest, context: grpc.aio.ServicerContext
     ) -> media_pb2.UploadGrant:
-        grant = await self._service.create_upload_grant(caller_id(context), request.content_type, request.size_bytes)
+        purpose = _PURPOSE_FROM_WIRE.get(request.purpose)
+        if purpose is None:
+            raise invalid_field("purpose", "must be photo or avatar")
+        grant = await self._service.create_upload_grant(
+            caller_id(context), request.content_type, request.size_bytes, purpose
+        )
         return media_pb2.UploadGrant(
             media_id=grant.media.id,
             url=grant.url,
@@ -102,3 +117,8 @@ class MediaServicer(media_pb2_grpc.MediaServiceServicer):
                 for o in found
             ]
         )
+
+    async def AttachAvatar(
+        self, request: media_pb2.AttachAvatarRequest, context: grpc.aio.ServicerContext
+    ) -> media_pb2.Media:
+        return self.media_message(await self._service.attach_avatar(caller_id(context), request.media_id))

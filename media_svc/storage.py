@@ -26,6 +26,7 @@ from minio.datatypes import PostPolicy
 from minio.deleteobjects import DeleteObject
 from minio.error import MinioException, S3Error
 
+from media_svc.object_keys import AVATAR_PREFIX
 from media_svc.settings import MediaSettings
 from mesh.errors import Unavailable
 
@@ -39,6 +40,10 @@ IMMUTABLE = "public, max-age=31536000, immutable"
 # A signed download's response may be kept by any cache (the URL is the capability), but only until
 # the URL stops working: its Expires header is the URL's expiry.
 SIGNED_DOWNLOAD_CACHE = "public, immutable"
+# Avatars are public under keys that change with the picture, so they could be kept forever; a day
+# bounds how long a removed (or erased) picture stays in a CDN or browser cache after its objects
+# are deleted.
+AVATAR_CACHE = "public, max-age=86400"
 _MISSING = {"NoSuchKey", "NoSuchObject", "NoSuchVersion"}
 _EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
 
@@ -116,9 +121,31 @@ class ObjectStore:
             http_client=http,
         )
 
+    def public_read_policy(self) -> dict[str, Any]:
+        """The bucket policy media_svc installs: anyone may GET what is under the avatars prefix
+        (object_keys.AVATAR_PREFIX), and nothing else."""
+        return {
+            "Version": "2012-10-17",
+            "Statement": [
+                {
+                    "Sid": "PublicAvatars",
+                    "Effect": "Allow",
+                    "Principal": {"AWS": ["*"]},
+                    "Action": ["s3:GetObject"],
+                    "Resource": [f"arn:aws:s3:::{self.bucket}/{AVATAR_PREFIX}*"],
+                }
+            ],
+        }
+
+    def public_url(self, key: str) -> str:
+        """The unsigned URL of `key` as clients reach the store (or the CDN in front of it): it works
+        only under the avatars prefix, the one the bucket policy lets anyone read."""
+        return self._download_prefix + key
+
     async def ensure_bucket(self) -> None:
         """Creates the bucket if missing and makes sure no one reads anything in it without a
-        signature: any bucket policy is removed (earlier versions let anyone read renditions)."""
+        signature but the avatars (public_read_policy): any other policy is replaced (earlier
+        versions let anyone read renditions)."""
 
         def ensure() -> None:
             if not self._client.bucket_exists(self.bucket):
@@ -128,10 +155,11 @@ class ObjectStore:
                     # Another process created it in the meantime.
                     if exc.code not in ("BucketAlreadyOwnedByYou", "BucketAlreadyExists"):
                         raise
-            # Without a policy the store's default holds: only signed requests read or write. An
+            # Beside the avatars, the store's default holds: only signed requests read or write. An
             # Allow-everyone statement for renditions would outlive any privacy change.
-            if anonymous_reads(self._bucket_policy()):
-                self._client.delete_bucket_policy(self.bucket)
+            wanted = self.public_read_policy()
+            if anonymous_reads(self._bucket_policy()) != anonymous_reads(wanted):
+                self._client.set_bucket_policy(self.bucket, json.dumps(wanted))
 
         await self._call(ensure)
 
@@ -259,6 +287,16 @@ class ObjectStore:
 
         if keys:
             await self._call(delete)
+
+    async def list_keys(self, prefix: str, limit: int) -> list[str]:
+        """Up to `limit` keys of objects stored under `prefix` (a user's erasure checks that nothing is
+        left under theirs). Unavailable if the store cannot be reached."""
+
+        def list_keys() -> list[str]:
+            found = self._client.list_objects(self.bucket, prefix=prefix, recursive=True)
+            return [item.object_name for _, item in zip(range(limit), found, strict=False) if item.object_name]
+
+        return await self._call(list_keys)
 
     async def _call(self, work: Callable[[], T]) -> T:
         with _unavailable_when_unreachable(self._endpoint):

@@ -43,8 +43,9 @@ from prometheus_client import Counter
 
 from glimpse.post.v1 import post_pb2, post_pb2_grpc
 from media_svc import repository as repo
-from media_svc.images import RENDITION_SIZES
-from media_svc.object_keys import rendition_key
+from media_svc.images import AVATAR_SIZES, RENDITION_SIZES
+from media_svc.models import MediaPurpose
+from media_svc.object_keys import avatar_key, rendition_key
 from media_svc.repository import MediaRecord
 from media_svc.settings import MediaSettings
 from media_svc.storage import ObjectStore
@@ -222,5 +223,8 @@ class Sweeper:
 
 def object_keys(record: MediaRecord) -> list[str]:
     """Every key a media may have objects under: its upload, and renditions a worker may have
-    written before the media was detached (writes are not undone when a render loses the race)."""
+    written before the media was detached (writes are not undone when a render loses the race); an
+    avatar's squares for an avatar."""
+    if record.purpose == MediaPurpose.AVATAR:
+        return [record.object_key, *(avatar_key(record.owner_id, record.id, size) for size in AVATAR_SIZES)]
     return [record.object_key, *(rendition_key(record.owner_id, record.id, size) for size in RENDITION_SIZES)]

@@ -1,5 +1,5 @@
-"""The bucket as the world sees it: nothing is readable without a signature, whatever policy an older
-version installed, and a signed download works only for the host and path it was signed for."""
+"""The bucket as the world sees it: nothing but avatars is readable without a signature, whatever policy
+an older version installed, and a signed download works only for the host and path it was signed for."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ import uuid
 import pytest
 
 from media_svc.app import open_store
-from media_svc.object_keys import rendition_key
+from media_svc.object_keys import avatar_key, rendition_key
 from media_svc.settings import MediaSettings
 from media_svc.storage import ObjectStore, anonymous_reads, remove_bucket
 from tests.media_svc import photos, signatures
@@ -39,12 +39,12 @@ def unsigned(settings: MediaSettings, key: str) -> str:
     return f"{settings.s3_endpoint}/{settings.bucket}/{key}"
 
 
-async def test_no_one_reads_the_bucket_without_a_signature(
+async def test_no_one_reads_the_bucket_without_a_signature_but_avatars(
     media_addr, make_account, upload, media_settings, s3_admin, s3
 ):
     store = await open_store(media_settings)  # as the API and the worker start
     policy = await store.bucket_policy()
-    assert anonymous_reads(policy) == [], policy
+    assert anonymous_reads(policy) == [f"arn:aws:s3:::{media_settings.bucket}/avatars/*"], policy
 
     user = await make_account()
     grant = await upload(user, photos.tiny_jpeg())
@@ -52,6 +52,13 @@ async def test_no_one_reads_the_bucket_without_a_signature(
     s3_admin.put_object(media_settings.bucket, rendition, io.BytesIO(b"webp"), 4, content_type="image/webp")
     for key in (rendition, grant.object_key):
         assert (await s3.get(unsigned(media_settings, key))).status_code == 403, key  # anonymous, no signature
+
+    # A profile picture is public (as on Instagram), at the URL the worker hands graph_svc.
+    avatar = avatar_key(user.id, grant.media_id, 150)
+    s3_admin.put_object(media_settings.bucket, avatar, io.BytesIO(b"webp"), 4, content_type="image/webp")
+    response = await s3.get(store.public_url(avatar))
+    assert (response.status_code, response.content) == (200, b"webp")
+    assert store.public_url(avatar) == unsigned(media_settings, avatar)
 
     now = dt.datetime.now(dt.UTC).replace(microsecond=0)
     signed = store.presign_download(rendition, now, now + dt.timedelta(minutes=5))
@@ -69,10 +76,10 @@ async def test_an_older_public_read_policy_is_removed_at_start_up(media_settings
         assert (await s3.get(unsigned(settings, key))).status_code == 200  # the leak being closed
 
         store = await open_store(settings)
-        assert await store.bucket_policy() is None
+        assert await store.bucket_policy() == store.public_read_policy()
         assert (await s3.get(unsigned(settings, key))).status_code == 403
         await store.ensure_bucket()  # idempotent
-        assert await store.bucket_policy() is None
+        assert await store.bucket_policy() == store.public_read_policy()
     finally:
         remove_bucket(settings)
 
