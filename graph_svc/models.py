@@ -40,7 +40,20 @@ users = Table(
     Column("created_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
     # Only the owner and approved followers see a private account's posts and lists.
     Column("is_private", Boolean, nullable=False, server_default=text("false")),
+    # The profile (graph_svc.profile): a normalised http(s) URL or "".
+    Column("website", Text, nullable=False, server_default=""),
+    # The profile picture shown: media_svc's avatar media and the public URLs of its 150 and 320 px
+    # squares (media.avatar_ready), all set or all NULL.
+    Column("avatar_media_id", BigInteger),
+    Column("avatar_url", Text),
+    Column("avatar_large_url", Text),
+    # The picture asked for (SetAvatar) whose renditions are being made; shown once they are ready.
+    Column("pending_avatar_media_id", BigInteger),
     CheckConstraint("follower_count >= 0 AND following_count >= 0", name="counts_not_negative"),
+    CheckConstraint(
+        "(avatar_media_id IS NULL) = (avatar_url IS NULL) AND (avatar_url IS NULL) = (avatar_large_url IS NULL)",
+        name="avatar_complete",
+    ),
 )
 
 # SearchUsers' typo tolerance (graph_svc.repository.search_users): trigram indexes (pg_trgm) for the
