@@ -19,6 +19,7 @@ from gateway.routes import (
     accounts,
     discovery,
     engagement,
+    exports,
     feed,
     graph,
     media,
@@ -78,6 +79,7 @@ def create_app(settings: GatewaySettings) -> FastAPI:
     app.include_router(notifications.router)
     app.include_router(discovery.router)
     app.include_router(stories.router)
+    app.include_router(exports.router)
     app.include_router(operations.router)
     # The client's files at /: it matches only their paths, so no API answer changes.
     app.router.routes.append(web_client())

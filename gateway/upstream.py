@@ -18,6 +18,8 @@ from grpc_health.v1.health_pb2_grpc import HealthStub
 from gateway.settings import GatewaySettings
 from glimpse.engagement.v1 import engagement_pb2
 from glimpse.engagement.v1.engagement_pb2_grpc import EngagementServiceStub
+from glimpse.export.v1 import export_pb2
+from glimpse.export.v1.export_pb2_grpc import ExportServiceStub
 from glimpse.feed.v1 import feed_pb2
 from glimpse.feed.v1.feed_pb2_grpc import FeedServiceStub
 from glimpse.graph.v1 import graph_pb2
@@ -73,6 +75,7 @@ class Upstream:
     engagement: EngagementServiceStub
     notification: NotificationServiceStub
     story: StoryServiceStub
+    export: ExportServiceStub
     # Passed as `timeout=` on every call: a deadline the services see and propagate.
     timeout: float
     health: UpstreamHealth
@@ -104,6 +107,7 @@ async def connect_upstream(settings: GatewaySettings) -> AsyncIterator[Upstream]
             notification_pb2.DESCRIPTOR.services_by_name["NotificationService"],
         )
         story = await connect("story", settings.story_addr, story_pb2.DESCRIPTOR.services_by_name["StoryService"])
+        export = await connect("export", settings.export_addr, export_pb2.DESCRIPTOR.services_by_name["ExportService"])
         yield Upstream(
             graph=GraphServiceStub(graph),
             post=PostServiceStub(post),
@@ -112,6 +116,7 @@ async def connect_upstream(settings: GatewaySettings) -> AsyncIterator[Upstream]
             engagement=EngagementServiceStub(engagement),
             notification=NotificationServiceStub(notification),
             story=StoryServiceStub(story),
+            export=ExportServiceStub(export),
             timeout=settings.upstream_timeout_seconds,
             health=UpstreamHealth(checks=checks, timeout=settings.readiness_timeout_seconds),
         )

@@ -28,6 +28,9 @@ from PIL import Image
 
 from engagement_svc.app import engagement_host
 from engagement_svc.settings import EngagementSettings
+from export_svc.app import export_host
+from export_svc.settings import ExportSettings
+from export_svc.storage import remove_bucket as remove_export_bucket
 from fanout_svc.app import fanout_host
 from fanout_svc.settings import FanoutSettings
 from feed_svc.app import feed_host
@@ -107,6 +110,7 @@ SCHEMAS = (
     "engagement_svc",
     "notification_svc",
     "story_svc",
+    "export_svc",
 )  # every service with a database (tests/mesh/test_migrate.py checks each)
 # Lowered so a handful of test users exercise both fan-out paths (push and pull).
 CELEBRITY_THRESHOLD = 4
@@ -304,6 +308,33 @@ async def story_addr(story_settings: StorySettings) -> AsyncIterator[str]:
 
 
 @pytest.fixture(scope="session")
+def export_settings(
+    database_url: str, namespace: str, graph_addr: str, post_addr: str, media_addr: str, engagement_addr: str
+) -> Iterator[ExportSettings]:
+    settings = ExportSettings(
+        **_common(database_url, namespace),
+        graph_addr=graph_addr,
+        post_addr=post_addr,
+        media_addr=media_addr,
+        engagement_addr=engagement_addr,
+        # Failed attempts come back quickly; tests run the sweeper's passes themselves.
+        build_backoff_seconds=(0.2,),
+        build_max_attempts=3,
+        build_ack_wait_seconds=2,
+        sweep_interval_seconds=24 * 3600,
+    )
+    yield settings
+    remove_export_bucket(settings)
+
+
+@pytest.fixture(scope="session")
+async def export_addr(export_settings: ExportSettings) -> AsyncIterator[str]:
+    async with export_host(export_settings) as host:
+        yield f"127.0.0.1:{await host.start()}"
+        await host.stop()
+
+
+@pytest.fixture(scope="session")
 def fanout_settings(database_url: str, namespace: str, graph_addr: str, post_addr: str) -> FanoutSettings:
     return FanoutSettings(
         **_common(database_url, namespace),
@@ -410,6 +441,7 @@ async def gateway_url(
     engagement_addr: str,
     notification_addr: str,
     story_addr: str,
+    export_addr: str,
     database_url: str,
     namespace: str,
 ) -> AsyncIterator[str]:
@@ -426,6 +458,7 @@ async def gateway_url(
         engagement_addr=engagement_addr,
         notification_addr=notification_addr,
         story_addr=story_addr,
+        export_addr=export_addr,
         namespace=namespace,
         database_url=database_url,
         log_json=False,
