@@ -1,6 +1,6 @@
 """Assembles engagement_svc: runtime, post and graph clients -> services -> servicer -> host (with the
-outbox relay, the `posts.deleted` and `posts.created` consumers and the `posts.deleted` watch that
-keeps the post cache honest)."""
+outbox relay, the `posts.deleted`, `posts.created` and `graph.user_deleted` (erasure) consumers and the
+`posts.deleted` watch that keeps the post cache honest)."""
 
 from __future__ import annotations
 
@@ -12,6 +12,7 @@ from engagement_svc import models
 from engagement_svc.comments import CommentService
 from engagement_svc.consumers import POSTS_CREATED_DURABLE, POSTS_DELETED_DURABLE, PostEvents
 from engagement_svc.counts import CountService
+from engagement_svc.erasure import ERASURE_DURABLE, EngagementErasure
 from engagement_svc.likes import LikeService
 from engagement_svc.mentions import MentionResolver
 from engagement_svc.posts import PostDirectory
@@ -23,6 +24,7 @@ from glimpse.graph.v1 import graph_pb2_grpc
 from glimpse.post.v1 import post_pb2_grpc
 from mesh.bus import ConsumerSpec, run_consumer
 from mesh.channels import open_channel
+from mesh.erasure import erasure_consumer
 from mesh.events import POST_CREATED, POST_DELETED
 from mesh.runtime import open_runtime
 from mesh.server import ServiceHost
@@ -72,4 +74,9 @@ async def engagement_host(settings: EngagementSettings) -> AsyncIterator[Service
             consumer(POSTS_CREATED_DURABLE, [POST_CREATED], handlers.on_post_created),
         ):
             host.add_background(functools.partial(run_consumer, runtime.bus, spec))
+        erasure = EngagementErasure(runtime.db, outbox, counter_shards=shards)
+        erasure_spec = erasure_consumer(
+            ERASURE_DURABLE, erasure.on_user_deleted, ack_wait_seconds=settings.ack_wait_seconds
+        )
+        host.add_background(functools.partial(run_consumer, runtime.bus, erasure_spec))
         yield host

@@ -40,8 +40,6 @@ likes = Table(
 Index("likes_newest", likes.c.post_id, likes.c.created_at.desc(), likes.c.user_id.desc())
 # A user's own likes, newest first (their data export; erasing them).
 Index("likes_by_user", likes.c.user_id, likes.c.created_at.desc(), likes.c.post_id.desc())
-# A user's own likes, newest first (their data export; erasing them).
-Index("likes_by_user", likes.c.user_id, likes.c.created_at.desc(), likes.c.post_id.desc())
 
 comments = Table(
     "comments",
@@ -78,8 +76,6 @@ Index(
 )
 # Every comment of a post, live or not: what a deleted post takes with it.
 Index("comments_by_post", comments.c.post_id)
-# A user's own comments, oldest first (their data export; erasing them).
-Index("comments_by_author", comments.c.author_id, comments.c.id)
 # A user's own comments, oldest first (their data export; erasing them).
 Index("comments_by_author", comments.c.author_id, comments.c.id)
 
@@ -141,5 +137,7 @@ caption_mentions = Table(
     Column("user_id", BigInteger, nullable=False),
     PrimaryKeyConstraint("post_id", "user_id"),
 )
+# The captions that mentioned a user (their erasure).
+Index("caption_mentions_by_user", caption_mentions.c.user_id)
 
 outbox = outbox_table(metadata)

@@ -535,3 +535,176 @@ async def list_comments_by_author(session: Session, author_id: int, after_id: in
         .limit(limit)
     )
     return [_comment(row) for row in await session.execute(query)]
+
+
+# Erasure (engagement_svc.erasure) ------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ErasedComments:
+    """What one batch of a user's comments took with it: each post's live comments removed (replies
+    included), and the deletions to announce (comment id, post id, live reply ids removed with it)."""
+
+    removed_by_post: dict[int, int]
+    announced: list[tuple[int, int, list[int]]]
+    rows: int
+
+
+_HOLD_POSTS_SHARED = Statement(
+    text("SELECT pg_advisory_xact_lock_shared(:lock_class, k) FROM unnest(CAST(:keys AS integer[])) AS k ORDER BY k")
+)
+
+
+async def hold_posts(session: Session, post_ids: Sequence[int]) -> None:
+    """`hold_post` (shared) for several posts, in lock-key order (so two holders never wait in a circle)."""
+    keys = sorted({_lock_params(p)["lock_key"] for p in post_ids})
+    if keys:
+        await session.execute(_HOLD_POSTS_SHARED, {"lock_class": _LOCK_CLASS, "keys": keys})
+
+
+_UNCOUNT = Statement(
+    text(
+        f"""
+    INSERT INTO {post_counters.fullname} AS c (post_id, shard, likes, comments)
+    SELECT d.post_id, :shard, d.likes, d.comments
+      FROM unnest(CAST(:post_ids AS bigint[]), CAST(:likes AS bigint[]), CAST(:comments AS bigint[]))
+           AS d(post_id, likes, comments)
+     ORDER BY d.post_id
+    ON CONFLICT (post_id, shard)
+    DO UPDATE SET likes = c.likes + EXCLUDED.likes, comments = c.comments + EXCLUDED.comments
+    """
+    )
+)
+
+
+async def bump_many(session: Session, shard: int, deltas: dict[int, tuple[int, int]]) -> None:
+    """Adds (likes, comments) deltas to one shard of each post's counters, in one statement (the
+    posts held first; their rows taken in post order)."""
+    if not deltas:
+        return
+    ordered = sorted(deltas.items())
+    await session.execute(
+        _UNCOUNT,
+        {
+            "shard": shard,
+            "post_ids": [post_id for post_id, _ in ordered],
+            "likes": [likes for _, (likes, _) in ordered],
+            "comments": [comments_ for _, (_, comments_) in ordered],
+        },
+    )
+
+
+_LIKED_BY = Statement(
+    select(likes.c.post_id)
+    .where(likes.c.user_id == bindparam("user_id"))
+    .order_by(likes.c.post_id)
+    .limit(bindparam("limit"))
+)
+_REMOVE_LIKES = Statement(
+    delete(likes)
+    .where(likes.c.user_id == bindparam("user_id"), likes.c.post_id == any_(bindparam("ids", type_=ARRAY(BigInteger))))
+    .returning(likes.c.post_id)
+)
+
+
+async def liked_by(session: Session, user_id: int, limit: int) -> list[int]:
+    """Up to `limit` posts the user liked (lowest ids first)."""
+    return [row.post_id for row in await session.execute(_LIKED_BY, {"user_id": user_id, "limit": limit})]
+
+
+async def remove_likes(session: Session, user_id: int, post_ids: Sequence[int]) -> list[int]:
+    """Removes the user's likes of the posts (held first); the posts whose like was still there."""
+    result = await session.execute(_REMOVE_LIKES, {"user_id": user_id, "ids": list(post_ids)})
+    return [row.post_id for row in result]
+
+
+_COMMENT_LOCK_COLUMNS = [
+    comments.c.id,
+    comments.c.post_id,
+    comments.c.author_id,
+    comments.c.parent_id,
+    comments.c.state,
+]
+
+
+async def comments_by(session: Session, author_id: int, limit: int) -> list[tuple[int, int, int | None]]:
+    """(id, post id, parent id) of up to `limit` comments the author wrote, live or deleted, oldest first."""
+    rows = await session.execute(
+        select(comments.c.id, comments.c.post_id, comments.c.parent_id)
+        .where(comments.c.author_id == author_id)
+        .order_by(comments.c.id)
+        .limit(limit)
+    )
+    return [(row.id, row.post_id, row.parent_id) for row in rows]
+
+
+async def remove_comments_of(
+    session: Session, author_id: int, found: Sequence[tuple[int, int, int | None]]
+) -> ErasedComments:
+    """Deletes for good the author's comments `found` (posts held first): a top-level one with every
+    reply under it, a reply alone (one reply less on its top-level comment). Rows are locked in the
+    module's order: top-level comments, then replies. What each post lost is for the caller to count."""
+    mine = [comment_id for comment_id, _, _ in found]
+    parents = sorted({parent for _, _, parent in found if parent is not None})
+    # Top-level rows first (the author's own, and those the author's replies answer), then replies.
+    top = await session.execute(
+        select(*_COMMENT_LOCK_COLUMNS)
+        .where(comments.c.id.in_(sorted(set(mine) | set(parents))), comments.c.parent_id.is_(None))
+        .order_by(comments.c.id)
+        .with_for_update()
+    )
+    top_rows = {row.id: row for row in top}
+    threads = sorted(i for i, row in top_rows.items() if row.author_id == author_id)
+    replies = await session.execute(
+        select(*_COMMENT_LOCK_COLUMNS)
+        .where(
+            (comments.c.parent_id.in_(threads) if threads else literal(False))
+            | (comments.c.id.in_(mine) & comments.c.parent_id.is_not(None))
+        )
+        .order_by(comments.c.id)
+        .with_for_update()
+    )
+    reply_rows = {row.id: row for row in replies}
+    removed_by_post: dict[int, int] = {}
+    announced: list[tuple[int, int, list[int]]] = []
+
+    def lose(post_id: int, n: int) -> None:
+        if n:
+            removed_by_post[post_id] = removed_by_post.get(post_id, 0) + n
+
+    for thread_id in threads:
+        thread = top_rows[thread_id]
+        live_replies = sorted(r.id for r in reply_rows.values() if r.parent_id == thread_id and r.state == LIVE)
+        if thread.state == LIVE:
+            lose(thread.post_id, 1 + len(live_replies))
+            announced.append((thread_id, thread.post_id, live_replies))
+    lone = [r for r in reply_rows.values() if r.author_id == author_id and r.parent_id not in threads]
+    for reply in lone:
+        if reply.state == LIVE:
+            lose(reply.post_id, 1)
+            announced.append((reply.id, reply.post_id, []))
+            await session.execute(
+                update(comments).where(comments.c.id == reply.parent_id).values(reply_count=comments.c.reply_count - 1)
+            )
+    gone = sorted(set(threads) | {r.id for r in reply_rows.values() if r.parent_id in threads} | {r.id for r in lone})
+    if gone:
+        await session.execute(delete(comments).where(comments.c.id.in_(gone)))
+    return ErasedComments(removed_by_post, announced, len(gone))
+
+
+async def remove_user_rows(session: Session, user_id: int, limit: int) -> int:
+    """Deletes up to `limit` of the user's saves, then caption mentions of them, then comment keys
+    (none of them counted anywhere); how many rows went (less than `limit`: none are left)."""
+    removed = 0
+    for table, column in (
+        (saves, saves.c.user_id),
+        (caption_mentions, caption_mentions.c.user_id),
+        (comment_requests, comment_requests.c.author_id),
+    ):
+        if removed >= limit:
+            break
+        key = table.c.post_id if table is not comment_requests else table.c.request_id
+        some = select(key).where(column == user_id).limit(limit - removed)
+        result = await session.execute(delete(table).where(column == user_id, key.in_(some)))
+        removed += int(result.rowcount)
+    return removed

@@ -7,11 +7,13 @@ import functools
 from collections.abc import AsyncIterator
 
 from fanout_svc.consumers import FanoutHandlers
+from fanout_svc.erasure import ERASURE_DURABLE, TimelineErasure
 from fanout_svc.settings import FanoutSettings
 from glimpse.graph.v1 import graph_pb2_grpc
 from glimpse.post.v1 import post_pb2_grpc
 from mesh.bus import ConsumerSpec, run_consumer
 from mesh.channels import open_channel
+from mesh.erasure import erasure_consumer
 from mesh.events import (
     POST_CREATED,
     POST_DELETED,
@@ -59,6 +61,11 @@ async def fanout_host(settings: FanoutSettings) -> AsyncIterator[ServiceHost]:
                 "fanout_graph",
                 [USER_FOLLOWED, USER_UNFOLLOWED, USER_BLOCKED, USER_UNBLOCKED, USER_MUTED, USER_UNMUTED],
                 handlers.on_relationship_changed,
+            ),
+            erasure_consumer(
+                ERASURE_DURABLE,
+                TimelineErasure(timelines).on_user_deleted,
+                ack_wait_seconds=settings.ack_wait_seconds,
             ),
         ]
         for spec in specs:

@@ -1,7 +1,7 @@
 """Assembles media_svc's two processes: runtime and object store -> service -> servicer -> API host
-(with the outbox relay), and runtime, object store and a post_svc client -> renditions, placeholders
-and sweeper -> worker host (health, the `posts.created` and `stories.*` consumers, the sweeper and its
-own outbox relay)."""
+(with the outbox relay and the erasure consumer of `graph.user_deleted`), and runtime, object store
+and a post_svc client -> renditions, placeholders and sweeper -> worker host (health, the
+`posts.created` and `stories.*` consumers, the sweeper and its own outbox relay)."""
 
 from __future__ import annotations
 
@@ -14,6 +14,7 @@ from glimpse.media.v1 import media_pb2, media_pb2_grpc
 from glimpse.post.v1 import post_pb2_grpc
 from media_svc import models
 from media_svc.consumers import avatar_consumers, placeholder_consumers, rendition_consumer, story_consumers
+from media_svc.erasure import ERASURE_DURABLE, MediaErasure
 from media_svc.images import free_decoded_pixels_at_once, refuse_decompression_bombs
 from media_svc.placeholders import Placeholders
 from media_svc.rendition_urls import RenditionUrls
@@ -25,6 +26,7 @@ from media_svc.storage import ObjectStore
 from media_svc.sweeper import Sweeper
 from mesh.bus import run_consumer
 from mesh.channels import open_channel
+from mesh.erasure import erasure_consumer
 from mesh.runtime import open_runtime
 from mesh.server import ServiceHost
 
@@ -67,6 +69,8 @@ async def media_host(settings: MediaSettings) -> AsyncIterator[ServiceHost]:
             ),
             media_pb2.DESCRIPTOR.services_by_name["MediaService"],
         )
+        erasure = erasure_consumer(ERASURE_DURABLE, MediaErasure(runtime.db, store).on_user_deleted)
+        host.add_background(functools.partial(run_consumer, runtime.bus, erasure))
         yield host
 
 

@@ -175,7 +175,11 @@ class Renditions:
         )
         async with self._db.unit_of_work() as session:
             current = (await repo.lock_media(session, [record.id])).get(record.id)
-            if current is None or current.status != MediaStatus.PROCESSING:
+            if current is None:
+                # Deleted meanwhile (swept, or its owner erased): what was just written goes too.
+                await self._store.delete([stored.key for stored in renditions])
+                return
+            if current.status != MediaStatus.PROCESSING:
                 return  # another delivery finished it meanwhile
             await repo.mark_ready(
                 session,

@@ -1,7 +1,7 @@
 """Assembles notification_svc: runtime, graph, post and engagement clients -> notifier, inbox reader,
 preferences, watchers -> servicer -> host (with the outbox relay, one consumer per stream it reads,
-and two watches: `notifications.changed` wakes this process's open streams, `graph.*` keeps the
-privacy cache honest)."""
+the erasure consumer of `graph.user_deleted`, and two watches: `notifications.changed` wakes this
+process's open streams, `graph.*` keeps the privacy cache honest)."""
 
 from __future__ import annotations
 
@@ -16,6 +16,7 @@ from glimpse.notification.v1 import notification_pb2, notification_pb2_grpc
 from glimpse.post.v1 import post_pb2_grpc
 from mesh.bus import ConsumerSpec, run_consumer
 from mesh.channels import open_channel
+from mesh.erasure import erasure_consumer
 from mesh.events import (
     NOTIFICATION_CHANGED,
     POST_DELETED,
@@ -32,6 +33,7 @@ from notification_svc.consumers import (
     ActivityEvents,
 )
 from notification_svc.content import ContentDirectory
+from notification_svc.erasure import ERASURE_DURABLE, NotificationErasure
 from notification_svc.inbox import InboxReader
 from notification_svc.notifier import Notifier
 from notification_svc.preferences import Preferences
@@ -90,6 +92,10 @@ async def notification_host(settings: NotificationSettings) -> AsyncIterator[Ser
         specs = [consumer(GRAPH_DURABLE, GRAPH_EVENTS, handlers.handle)] * loops
         specs += [consumer(ENGAGEMENT_DURABLE, ENGAGEMENT_EVENTS, handlers.handle)] * loops
         specs += [consumer(POSTS_DELETED_DURABLE, [POST_DELETED], handlers.handle)]
+        erasure = NotificationErasure(runtime.db, outbox)
+        specs += [
+            erasure_consumer(ERASURE_DURABLE, erasure.on_user_deleted, ack_wait_seconds=settings.ack_wait_seconds)
+        ]
         for spec in specs:
             host.add_background(functools.partial(run_consumer, runtime.bus, spec))
         yield host

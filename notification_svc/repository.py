@@ -14,7 +14,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import BigInteger, ColumnElement, DateTime, and_, bindparam, func, insert, select, update
+from sqlalchemy import BigInteger, ColumnElement, DateTime, and_, bindparam, func, insert, select, text, update
 from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 
@@ -490,3 +490,70 @@ async def unread_count(session: Session, recipient_id: int, read_up_to: int) -> 
         notifications.c.latest_id > read_up_to,
     )
     return int((await session.execute(query)).scalar_one())
+
+
+# Erasure (notification_svc.erasure) ----------------------------------------------------------------
+
+
+async def caused_by(session: Session, actor_id: int, limit: int) -> list[tuple[int, int]]:
+    """(notification id, recipient id) of up to `limit` notifications the actor is in, live or not,
+    in anyone's inbox."""
+    rows = await session.execute(
+        select(notifications.c.id, notifications.c.recipient_id)
+        .join(notification_actors, notification_actors.c.notification_id == notifications.c.id)
+        .where(notification_actors.c.actor_id == actor_id)
+        .order_by(notifications.c.id)
+        .limit(limit)
+    )
+    return [(row.id, row.recipient_id) for row in rows]
+
+
+async def notifications_by_id(session: Session, notification_ids: Sequence[int]) -> list[NotificationRecord]:
+    """The notifications (their inboxes locked by the caller), by id."""
+    query = select(*_COLUMNS).where(notifications.c.id.in_(list(notification_ids))).order_by(notifications.c.id)
+    return [_notification(row) for row in await session.execute(query)]
+
+
+async def remove_actor(session: Session, notification_id: int, actor_id: int) -> bool | None:
+    """Deletes the actor's row of the notification for good; whether it was live (None: no row)."""
+    result = await session.execute(
+        notification_actors.delete()
+        .where(notification_actors.c.notification_id == notification_id, notification_actors.c.actor_id == actor_id)
+        .returning(notification_actors.c.live)
+    )
+    row = result.first()
+    return None if row is None else bool(row.live)
+
+
+async def forget_wording(session: Session, notification_id: int) -> None:
+    """Gives a removed notification (a tombstone) a natural key naming nobody and no comment preview
+    (a follow request's key names the requester; a comment's preview is its author's words)."""
+    await session.execute(
+        update(notifications)
+        .where(notifications.c.id == notification_id)
+        .values(natural_key=f"erased:{notification_id}", comment_preview="")
+    )
+
+
+_REMOVE_RECEIVED = text(
+    f"""
+    WITH gone AS (
+        SELECT id FROM {notifications.fullname} WHERE recipient_id = :recipient_id ORDER BY id LIMIT :limit
+    ), people AS (
+        DELETE FROM {notification_actors.fullname} a USING gone WHERE a.notification_id = gone.id
+    )
+    DELETE FROM {notifications.fullname} n USING gone WHERE n.id = gone.id
+    """
+)
+
+
+async def remove_received(session: Session, recipient_id: int, limit: int) -> int:
+    """Deletes up to `limit` notifications of the inbox (its row locked by the caller) with their
+    people; how many."""
+    result = await session.execute(_REMOVE_RECEIVED, {"recipient_id": recipient_id, "limit": limit})
+    return int(result.rowcount)
+
+
+async def remove_inbox(session: Session, recipient_id: int) -> None:
+    """Deletes the inbox row: its sequence, read marker and settings."""
+    await session.execute(inboxes.delete().where(inboxes.c.recipient_id == recipient_id))

@@ -45,6 +45,8 @@ posts = Table(
 )
 # The profile grid: an author's live posts, newest first.
 Index("posts_by_author", posts.c.author_id, posts.c.id.desc(), postgresql_where=posts.c.state == ACTIVE)
+# Every post of an author, live or deleted (their erasure).
+Index("posts_of_author", posts.c.author_id, posts.c.id)
 
 # Idempotency: the post id reserved for (author, client request id) before media are attached, so a
 # retry after any failure reuses the same id. `fingerprint` detects a key reused for another request.

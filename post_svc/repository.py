@@ -5,7 +5,7 @@ from __future__ import annotations
 import datetime as dt
 from dataclasses import dataclass
 
-from sqlalchemy import ARRAY, BigInteger, any_, bindparam, func, select, update
+from sqlalchemy import ARRAY, BigInteger, any_, bindparam, delete, func, select, update
 from sqlalchemy.dialects.postgresql import insert
 
 from mesh.db import Session, Statement
@@ -189,3 +189,28 @@ async def mark_deleted(session: Session, post_id: int) -> None:
     await session.execute(
         update(posts).where(posts.c.id == post_id).values(state=DELETED, deleted_at=func.now(), updated_at=func.now())
     )
+
+
+# Erasure (post_svc.erasure) ------------------------------------------------------------------------
+
+
+async def lock_posts_of_author(session: Session, author_id: int, limit: int) -> list[PostRecord]:
+    """Up to `limit` of the author's posts, live or deleted, oldest first, locked until the unit of work
+    ends (a caption edit or a delete in flight finishes first)."""
+    query = select(*_COLUMNS).where(posts.c.author_id == author_id).order_by(posts.c.id).limit(limit)
+    rows = await session.execute(query.with_for_update())
+    return [_record(row) for row in rows]
+
+
+_REMOVE_POSTS = Statement(delete(posts).where(posts.c.id == any_(bindparam("ids", type_=ARRAY(BigInteger)))))
+
+
+async def remove_posts(session: Session, post_ids: list[int]) -> None:
+    """Deletes the posts' rows for good (erasure; a user's delete only marks them DELETED)."""
+    await session.execute(_REMOVE_POSTS, {"ids": post_ids})
+
+
+async def remove_post_requests(session: Session, author_id: int) -> int:
+    """Deletes the author's idempotency keys; how many there were."""
+    result = await session.execute(delete(post_requests).where(post_requests.c.author_id == author_id))
+    return int(result.rowcount)

@@ -1,19 +1,24 @@
 """Assembles story_svc: runtime, graph and media clients -> services -> servicer -> host (with the
-outbox relay, the visibility cache's `graph.*` watch and the expiry sweeper)."""
+outbox relay, the visibility cache's `graph.*` watch, the expiry sweeper and the erasure consumer of
+`graph.user_deleted`)."""
 
 from __future__ import annotations
 
 import contextlib
 import datetime as dt
+import functools
 from collections.abc import AsyncIterator
 
 from glimpse.graph.v1 import graph_pb2_grpc
 from glimpse.media.v1 import media_pb2_grpc
 from glimpse.story.v1 import story_pb2, story_pb2_grpc
+from mesh.bus import run_consumer
 from mesh.channels import open_channel
+from mesh.erasure import erasure_consumer
 from mesh.runtime import open_runtime
 from mesh.server import ServiceHost
 from story_svc import models
+from story_svc.erasure import ERASURE_DURABLE, StoryErasure
 from story_svc.servicer import StoryServicer
 from story_svc.settings import StorySettings
 from story_svc.stories import StoryService
@@ -63,4 +68,6 @@ async def story_host(settings: StorySettings) -> AsyncIterator[ServiceHost]:
             max_batches=settings.sweep_max_batches,
         )
         host.add_background(sweeper.run)
+        erasure = erasure_consumer(ERASURE_DURABLE, StoryErasure(runtime.db, outbox).on_user_deleted)
+        host.add_background(functools.partial(run_consumer, runtime.bus, erasure))
         yield host

@@ -49,6 +49,8 @@ story_views = Table(
 )
 # A story's viewers, newest first (ties broken by viewer id, so pages never skip or repeat).
 Index("story_views_newest", story_views.c.story_id, story_views.c.viewed_at.desc(), story_views.c.viewer_id.desc())
+# The views a user made (their erasure).
+Index("story_views_by_viewer", story_views.c.viewer_id)
 
 # Idempotency: the story id reserved for (author, client request id); `media_id` detects a key reused
 # for another story. Deleted with the story.

@@ -210,3 +210,45 @@ async def delete_expired(session: Session, limit: int) -> list[StoryRecord]:
     holds) with their views and idempotency keys; the stories deleted."""
     rows = await session.execute(_SWEEP, {"limit": limit})
     return [StoryRecord(r.id, r.author_id, r.media_id, r.created_at, r.expire_at) for r in rows]
+
+
+# Erasure (story_svc.erasure) -----------------------------------------------------------------------
+
+
+async def delete_stories_of_author(session: Session, author_id: int, limit: int) -> list[StoryRecord]:
+    """Deletes up to `limit` of the author's stories, expired or not (oldest first, waiting for rows
+    another transaction holds), with their views and idempotency keys; the stories deleted."""
+    rows = await session.execute(_OF_AUTHOR, {"author_id": author_id, "limit": limit})
+    return [StoryRecord(r.id, r.author_id, r.media_id, r.created_at, r.expire_at) for r in rows]
+
+
+_OF_AUTHOR = text(
+    f"""
+    WITH gone AS (
+        SELECT id FROM {stories.fullname} WHERE author_id = :author_id ORDER BY id LIMIT :limit FOR UPDATE
+    ), keys AS (
+        DELETE FROM {story_requests.fullname} r USING gone WHERE r.story_id = gone.id
+    )
+    DELETE FROM {stories.fullname} s USING gone WHERE s.id = gone.id
+    RETURNING s.id, s.author_id, s.media_id, s.created_at, s.expire_at
+    """
+)
+_VIEWS_BY = text(
+    f"""
+    DELETE FROM {story_views.fullname} v
+     WHERE v.viewer_id = :viewer_id
+       AND v.story_id IN (SELECT story_id FROM {story_views.fullname} WHERE viewer_id = :viewer_id LIMIT :limit)
+    """
+)
+
+
+async def delete_views_by(session: Session, viewer_id: int, limit: int) -> int:
+    """Deletes up to `limit` views the user made of others' stories (the view counts are the rows);
+    how many."""
+    result = await session.execute(_VIEWS_BY, {"viewer_id": viewer_id, "limit": limit})
+    return int(result.rowcount)
+
+
+async def delete_requests_of_author(session: Session, author_id: int) -> None:
+    """Deletes the author's idempotency keys left without a story (a create that never finished)."""
+    await session.execute(delete(story_requests).where(story_requests.c.author_id == author_id))

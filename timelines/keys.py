@@ -19,3 +19,7 @@ class TimelineKeys:
 
     def pulled(self, author_id: int) -> str:
         return self._keys.named("pulled", author_id)
+
+    def every_inbox(self) -> str:
+        """A SCAN pattern matching every inbox of the deployment (a user's erasure reads them all)."""
+        return self._keys.named("feed", "*")

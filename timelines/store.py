@@ -147,6 +147,42 @@ class Timelines:
     async def touch_inbox(self, user_id: int) -> None:
         await self.redis.expire(self.inbox_key(user_id), self._ttl)
 
+    # Erasure (fanout_svc.erasure) ---------------------------------------------------------------
+
+    async def forget_user(self, user_id: int) -> list[int]:
+        """Deletes the user's inbox, outbox and pulled marker; the post ids their outbox held."""
+        members = await self.redis.zrange(self.outbox_key(user_id), 0, -1)
+        for key in (self.inbox_key(user_id), self.outbox_key(user_id), self._keys.pulled(user_id)):
+            # One key per command: they live in different slots on Redis Cluster.
+            await self.redis.delete(key)
+        return [int(m) for m in map(_decoded, members) if m != LIVE]
+
+    async def remove_from_every_inbox(self, post_ids: Sequence[int], *, keys_per_round: int) -> int:
+        """Removes the posts from every inbox of the deployment, SCANning the inbox keys `keys_per_round`
+        at a time (one pipeline of ZREMs per round); how many inboxes held any of them. O(inboxes):
+        for an erasure, whose followers are gone by the time it runs."""
+        if not post_ids:
+            return 0
+        members = [member(p) for p in post_ids]
+        touched = 0
+        batch: list[str] = []
+
+        async def flush() -> int:
+            async with self.redis.pipeline(transaction=False) as pipe:
+                for key in batch:
+                    pipe.zrem(key, *members)
+                results = await pipe.execute()
+            batch.clear()
+            return sum(1 for removed in results if removed)
+
+        async for key in self.redis.scan_iter(match=self._keys.every_inbox(), count=keys_per_round):
+            batch.append(_decoded(key))
+            if len(batch) >= keys_per_round:
+                touched += await flush()
+        if batch:
+            touched += await flush()
+        return touched
+
     # Reads -------------------------------------------------------------------------------------
 
     async def page(self, key: str, before: int | None, limit: int) -> list[int] | None:
