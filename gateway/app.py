@@ -8,7 +8,7 @@ from contextlib import asynccontextmanager
 
 from fastapi import Depends, FastAPI
 
-from gateway.auth import AccessTokens
+from gateway.auth import AccessTokens, SessionChecks, live_sessions
 from gateway.body_limit import BodySizeLimit
 from gateway.errors import install_error_handlers
 from gateway.fields import known_query_parameters
@@ -27,6 +27,7 @@ from gateway.routes import (
     operations,
     posts,
     privacy,
+    sessions,
     stories,
 )
 from gateway.settings import GatewaySettings
@@ -46,6 +47,7 @@ def create_app(settings: GatewaySettings) -> FastAPI:
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         async with connect_upstream(settings) as connected:
             app.state.upstream = connected
+            app.state.session_checks = SessionChecks(live_sessions(connected))
             app.state.rate_limiter = RateLimiter(settings)
             app.state.notification_streams = notifications.open_notification_streams(settings)
             try:
@@ -70,6 +72,7 @@ def create_app(settings: GatewaySettings) -> FastAPI:
     # Added last, so outermost: it also counts what the body limit refuses.
     app.add_middleware(RequestMetrics)
     app.include_router(accounts.router)
+    app.include_router(sessions.router)
     app.include_router(graph.router)
     app.include_router(media.router)
     app.include_router(posts.router)

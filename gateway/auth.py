@@ -1,18 +1,35 @@
-"""Bearer-token authentication: the `caller_id` dependency every signed-in route declares."""
+"""Bearer-token authentication: the `caller_id` dependency every signed-in route declares, and
+`caller_session` for the routes that act on the caller's session (log out, password change).
+
+An access token is refused once its session has ended (logged out, revoked, ended by a password
+change or a refresh token's reuse, or its account deleted), not only when it expires: graph_svc
+answers which sessions are live (CheckSessions) and SessionChecks remembers a live answer for
+SESSION_RECHECK_SECONDS. So a revoked session's access token is refused within that many seconds of
+the revocation on every gateway replica (it would otherwise last its whole remaining lifetime, up to
+mesh.config's access_token_ttl_seconds, 15 minutes).
+"""
 
 from __future__ import annotations
 
+import asyncio
 import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 from typing import Annotated
 
-import jwt
 from cachetools import LRUCache
 from fastapi import Depends, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
 from gateway.errors import TOKEN_MISSING
+from gateway.upstream import Upstream
+from glimpse.graph.v1 import graph_pb2
 from mesh.errors import Unauthenticated
 from mesh.tokens import ACCESS, TokenSigner
+
+# How long a "live" answer about a session is trusted: the most a revoked session's access token
+# is still accepted. A call per active session per period, measured by bench/session_checks.py.
+SESSION_RECHECK_SECONDS = 5.0
 
 # auto_error=False: FastAPI's own 401 has another body shape; a missing token is reported below.
 bearer_scheme = HTTPBearer(
@@ -23,36 +40,118 @@ bearer_scheme = HTTPBearer(
 )
 
 
+@dataclass(frozen=True)
+class VerifiedToken:
+    """What a verified access token says about its caller."""
+
+    user_id: int
+    # None for a token minted without a session (tests, tools): only its expiry limits it.
+    session_id: int | None
+    expires_at: int
+
+
 class AccessTokens:
     """Verifies access tokens, and remembers the ones that passed until they expire: a client sends the
     same token with every request for its whole lifetime, and checking it again (PyJWT: base64, JSON,
     HMAC, claims) took about 6% of the gateway's CPU per feed read.
 
-    Remembering changes no answer. An access token is a signed, stateless claim (nothing revokes one
-    before its `exp`; graph_svc stores none), so one that verified stays valid until `exp`, which is
-    checked on every use exactly as PyJWT checks it (valid while now < exp). Only tokens that verified
+    Remembering changes no answer. The signature and claims of a token never change, so one that
+    verified stays valid until `exp`, which is checked on every use exactly as PyJWT checks it (valid
+    while now < exp); whether its session has ended is asked separately (SessionChecks). Only tokens that verified
     are kept, keyed by the whole token string, so a forged or tampered token is never a hit. At most
     `capacity` tokens (about 400 bytes each), least recently used dropped first.
     """
 
     def __init__(self, signer: TokenSigner, *, capacity: int = 10_000) -> None:
         self._signer = signer
-        self._verified: LRUCache[str, tuple[int, int]] = LRUCache(maxsize=capacity)  # token -> (user id, exp)
+        self._verified: LRUCache[str, VerifiedToken] = LRUCache(maxsize=capacity)
 
     def caller(self, token: str) -> int:
-        """The user id of a valid, unexpired access token.
+        """The user id of a valid, unexpired access token (the errors of `verified`)."""
+        return self.verified(token).user_id
+
+    def verified(self, token: str) -> VerifiedToken:
+        """The claims of a valid, unexpired access token. Whether its session is still live is
+        SessionChecks' question.
 
         Raises Unauthenticated (401) when the token is malformed, expired, signed with another key or
-        algorithm, or a refresh token (reasons as TokenSigner.verify gives them).
+        algorithm, or a refresh token (reasons as TokenSigner.claims gives them).
         """
         known = self._verified.get(token)
-        if known is not None and time.time() < known[1]:
+        if known is not None and time.time() < known.expires_at:
+            return known
+        claims = self._signer.claims(token, ACCESS)  # raises for an expired one, and for any bad one
+        verified = VerifiedToken(claims.user_id, claims.session_id, claims.expires_at)
+        self._verified[token] = verified
+        return verified
+
+
+class SessionChecks:
+    """Whether sessions are live, asked of graph_svc (`check`: CheckSessions) and remembered.
+
+    A live answer is trusted for `recheck_seconds`; an ended session never comes back, so that answer
+    is kept (at most `capacity` sessions, least recently used dropped first). Concurrent requests of
+    one session share one question. When graph_svc cannot answer, the request fails with its error
+    (503 or 504): a session is never taken as live without an answer younger than `recheck_seconds`.
+    """
+
+    def __init__(
+        self,
+        check: Callable[[list[int]], Awaitable[set[int]]],
+        *,
+        recheck_seconds: float = SESSION_RECHECK_SECONDS,
+        capacity: int = 100_000,
+    ) -> None:
+        self._check = check
+        self._recheck = recheck_seconds
+        self._known: LRUCache[int, tuple[bool, float]] = LRUCache(maxsize=capacity)  # sid -> (live, checked at)
+        self._asking: dict[int, asyncio.Future[bool]] = {}
+
+    async def require_live(self, session_id: int) -> None:
+        """Returns if session `session_id` is live; Unauthenticated (SESSION_REVOKED) if it has ended."""
+        if not await self._is_live(session_id):
+            raise Unauthenticated(
+                "this session has ended (logged out, revoked, or the account was deleted); log in again",
+                reason="SESSION_REVOKED",
+            )
+
+    def ended(self, session_id: int) -> None:
+        """Records that session `session_id` has ended (it was revoked through this gateway), so this
+        replica refuses its access tokens at once rather than within SESSION_RECHECK_SECONDS."""
+        self._known[session_id] = (False, time.monotonic())
+
+    async def _is_live(self, session_id: int) -> bool:
+        known = self._known.get(session_id)
+        now = time.monotonic()
+        if known is not None and (not known[0] or now - known[1] < self._recheck):
             return known[0]
-        user_id = self._signer.verify(token, ACCESS)  # raises for an expired one, and for any bad one
-        # Verified just above, so its claims can be read as they are; int() as PyJWT reads `exp`.
-        expires = int(jwt.decode(token, options={"verify_signature": False})["exp"])
-        self._verified[token] = (user_id, expires)
-        return user_id
+        asking = self._asking.get(session_id)
+        if asking is not None:
+            return await asyncio.shield(asking)
+        future: asyncio.Future[bool] = asyncio.get_running_loop().create_future()
+        self._asking[session_id] = future
+        try:
+            live = session_id in await self._check([session_id])
+        except BaseException as exc:
+            future.set_exception(exc)
+            future.exception()  # retrieved: a failure nobody else awaited is not logged as lost
+            raise
+        finally:
+            del self._asking[session_id]
+        self._known[session_id] = (live, now)
+        future.set_result(live)
+        return live
+
+
+def live_sessions(upstream: Upstream) -> Callable[[list[int]], Awaitable[set[int]]]:
+    """SessionChecks' question, asked of graph_svc's CheckSessions."""
+
+    async def check(session_ids: list[int]) -> set[int]:
+        request = graph_pb2.CheckSessionsRequest(session_ids=session_ids)
+        response = await upstream.graph.CheckSessions(request, timeout=upstream.timeout)
+        return set(response.live_session_ids)
+
+    return check
 
 
 async def caller_id(
@@ -62,15 +161,33 @@ async def caller_id(
     """The signed-in user's id from `Authorization: Bearer <access token>`.
 
     Raises Unauthenticated (401) when the header is missing or not Bearer, or the token is malformed,
-    expired, signed with another key or algorithm, or a refresh token.
+    expired, signed with another key or algorithm, or a refresh token, or its session has ended
+    (SESSION_REVOKED).
     """
-    if credentials is None:
-        raise Unauthenticated("this request needs `Authorization: Bearer <access token>`", reason=TOKEN_MISSING)
-    tokens: AccessTokens = request.app.state.access_tokens
-    return tokens.caller(credentials.credentials)
+    return (await caller_session(request, credentials)).user_id
 
 
 CallerId = Annotated[int, Depends(caller_id)]
+
+
+async def caller_session(
+    request: Request,
+    credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer_scheme)],
+) -> VerifiedToken:
+    """The signed-in user and session of `Authorization: Bearer <access token>`; the errors of
+    `caller_id`, which it checks for every signed-in route, and 401 SESSION_REVOKED once the token's
+    session has ended."""
+    if credentials is None:
+        raise Unauthenticated("this request needs `Authorization: Bearer <access token>`", reason=TOKEN_MISSING)
+    tokens: AccessTokens = request.app.state.access_tokens
+    verified = tokens.verified(credentials.credentials)
+    if verified.session_id is not None:
+        checks: SessionChecks = request.app.state.session_checks
+        await checks.require_live(verified.session_id)
+    return verified
+
+
+CallerSession = Annotated[VerifiedToken, Depends(caller_session)]
 
 
 async def optional_caller_id(

@@ -77,6 +77,7 @@ MediaId = _id_type("media")
 CommentId = _id_type("comment")
 StoryId = _id_type("story")
 NotificationId = _id_type("notification")
+SessionId = _id_type("session")
 ExportId = _id_type("export")
 
 PageSize = Annotated[

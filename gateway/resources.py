@@ -74,11 +74,46 @@ _FOLLOW_STATE = OneOf(
 
 
 class Session(Resource):
-    access_token: str = Field(description="Send as `Authorization: Bearer <access_token>`.")
-    access_token_expire_time: str = Field(description="RFC 3339.")
-    refresh_token: str = Field(description="Exchange at `POST /v1/sessions/refresh` for a new pair.")
-    refresh_token_expire_time: str = Field(description="RFC 3339.")
+    access_token: str = Field(
+        description="Send as `Authorization: Bearer <access_token>`. Refused once it expires or its session ends "
+        "(logged out, revoked, password changed, refresh token reused, account deleted; within 5 seconds)."
+    )
+    access_token_expire_time: str = Field(description="RFC 3339; 15 minutes after it was issued.")
+    refresh_token: str = Field(
+        description="Exchange at `POST /v1/sessions/refresh` for a new pair, once: each use returns a new one, and "
+        "using an old one again ends the session (401 REFRESH_TOKEN_REUSED)."
+    )
+    refresh_token_expire_time: str = Field(description="RFC 3339; 7 days after it was issued.")
     user: User
+    session_id: str = Field(description="The session (one login on one device) both tokens belong to.")
+
+
+class SessionSummary(Resource):
+    id: str = Field(description="64-bit session id, as a decimal string.")
+    device_label: str = Field(description="The User-Agent of the login (at most 200 characters).")
+    create_time: str = Field(description="RFC 3339: the login.")
+    last_use_time: str = Field(description="RFC 3339: the login or the latest refresh.")
+    expire_time: str = Field(description="RFC 3339: when its refresh token expires unless used before.")
+    current: bool = Field(description="The session of the access token of this request.")
+
+
+class SessionPage(Resource):
+    items: list[SessionSummary] = Field(description="Your live sessions, newest first.")
+    next_page_token: str = Field(description="Pass as `page_token` for the next page; empty on the last page.")
+
+
+class SessionRevoked(Resource):
+    revoked: bool = Field(description="False when the session had already ended: nothing changed.")
+
+
+class PasswordChanged(Resource):
+    revoked_session_count: int = Field(description="How many of your other sessions were ended.")
+
+
+class DeletionAccepted(Resource):
+    username_release_time: str = Field(
+        description="RFC 3339: from then on (30 days by default) someone else may register your username."
+    )
 
 
 class FollowResult(Resource):

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Query, status
+from fastapi import APIRouter, Header, Query, status
 from pydantic import BaseModel, Field
 from pydantic.json_schema import JsonDict
 
@@ -50,6 +50,17 @@ class RefreshBody(BaseModel):
     refresh_token: Text
 
 
+# graph_svc keeps 200 characters of it (graph_svc.sessions.DEVICE_LABEL_MAX); more is not sent.
+DEVICE_LABEL_READ = 1000
+UserAgent = Annotated[
+    str,
+    Header(
+        alias="user-agent",
+        include_in_schema=False,
+    ),
+]
+
+
 @router.post(
     "/v1/users",
     status_code=status.HTTP_201_CREATED,
@@ -76,11 +87,16 @@ async def register_user(body: RegisterUserBody, services: Services) -> dict[str,
     responses=error_responses(400, 401, 413, 429),
     dependencies=[rate_limits.login_attempts],
 )
-async def create_session(body: LoginBody, services: Services, limiter: RateLimiterDep) -> dict[str, Any]:
-    """Checks a username (or email) and password. 401 for an unknown user or a wrong password; 429
-    after too many attempts from one address or for one account."""
+async def create_session(
+    body: LoginBody, services: Services, limiter: RateLimiterDep, user_agent: UserAgent = ""
+) -> dict[str, Any]:
+    """Checks a username (or email) and password and starts a session (listed by `GET /v1/sessions`
+    under the `User-Agent`). 401 for an unknown user or a wrong password; 429 after too many attempts
+    from one address or for one account."""
     await limiter.hit(LOGIN_PER_NAME, login_subject(body.login))
-    request = graph_pb2.AuthenticateUserRequest(login=body.login, password=body.password)
+    request = graph_pb2.AuthenticateUserRequest(
+        login=body.login, password=body.password, device_label=user_agent[:DEVICE_LABEL_READ]
+    )
     return to_json(await services.graph.AuthenticateUser(request, timeout=services.timeout))
 
 
@@ -93,7 +109,9 @@ async def create_session(body: LoginBody, services: Services, limiter: RateLimit
     dependencies=[rate_limits.anonymous_reads],
 )
 async def refresh_session(body: RefreshBody, services: Services) -> dict[str, Any]:
-    """Exchanges a valid refresh token for a new token pair. 401 if it is invalid or expired."""
+    """Exchanges the refresh token for a new pair; the one sent is spent. 401 if it is invalid or
+    expired, if its session has ended (SESSION_REVOKED), or if it was already exchanged
+    (REFRESH_TOKEN_REUSED), which also ends its session: a copy of a token may have been stolen."""
     request = graph_pb2.RefreshAccessTokenRequest(refresh_token=body.refresh_token)
     return to_json(await services.graph.RefreshAccessToken(request, timeout=services.timeout))
 

@@ -181,6 +181,7 @@ async def test_login_by_username_or_email(http, new_username):
             "refresh_token",
             "refresh_token_expire_time",
             "user",
+            "session_id",
         }
         assert session["user"] == registered
         assert rfc3339(session["access_token_expire_time"]) < rfc3339(session["refresh_token_expire_time"])
