@@ -53,6 +53,21 @@ async def session_of_a(s: Stack, response: httpx.Response, a: Account, made: Mad
     assert response.json()["user"]["id"] == str(a.id)
 
 
+async def a_sessions(s: Stack, a: Account, made: Made) -> list[str]:
+    headers = {"Authorization": f"Bearer {made['session']['access_token']}"}
+    page = await s.http.get("/v1/sessions", params={"page_size": 100}, headers=headers)
+    assert page.status_code == 200, page.text
+    return [item["id"] for item in page.json()["items"]]
+
+
+async def a_sessions_and_account(s: Stack, a: Account, made: Made) -> tuple[Any, ...]:
+    return await a_sessions(s, a, made), await a_account(s, a, made)
+
+
+async def a_still_there(s: Stack, response: httpx.Response, a: Account, made: Made) -> None:
+    assert (await s.http.get(f"/v1/users/{a.user.username}")).status_code == 200
+
+
 ROWS = [
     Row(
         "B unfollowing A's followee removes only B's own (absent) follow",
@@ -93,6 +108,49 @@ ROWS = [
         status=200,
         observe=a_account,
         check=session_of_a,
+    ),
+    Row(
+        "B cannot end A's session",
+        arrange=a_logged_in,
+        act=lambda s, b, made: s.http.delete(f"/v1/sessions/{made['session']['session_id']}", headers=b.headers),
+        status=404,
+        reason="SESSION_NOT_FOUND",
+        observe=a_sessions,
+    ),
+    Row(
+        "B logging out ends only B's own session",
+        arrange=a_logged_in,
+        act=lambda s, b, made: s.http.delete("/v1/sessions/current", headers=b.headers),
+        status=200,
+        observe=a_sessions,
+    ),
+    Row(
+        "B changing the password (A's and B's are the same text) changes only B's and ends only B's sessions",
+        arrange=a_logged_in,
+        act=lambda s, b, made: s.http.post(
+            "/v1/users/me/password",
+            json={
+                "current_password": PASSWORD,
+                "new_password": "a brand new passphrase",
+                "user_id": str(made["session"]["user"]["id"]),
+            },
+            headers=b.headers,
+        ),
+        status=200,
+        observe=a_sessions_and_account,
+    ),
+    Row(
+        "B deleting the account with A's password (the same text) deletes B, never A",
+        arrange=a_logged_in,
+        act=lambda s, b, made: s.http.request(
+            "DELETE",
+            "/v1/users/me",
+            json={"password": PASSWORD, "user_id": str(made["session"]["user"]["id"])},
+            headers=b.headers,
+        ),
+        status=202,
+        observe=a_sessions_and_account,
+        check=a_still_there,
     ),
 ]
 
