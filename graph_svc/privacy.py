@@ -1,6 +1,7 @@
-"""The rules of private accounts: changing the caller's own account (is_private, through an update
-mask), and the incoming follow requests of a private account (list, approve, deny). Asking to
-follow is FollowUser on a private account and withdrawing is UnfollowUser (graph_svc.follows).
+"""The rules of private accounts: turning the caller's account private or public (within UpdateUser,
+whose other paths are graph_svc.profile's), and the incoming follow requests of a private account
+(list, approve, deny). Asking to follow is FollowUser on a private account and withdrawing is
+UnfollowUser (graph_svc.follows).
 
 Also the page shape every list of a user's relations shares (requests, blocks, mutes).
 
@@ -19,7 +20,7 @@ from graph_svc import repository as repo
 from graph_svc.privacy_repository import Relation
 from graph_svc.repository import UserRecord
 from mesh.db import Database, Session
-from mesh.errors import NotFound, PermissionDenied, Unauthenticated, invalid_field
+from mesh.errors import NotFound, Unauthenticated, invalid_field
 from mesh.outbox import Outbox
 from mesh.pagination import (
     Id,
@@ -32,9 +33,6 @@ from mesh.pagination import (
     page_size,
     timestamp_us,
 )
-
-# The paths of User that UpdateUser may change (the profile fields join them later).
-UPDATABLE_FIELDS = ("is_private",)
 
 
 @dataclass(frozen=True)
@@ -79,41 +77,26 @@ class PrivacyService:
         self._db = db
         self._outbox = outbox
 
-    async def update_user(self, caller_id: int, user_id: int, paths: Sequence[str], is_private: bool) -> UserRecord:
-        """Changes the fields of the caller's account named in `paths` (UPDATABLE_FIELDS); returns it.
+    async def set_private(self, session: Session, caller_id: int, is_private: bool) -> None:
+        """Makes the caller's account private or public, in the caller's unit of work (UpdateUser's,
+        graph_svc.profile), locking the caller's row.
 
         Turning is_private off approves every pending request in the same transaction: each becomes
         a follow, counted, with its `graph.followed` (approved_request) event; then
         `graph.privacy_changed`. Setting the value it has changes nothing and emits nothing.
-
-        INVALID_ARGUMENT (update_mask) for no paths or one not in UPDATABLE_FIELDS; PERMISSION_DENIED
-        if `user_id` is neither 0 nor the caller; UNAUTHENTICATED (ACCOUNT_GONE) if the caller's
-        account is gone.
+        UNAUTHENTICATED (ACCOUNT_GONE) if the caller's account is gone.
         """
-        if user_id not in (0, caller_id):
-            raise PermissionDenied("you can only change your own account", fields={"user.id": "is not you"})
-        if not paths:
-            raise invalid_field("update_mask", f"name the fields to change: {', '.join(UPDATABLE_FIELDS)}")
-        unknown = sorted(set(paths) - set(UPDATABLE_FIELDS))
-        if unknown:
-            raise invalid_field(
-                "update_mask", f"{unknown[0]!r} cannot be changed here; only {', '.join(UPDATABLE_FIELDS)}"
-            )
-        async with self._db.unit_of_work() as session:
-            # Requests are read before the lock so that every row this may touch is locked in id
-            # order, as follows lock theirs; a request made in between is locked late (rare).
-            pending = [] if is_private else await privacy_repo.incoming_requester_ids(session, caller_id)
-            locked = await repo.lock_users(session, [caller_id, *pending])
-            if caller_id not in locked:
-                raise Unauthenticated("your account no longer exists", reason="ACCOUNT_GONE")
-            if locked[caller_id].is_private != is_private:
-                await repo.set_private(session, caller_id, is_private)
-                if not is_private:
-                    await self._approve_all(session, caller_id, set(locked))
-                await self._outbox.add(session, events_pb2.UserPrivacyChanged(user_id=caller_id, is_private=is_private))
-            user = await repo.get_user(session, caller_id)
-        assert user is not None  # locked above
-        return user
+        # Requests are read before the lock so that every row this may touch is locked in id
+        # order, as follows lock theirs; a request made in between is locked late (rare).
+        pending = [] if is_private else await privacy_repo.incoming_requester_ids(session, caller_id)
+        locked = await repo.lock_users(session, [caller_id, *pending])
+        if caller_id not in locked:
+            raise Unauthenticated("your account no longer exists", reason="ACCOUNT_GONE")
+        if locked[caller_id].is_private != is_private:
+            await repo.set_private(session, caller_id, is_private)
+            if not is_private:
+                await self._approve_all(session, caller_id, set(locked))
+            await self._outbox.add(session, events_pb2.UserPrivacyChanged(user_id=caller_id, is_private=is_private))
 
     async def _approve_all(self, session: Session, target_id: int, locked: set[int]) -> None:
         requesters = await privacy_repo.delete_incoming_requests(session, target_id)

@@ -42,6 +42,12 @@ class UserRecord:
     following_count: int
     created_at: dt.datetime
     is_private: bool
+    # The profile (graph_svc.profile): "" or a normalised URL; the picture shown, if any.
+    website: str = ""
+    avatar_media_id: int | None = None
+    avatar_url: str | None = None
+    avatar_large_url: str | None = None
+    pending_avatar_media_id: int | None = None
 
 
 @dataclass(frozen=True)

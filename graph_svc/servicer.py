@@ -21,6 +21,7 @@ from graph_svc.moderation import OPERATOR_TOKEN_KEY, OperatorCredential
 from graph_svc.mutes import MuteService
 from graph_svc.password_change import PasswordChangeService
 from graph_svc.privacy import PrivacyService, RelatedUser
+from graph_svc.profile import ProfileService, ProfileValues
 from graph_svc.report_repository import ReportRecord
 from graph_svc.reports import ReportService
 from graph_svc.repository import FollowRecord, UserRecord
@@ -58,6 +59,9 @@ def user_message(user: UserRecord) -> graph_pb2.User:
         following_count=user.following_count,
         create_time=_timestamp(user.created_at),
         is_private=user.is_private,
+        website=user.website,
+        avatar_url=user.avatar_url,
+        avatar_large_url=user.avatar_large_url,
     )
 
 
@@ -146,7 +150,9 @@ class GraphServicer(graph_pb2_grpc.GraphServiceServicer):
         sessions: SessionService,
         password_changes: PasswordChangeService,
         erasure: ErasureService,
+        profile: ProfileService,
     ) -> None:
+        self._profile = profile
         self._sessions = sessions
         self._password_changes = password_changes
         self._erasure = erasure
@@ -316,10 +322,28 @@ class GraphServicer(graph_pb2_grpc.GraphServiceServicer):
     async def UpdateUser(
         self, request: graph_pb2.UpdateUserRequest, context: grpc.aio.ServicerContext
     ) -> graph_pb2.User:
-        user = await self._privacy.update_user(
-            caller_id(context), request.user.id, list(request.update_mask.paths), request.user.is_private
+        values = ProfileValues(
+            display_name=request.user.display_name,
+            bio=request.user.bio,
+            website=request.user.website,
+            is_private=request.user.is_private,
+        )
+        user = await self._profile.update_user(
+            caller_id(context), request.user.id, list(request.update_mask.paths), values
         )
         return user_message(user)
+
+    async def SetAvatar(
+        self, request: graph_pb2.SetAvatarRequest, context: grpc.aio.ServicerContext
+    ) -> graph_pb2.SetAvatarResponse:
+        user, applied = await self._profile.set_avatar(caller_id(context), request.media_id)
+        return graph_pb2.SetAvatarResponse(user=user_message(user), applied=applied)
+
+    async def DeleteAvatar(
+        self, request: graph_pb2.DeleteAvatarRequest, context: grpc.aio.ServicerContext
+    ) -> graph_pb2.DeleteAvatarResponse:
+        deleted, user = await self._profile.delete_avatar(caller_id(context))
+        return graph_pb2.DeleteAvatarResponse(deleted=deleted, user=user_message(user))
 
     async def ListFollowRequests(
         self, request: graph_pb2.ListFollowRequestsRequest, context: grpc.aio.ServicerContext

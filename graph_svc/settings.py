@@ -10,6 +10,8 @@ OPERATOR_TOKEN_MIN = 32
 class GraphSettings(MeshSettings):
     listen: str = "127.0.0.1:50051"
     metrics_port: int | None = None
+    # Deadline for each call to media_svc (SetAvatar's AttachAvatar).
+    upstream_timeout_seconds: float = Field(5.0, gt=0)
     # Instagram's cap; it bounds the followee list that feed reads load in one message.
     max_following: int = Field(7500, ge=1)
     # argon2id cost; the defaults follow RFC 9106's second recommended option.

@@ -156,8 +156,9 @@ async def bus(namespace: str) -> AsyncIterator[Bus]:
 
 
 @pytest.fixture(scope="session")
-async def graph_addr(graph_settings: GraphSettings, bus: Bus) -> AsyncIterator[str]:
-    async with graph_host(graph_settings) as host:
+async def graph_addr(graph_settings: GraphSettings, bus: Bus, media_addr: str) -> AsyncIterator[str]:
+    # SetAvatar asks media_svc, whose port is known once it runs.
+    async with graph_host(graph_settings.model_copy(update={"media_addr": media_addr})) as host:
         port = await host.start()
         yield f"127.0.0.1:{port}"
         await host.stop()

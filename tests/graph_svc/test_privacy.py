@@ -131,7 +131,10 @@ async def test_update_user_refuses_what_it_cannot_change(graph, make_account):
     cases = [
         (graph_pb2.UpdateUserRequest(user=graph_pb2.User(is_private=True)), owner.metadata, "update_mask"),
         (
-            graph_pb2.UpdateUserRequest(user=graph_pb2.User(bio="hi"), update_mask=FieldMask(paths=["bio"])),
+            graph_pb2.UpdateUserRequest(
+                user=graph_pb2.User(avatar_url="https://example.com/a.webp"),
+                update_mask=FieldMask(paths=["avatar_url"]),
+            ),
             owner.metadata,
             "update_mask",
         ),

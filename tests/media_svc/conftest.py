@@ -79,6 +79,21 @@ def upload(media: media_pb2_grpc.MediaServiceStub, s3: httpx.AsyncClient) -> Upl
     return run
 
 
+async def upload_avatar(
+    media: media_pb2_grpc.MediaServiceStub, s3: httpx.AsyncClient, account, data: bytes
+) -> media_pb2.UploadGrant:
+    """Asks for a grant with purpose AVATAR as `account` and POSTs `data` (a JPEG) with its form."""
+    grant = await media.CreateUploadGrant(
+        media_pb2.CreateUploadGrantRequest(
+            content_type="image/jpeg", size_bytes=len(data), purpose=media_pb2.MEDIA_PURPOSE_AVATAR
+        ),
+        metadata=account.metadata,
+    )
+    response = await s3.post(grant.url, data=dict(grant.form_fields), files={"file": ("photo", data, "image/jpeg")})
+    assert response.status_code in (200, 201, 204), response.text
+    return grant
+
+
 _ids = IdGenerator()
 
 

@@ -9,38 +9,23 @@ import io
 from pathlib import Path
 
 import grpc
-import httpx
 import pytest
 from PIL import Image
 
 from glimpse.events.v1 import events_pb2
-from glimpse.media.v1 import media_pb2, media_pb2_grpc
+from glimpse.media.v1 import media_pb2
 from media_svc import images
 from media_svc.object_keys import avatar_key
 from mesh.bus import Bus
 from mesh.events import AVATAR_READY
 from mesh.ids import IdGenerator
 from tests.media_svc import photos
-from tests.media_svc.conftest import error_details, media_events, new_post_id, wait_until_settled
+from tests.media_svc.conftest import error_details, media_events, new_post_id, upload_avatar, wait_until_settled
 
 pytestmark = pytest.mark.usefixtures("media_worker")
 
 DATASET = Path(__file__).resolve().parents[3] / "shared" / "datasets" / "photos"
 _ids = IdGenerator()
-
-
-async def upload_avatar(
-    media: media_pb2_grpc.MediaServiceStub, s3: httpx.AsyncClient, account, data: bytes
-) -> media_pb2.UploadGrant:
-    grant = await media.CreateUploadGrant(
-        media_pb2.CreateUploadGrantRequest(
-            content_type="image/jpeg", size_bytes=len(data), purpose=media_pb2.MEDIA_PURPOSE_AVATAR
-        ),
-        metadata=account.metadata,
-    )
-    response = await s3.post(grant.url, data=dict(grant.form_fields), files={"file": ("photo", data, "image/jpeg")})
-    assert response.status_code in (200, 201, 204), response.text
-    return grant
 
 
 def webp(data: bytes) -> Image.Image:
