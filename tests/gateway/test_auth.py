@@ -1,8 +1,10 @@
 """Access tokens remembered after one check answer exactly as a fresh check would: expiry still applies
-on every use, and only tokens that verified are remembered."""
+on every use, and only tokens that verified are remembered. Session checks: a live answer is trusted
+for its period, an ended session stays refused, and a failed question is never remembered."""
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
 import time
 import uuid
@@ -10,8 +12,8 @@ import uuid
 import jwt
 import pytest
 
-from gateway.auth import AccessTokens
-from mesh.errors import Unauthenticated
+from gateway.auth import AccessTokens, SessionChecks
+from mesh.errors import Unauthenticated, Unavailable
 from mesh.tokens import ACCESS, REFRESH, signer_from
 from tests.gateway.test_app import settings
 
@@ -81,3 +83,78 @@ def test_past_its_capacity_every_token_still_gives_its_user():
     for _ in range(3):
         for user_id, token in issued.items():
             assert tokens.caller(token) == user_id
+
+
+# Session checks ---------------------------------------------------------------------------------
+
+
+class _Graph:
+    """CheckSessions as graph_svc answers it: the live ones of the ids asked, counting the calls."""
+
+    def __init__(self, live: set[int]) -> None:
+        self.live = live
+        self.calls: list[list[int]] = []
+        self.fail: Exception | None = None
+
+    async def check(self, session_ids: list[int]) -> set[int]:
+        self.calls.append(session_ids)
+        await asyncio.sleep(0.01)
+        if self.fail is not None:
+            raise self.fail
+        return self.live & set(session_ids)
+
+
+async def test_a_live_session_is_asked_once_per_period_and_concurrent_requests_share_the_question():
+    graph = _Graph({5})
+    checks = SessionChecks(graph.check, recheck_seconds=0.2)
+    await asyncio.gather(*(checks.require_live(5) for _ in range(20)))
+    await checks.require_live(5)
+    assert graph.calls == [[5]]
+    await asyncio.sleep(0.25)
+    await checks.require_live(5)
+    assert graph.calls == [[5], [5]]
+
+
+async def test_a_revoked_session_is_refused_at_the_next_check_and_stays_refused():
+    graph = _Graph({5})
+    checks = SessionChecks(graph.check, recheck_seconds=0.1)
+    await checks.require_live(5)
+    graph.live.clear()
+    await checks.require_live(5)  # still within the period: the bound the docs state
+    await asyncio.sleep(0.15)
+    for _ in range(2):
+        with pytest.raises(Unauthenticated) as refused:
+            await checks.require_live(5)
+        assert refused.value.reason == "SESSION_REVOKED"
+    graph.live.add(5)  # an ended session never comes back: the answer is kept
+    with pytest.raises(Unauthenticated):
+        await checks.require_live(5)
+    assert len(graph.calls) == 2
+
+
+async def test_a_session_ended_through_this_gateway_is_refused_at_once():
+    graph = _Graph({5})
+    checks = SessionChecks(graph.check, recheck_seconds=60)
+    await checks.require_live(5)
+    checks.ended(5)
+    with pytest.raises(Unauthenticated):
+        await checks.require_live(5)
+
+
+async def test_when_graph_cannot_answer_the_request_fails_and_nothing_is_remembered():
+    graph = _Graph({5})
+    graph.fail = Unavailable("graph_svc is down")
+    checks = SessionChecks(graph.check, recheck_seconds=60)
+    outcomes = await asyncio.gather(*(checks.require_live(5) for _ in range(3)), return_exceptions=True)
+    assert all(isinstance(o, Unavailable) for o in outcomes) and len(graph.calls) == 1
+    graph.fail = None
+    await checks.require_live(5)
+    assert len(graph.calls) == 2
+
+
+def test_a_token_s_session_is_read_from_its_sid():
+    signer = signer_from(SETTINGS)
+    tokens = AccessTokens(signer)
+    with_session = signer.issue(7, ACCESS, session_id=99).token
+    assert tokens.verified(with_session).session_id == 99
+    assert tokens.verified(signer.issue(7, ACCESS).token).session_id is None
