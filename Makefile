@@ -5,7 +5,7 @@ PYTHON ?= python3.11
 VENV := .venv
 PY := $(VENV)/bin/python
 PROTOS := $(shell find proto -name '*.proto')
-SERVICES := graph_svc post_svc media_svc engagement_svc notification_svc story_svc
+SERVICES := graph_svc post_svc media_svc engagement_svc notification_svc story_svc export_svc
 DATASET ?= $(CURDIR)/../shared/datasets/socfb-Reed98.edges
 
 .PHONY: help run test test-faults test-cluster lint proto services browser migrate demo bench clean
@@ -43,7 +43,7 @@ demo: migrate  ## load the demo social graph (idempotent)
 
 run: demo  ## run every service and the gateway with demo data (Ctrl-C stops all)
 	@echo "gateway  http://127.0.0.1:8080  (docs: /docs)   demo login: reed0 / glimpse-demo-password"
-	@echo "gRPC     graph :50051  post :50052  media :50053  feed :50054  fanout :50055  media worker :50056  engagement :50057  notification :50058  story :50059"
+	@echo "gRPC     graph :50051  post :50052  media :50053  feed :50054  fanout :50055  media worker :50056  engagement :50057  notification :50058  story :50059  export :50060"
 	@echo "try      curl -s http://127.0.0.1:8080/v1/users/reed0   |   $(VENV)/bin/grpcurl -plaintext 127.0.0.1:50054 list"
 	@echo "         the README's walkthrough goes from registering to reading the feed"
 	$(VENV)/bin/honcho start -f Procfile

@@ -41,10 +41,12 @@ class PartBuffer:
     def __len__(self) -> int:
         return len(self._pending)
 
-    def take(self, size: int) -> bytes:
-        """The first `size` bytes waiting (all of them if fewer), removed from the buffer."""
-        part = bytes(self._pending[:size])
-        del self._pending[:size]
+    def take(self, size: int) -> bytearray:
+        """The first `size` bytes waiting (all of them if fewer), removed from the buffer. The part is
+        the buffer itself, cut to size (only what follows it is copied): a part is never held twice."""
+        part = self._pending
+        self._pending = bytearray(part[size:])
+        del part[size:]
         return part
 
 
@@ -69,7 +71,7 @@ class MultipartUpload:
             await self._send(buffer.take(len(buffer)))
         await self._store.complete_upload(self.key, self.upload_id, self._etags)
 
-    async def _send(self, part: bytes) -> None:
+    async def _send(self, part: bytearray) -> None:
         etag = await self._store.upload_part(self.key, self.upload_id, len(self._etags) + 1, part)
         self._etags.append(etag)
 
