@@ -20,6 +20,8 @@ BENCHMARKS = {
     "search": "SearchUsers p50/p99 over 100k users, one- and two-typo queries, beside an exact LookupUser",
     "stories": "story tray p50/p99 (500 followees, 100 with stories) beside the home feed read; 10,000 views "
     "of one story at 16 callers: exact view_count, rate beside an empty call",
+    "session_checks": "the gateway's session check: CheckSessions p50/p99 beside an empty call and GetUser; due "
+    "sessions checked/s one per call and batched; per-request cost beside the token check",
 }
 
 

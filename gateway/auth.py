@@ -30,6 +30,9 @@ from mesh.tokens import ACCESS, TokenSigner
 # How long a "live" answer about a session is trusted: the most a revoked session's access token
 # is still accepted. A call per active session per period, measured by bench/session_checks.py.
 SESSION_RECHECK_SECONDS = 5.0
+# How long the first session to ask about waits for others to share its CheckSessions call: added
+# once per session per SESSION_RECHECK_SECONDS to one of its requests.
+SESSION_BATCH_WINDOW_SECONDS = 0.002
 
 # auto_error=False: FastAPI's own 401 has another body shape; a missing token is reported below.
 bearer_scheme = HTTPBearer(
@@ -90,22 +93,34 @@ class SessionChecks:
     """Whether sessions are live, asked of graph_svc (`check`: CheckSessions) and remembered.
 
     A live answer is trusted for `recheck_seconds`; an ended session never comes back, so that answer
-    is kept (at most `capacity` sessions, least recently used dropped first). Concurrent requests of
-    one session share one question. When graph_svc cannot answer, the request fails with its error
-    (503 or 504): a session is never taken as live without an answer younger than `recheck_seconds`.
+    is kept (at most `capacity` sessions, least recently used dropped first). Questions are batched:
+    the sessions to ask about within `batch_window_seconds` of the first go in one call of at most
+    MAX_BATCH ids, and concurrent requests of one session share one question (bench/session_checks.py
+    measured one id per call at ~900 calls/s on graph_svc, far less than 2,000 sessions a second
+    coming due for 10,000 in constant use). The question runs in a task of its own, so a client that
+    goes away does not cancel it for the others. When graph_svc cannot answer, the requests waiting
+    fail with its error (503 or 504) and nothing is remembered: a session is never taken as live
+    without an answer younger than `recheck_seconds`.
     """
+
+    MAX_BATCH = 100  # CheckSessions' limit (graph_svc.sessions.MAX_CHECK)
 
     def __init__(
         self,
         check: Callable[[list[int]], Awaitable[set[int]]],
         *,
         recheck_seconds: float = SESSION_RECHECK_SECONDS,
+        batch_window_seconds: float = SESSION_BATCH_WINDOW_SECONDS,
         capacity: int = 100_000,
     ) -> None:
         self._check = check
         self._recheck = recheck_seconds
+        self._window = batch_window_seconds
         self._known: LRUCache[int, tuple[bool, float]] = LRUCache(maxsize=capacity)  # sid -> (live, checked at)
         self._asking: dict[int, asyncio.Future[bool]] = {}
+        self._pending: list[int] = []
+        self._flush: asyncio.TimerHandle | None = None
+        self._questions: set[asyncio.Task[None]] = set()
 
     async def require_live(self, session_id: int) -> None:
         """Returns if session `session_id` is live; Unauthenticated (SESSION_REVOKED) if it has ended."""
@@ -122,25 +137,50 @@ class SessionChecks:
 
     async def _is_live(self, session_id: int) -> bool:
         known = self._known.get(session_id)
-        now = time.monotonic()
-        if known is not None and (not known[0] or now - known[1] < self._recheck):
+        if known is not None and (not known[0] or time.monotonic() - known[1] < self._recheck):
             return known[0]
-        asking = self._asking.get(session_id)
-        if asking is not None:
-            return await asyncio.shield(asking)
-        future: asyncio.Future[bool] = asyncio.get_running_loop().create_future()
-        self._asking[session_id] = future
+        future = self._asking.get(session_id)
+        if future is None:
+            loop = asyncio.get_running_loop()
+            future = self._asking[session_id] = loop.create_future()
+            self._pending.append(session_id)
+            if len(self._pending) >= self.MAX_BATCH or self._window <= 0:
+                self._ask_now()
+            elif self._flush is None:
+                self._flush = loop.call_later(self._window, self._ask_now)
+        return await asyncio.shield(future)
+
+    def _ask_now(self) -> None:
+        if self._flush is not None:
+            self._flush.cancel()
+            self._flush = None
+        batch, self._pending = self._pending, []
+        if batch:
+            task = asyncio.get_running_loop().create_task(self._ask(batch))
+            self._questions.add(task)
+            task.add_done_callback(self._asked)
+
+    def _asked(self, task: asyncio.Task[None]) -> None:
+        self._questions.discard(task)
+        if not task.cancelled():
+            task.exception()  # the waiters got it; retrieved so asyncio does not log it as lost
+
+    async def _ask(self, batch: list[int]) -> None:
+        asked_at = time.monotonic()
         try:
-            live = session_id in await self._check([session_id])
+            live = await self._check(batch)
         except BaseException as exc:
-            future.set_exception(exc)
-            future.exception()  # retrieved: a failure nobody else awaited is not logged as lost
+            for session_id in batch:
+                future = self._asking.pop(session_id)
+                if not future.done():
+                    future.set_exception(exc)
+                    future.exception()  # retrieved: a failure nobody awaits any more is not logged as lost
             raise
-        finally:
-            del self._asking[session_id]
-        self._known[session_id] = (live, now)
-        future.set_result(live)
-        return live
+        for session_id in batch:
+            self._known[session_id] = (session_id in live, asked_at)
+            future = self._asking.pop(session_id)
+            if not future.done():
+                future.set_result(session_id in live)
 
 
 def live_sessions(upstream: Upstream) -> Callable[[list[int]], Awaitable[set[int]]]:

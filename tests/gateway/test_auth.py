@@ -115,6 +115,26 @@ async def test_a_live_session_is_asked_once_per_period_and_concurrent_requests_s
     assert graph.calls == [[5], [5]]
 
 
+async def test_sessions_asked_about_together_share_one_call_of_at_most_a_hundred():
+    graph = _Graph(set(range(0, 300, 2)))
+    checks = SessionChecks(graph.check, recheck_seconds=60)
+    outcomes = await asyncio.gather(*(checks.require_live(sid) for sid in range(250)), return_exceptions=True)
+    assert [o is None for o in outcomes] == [sid % 2 == 0 for sid in range(250)]
+    assert sorted(len(call) for call in graph.calls) == [50, 100, 100]
+    assert sorted(sid for call in graph.calls for sid in call) == list(range(250))
+
+
+async def test_a_caller_that_goes_away_does_not_cancel_the_question_for_the_others():
+    graph = _Graph({5})
+    checks = SessionChecks(graph.check, recheck_seconds=60)
+    first = asyncio.create_task(checks.require_live(5))
+    second = asyncio.create_task(checks.require_live(5))
+    await asyncio.sleep(0.005)
+    first.cancel()
+    await second
+    assert first.cancelled() and graph.calls == [[5]]
+
+
 async def test_a_revoked_session_is_refused_at_the_next_check_and_stays_refused():
     graph = _Graph({5})
     checks = SessionChecks(graph.check, recheck_seconds=0.1)
