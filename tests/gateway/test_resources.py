@@ -61,6 +61,11 @@ MIRRORS: dict[type[BaseModel], tuple[Descriptor, dict[str, str]]] = {
     resources.Tag: (post_pb2.Tag.DESCRIPTOR, {}),
     resources.TagPage: (post_pb2.SearchTagsResponse.DESCRIPTOR, {"items": "tags"}),
     resources.ViewResult: (story_pb2.ViewStoryResponse.DESCRIPTOR, {}),
+    resources.SessionSummary: (graph_pb2.Session.DESCRIPTOR, {}),
+    resources.SessionPage: (graph_pb2.ListSessionsResponse.DESCRIPTOR, {"items": "sessions"}),
+    resources.SessionRevoked: (graph_pb2.RevokeSessionResponse.DESCRIPTOR, {}),
+    resources.PasswordChanged: (graph_pb2.ChangePasswordResponse.DESCRIPTOR, {}),
+    resources.DeletionAccepted: (graph_pb2.DeleteUserResponse.DESCRIPTOR, {}),
 }
 # Resources that render no single message, and why.
 NOT_MIRRORS = {
