@@ -37,7 +37,18 @@ async function errorOf(response) {
   return new ApiError(response.status, message, reason);
 }
 
-async function refresh() {
+// A refresh token works once (the gateway rotates it, and a second use ends the session as stolen),
+// so requests that hit 401 together share one refresh.
+let refreshing = null;
+
+function refresh() {
+  refreshing ??= refreshOnce().finally(() => {
+    refreshing = null;
+  });
+  return refreshing;
+}
+
+async function refreshOnce() {
   const current = session();
   if (!current?.refresh_token) return false;
   const response = await fetch("/v1/sessions/refresh", {
@@ -73,6 +84,18 @@ export async function api(method, path, body, headers = {}, retried = false) {
   }
   if (!response.ok) throw await errorOf(response);
   return response.status === 204 ? null : response.json();
+}
+
+/** Ends the session on the server (its tokens stop working), then forgets it here. */
+export async function signOut() {
+  if (session()) {
+    try {
+      await fetch("/v1/sessions/current", { method: "DELETE", headers: authorization() });
+    } catch {
+      // Offline: the tokens expire on their own; forgetting them here is what the user asked for.
+    }
+  }
+  saveSession(null);
 }
 
 export async function signIn(login, password) {

@@ -1,7 +1,7 @@
 // The Glimpse web client: a hash router over views that each call the gateway's API.
 // User text is only ever set as textContent (never parsed as HTML).
 
-import { api, ApiError, saveSession, session, signIn, uploadPhoto } from "./api.js";
+import { api, ApiError, saveSession, session, signIn, signOut, uploadPhoto } from "./api.js";
 import { paint } from "./blurhash.js";
 import { openStream } from "./events.js";
 
@@ -654,8 +654,8 @@ function started() {
   });
 }
 
-document.getElementById("logout").addEventListener("click", () => {
-  saveSession(null);
+document.getElementById("logout").addEventListener("click", async () => {
+  await signOut();
   closeStream?.();
   closeStream = null;
   showUnread(0);
