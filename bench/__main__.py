@@ -18,6 +18,12 @@ BENCHMARKS = {
     "p50/p99 at 50/s; idle SSE streams per gateway process and memory per stream",
     "tags": "tag page (ListTagPosts) p50/p99 with 1M posts beside the same page by SQL; tag count, tag search",
     "search": "SearchUsers p50/p99 over 100k users, one- and two-typo queries, beside an exact LookupUser",
+    "fanout_privacy": "fan-out of one post to 10k (1k) followers with the privacy filter beside the same handler "
+    "before it (1% of followers mute the author, 50 blocks each way) and raw ZADD",
+    "feed_filters": "GetHomeFeed for a reader with 50 blocks + 50 mutes beside a reader with none (cost per page, "
+    "CPU per page), cached and uncached filters, and with an unpurged inbox",
+    "post_view": "BatchGetFeedItems of one post (GET /v1/posts/{id}) p99 at 16 callers with the visibility check "
+    "(warm and cold cache) beside the same call without it",
     "stories": "story tray p50/p99 (500 followees, 100 with stories) beside the home feed read; 10,000 views "
     "of one story at 16 callers: exact view_count, rate beside an empty call",
     "session_checks": "the gateway's session check: CheckSessions p50/p99 beside an empty call and GetUser; due "
