@@ -133,7 +133,9 @@ async def _measure(url: str) -> list[tuple[str, float]]:
         async with raw.transaction(), raw.cursor() as cur:
             await cur.execute(INSERT.sql, INSERT.values({"id": post_id, "author_id": 7, "caption": "hello #x"}))
             await cur.fetchone()
-            await cur.execute(EVENT.sql, EVENT.values({"id": post_id, "subject": POST_CREATED.subject, "payload": PAYLOAD}))
+            await cur.execute(
+                EVENT.sql, EVENT.values({"id": post_id, "subject": POST_CREATED.subject, "payload": PAYLOAD})
+            )
             await cur.execute(GET.sql, GET.values({"id": post_id}))
             await cur.fetchone()
 
