@@ -30,8 +30,17 @@ from graph_svc import session_repository as session_repo
 from graph_svc.credentials import Passwords
 from graph_svc.password_change import wrong_password
 from mesh.db import Database
+from mesh.db import Session as DbSession
 from mesh.errors import Unauthenticated, invalid_field
 from mesh.outbox import Outbox
+
+
+async def require_caller(session: DbSession, user_id: int) -> None:
+    """In the caller's unit of work, before writing a row that holds `user_id`: holds the account
+    against a concurrent erasure (erasure_repository.hold_caller); UNAUTHENTICATED (ACCOUNT_GONE) if
+    it is already deleted, so no row of a deleted account is written after its erasure."""
+    if not await erasure_repo.hold_caller(session, user_id):
+        raise Unauthenticated("your account no longer exists", reason="ACCOUNT_GONE")
 
 
 class ErasureService:

@@ -29,6 +29,15 @@ async def lock_user_and_neighbours(session: Session, user_id: int) -> list[int]:
     return list(rows.scalars())
 
 
+async def hold_caller(session: Session, user_id: int) -> bool:
+    """Whether `user_id`'s account exists, its row then held (FOR KEY SHARE) until the unit of work
+    ends: an erasure, which locks the row FOR UPDATE, waits for the change and then removes its rows,
+    or the change waits for the erasure and finds no account. For changes that write a row holding
+    the caller's id without locking the caller's row otherwise (mutes, reports, sessions)."""
+    row = await session.execute(select(users.c.id).where(users.c.id == user_id).with_for_update(key_share=True))
+    return row.first() is not None
+
+
 async def remove_follows(session: Session, user_id: int) -> tuple[int, int]:
     """Deletes `user_id`'s follows both ways and takes each from the other user's count; returns
     (how many it followed, how many followed it)."""

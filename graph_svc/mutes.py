@@ -9,6 +9,7 @@ from __future__ import annotations
 from glimpse.events.v1 import events_pb2
 from graph_svc import privacy_repository as privacy_repo
 from graph_svc import repository as repo
+from graph_svc.erasure import require_caller
 from graph_svc.privacy import RelatedUser, after_of, relation_page, relation_scope
 from graph_svc.visibility import refuse_if_blocked
 from mesh.db import Database, Session
@@ -26,10 +27,12 @@ class MuteService:
         """The caller mutes `muted_id` (`graph.muted`); returns whether the mute is new. Idempotent.
 
         INVALID_ARGUMENT for a bad target or oneself (SELF_MUTE); NOT_FOUND (USER_NOT_FOUND) for an
-        unknown target, or one blocked either way with the caller (who does not exist for it).
+        unknown target, or one blocked either way with the caller (who does not exist for it);
+        UNAUTHENTICATED (ACCOUNT_GONE) if the caller's account is deleted.
         """
         _check_target(muter_id, muted_id)
         async with self._db.unit_of_work() as session:
+            await require_caller(session, muter_id)
             await _existing_for(session, muter_id, muted_id)
             created = await privacy_repo.insert_mute(session, muter_id, muted_id)
             if created:

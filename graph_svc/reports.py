@@ -13,6 +13,7 @@ import json
 from typing import Any
 
 from graph_svc import report_repository as report_repo
+from graph_svc.erasure import require_caller
 from graph_svc.models import (
     REPORT_OPEN,
     REPORT_REASONS,
@@ -59,7 +60,7 @@ class ReportService:
 
         INVALID_ARGUMENT naming the field for an unknown subject type or reason, an id that is not
         positive, details over MAX_DETAILS characters, or a snapshot that is empty or over
-        MAX_SNAPSHOT_BYTES as JSON.
+        MAX_SNAPSHOT_BYTES as JSON. UNAUTHENTICATED (ACCOUNT_GONE) if the reporter's account is deleted.
         """
         if subject_type not in REPORT_SUBJECT_TYPES:
             raise invalid_field("subject_type", f"must be one of {', '.join(REPORT_SUBJECT_TYPES)}")
@@ -87,6 +88,7 @@ class ReportService:
             snapshot=snapshot,
         )
         async with self._db.unit_of_work() as session:
+            await require_caller(session, reporter_id)
             return await report_repo.insert_open_report(session, record)
 
     async def list_reports(self, state: str | None, size: int, token: str) -> Page[ReportRecord]:

@@ -23,6 +23,7 @@ import hashlib
 import unicodedata
 from dataclasses import dataclass
 
+from graph_svc import erasure_repository as erasure_repo
 from graph_svc import repository as repo
 from graph_svc import session_repository as session_repo
 from graph_svc.repository import UserRecord
@@ -100,6 +101,9 @@ class SessionService:
             revoke_reason=None,
         )
         async with self._db.unit_of_work() as session:
+            # Logging in read the account before checking the password: it may be gone by now.
+            if not await erasure_repo.hold_caller(session, user.id):
+                raise Unauthenticated("wrong username or password", reason="BAD_CREDENTIALS")
             await session_repo.insert_session(session, record)
         return Login(user, session_id, self._signer.issue(user.id, ACCESS, session_id=session_id), refresh)
 

@@ -111,6 +111,15 @@ async def test_deleting_removes_every_graph_row_of_the_user_and_fixes_the_counts
             graph.FollowUser(graph_pb2.FollowUserRequest(target_user_id=followed.id), metadata=leaver.metadata)
         )
     )[:2] == (grpc.StatusCode.UNAUTHENTICATED, "ACCOUNT_GONE")
+    # Nothing written as the deleted caller brings a row with its id back (a request already past the
+    # gateway, or a direct call).
+    for call in (
+        graph.MuteUser(graph_pb2.MuteUserRequest(target_user_id=followed.id), metadata=leaver.metadata),
+        graph.CreateReport(report_of(778, followed.id), metadata=leaver.metadata),
+        graph.BlockUser(graph_pb2.BlockUserRequest(target_user_id=followed.id), metadata=leaver.metadata),
+    ):
+        assert (await refused(call))[:2] == (grpc.StatusCode.UNAUTHENTICATED, "ACCOUNT_GONE")
+    assert set(await _rows_holding(sql, leaver.id)) <= RETAINED
     refresh = graph_pb2.RefreshAccessTokenRequest(refresh_token=login.refresh_token)
     assert (await refused(graph.RefreshAccessToken(refresh)))[:2] == (grpc.StatusCode.UNAUTHENTICATED, "ACCOUNT_GONE")
     checked = await graph.CheckSessions(graph_pb2.CheckSessionsRequest(session_ids=[login.session_id]))
