@@ -167,7 +167,12 @@ class Hydrator:
                 continue
             item = feed_pb2.FeedItem(
                 id=post.id,
-                author=feed_pb2.FeedAuthor(id=author.id, username=author.username, display_name=author.display_name),
+                author=feed_pb2.FeedAuthor(
+                    id=author.id,
+                    username=author.username,
+                    display_name=author.display_name,
+                    avatar_url=author.avatar_url if author.HasField("avatar_url") else None,
+                ),
                 caption=post.caption,
                 hashtags=post.hashtags,
                 media=[_feed_media(media[m]) for m in post.media_ids if m in media],

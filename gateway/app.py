@@ -27,6 +27,7 @@ from gateway.routes import (
     operations,
     posts,
     privacy,
+    profile,
     sessions,
     stories,
 )
@@ -71,6 +72,8 @@ def create_app(settings: GatewaySettings) -> FastAPI:
     app.add_middleware(RequestTargetText)
     # Added last, so outermost: it also counts what the body limit refuses.
     app.add_middleware(RequestMetrics)
+    # Before accounts: /v1/users/me is not GET /v1/users/{username} ("me" is too short for a username).
+    app.include_router(profile.router)
     app.include_router(accounts.router)
     app.include_router(sessions.router)
     app.include_router(graph.router)

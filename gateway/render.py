@@ -13,6 +13,7 @@ from google.protobuf.message import Message
 
 from glimpse.engagement.v1 import engagement_pb2
 from glimpse.feed.v1 import feed_pb2
+from glimpse.graph.v1 import graph_pb2
 from glimpse.media.v1 import media_pb2
 
 # The media status vocabulary on the wire: media.proto's MediaStatus without its MEDIA_STATUS_ prefix
@@ -27,6 +28,18 @@ MEDIA_STATUSES: Mapping[int, str] = {
 def to_json(message: Message) -> dict[str, Any]:
     """The JSON object for `message`, with zero-valued fields included so clients see a stable shape."""
     return MessageToDict(message, preserving_proto_field_name=True, always_print_fields_with_no_presence=True)
+
+
+def user_summary_json(user: graph_pb2.User | feed_pb2.FeedAuthor) -> dict[str, Any]:
+    """A user as every summary shows them (resources.Author): post, comment and story authors,
+    notification actors, story viewers, report snapshots. `avatar_url` is the 150 px picture, null
+    when there is none."""
+    return {
+        "id": str(user.id),
+        "username": user.username,
+        "display_name": user.display_name,
+        "avatar_url": user.avatar_url if user.HasField("avatar_url") else None,
+    }
 
 
 def feed_item_json(item: feed_pb2.FeedItem) -> dict[str, Any]:
@@ -99,8 +112,9 @@ def _post(item: feed_pb2.FeedItem, *, nulls: bool) -> dict[str, Any]:
     """The post's JSON; an absent message field (they have presence) is left out, or null if `nulls`."""
     out: dict[str, Any] = {"id": str(item.id)}
     if item.HasField("author"):
-        author = item.author
-        out["author"] = {"id": str(author.id), "username": author.username, "display_name": author.display_name}
+        out["author"] = author = user_summary_json(item.author)
+        if author["avatar_url"] is None and not nulls:
+            del author["avatar_url"]  # as to_json leaves an unset optional field out
     out["caption"] = item.caption
     out["hashtags"] = list(item.hashtags)
     out["media"] = [

@@ -21,6 +21,12 @@ from gateway.render import MEDIA_STATUSES
 from glimpse.graph.v1 import graph_pb2
 from glimpse.notification.v1 import notification_pb2
 
+# The one description of a user summary's picture (User and Author).
+AVATAR_URL = (
+    "The profile picture: a 150 px square WebP at a public URL that changes whenever the picture does (so "
+    "it may be cached as long as you like); null when there is none."
+)
+
 
 class Resource(BaseModel):
     # A key the model does not declare fails the response (a 500, logged) instead of being dropped in
@@ -39,6 +45,13 @@ class User(Resource):
     is_private: bool = Field(
         description="Only the owner and approved followers see a private account's posts (its existing ones "
         "included) and its follower and following lists; following it sends a request."
+    )
+    website: str = Field(
+        description="An http(s) URL as stored (normalised), or empty.", examples=["https://ada.example"]
+    )
+    avatar_url: str | None = Field(None, description=AVATAR_URL)
+    avatar_large_url: str | None = Field(
+        None, description="The same picture as a 320 px square (for the profile page); null when there is none."
     )
 
 
@@ -316,6 +329,7 @@ class Author(Resource):
     id: str
     username: str
     display_name: str
+    avatar_url: str | None = Field(None, description=AVATAR_URL)
 
 
 class Media(Resource):

@@ -14,7 +14,7 @@ from pydantic import BaseModel, Field
 from gateway import rate_limits
 from gateway.auth import CallerId
 from gateway.fields import CommentId, PageSize, PageToken, PostId, Text
-from gateway.render import feed_item_json, to_json
+from gateway.render import feed_item_json, to_json, user_summary_json
 from gateway.resources import Author, Post, Resource, User, error_responses
 from gateway.upstream import Services, Upstream
 from glimpse.engagement.v1 import engagement_pb2
@@ -103,11 +103,7 @@ def _comment_json(comment: engagement_pb2.Comment, authors: dict[int, graph_pb2.
     return {
         "id": str(comment.id),
         "post_id": str(comment.post_id),
-        "author": (
-            {"id": str(author.id), "username": author.username, "display_name": author.display_name}
-            if author is not None
-            else None
-        ),
+        "author": (user_summary_json(author) if author is not None else None),
         "text": comment.text,
         "parent_comment_id": str(comment.parent_comment_id) if comment.parent_comment_id else None,
         "reply_to_comment_id": str(comment.reply_to_comment_id) if comment.reply_to_comment_id else None,

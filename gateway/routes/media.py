@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Annotated, Any
 
 from fastapi import APIRouter, status
 from pydantic import BaseModel, Field
@@ -11,12 +11,19 @@ from gateway import rate_limits
 from gateway.auth import CallerId
 from gateway.fields import Text
 from gateway.render import to_json
-from gateway.resources import UploadGrant, error_responses
+from gateway.resources import OneOf, UploadGrant, error_responses, wire_words
 from gateway.upstream import Services
 from glimpse.media.v1 import media_pb2
 from mesh.identity import as_caller
 
 router = APIRouter(tags=["media"])
+
+PURPOSES = wire_words(media_pb2.MediaPurpose.DESCRIPTOR)
+_PURPOSE = OneOf(
+    PURPOSES,
+    "photo (the default): for a post or a story. avatar: for your profile picture "
+    "(`PUT /v1/users/me/avatar`); each can only be used for what it was granted for.",
+)
 
 
 class UploadGrantBody(BaseModel):
@@ -32,6 +39,7 @@ class UploadGrantBody(BaseModel):
         description="Exact size of the file to upload; the deployment's limit (20 MB by default) is checked.",
         examples=[2_400_000],
     )
+    purpose: Annotated[Text, *_PURPOSE] = "photo"
 
 
 @router.post(
@@ -44,8 +52,12 @@ class UploadGrantBody(BaseModel):
     dependencies=[rate_limits.uploads],
 )
 async def create_upload_grant(body: UploadGrantBody, caller: CallerId, services: Services) -> dict[str, Any]:
-    """Reserves a media id owned by the caller and returns a form to POST the file to object storage.
-    400 for an unsupported type or a size over the limit."""
-    request = media_pb2.CreateUploadGrantRequest(content_type=body.content_type, size_bytes=body.size_bytes)
+    """Reserves a media id owned by the caller, for a post or story photo or for the profile picture
+    (`purpose`), and returns a form to POST the file to object storage. 400 for an unsupported type
+    or a size over the limit."""
+    purpose = next(number for number, word in PURPOSES.items() if word == body.purpose)
+    request = media_pb2.CreateUploadGrantRequest(
+        content_type=body.content_type, size_bytes=body.size_bytes, purpose=purpose
+    )
     grant = await services.media.CreateUploadGrant(request, timeout=services.timeout, metadata=as_caller(caller))
     return to_json(grant)

@@ -32,6 +32,7 @@ from sse_starlette import EventSourceResponse, ServerSentEvent
 from gateway import rate_limits
 from gateway.auth import CallerId
 from gateway.fields import NotificationId, PageSize, PageToken
+from gateway.render import user_summary_json
 from gateway.resources import (
     NOTIFICATION_TYPES,
     NotificationPage,
@@ -199,7 +200,7 @@ async def render(
             "id": str(n.id),
             "group_key": n.group_key,
             "type": NOTIFICATION_TYPES[n.type],
-            "actors": [{"id": str(a.id), "username": a.username, "display_name": a.display_name} for a in actors],
+            "actors": [user_summary_json(a) for a in actors],
             "actor_count": str(n.actor_count),
             "post": {"id": str(n.post_id), "thumbnail_url": _thumbnail(post)} if post is not None else None,
             "comment": {"id": str(n.comment_id), "text": n.comment_preview} if n.comment_id else None,

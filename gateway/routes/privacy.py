@@ -1,7 +1,7 @@
-"""Privacy and safety, all owned by graph_svc: the caller's private account and its incoming follow
-requests, blocks, mutes, and reports (whose snapshot of the reported content the gateway fetches
-from the service that renders it: feed_svc for a post, engagement_svc for a comment, graph_svc for
-a user)."""
+"""Privacy and safety, all owned by graph_svc: a private account's incoming follow requests (making an
+account private is PATCH /v1/users/me, gateway.routes.profile), blocks, mutes, and reports (whose
+snapshot of the reported content the gateway fetches from the service that renders it: feed_svc for
+a post, engagement_svc for a comment, graph_svc for a user)."""
 
 from __future__ import annotations
 
@@ -9,14 +9,13 @@ from typing import Annotated, Any
 
 import grpc
 from fastapi import APIRouter, status
-from google.protobuf.field_mask_pb2 import FieldMask
 from google.protobuf.struct_pb2 import Struct
-from pydantic import BaseModel, ConfigDict, Field, Strict
+from pydantic import BaseModel, ConfigDict, Field
 
 from gateway import rate_limits
 from gateway.auth import CallerId
 from gateway.fields import CommentId, PageSize, PageToken, PostId, Text, UserId
-from gateway.render import feed_item_json, to_json
+from gateway.render import feed_item_json, to_json, user_summary_json
 from gateway.resources import (
     REPORT_REASON,
     REPORT_REASONS,
@@ -33,7 +32,6 @@ from gateway.resources import (
     Report,
     UnblockResult,
     UnmuteResult,
-    User,
     error_responses,
 )
 from gateway.upstream import Services, Upstream
@@ -47,17 +45,6 @@ router = APIRouter(tags=["privacy"])
 
 # graph_svc's limit, documented here and checked there.
 DETAILS_MAX = 1000
-
-
-class UpdateMeBody(BaseModel):
-    # A field this route cannot change yet is a 400 naming it, not silently ignored.
-    model_config = ConfigDict(extra="forbid")
-
-    is_private: Annotated[bool, Strict()] | None = Field(
-        None,
-        description="true: only approved followers see your posts (existing ones included) and lists, and "
-        "following you sends a request. false: public again, and every pending request is approved.",
-    )
 
 
 class TargetBody(BaseModel):
@@ -76,28 +63,6 @@ class ReportBody(BaseModel):
 
 def _page(items: list[dict[str, Any]], token: str) -> dict[str, Any]:
     return {"items": items, "next_page_token": token}
-
-
-@router.patch(
-    "/v1/users/me",
-    response_model=User,
-    summary="Change your account",
-    response_description="Your account as it is now.",
-    responses=error_responses(400, 401, 413, 429),
-    dependencies=[rate_limits.follow_changes],
-)
-async def update_me(body: UpdateMeBody, caller: CallerId, services: Services) -> dict[str, Any]:
-    """Changes the fields sent (for now `is_private`); 400 for none, a null or a field that cannot be
-    changed here. Making the account public approves every pending follow request at once."""
-    paths = sorted(body.model_fields_set)
-    if not paths:
-        raise InvalidArgument("send at least one field to change: is_private", fields={"is_private": "is missing"})
-    for path in paths:
-        if getattr(body, path) is None:
-            raise InvalidArgument(f"{path}: must be true or false, not null", fields={path: "must not be null"})
-    user = graph_pb2.User(is_private=bool(body.is_private))
-    request = graph_pb2.UpdateUserRequest(user=user, update_mask=FieldMask(paths=paths))
-    return to_json(await services.graph.UpdateUser(request, timeout=services.timeout, metadata=as_caller(caller)))
 
 
 @router.get(
@@ -302,12 +267,7 @@ async def _snapshot(services: Upstream, caller: int, kind: str, subject_id: int)
         )
         rendered = to_json(comment)
         if authors.users:
-            author = authors.users[0]
-            rendered["author"] = {
-                "id": str(author.id),
-                "username": author.username,
-                "display_name": author.display_name,
-            }
+            rendered["author"] = user_summary_json(authors.users[0])
         return rendered, comment.author_id, True
     user_request = graph_pb2.GetUserRequest(user_id=subject_id)
     try:

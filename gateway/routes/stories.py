@@ -14,7 +14,7 @@ from pydantic import BaseModel, Field
 from gateway import rate_limits
 from gateway.auth import CallerId
 from gateway.fields import MediaId, PageSize, PageToken, StoryId, UserId
-from gateway.render import MEDIA_STATUSES
+from gateway.render import MEDIA_STATUSES, user_summary_json
 from gateway.resources import Story, StoryList, StoryTray, StoryViewerPage, ViewResult, error_responses
 from gateway.upstream import Services, Upstream
 from glimpse.graph.v1 import graph_pb2
@@ -39,14 +39,14 @@ StoryKey = Annotated[
 ]
 
 
-async def _authors(services: Upstream, caller: int, user_ids: Iterable[int]) -> dict[int, dict[str, str]]:
+async def _authors(services: Upstream, caller: int, user_ids: Iterable[int]) -> dict[int, dict[str, Any]]:
     """The accounts that still exist among `user_ids` as Author objects, from one BatchGetUsers call."""
     ids = list(dict.fromkeys(user_ids))
     if not ids:
         return {}
     request = graph_pb2.BatchGetUsersRequest(user_ids=ids)
     response = await services.graph.BatchGetUsers(request, timeout=services.timeout, metadata=as_caller(caller))
-    return {u.id: {"id": str(u.id), "username": u.username, "display_name": u.display_name} for u in response.users}
+    return {u.id: user_summary_json(u) for u in response.users}
 
 
 async def _stories_json(services: Upstream, caller: int, stories: list[story_pb2.Story]) -> list[dict[str, Any]]:

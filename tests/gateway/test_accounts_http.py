@@ -137,8 +137,12 @@ async def test_register_returns_201_and_the_user_with_string_ids(http, new_usern
         "following_count",
         "create_time",
         "is_private",
+        "website",
+        "avatar_url",
+        "avatar_large_url",
     }
     assert isinstance(user["id"], str) and int(user["id"]) > 0 and user["is_private"] is False
+    assert (user["website"], user["avatar_url"], user["avatar_large_url"]) == ("", None, None)
     assert user["username"] == name and user["display_name"] == "Ada L."
     assert user["follower_count"] == "0" and user["following_count"] == "0"
     assert rfc3339(user["create_time"]) <= dt.datetime.now(dt.UTC)

@@ -92,7 +92,12 @@ async def test_comments_replies_and_their_json(http, make_account, upload_photo)
     url = f"/v1/posts/{post_id}/comments"
     top = await checked(await http.post(url, json={"text": "  hello @nobody  "}, headers=ada.headers), Comment, 201)
     assert top["text"] == "hello @nobody"
-    assert top["author"] == {"id": str(ada.id), "username": ada.user.username, "display_name": ada.user.display_name}
+    assert top["author"] == {
+        "id": str(ada.id),
+        "username": ada.user.username,
+        "display_name": ada.user.display_name,
+        "avatar_url": None,
+    }
     assert (top["post_id"], top["parent_comment_id"], top["reply_to_comment_id"], top["reply_count"]) == (
         post_id,
         None,

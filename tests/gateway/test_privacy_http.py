@@ -51,8 +51,8 @@ def test_every_privacy_route_is_covered_here():
         if isinstance(route.original_route, APIRoute) and "privacy" in route.original_route.tags
         for method in route.methods or ()
     }
+    # PATCH /v1/users/me (is_private) is the profile router's: tests/gateway/test_profile_http.py.
     assert found == {
-        ("PATCH", "/v1/users/me"),
         ("GET", "/v1/follow-requests"),
         ("POST", "/v1/follow-requests/{user_id}/approve"),
         ("DELETE", "/v1/follow-requests/{user_id}"),
@@ -152,7 +152,7 @@ async def test_a_private_account_s_lists_are_403_to_others_and_going_public_appr
         ({"is_private": None}, "is_private"),
         ({"is_private": "yes"}, "is_private"),
         ({"is_private": 1}, "is_private"),
-        ({"is_private": True, "bio": "hello"}, "bio"),
+        ({"is_private": True, "website": "javascript:alert(1)"}, "website"),
     ],
 )
 async def test_update_me_names_the_bad_field(http, make_account, body, field):

@@ -125,7 +125,7 @@ def json_type(field: FieldDescriptor) -> Any:
 
 
 def without_none(annotation: Any) -> Any:
-    """`X` for `X | None` (a message field to_json leaves out when unset), else the annotation itself."""
+    """`X` for `X | None` (a field with presence, which to_json leaves out when unset), else the annotation itself."""
     if isinstance(annotation, types.UnionType) or typing.get_origin(annotation) is typing.Union:
         rest = [a for a in typing.get_args(annotation) if a is not type(None)]
         if len(rest) == 1:
@@ -151,8 +151,8 @@ def test_a_resource_has_its_message_s_fields_with_their_json_types(model: type[B
         proto_field = descriptor.fields_by_name[proto_name[name]]
         expected = json_type(proto_field)
         annotation = field.annotation
-        if proto_field.message_type is not None and not proto_field.is_repeated:
-            annotation = without_none(annotation)  # messages have presence: absent (null) is allowed
+        if proto_field.has_presence and not proto_field.is_repeated:
+            annotation = without_none(annotation)  # messages and optional fields: absent (null) is allowed
         assert annotation == expected, f"{model.__name__}.{name} is {field.annotation}, renders as {expected}"
 
 
