@@ -28,6 +28,8 @@ BENCHMARKS = {
     "of one story at 16 callers: exact view_count, rate beside an empty call",
     "session_checks": "the gateway's session check: CheckSessions p50/p99 beside an empty call and GetUser; due "
     "sessions checked/s one per call and batched; per-request cost beside the token check",
+    "graph_erasure": "DeleteUser of a user with 5,000 followers and 1,000 followees beside one with none; graph "
+    "rows left holding the id and counts off (must be 0)",
 }
 
 
