@@ -99,6 +99,7 @@ def test_the_route_table_yields_every_known_list():
         "/v1/tags/{tag}/posts",
         "/v1/search/tags",
         "/v1/stories/{story_id}/viewers",
+        "/v1/sessions",
     } <= {route.path for route in LISTS}
 
 
@@ -191,6 +192,8 @@ async def world(stubs, upload_photo, fanout, gateway_url, bus, database_url) -> 
     for suffix in ("m1", "m2"):
         muted = await _account(stubs, f"{tag}{suffix}")
         await stubs.graph.MuteUser(graph_pb2.MuteUserRequest(target_user_id=muted.id), metadata=owner.metadata)
+    # A second session of the owner's (its list pages too).
+    await stubs.graph.AuthenticateUser(graph_pb2.AuthenticateUserRequest(login=f"{tag}o", password=PASSWORD))
     await drain(bus, database_url)
     async with httpx.AsyncClient(base_url=gateway_url, timeout=10) as http:
         # The owner's notifications (a follow group, a like group, comments) arrive as events.
