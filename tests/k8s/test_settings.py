@@ -38,7 +38,8 @@ _NO_SAFE_DEFAULT = re.compile(
 # shared field); test_exemptions_match_the_code checks each claim against the process's code.
 _ADDRS = {"graph_addr", "post_addr", "media_addr", "feed_addr", "fanout_addr"}
 _NOT_READ: dict[str, set[str]] = {
-    "graph_svc": {"redis_url", *_ADDRS},
+    # media_addr: SetAvatar attaches the picture through media_svc.
+    "graph_svc": {"redis_url", *_ADDRS - {"media_addr"}},
     # graph_addr: the visibility rule behind every read with a caller.
     "post_svc": {"redis_url", "jwt_secret", *_ADDRS - {"media_addr", "graph_addr"}},
     # post_addr: the worker's sweeper asks post_svc which posts exist (the check reads the package).
