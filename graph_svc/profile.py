@@ -19,7 +19,9 @@ as pending *before* media_svc is asked, so its ready event always finds it. A pi
 shown or pending (replaced, removed, superseded while processing, unusable) is handed back to
 media_svc with `graph.avatar_discarded`, which deletes its objects. Summaries carry the public URLs
 stored with the account, so showing a user costs no media_svc call (media_svc.object_keys says why
-avatars are public).
+avatars are public). Staleness: a reader's cache of users (feed_svc's hydration cache, 60 s) may
+name a replaced or removed picture for that long, whose objects are already deleted (its URL then
+fails and clients show no picture); a new picture's URL is new, so no cache ever shows a stale one.
 
 Raises mesh.errors.DomainError subclasses; media_svc's refusals reach the caller unchanged.
 """
