@@ -110,6 +110,17 @@ async def live_among(session: Session, session_ids: list[int]) -> list[int]:
     return list(rows.scalars())
 
 
+async def prune_ended(session: Session, user_id: int, ended_before: dt.datetime) -> int:
+    """Deletes `user_id`'s sessions that were revoked or expired before `ended_before`; returns how many."""
+    result = await session.execute(
+        delete(sessions).where(
+            sessions.c.user_id == user_id,
+            (sessions.c.revoked_at < ended_before) | (sessions.c.expires_at < ended_before),
+        )
+    )
+    return result.rowcount
+
+
 async def delete_user_sessions(session: Session, user_id: int) -> int:
     """Deletes every session row of `user_id`, live or not; returns how many."""
     result = await session.execute(delete(sessions).where(sessions.c.user_id == user_id))

@@ -39,6 +39,9 @@ from mesh.tokens import ACCESS, REFRESH, IssuedToken, TokenSigner
 DEVICE_LABEL_MAX = 200
 # CheckSessions' batch, as every batch RPC of GraphService.
 MAX_CHECK = 100
+# How long an ended session's row is kept (for an operator looking into a reuse); each login of the
+# user deletes their rows older than that, so a user's rows stay bounded by their logins in that time.
+ENDED_KEPT = dt.timedelta(days=7)
 # Why a session ended (graph_svc.models.SESSION_REVOKE_REASONS).
 LOGGED_OUT, REVOKED, PASSWORD_CHANGED, REFRESH_TOKEN_REUSED = (
     "logged_out",
@@ -104,6 +107,7 @@ class SessionService:
             # Logging in read the account before checking the password: it may be gone by now.
             if not await erasure_repo.hold_caller(session, user.id):
                 raise Unauthenticated("wrong username or password", reason="BAD_CREDENTIALS")
+            await session_repo.prune_ended(session, user.id, now - ENDED_KEPT)
             await session_repo.insert_session(session, record)
         return Login(user, session_id, self._signer.issue(user.id, ACCESS, session_id=session_id), refresh)
 

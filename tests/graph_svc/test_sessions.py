@@ -204,3 +204,25 @@ async def test_device_label_is_bounded(graph, new_username):
     login = await _login(graph, name, "x" * 5000)
     (listed,) = await _sessions(graph, login.user.id)
     assert listed.device_label == "x" * DEVICE_LABEL_MAX
+
+
+async def test_a_login_deletes_the_user_s_sessions_ended_over_a_week_ago(graph, new_username, sql):
+    name = new_username()
+    await _register(graph, name)
+    old, recent, live = [await _login(graph, name) for _ in range(3)]
+    for ended in (old, recent):
+        revoke = graph_pb2.RevokeSessionRequest(session_id=ended.session_id)
+        await graph.RevokeSession(revoke, metadata=as_caller(ended.user.id))
+    async with sql.begin() as conn:
+        await conn.execute(
+            text("UPDATE graph.sessions SET revoked_at = now() - interval '8 days' WHERE id = :id"),
+            {"id": old.session_id},
+        )
+    newest = await _login(graph, name)
+    async with sql.connect() as conn:
+        kept = set(
+            (
+                await conn.execute(text("SELECT id FROM graph.sessions WHERE user_id = :u"), {"u": live.user.id})
+            ).scalars()
+        )
+    assert kept == {recent.session_id, live.session_id, newest.session_id}
