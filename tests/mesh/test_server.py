@@ -19,6 +19,7 @@ from graph_svc.follows import FollowService
 from graph_svc.mutes import MuteService
 from graph_svc.password_change import PasswordChangeService
 from graph_svc.privacy import PrivacyService
+from graph_svc.profile import ProfileService
 from graph_svc.reports import ReportService
 from graph_svc.servicer import GraphServicer
 from graph_svc.sessions import SessionService
@@ -68,6 +69,9 @@ def _broken_graph(db: Database | None, settings) -> GraphServicer:
         sessions=SessionService(db=db, ids=ids, signer=signer_from(settings)),  # type: ignore[arg-type]
         password_changes=PasswordChangeService(db=db, passwords=passwords),  # type: ignore[arg-type]
         erasure=ErasureService(db=db, outbox=None, passwords=passwords, username_hold=dt.timedelta(0)),  # type: ignore[arg-type]
+        profile=ProfileService(
+            db=db, outbox=None, privacy=PrivacyService(db=db, outbox=None), media=None, media_timeout=1.0
+        ),  # type: ignore[arg-type]
     )
 
 
