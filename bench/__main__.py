@@ -8,6 +8,7 @@ import importlib
 BENCHMARKS = {
     "graph_stream": "follower-stream throughput of graph_svc beside an empty gRPC call",
     "renditions": "rendition images/s beside naive Pillow and libvips; the worker's peak RSS on 12-MP and 50-MP photos",
+    "avatars": "the square avatar pipeline (320/150 px) per photo beside the post pipeline on the same photos",
     "create_post": "CreatePost p50/p99 at 16 concurrent callers beside an empty gRPC call",
     "fanout": "inbox writes/s for 10k followers beside raw pipelined ZADD; post-to-visible p50/p99 (1k, 10k)",
     "feed_read": "GetHomeFeed rate and p50/p99 beside an empty call; celebrity mix; SQL-join baseline, 1M posts",

@@ -55,7 +55,7 @@ async def create_upload_grant(body: UploadGrantBody, caller: CallerId, services:
     """Reserves a media id owned by the caller, for a post or story photo or for the profile picture
     (`purpose`), and returns a form to POST the file to object storage. 400 for an unsupported type
     or a size over the limit."""
-    purpose = next(number for number, word in PURPOSES.items() if word == body.purpose)
+    purpose = media_pb2.MediaPurpose.Value(f"MEDIA_PURPOSE_{body.purpose.upper()}")
     request = media_pb2.CreateUploadGrantRequest(
         content_type=body.content_type, size_bytes=body.size_bytes, purpose=purpose
     )
