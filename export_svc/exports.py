@@ -83,7 +83,7 @@ class ExportService:
                         reason="EXPORT_LIMIT",
                     )
                 export_id = self._ids.next_id()
-                if await repo.insert_export(session, export_id, user_id, request_id, now + self._lifetime):
+                if await repo.insert_export(session, export_id, user_id, request_id, now, now + self._lifetime):
                     await self._outbox.add(session, events_pb2.ExportRequested(export_id=export_id, user_id=user_id))
                     created = await repo.get_export(session, export_id)
                     assert created is not None

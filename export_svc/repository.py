@@ -47,13 +47,21 @@ def _record(row: object) -> ExportRecord:
 
 
 async def insert_export(
-    session: Session, export_id: int, user_id: int, request_id: str, expire_at: dt.datetime
+    session: Session, export_id: int, user_id: int, request_id: str, created_at: dt.datetime, expire_at: dt.datetime
 ) -> bool:
     """A PENDING export; False (nothing written) if the user already has one with this request id or
     one in progress (the unique indexes exports_request_once and exports_one_in_progress)."""
     result = await session.execute(
         insert(exports)
-        .values(id=export_id, user_id=user_id, request_id=request_id, state=PENDING, expire_at=expire_at)
+        .values(
+            id=export_id,
+            user_id=user_id,
+            request_id=request_id,
+            state=PENDING,
+            created_at=created_at,
+            updated_at=created_at,
+            expire_at=expire_at,
+        )
         .on_conflict_do_nothing()
         .returning(exports.c.id)
     )

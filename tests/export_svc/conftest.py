@@ -29,8 +29,10 @@ PHOTO_FILES = ("hubble_deep_field.jpg", "rocket.jpg", "coffee.png")
 
 
 @pytest.fixture(scope="session")
-def store(export_settings: ExportSettings) -> ExportStore:
-    return ExportStore(export_settings)
+async def store(export_settings: ExportSettings) -> ExportStore:
+    store = ExportStore(export_settings)
+    await store.ensure_bucket()
+    return store
 
 
 @pytest.fixture(scope="session")
