@@ -1,6 +1,6 @@
 """Assembles export_svc: runtime, the export store, clients of graph/post/media/engagement ->
-services -> servicer -> host (with the outbox relay, the builder's consumers of `exports.requested`
-and the expiry sweeper)."""
+services -> servicer -> host (with the outbox relay, the builder's consumers of `exports.requested`,
+the expiry sweeper and the erasure consumer of `graph.user_deleted`)."""
 
 from __future__ import annotations
 
@@ -11,6 +11,7 @@ from collections.abc import AsyncIterator
 
 from export_svc import models
 from export_svc.builder import ExportBuilder, Upstreams
+from export_svc.erasure import ERASURE_DURABLE, ExportErasure
 from export_svc.exports import ExportService
 from export_svc.servicer import ExportServicer
 from export_svc.settings import ExportSettings
@@ -23,6 +24,7 @@ from glimpse.media.v1 import media_pb2_grpc
 from glimpse.post.v1 import post_pb2_grpc
 from mesh.bus import ConsumerSpec, run_consumer
 from mesh.channels import open_channel
+from mesh.erasure import erasure_consumer
 from mesh.events import EXPORT_REQUESTED
 from mesh.runtime import open_runtime
 from mesh.server import ServiceHost
@@ -85,6 +87,8 @@ async def export_host(settings: ExportSettings) -> AsyncIterator[ServiceHost]:
         )
         for _ in range(settings.build_concurrency):
             host.add_background(functools.partial(run_consumer, runtime.bus, build))
+        erasure = erasure_consumer(ERASURE_DURABLE, ExportErasure(runtime.db, store).on_user_deleted)
+        host.add_background(functools.partial(run_consumer, runtime.bus, erasure))
         sweeper = Sweeper(
             runtime.db,
             store,
