@@ -85,6 +85,7 @@ async def test_one_post_has_the_same_json_in_the_feed_the_post_and_the_grid(
         "id": str(author.id),
         "username": author.user.username,
         "display_name": author.user.display_name,
+        "avatar_url": None,
     }
     assert post["hashtags"] == ["dessert"] and post["location"] == location
     assert [m["status"] for m in post["media"]] == ["READY", "READY"]
