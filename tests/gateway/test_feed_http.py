@@ -25,6 +25,7 @@ async def test_the_feed_lists_followed_posts_with_string_ids_and_photos(
         "id": str(author.id),
         "username": author.user.username,
         "display_name": author.user.display_name,
+        "avatar_url": None,
     }
     assert item["hashtags"] == ["beach"]
     assert item["media"][0]["status"] in ("PROCESSING", "READY", "FAILED")
