@@ -1,7 +1,7 @@
 """The caller's account over HTTP: GET/PATCH /v1/users/me (each bad field a 400 naming it, nothing
 changed; only the fields sent change) and the profile picture (an upload with purpose avatar, PUT and
 DELETE /v1/users/me/avatar), whose URL every user summary carries: the feed's authors, likers,
-comment authors and search results."""
+comment authors, notification actors, story authors (and the tray) and search results."""
 
 from __future__ import annotations
 
@@ -21,6 +21,7 @@ from gateway.routes.profile import AvatarChange, AvatarRemoval
 from tests.conftest import Account
 from tests.gateway.test_app import settings
 from tests.gateway.test_engagement_http import checked, field_violations
+from tests.gateway.test_notifications_http import inbox_when
 
 pytestmark = pytest.mark.usefixtures("fanout", "media_worker")
 
@@ -167,6 +168,23 @@ async def test_an_avatar_is_set_shown_in_every_summary_replaced_and_removed(http
     assert [c["author"]["avatar_url"] for c in comments["items"]] == [url]
     found = (await http.get("/v1/search/users", params={"q": ada.user.username}, headers=reader.headers)).json()
     assert found["items"][0]["avatar_url"] == url
+    # ... a notification's actor (ada likes reader's post) and a story tray's author (reader follows ada).
+    reader_post = await http.post(
+        "/v1/posts", json={"media_ids": [str(await upload_photo(reader))]}, headers=reader.headers
+    )
+    assert reader_post.status_code == 201, reader_post.text
+    await http.post(f"/v1/posts/{reader_post.json()['id']}/like", headers=ada.headers)
+    assert (await inbox_when(http, reader, 1))["items"][0]["actors"][0]["avatar_url"] == url
+    story_photo = str(await upload_photo(ada))
+    story = await http.post(
+        "/v1/stories", json={"media_id": story_photo}, headers={**ada.headers, "Idempotency-Key": story_photo}
+    )
+    assert story.status_code == 201, story.text
+    assert story.json()["author"]["avatar_url"] == url
+    followed = await http.post("/v1/follow", json={"target_user_id": str(ada.id)}, headers=reader.headers)
+    assert followed.status_code == 200, followed.text
+    tray = (await http.get("/v1/stories/tray", headers=reader.headers)).json()
+    assert [e["author"]["avatar_url"] for e in tray["items"] if e["author"]["id"] == str(ada.id)] == [url]
     # A user without a picture says null, not "".
     assert (await me(http, reader))["avatar_url"] is None
 
