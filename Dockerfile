@@ -1,8 +1,9 @@
 # syntax=docker/dockerfile:1
 # One image for every Glimpse process; the container's command picks which one runs:
 #   python -m graph_svc | post_svc | media_svc | media_svc.worker | feed_svc | fanout_svc | engagement_svc
-#            | notification_svc | story_svc | gateway
-#   python -m mesh.migrate graph_svc post_svc media_svc engagement_svc notification_svc story_svc   (the migrations job)
+#            | notification_svc | story_svc | export_svc | gateway
+#   python -m mesh.migrate graph_svc post_svc media_svc engagement_svc notification_svc story_svc export_svc
+#   (the migrations job)
 # Build from the repository root: docker build -t glimpse:dev .
 
 # Pinned by version (add @sha256 digests in your registry mirror for bit-for-bit rebuilds).

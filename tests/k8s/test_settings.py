@@ -51,6 +51,8 @@ _NOT_READ: dict[str, set[str]] = {
     "engagement_svc": {"redis_url", "jwt_secret", "media_addr", "feed_addr", "fanout_addr"},
     "notification_svc": {"redis_url", "jwt_secret", "media_addr", "feed_addr", "fanout_addr"},
     "story_svc": {"redis_url", "jwt_secret", "post_addr", "feed_addr", "fanout_addr"},
+    # It reads every user's data from graph, post, media and engagement; its zips are in its own bucket.
+    "export_svc": {"redis_url", "jwt_secret", "feed_addr", "fanout_addr"},
     # NATS: the one watch behind the notification streams.
     "gateway": {"database_url", "fanout_addr"},
 }
