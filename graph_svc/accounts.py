@@ -16,6 +16,7 @@ from pydantic import Field
 from graph_svc import erasure_repository as erasure_repo
 from graph_svc import repository as repo
 from graph_svc.credentials import USERNAME, Passwords, check_password, normalize_email, normalize_username
+from graph_svc.profile import DISPLAY_NAME_MAX, checked_display_name
 from graph_svc.repository import UserRecord
 from graph_svc.sessions import Login, SessionService
 from graph_svc.visibility import refuse_if_blocked
@@ -26,8 +27,7 @@ from mesh.pagination import Count, Page, PageCursor, decode_cursor, page_of, pag
 from mesh.tokens import TokenSigner
 
 MAX_BATCH = 100
-DISPLAY_NAME_MAX = 64
-# A display name's length: the longest thing worth searching for.
+# A display name's length (graph_svc.profile): the longest thing worth searching for.
 SEARCH_QUERY_MAX = DISPLAY_NAME_MAX
 
 
@@ -57,9 +57,7 @@ class AccountService:
         username = normalize_username(username)
         email = normalize_email(email)
         check_password(password, username)
-        display_name = display_name.strip()
-        if len(display_name) > DISPLAY_NAME_MAX:
-            raise invalid_field("display_name", f"must be at most {DISPLAY_NAME_MAX} characters")
+        display_name = checked_display_name(display_name)  # the profile's rule
         password_hash = await self._passwords.hash(password)
         record = UserRecord(
             id=self._ids.next_id(),
