@@ -82,6 +82,7 @@ NOT_ABOUT_OTHERS = {
     "GET /v1/notifications/unread-count": "a count of the caller's own inbox",
     "POST /v1/notifications/read": "moves the caller's own read marker",
     "GET /v1/users/me/notification-settings": "the caller's own settings",
+    "POST /v1/users/me/exports": "exports the caller's own data (another's export is probed below: 404)",
     "PATCH /v1/users/me/notification-settings": "the caller's own settings",
     "GET /v1/notifications/stream": "the caller's own inbox, rendered like GET /v1/notifications (probed)",
     "GET /v1/tags/{tag}": "a tag's name and its count of live posts (every author's, documented): no post or user",
@@ -386,6 +387,14 @@ async def owner_reads_stories(w: World, made: Made) -> list[str]:
     return [s["id"] for s in response.json()["items"]]
 
 
+async def owners_export(w: World) -> Made:
+    """The owner's data export (the same one for every role: its idempotency key is the world's)."""
+    headers = {**w.owner.headers, "Idempotency-Key": f"export-{w.tag}"}
+    response = await w.http.post("/v1/users/me/exports", headers=headers)
+    assert response.status_code == 202, response.text
+    return {**w.made, "export": response.json()["export_id"]}
+
+
 def report(kind: str) -> Callable[[World, Made], Request]:
     subject = {"post_id": "post", "comment_id": "comment"}
     return lambda w, made: (
@@ -611,6 +620,18 @@ PROBES: dict[str, list[Probe]] = {
             reasons={"follower": "NOT_STORY_AUTHOR", "stranger": "STORY_NOT_FOUND", "blocked": "STORY_NOT_FOUND"},
             arrange=fresh_story,
             observe=owner_reads_stories,
+        )
+    ],
+    # Data exports: the owner's alone; to anyone else it does not exist.
+    "GET /v1/users/me/exports/{export_id}": [
+        Probe(
+            get("/v1/users/me/exports/{export}"),
+            expect(200, 404, 404, 404, 404),
+            sees("owner"),
+            reasons={role: "EXPORT_NOT_FOUND" for role in ("follower", "stranger", "blocked", "blocker")},
+            arrange=owners_export,
+            # Only an export's own JSON has these keys (a 404 names the id it was asked for).
+            markers=lambda w: ['"download_url"', '"expire_time"'],
         )
     ],
     # Notifications: each was told of the owner's reply while they could see the post.
