@@ -8,26 +8,45 @@ reconnect or restart, missing nothing):
   celebrity_cache_seconds later.
 The caches' TTLs bound the staleness if a message is still missed (this process was not running
 when it was published, and it starts with empty caches).
+
+And durable consumers (shared by every feed_svc process, at-least-once) keep feed_svc.signals:
+engagement events (likes, comments and their removal) for explore and readers' affinity, and
+`posts.deleted` to drop a deleted post from explore.
 """
 
 from __future__ import annotations
 
 import contextlib
+import functools
 from collections.abc import AsyncIterator, Callable
 
+from feed_svc.consumers import SignalHandlers
 from feed_svc.engagement import EngagementReader
+from feed_svc.explore import ExploreFeed
+from feed_svc.frozen_pages import FrozenPages
 from feed_svc.hydration import Hydrator
 from feed_svc.service import FeedService
 from feed_svc.servicer import FeedServicer, add_to_server
 from feed_svc.settings import FeedSettings
+from feed_svc.signals import SignalStore
 from glimpse.engagement.v1 import engagement_pb2_grpc
 from glimpse.events.v1 import events_pb2
 from glimpse.feed.v1 import feed_pb2
 from glimpse.graph.v1 import graph_pb2_grpc
 from glimpse.media.v1 import media_pb2_grpc
 from glimpse.post.v1 import post_pb2_grpc
+from mesh.bus import ConsumerSpec, run_consumer
 from mesh.channels import open_channel
-from mesh.events import POST_DELETED, POST_UPDATED, USER_FOLLOWED, USER_UNFOLLOWED
+from mesh.events import (
+    COMMENT_CREATED,
+    COMMENT_DELETED,
+    POST_DELETED,
+    POST_LIKED,
+    POST_UNLIKED,
+    POST_UPDATED,
+    USER_FOLLOWED,
+    USER_UNFOLLOWED,
+)
 from mesh.runtime import open_runtime
 from mesh.server import ServiceHost
 from timelines.outboxes import OutboxLoader
@@ -70,13 +89,16 @@ async def feed_host(
         engagement = (
             engagement_pb2_grpc.EngagementServiceStub(engagement_channel) if settings.serve_engagement else None
         )
+        signals = SignalStore(runtime.redis, settings.namespace, min_interactions=settings.explore_min_interactions)
+        engagement_reader = EngagementReader(engagement, timeout=timeout)
         service = make_service(
             timelines,
             OutboxLoader(timelines, posts, timeout=timeout),
             hydrator,
-            EngagementReader(engagement, timeout=timeout),
+            engagement_reader,
             graph,
             visibility=visibility,
+            signals=signals,
             celebrity_threshold=settings.celebrity_threshold,
             celebrity_cache_seconds=settings.celebrity_cache_seconds,
             celebrity_head_seconds=settings.celebrity_head_seconds,
@@ -87,10 +109,30 @@ async def feed_host(
             service.forget_celebrity_followees(event.follower_id)
 
         await runtime.bus.watch([USER_FOLLOWED, USER_UNFOLLOWED], forget_followees)
+        explore = ExploreFeed(
+            signals,
+            FrozenPages(signals, hydrator, engagement_reader),
+            graph,
+            visibility=visibility,
+            timeout=timeout,
+        )
         host = runtime.host("feed_svc", settings.listen, settings.metrics_port)
+        handlers = SignalHandlers(signals)
+        consumer = functools.partial(
+            ConsumerSpec, ack_wait_seconds=settings.ack_wait_seconds, max_deliver=settings.max_deliveries
+        )
+        for spec in (
+            consumer(
+                "feed_engagement",
+                [POST_LIKED, POST_UNLIKED, COMMENT_CREATED, COMMENT_DELETED],
+                handlers.on_engagement,
+            ),
+            consumer("feed_posts_deleted", [POST_DELETED], handlers.on_post_deleted),
+        ):
+            host.add_background(functools.partial(run_consumer, runtime.bus, spec))
         host.add_servicer(
             add_to_server,
-            FeedServicer(service),
+            FeedServicer(service, explore),
             feed_pb2.DESCRIPTOR.services_by_name["FeedService"],
         )
         yield host

@@ -9,6 +9,7 @@ failing the whole feed.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import Sequence
 
@@ -25,6 +26,8 @@ SERVED_WITHOUT = Counter(
 )
 # Failures that mean "not now" rather than a bug in the request.
 _DEGRADE = (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED)
+# BatchGetEngagement's limit per call.
+_BATCH = 100
 
 
 class EngagementReader:
@@ -35,19 +38,31 @@ class EngagementReader:
 
     async def of(self, post_ids: Sequence[int], viewer: int | None) -> dict[int, engagement_pb2.PostEngagement]:
         """Each post's engagement as `viewer` sees it (no viewer: counts only), by post id, in one
-        BatchGetEngagement call; {} when engagement_svc does not answer in time (the posts are then
-        served without it). Other upstream failures propagate as its gRPC error."""
+        BatchGetEngagement call per 100 posts; {} when engagement_svc does not answer in time (the posts
+        are then served without it). Other upstream failures propagate as its gRPC error."""
         if not post_ids or self._engagement is None:
             return {}
-        request = engagement_pb2.BatchGetEngagementRequest(post_ids=list(dict.fromkeys(post_ids)))
+        unique = list(dict.fromkeys(post_ids))
+        metadata = as_caller(viewer) if viewer else None
+        batches = [unique[start : start + _BATCH] for start in range(0, len(unique), _BATCH)]
         try:
-            response = await self._engagement.BatchGetEngagement(
-                request, timeout=self._timeout, metadata=as_caller(viewer) if viewer else None
-            )
+            # A list longer than one call takes (a ranked feed's candidates) is asked for in
+            # concurrent batches; a page is one call, awaited as it is.
+            if len(batches) == 1:
+                responses = [await self._batch(batches[0], metadata)]
+            else:
+                responses = await asyncio.gather(*(self._batch(batch, metadata) for batch in batches))
         except grpc.aio.AioRpcError as exc:
             if exc.code() not in _DEGRADE:
                 raise
             SERVED_WITHOUT.inc()
             log.warning("posts served without engagement", extra={"code": exc.code().name})
             return {}
-        return {e.post_id: e for e in response.engagement}
+        return {e.post_id: e for response in responses for e in response.engagement}
+
+    async def _batch(
+        self, post_ids: list[int], metadata: tuple[tuple[str, str], ...] | None
+    ) -> engagement_pb2.BatchGetEngagementResponse:
+        assert self._engagement is not None
+        request = engagement_pb2.BatchGetEngagementRequest(post_ids=post_ids)
+        return await self._engagement.BatchGetEngagement(request, timeout=self._timeout, metadata=metadata)

@@ -25,12 +25,13 @@ from __future__ import annotations
 import asyncio
 import math
 import time
-from collections.abc import Awaitable, Callable, Iterable, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import TypeVar
 
 from cachetools import Cache, TLRUCache, TTLCache
 
+from glimpse.engagement.v1 import engagement_pb2
 from glimpse.feed.v1 import feed_pb2
 from glimpse.graph.v1 import graph_pb2, graph_pb2_grpc
 from glimpse.media.v1 import media_pb2, media_pb2_grpc
@@ -52,6 +53,16 @@ class RenderedItem:
     author_id: int
     message: feed_pb2.FeedItem
     encoded: bytes
+
+
+@dataclass(frozen=True)
+class RenderedPage:
+    """Feed items in order; each post's engagement as the viewer sees it (a post without an entry is
+    served without engagement); the next page's token ("" on the last page)."""
+
+    items: list[RenderedItem]
+    engagement: Mapping[int, engagement_pb2.PostEngagement]
+    next_page_token: str = ""
 
 
 class _ItemCache:

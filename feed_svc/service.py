@@ -1,8 +1,14 @@
-"""The home feed: the reader's inbox merged with their celebrity followees' outboxes, newest first.
+"""The home feed: the reader's inbox merged with their celebrity followees' outboxes, newest first
+or ranked.
 
-Pages are keyed on the last post id handed out (opaque token), so posts arriving while a reader
-pages through never shift later pages: no duplicates, no gaps, also across posts created in the
-same millisecond (see the timelines package for the ordering).
+Newest first, pages are keyed on the last post id handed out (opaque token), so posts arriving while
+a reader pages through never shift later pages: no duplicates, no gaps, also across posts created in
+the same millisecond (see the timelines package for the ordering).
+
+Ranked: the newest RANKED_WINDOW candidates of the same timelines are scored by feed_svc.ranking
+(their like and comment counts, the reader's affinity with each author, their age) and diversified;
+the ranking is frozen for the page sequence (feed_svc.frozen_pages), so new posts and likes never
+make a later page skip or repeat a post.
 """
 
 from __future__ import annotations
@@ -11,13 +17,15 @@ import asyncio
 import heapq
 import time
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
 
 from cachetools import TTLCache
 from prometheus_client import Counter
 
+from feed_svc import ranking
 from feed_svc.engagement import EngagementReader
-from feed_svc.hydration import Hydrator, RenderedItem
+from feed_svc.frozen_pages import FrozenPages
+from feed_svc.hydration import Hydrator, RenderedItem, RenderedPage
+from feed_svc.signals import SignalStore
 from glimpse.engagement.v1 import engagement_pb2
 from glimpse.graph.v1 import graph_pb2, graph_pb2_grpc
 from mesh.errors import invalid_field
@@ -36,16 +44,9 @@ _REBUILD_CONCURRENCY = 16
 _HEAD = 100
 # Posts rendered per BatchGetFeedItems call: one upstream batch of each kind.
 MAX_FEED_ITEMS = 100
-
-
-@dataclass(frozen=True)
-class RenderedPage:
-    """Feed items in order; each post's engagement as the viewer sees it (a post without an entry is
-    served without engagement); the next page's token ("" on the last page)."""
-
-    items: list[RenderedItem]
-    engagement: Mapping[int, engagement_pb2.PostEngagement]
-    next_page_token: str = ""
+# Candidates a ranked feed scores: the newest of the inbox and celebrity outboxes (a few days of a
+# typical reader's feed; each costs an engagement count and an author lookup on the first page).
+RANKED_WINDOW = 200
 
 
 class FeedCursor(PageCursor):
@@ -66,6 +67,7 @@ class FeedService:
         graph: graph_pb2_grpc.GraphServiceStub,
         *,
         visibility: Visibility,
+        signals: SignalStore,
         celebrity_threshold: int,
         celebrity_cache_seconds: float,
         celebrity_head_seconds: float = 0.0,
@@ -76,6 +78,8 @@ class FeedService:
         self._hydrator = hydrator
         self._engagement = engagement
         self._visibility = visibility
+        self._signals = signals
+        self._frozen = FrozenPages(signals, hydrator, engagement)
         self._graph = graph
         self._threshold = celebrity_threshold
         self._timeout = timeout
@@ -125,6 +129,46 @@ class FeedService:
             encode_cursor(FeedCursor(before=before, served=served), scope) if more and before is not None else ""
         )
         return RenderedPage(items, await self._engagement.of([i.post_id for i in items], user_id), next_token)
+
+    async def ranked_home_feed(self, user_id: int, size: int, token: str) -> RenderedPage:
+        """One page of `user_id`'s home feed ranked by feed_svc.ranking over the newest RANKED_WINDOW
+        candidates, frozen for the page sequence (feed_svc.frozen_pages), each item with its
+        engagement as `user_id` sees it. INVALID_ARGUMENT for a bad page size or token (a
+        chronological feed's token included); FAILED_PRECONDITION (PAGE_TOKEN_EXPIRED) once the
+        ranking a token names has expired. Saves do not count yet: engagement_svc reports no save
+        counts (only the viewer's own save), so the score's saves term is 0."""
+        hidden = await self._visibility.home_filters(user_id)
+
+        async def keep(items: list[RenderedItem]) -> list[RenderedItem]:
+            return [i for i in items if i.author_id == user_id or not hidden.hides(i.author_id)]
+
+        async def rank() -> tuple[list[int], Mapping[int, engagement_pb2.PostEngagement]]:
+            now_ms = int(time.time() * 1000)
+            celebrities = await self._celebrity_followees(user_id)
+            candidates, _ = await self._candidates(user_id, celebrities, None, RANKED_WINDOW, touch=True)
+            rendered = await self._hydrator.rendered(candidates)
+            present = await keep([rendered[p] for p in candidates if p in rendered])
+            ids = [i.post_id for i in present]
+            engagement, affinity = await asyncio.gather(
+                self._engagement.of(ids, user_id), self._signals.affinity(user_id, now_ms)
+            )
+            signals = []
+            for item in present:
+                counts = engagement.get(item.post_id)
+                signals.append(
+                    ranking.Signals(
+                        post_id=item.post_id,
+                        author_id=item.author_id,
+                        created_ms=timestamp_ms(item.post_id),
+                        likes=counts.like_count if counts else 0,
+                        comments=counts.comment_count if counts else 0,
+                        affinity=affinity.get(item.author_id, 0.0),
+                    )
+                )
+            ordered = ranking.diversify(ranking.rank(signals, now_ms))
+            return [s.post_id for s in ordered], engagement
+
+        return await self._frozen.page(user_id, f"feed:{user_id}:ranked", token, size, rank, keep)
 
     async def feed_items(self, post_ids: Sequence[int], viewer: int | None, *, fresh: bool = False) -> RenderedPage:
         """The posts as feed items, in request order (a repeated id is rendered each time), with their

@@ -10,21 +10,37 @@ from __future__ import annotations
 import grpc
 
 from feed_svc import encoding
-from feed_svc.service import FeedService, RenderedPage
+from feed_svc.explore import ExploreFeed
+from feed_svc.hydration import RenderedPage
+from feed_svc.service import FeedService
 from glimpse.feed.v1 import feed_pb2
+from mesh.errors import invalid_field
 from mesh.identity import caller_id, optional_caller_id
 
 SERVICE = feed_pb2.DESCRIPTOR.services_by_name["FeedService"]
 
 
 class FeedServicer:
-    def __init__(self, service: FeedService) -> None:
+    def __init__(self, service: FeedService, explore: ExploreFeed) -> None:
         self._service = service
+        self._explore = explore
 
     async def GetHomeFeed(self, request: feed_pb2.GetHomeFeedRequest, context: grpc.aio.ServicerContext) -> bytes:
         """A GetHomeFeedResponse, encoded."""
-        page = await self._service.home_feed(caller_id(context), request.page_size, request.page_token)
+        order = request.order
+        if order == feed_pb2.FEED_ORDER_RANKED:
+            page = await self._service.ranked_home_feed(caller_id(context), request.page_size, request.page_token)
+        elif order in (feed_pb2.FEED_ORDER_UNSPECIFIED, feed_pb2.FEED_ORDER_CHRONOLOGICAL):
+            page = await self._service.home_feed(caller_id(context), request.page_size, request.page_token)
+        else:
+            raise invalid_field(
+                "order", f"unknown FeedOrder {order}; use FEED_ORDER_CHRONOLOGICAL or FEED_ORDER_RANKED"
+            )
         return _encoded(page)
+
+    async def GetExploreFeed(self, request: feed_pb2.GetExploreFeedRequest, context: grpc.aio.ServicerContext) -> bytes:
+        """A GetExploreFeedResponse, encoded."""
+        return _encoded(await self._explore.page(caller_id(context), request.page_size, request.page_token))
 
     async def BatchGetFeedItems(
         self, request: feed_pb2.BatchGetFeedItemsRequest, context: grpc.aio.ServicerContext

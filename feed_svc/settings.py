@@ -21,3 +21,11 @@ class FeedSettings(TimelineSettings):
     serve_engagement: bool = True
     hydration_cache_items: int = Field(100_000, ge=0)
     upstream_timeout_seconds: float = Field(5.0, gt=0)
+    # Likes and comments (by others than the author) a post needs before explore shows it: Mastodon's
+    # trending statuses wait for a threshold of interactions too, so one like never makes a post trend.
+    explore_min_interactions: int = Field(5, ge=1)
+    # The engagement consumer (explore and affinity): an event of a process that died is delivered
+    # again after at most this long (a live process extends the deadline, mesh.bus).
+    ack_wait_seconds: float = Field(5.0, ge=1)
+    # Deliveries before an engagement event is dead-lettered (it then never counts for ranking).
+    max_deliveries: int = Field(20, ge=1)

@@ -63,7 +63,7 @@ def post_resource_json(item: feed_pb2.FeedItem) -> dict[str, Any]:
     return _post(item, nulls=True)
 
 
-def feed_page_body(response: feed_pb2.GetHomeFeedResponse) -> bytes:
+def feed_page_body(response: feed_pb2.GetHomeFeedResponse | feed_pb2.GetExploreFeedResponse) -> bytes:
     """The JSON bytes of a FeedPage resource for `response`, as FastAPI would send them (compact, UTF-8;
     tests/gateway/test_render.py checks the two agree) without its per-response validation and encoding
     (a sixth of the gateway's CPU per feed read, py-spy); each post's JSON but its engagement is encoded

@@ -376,7 +376,9 @@ class PostPage(Resource):
 
 
 class FeedPage(Resource):
-    items: list[Post] = Field(description="Newest first: the people you follow, and yourself.")
+    items: list[Post] = Field(
+        description="Newest first, or ranked (`order=ranked`): the people you follow, and yourself."
+    )
     next_page_token: str = Field(
         description="Pass as `page_token` for the next page; empty at the end. Stable while new posts arrive."
     )

@@ -121,6 +121,7 @@ RETRIES: Mapping[str, Retry] = {
     # feed_svc (a missing inbox is rebuilt on read: a cache, the same whoever builds it).
     "glimpse.feed.v1.FeedService/GetHomeFeed": Retry.READ,
     "glimpse.feed.v1.FeedService/BatchGetFeedItems": Retry.READ,
+    "glimpse.feed.v1.FeedService/GetExploreFeed": Retry.READ,
     # engagement_svc. Counters move only when a row really changed, so toggles repeat safely.
     "glimpse.engagement.v1.EngagementService/LikePost": Retry.SETS_STATE,
     "glimpse.engagement.v1.EngagementService/UnlikePost": Retry.SETS_STATE,

@@ -8,6 +8,7 @@ from collections.abc import Awaitable, Callable
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import create_async_engine
 
+from glimpse.engagement.v1 import engagement_pb2
 from glimpse.feed.v1 import feed_pb2
 from glimpse.graph.v1 import graph_pb2
 from glimpse.post.v1 import post_pb2
@@ -79,6 +80,39 @@ async def drain(bus: Bus, database_url: str, within: float = 30.0) -> None:
                         await conn.execute(text(f"SELECT count(*) FROM {schema}.outbox WHERE published_at IS NULL"))
                     ).scalar_one()
             for durable, stream in FANOUT_CONSUMERS.items():
+                info = await bus.js.consumer_info(bus.stream(stream), f"{bus.namespace}_{durable}")
+                busy += info.num_pending + info.num_ack_pending
+            quiet = quiet + 1 if busy == 0 else 0
+            await asyncio.sleep(0.1)
+    finally:
+        await engine.dispose()
+
+
+# feed_svc's own consumers (explore and affinity, feed_svc.consumers) and the outboxes feeding them.
+SIGNAL_CONSUMERS = {"feed_engagement": "ENGAGEMENT", "feed_posts_deleted": "POSTS"}
+
+
+async def like(stubs: Stubs, user: Account, post_id: int) -> None:
+    await stubs.engagement.LikePost(engagement_pb2.LikePostRequest(post_id=post_id), metadata=user.metadata)
+
+
+async def drain_signals(bus: Bus, database_url: str, within: float = 30.0) -> None:
+    """Waits until every engagement and post event is published and feed_svc's consumers have acked
+    them all (twice in a row)."""
+    engine = create_async_engine(database_url)
+    deadline = asyncio.get_running_loop().time() + within
+    quiet = 0
+    try:
+        while quiet < 2:
+            if asyncio.get_running_loop().time() > deadline:
+                raise AssertionError(f"feed_svc's consumers did not drain within {within}s")
+            busy = 0
+            async with engine.connect() as conn:
+                for schema in ("graph", "posts", "engagement"):
+                    busy += (
+                        await conn.execute(text(f"SELECT count(*) FROM {schema}.outbox WHERE published_at IS NULL"))
+                    ).scalar_one()
+            for durable, stream in SIGNAL_CONSUMERS.items():
                 info = await bus.js.consumer_info(bus.stream(stream), f"{bus.namespace}_{durable}")
                 busy += info.num_pending + info.num_ack_pending
             quiet = quiet + 1 if busy == 0 else 0

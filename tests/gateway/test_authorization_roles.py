@@ -508,6 +508,8 @@ PROBES: dict[str, list[Probe]] = {
     "GET /v1/feed": [
         Probe(get("/v1/feed"), expect(200, 200, 200, 200, 200), sees("owner", "follower"), name="(theirs)")
     ],
+    # Explore leaves out the viewer's own posts, followed authors and private accounts: nobody here.
+    "GET /v1/explore": [Probe(get("/v1/explore"), expect(200, 200, 200, 200, 200), name="(nobody's)")],
     # Engagement: actions on the scratch post (so the owner's own unlike leaves the post's likes be).
     "POST /v1/posts/{post_id}/like": [
         Probe(call("POST", "/v1/posts/{scratch}/like"), SEEN_BY_FOLLOWERS, reasons={"blocked": "POST_NOT_FOUND"})

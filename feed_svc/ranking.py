@@ -1,0 +1,94 @@
+"""The ranked home feed's score and its author-diversity pass: pure functions, the clock passed in.
+
+    score = (1 + ENGAGEMENT_WEIGHT * ln(1 + likes + 2 comments + 3 saves)
+               + AFFINITY_WEIGHT * ln(1 + affinity))
+            * 2 ** (-age_hours / RECENCY_HALF_LIFE_HOURS)
+
+- Engagement, with diminishing returns: the 100th like moves a post far less than the first
+  (ln(1 + x)), so a viral post cannot bury everything else. A comment costs its author more than a
+  like and a save says "I want this again", so they weigh 2 and 3 likes (the order Instagram has
+  described for its signals; the exact weights are ours).
+- Affinity: the reader's own recent likes (1) and comments (2) on the author, each decaying with a
+  7-day half-life (feed_svc.affinity keeps it), also through ln(1 + x); weighed twice engagement,
+  since what the reader keeps engaging with predicts what they want better than what the crowd does.
+- Recency: the whole sum halves every RECENCY_HALF_LIFE_HOURS (6): one like (ln 2 = 0.69) is worth
+  being about 4.5 hours newer, a hundred likes about 15 hours, so a home feed of a few hundred
+  candidates still reads mostly newest first, with the posts people engage with pulled up.
+- The base 1 keeps a post without any signal ranked by age alone, and makes the score strictly
+  positive, so it is monotone in every signal (more engagement or affinity never ranks lower, newer
+  never ranks lower at equal signals).
+
+Ordering compares log(score) (the same order: log is increasing), which never underflows for old
+posts; ties (equal signals and age) fall back to the post id, larger (newer) first, so the order is
+total and deterministic. Then `diversify` keeps no more than two consecutive posts by one author
+(unless only that author's posts are left).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+RECENCY_HALF_LIFE_HOURS = 6.0
+ENGAGEMENT_WEIGHT = 1.0
+AFFINITY_WEIGHT = 2.0
+COMMENT_WEIGHT = 2.0
+SAVE_WEIGHT = 3.0
+# Consecutive posts by one author that diversify allows.
+MAX_RUN = 2
+
+_MS_PER_HOUR = 3_600_000.0
+
+
+@dataclass(frozen=True)
+class Signals:
+    """What the score reads of one candidate post. `created_ms`: the post's creation time (Unix ms);
+    counts are the post's live likes, comments (replies included) and saves; `affinity`: the reader's
+    decayed interactions with the author, in like-equivalents (>= 0)."""
+
+    post_id: int
+    author_id: int
+    created_ms: int
+    likes: int = 0
+    comments: int = 0
+    saves: int = 0
+    affinity: float = 0.0
+
+
+def log_score(signals: Signals, now_ms: int) -> float:
+    """ln(score) of the module's formula at `now_ms` (Unix ms). A post dated after `now_ms` (clock
+    skew between hosts) counts as just created."""
+    engagement = signals.likes + COMMENT_WEIGHT * signals.comments + SAVE_WEIGHT * signals.saves
+    base = 1.0 + ENGAGEMENT_WEIGHT * math.log1p(max(engagement, 0.0))
+    base += AFFINITY_WEIGHT * math.log1p(max(signals.affinity, 0.0))
+    age_hours = max(now_ms - signals.created_ms, 0) / _MS_PER_HOUR
+    return math.log(base) - age_hours * math.log(2) / RECENCY_HALF_LIFE_HOURS
+
+
+def score(signals: Signals, now_ms: int) -> float:
+    """The score itself (> 0; underflows to 0.0 for posts many months old: order with `rank`)."""
+    return math.exp(log_score(signals, now_ms))
+
+
+def rank(candidates: Sequence[Signals], now_ms: int) -> list[Signals]:
+    """`candidates` best first: by log_score, then by post id (newer first); a total order."""
+    return sorted(candidates, key=lambda s: (-log_score(s, now_ms), -s.post_id))
+
+
+def diversify(ranked: Sequence[Signals], max_run: int = MAX_RUN) -> list[Signals]:
+    """`ranked` reordered so that no more than `max_run` consecutive posts share an author: each slot
+    takes the best remaining post, unless the last `max_run` posts are all by its author, then the
+    best remaining post by someone else. Only when every remaining post is by that one author do
+    they follow in order. A post moves down only as far as needed; the result is a permutation."""
+    remaining = list(ranked)
+    out: list[Signals] = []
+    while remaining:
+        run_author = out[-1].author_id if len(out) >= max_run else None
+        if run_author is not None and any(s.author_id != run_author for s in out[-max_run:]):
+            run_author = None
+        pick = 0
+        if run_author is not None:
+            pick = next((i for i, s in enumerate(remaining) if s.author_id != run_author), 0)
+        out.append(remaining.pop(pick))
+    return out
