@@ -68,14 +68,15 @@ class NotificationErasure:
         if not notification_ids:
             return
         first = await repo.notifications_by_id(session, notification_ids)
-        inboxes = await repo.lock_inboxes(session, [n.recipient_id for n in first])
+        # Existing inboxes only: a recipient erased meanwhile must not get an empty inbox back.
+        inboxes = await repo.lock_inboxes(session, [n.recipient_id for n in first], create=False)
         # Read again under the inboxes' locks: a writer may have changed them meanwhile.
         current = await repo.notifications_by_id(session, notification_ids)
         sequences = {recipient_id: inbox.last_sequence for recipient_id, inbox in inboxes.items()}
         for notification in current:
             was_live = await repo.remove_actor(session, notification.id, user_id)
-            if was_live is None:
-                continue
+            if was_live is None or notification.recipient_id not in inboxes:
+                continue  # (no inbox: the recipient's own erasure is removing the notification)
             count = notification.actor_count - (1 if was_live else 0)
             if was_live or user_id in notification.recent_actor_ids:
                 recent = await repo.recent_actors(session, notification.id) if count else []

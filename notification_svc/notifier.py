@@ -335,7 +335,9 @@ class Notifier:
         found = await query()
         if not found:
             return 0
-        inboxes = await repo.lock_inboxes(session, [n.recipient_id for n in found])
+        # Only inboxes that exist: one whose notifications were found may have been erased with its
+        # user meanwhile (notification_svc.erasure), and must not come back empty.
+        inboxes = await repo.lock_inboxes(session, [n.recipient_id for n in found], create=False)
         # Read again under the inboxes' locks: a writer may have changed them meanwhile.
         current = [n for n in await query() if n.recipient_id in inboxes]
         for recipient_id, inbox in inboxes.items():

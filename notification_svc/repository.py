@@ -139,15 +139,16 @@ async def lock_inbox(session: Session, recipient_id: int) -> Inbox:
     return _inbox(row)
 
 
-async def lock_inboxes(session: Session, recipient_ids: Sequence[int]) -> dict[int, Inbox]:
-    """The inboxes, created if missing, locked in ascending recipient order until the transaction ends."""
+async def lock_inboxes(session: Session, recipient_ids: Sequence[int], *, create: bool = True) -> dict[int, Inbox]:
+    """The inboxes, created if missing (unless `create` is False: then only those that exist), locked in
+    ascending recipient order until the transaction ends."""
     ids = sorted(set(recipient_ids))
     if not ids:
         return {}
     query = select(*_INBOX_COLUMNS).where(inboxes.c.recipient_id.in_(ids)).order_by(inboxes.c.recipient_id)
     found = {row.recipient_id: _inbox(row) for row in await session.execute(query.with_for_update())}
     missing = [r for r in ids if r not in found]
-    if missing:
+    if missing and create:
         await session.execute(
             pg_insert(inboxes).values([{"recipient_id": r} for r in missing]).on_conflict_do_nothing()
         )

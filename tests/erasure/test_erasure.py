@@ -11,7 +11,6 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
-from typing import Any
 
 import grpc
 import httpx
@@ -28,7 +27,7 @@ from glimpse.post.v1 import post_pb2
 from glimpse.story.v1 import story_pb2, story_pb2_grpc
 from media_svc.settings import MediaSettings
 from mesh.redis_client import connect_redis
-from tests.conftest import PASSWORD, Account, Stubs
+from tests.conftest import PASSWORD, Account, Stubs, tiny_png
 
 pytestmark = pytest.mark.usefixtures("fanout", "media_worker")
 
@@ -56,13 +55,9 @@ async def eventually(check: Callable[[], Awaitable[bool]], what: str, within: fl
         await asyncio.sleep(0.1)
 
 
-async def delete_account(http: httpx.AsyncClient, graph: Any, user: Account) -> None:
+async def delete_account(http: httpx.AsyncClient, user: Account) -> None:
     """Deletes the account as its owner does: through the gateway, with their password."""
     deleted = await http.request("DELETE", "/v1/users/me", headers=user.headers, json={"password": PASSWORD})
-    if deleted.status_code in (404, 405):
-        # Until the gateway's route lands (H2a): graph_svc's DeleteUser, which the route calls.
-        await graph.DeleteUser(graph_pb2.DeleteUserRequest(password=PASSWORD), metadata=user.metadata)
-        return
     assert deleted.status_code == 202, deleted.text
 
 
@@ -198,6 +193,28 @@ async def test_a_deleted_user_leaves_no_trace(
         notification_pb2.MarkNotificationsReadRequest(up_to_id=newest), metadata=user.metadata
     )
 
+    # A profile picture (rendered into public squares under the avatars prefix).
+    picture = tiny_png(7)
+    grant = await http.post(
+        "/v1/media/upload-url",
+        json={"content_type": "image/png", "size_bytes": len(picture), "purpose": "avatar"},
+        headers=user.headers,
+    )
+    assert grant.status_code == 201, grant.text
+    async with httpx.AsyncClient(timeout=30) as store:
+        sent = await store.post(
+            grant.json()["url"], data=grant.json()["form_fields"], files={"file": ("a.png", picture, "image/png")}
+        )
+    assert sent.status_code in (200, 201, 204), sent.text
+    shown = await http.put("/v1/users/me/avatar", json={"media_id": grant.json()["media_id"]}, headers=user.headers)
+    assert shown.status_code == 202, shown.text
+
+    async def has_avatar() -> bool:
+        profile = await http.get("/v1/users/me", headers=user.headers)
+        return profile.json()["avatar_url"] is not None
+
+    await eventually(has_avatar, "the user's picture is rendered", within=30)
+
     async def renditions_ready() -> bool:
         got = await stubs.post.BatchGetPosts(post_pb2.BatchGetPostsRequest(post_ids=mine))
         media_ids = [m for p in got.posts for m in p.media_ids]
@@ -216,8 +233,9 @@ async def test_a_deleted_user_leaves_no_trace(
     try:
         before = await find_references(database_url, redis, namespace, media_settings, user.id)
         assert {r.store for r in before} == {"postgres", "redis", "bucket"}, "the user should be everywhere first"
+        assert any(r.where.startswith("avatars/") for r in before), "their picture is in the bucket"
 
-        await delete_account(http, graph, user)
+        await delete_account(http, user)
 
         deadline = time.monotonic() + ERASURE_WITHIN_SECONDS
         while True:
