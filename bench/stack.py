@@ -34,6 +34,8 @@ from pathlib import Path
 import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
+from export_svc.settings import ExportSettings
+from export_svc.storage import remove_bucket as remove_export_bucket
 from media_svc.settings import MediaSettings
 from media_svc.storage import remove_bucket
 from mesh.bus import Bus
@@ -43,7 +45,7 @@ from mesh.redis_client import connect_redis
 
 ROOT = Path(__file__).resolve().parents[1]
 LOGS = ROOT / ".run" / "bench-logs"
-SCHEMAS = ("graph_svc", "post_svc", "media_svc", "engagement_svc", "notification_svc", "story_svc")
+SCHEMAS = ("graph_svc", "post_svc", "media_svc", "engagement_svc", "notification_svc", "story_svc", "export_svc")
 # Setting that names each process's own gRPC address (and the one others use to reach it).
 ADDR_SETTING = {
     "graph_svc": "GRAPH_ADDR",
@@ -54,6 +56,7 @@ ADDR_SETTING = {
     "engagement_svc": "ENGAGEMENT_ADDR",
     "notification_svc": "NOTIFICATION_ADDR",
     "story_svc": "STORY_ADDR",
+    "export_svc": "EXPORT_ADDR",
 }
 
 
@@ -181,7 +184,7 @@ def free_port() -> int:
 @contextlib.contextmanager
 def running_stack(processes: list[str], **settings: str) -> Iterator[Stack]:
     """`processes`: any of graph_svc, post_svc, media_svc, media_svc.worker, fanout_svc, feed_svc,
-    engagement_svc, notification_svc, story_svc, gateway."""
+    engagement_svc, notification_svc, story_svc, export_svc, gateway."""
     tag = uuid.uuid4().hex[:8]
     base = MeshSettings()
     database_url = base.database_url.rsplit("/", 1)[0] + f"/glimpse_bench_{tag}"
@@ -267,3 +270,4 @@ async def _clean(stack: Stack) -> None:
         await redis.delete(key)
     await redis.aclose()
     remove_bucket(MediaSettings(namespace=stack.namespace))
+    remove_export_bucket(ExportSettings(namespace=stack.namespace))
