@@ -55,7 +55,7 @@ FEED_MAX = 800
 AUTHORS, POSTS_PER_AUTHOR = 600, 40
 READERS = 100  # per group
 FOLLOWS, MUTES, BLOCKS = 250, 50, 50
-ROUNDS = 3
+ROUNDS = 5
 POST_SEQ = 0
 TARGET_COST_RATIO = 1.2
 # The stack's processes whose CPU counts as the cost of a page (the client's does not).
