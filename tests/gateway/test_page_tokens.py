@@ -29,7 +29,7 @@ from glimpse.engagement.v1 import engagement_pb2
 from glimpse.graph.v1 import graph_pb2
 from mesh.pagination import FOREIGN, MALFORMED
 from tests.conftest import PASSWORD, RUN_ID, Account, Stubs
-from tests.feed_svc.actions import create_post, drain, follow
+from tests.feed_svc.actions import create_post, drain, drain_signals, follow
 from tests.gateway.test_app import assert_error, reasons, settings
 
 
@@ -192,9 +192,18 @@ async def world(stubs, upload_photo, fanout, gateway_url, bus, database_url) -> 
     for suffix in ("m1", "m2"):
         muted = await _account(stubs, f"{tag}{suffix}")
         await stubs.graph.MuteUser(graph_pb2.MuteUserRequest(target_user_id=muted.id), metadata=owner.metadata)
+    # Two posts trending in the owner's explore: by someone the owner does not follow, each liked by
+    # FeedSettings.explore_min_interactions (5) others.
+    stranger = await _account(stubs, f"{tag}t")
+    trending = [await create_post(stubs, upload_photo, stranger) for _ in range(2)]
+    for n in range(5):
+        liker = await _account(stubs, f"{tag}l{n}")
+        for post_id in trending:
+            await stubs.engagement.LikePost(engagement_pb2.LikePostRequest(post_id=post_id), metadata=liker.metadata)
     # A second session of the owner's (its list pages too).
     await stubs.graph.AuthenticateUser(graph_pb2.AuthenticateUserRequest(login=f"{tag}o", password=PASSWORD))
     await drain(bus, database_url)
+    await drain_signals(bus, database_url)
     async with httpx.AsyncClient(base_url=gateway_url, timeout=10) as http:
         # The owner's notifications (a follow group, a like group, comments) arrive as events.
         deadline = asyncio.get_running_loop().time() + 30
