@@ -5,7 +5,7 @@ from __future__ import annotations
 import grpc
 
 from export_svc.exports import Download, ExportService
-from export_svc.models import EXPORT_STATES
+from export_svc.models import EXPORT_STATES, FAILED, READY
 from export_svc.repository import ExportRecord
 from glimpse.export.v1 import export_pb2, export_pb2_grpc
 from mesh.identity import caller_id
@@ -20,8 +20,9 @@ def export_message(record: ExportRecord, download: Download | None) -> export_pb
         user_id=record.user_id,
         state=_STATE[record.state],
         attempts=record.attempts,
-        failure_reason=record.failure_reason or "" if record.state == "FAILED" else "",
-        size_bytes=record.size_bytes or 0 if record.state == "READY" else 0,
+        # A retried attempt's error stays internal until the export has FAILED.
+        failure_reason=(record.failure_reason or "") if record.state == FAILED else "",
+        size_bytes=(record.size_bytes or 0) if record.state == READY else 0,
     )
     message.create_time.FromDatetime(record.created_at)
     message.update_time.FromDatetime(record.updated_at)
