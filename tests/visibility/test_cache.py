@@ -86,3 +86,16 @@ async def test_an_unrelated_forget_does_not_defeat_the_cache(held: tuple[HeldGra
     await _race(graph, call, visibility.on_graph_event(events_pb2.UserMuted(event_id=1, muter_id=3, muted_id=4)))
     await visibility.home_filters(7)
     assert graph.calls == 1
+
+
+async def test_answers_fetched_concurrently_for_one_viewer_are_all_kept(held: tuple[HeldGraph, Visibility]):
+    """A viewer opening several posts at once asks about several authors at once: every answer stays
+    cached (none replaces another's), so the next view of any of them asks graph_svc nothing."""
+    graph, visibility = held
+    calls = [asyncio.create_task(visibility.of(7, [author])) for author in (1, 2, 3)]
+    while graph.calls < 3:
+        await asyncio.sleep(0.001)
+    graph.release.set()
+    assert [await call for call in calls] == [{a: graph_pb2.VISIBILITY_VISIBLE} for a in (1, 2, 3)]
+    assert await visibility.of(7, iter([3, 1, 2])) == dict.fromkeys([3, 1, 2], graph_pb2.VISIBILITY_VISIBLE)
+    assert graph.calls == 3
