@@ -1,4 +1,4 @@
-"""Assembles export_svc: runtime, the export store, clients of graph/post/media/engagement ->
+"""Assembles export_svc: runtime, the export store, clients of graph/post/media/engagement/story ->
 services -> servicer -> host (with the outbox relay, the builder's consumers of `exports.requested`,
 the expiry sweeper and the erasure consumer of `graph.user_deleted`)."""
 
@@ -22,6 +22,7 @@ from glimpse.export.v1 import export_pb2, export_pb2_grpc
 from glimpse.graph.v1 import graph_pb2_grpc
 from glimpse.media.v1 import media_pb2_grpc
 from glimpse.post.v1 import post_pb2_grpc
+from glimpse.story.v1 import story_pb2_grpc
 from mesh.bus import ConsumerSpec, run_consumer
 from mesh.channels import open_channel
 from mesh.erasure import erasure_consumer
@@ -42,6 +43,7 @@ async def export_host(settings: ExportSettings) -> AsyncIterator[ServiceHost]:
         open_channel(settings.post_addr) as post_channel,
         open_channel(settings.media_addr) as media_channel,
         open_channel(settings.engagement_addr) as engagement_channel,
+        open_channel(settings.story_addr) as story_channel,
     ):
         host = runtime.host("export_svc", settings.listen, settings.metrics_port)
         outbox = runtime.outbox(models.outbox, host)
@@ -67,6 +69,7 @@ async def export_host(settings: ExportSettings) -> AsyncIterator[ServiceHost]:
                 post=post_pb2_grpc.PostServiceStub(post_channel),
                 media=media_pb2_grpc.MediaServiceStub(media_channel),
                 engagement=engagement_pb2_grpc.EngagementServiceStub(engagement_channel),
+                story=story_pb2_grpc.StoryServiceStub(story_channel),
             ),
             OriginalReader(),
             timeout=settings.upstream_timeout_seconds,

@@ -9,8 +9,9 @@ Ids are 64-bit integers written as decimal strings; times are RFC 3339 in UTC; a
 is null. Lists are JSON arrays, one object per line.
 
 profile.json     Your account: user_id, username, display_name, bio, website, is_private,
-                 follower_count, following_count, create_time (when you joined), and the
-                 export_id and export_create_time of this export.
+                 follower_count, following_count, create_time (when you joined), avatar_url
+                 (your profile picture, or null), and the export_id and export_create_time of
+                 this export.
 posts.json       Your posts, newest first: post_id, caption, hashtags (as normalised by Glimpse,
                  without '#'), location (name, latitude, longitude, or null), photos (each
                  media_id and its file in media/, or file null if the original is no longer
@@ -24,6 +25,8 @@ followers.json   Who follows you, newest first: user_id, username, display_name,
 following.json   Whom you follow, newest first: user_id, username, display_name, follow_time.
 blocks.json      Whom you block, newest first: user_id, username, display_name, block_time.
 mutes.json       Whom you mute, newest first: user_id, username, display_name, mute_time.
-media/           Each photo of your posts exactly as you uploaded it (its metadata included),
-                 named <media_id>.<extension>.
+stories.json     Your active stories (shared in the last 24 hours), oldest first: story_id, photo
+                 (media_id and its file in media/), create_time, expire_time.
+media/           Each photo of your posts and stories exactly as you uploaded it (its metadata
+                 included), named <media_id>.<extension>.
 """

@@ -310,7 +310,13 @@ async def story_addr(story_settings: StorySettings) -> AsyncIterator[str]:
 
 @pytest.fixture(scope="session")
 def export_settings(
-    database_url: str, namespace: str, graph_addr: str, post_addr: str, media_addr: str, engagement_addr: str
+    database_url: str,
+    namespace: str,
+    graph_addr: str,
+    post_addr: str,
+    media_addr: str,
+    engagement_addr: str,
+    story_addr: str,
 ) -> Iterator[ExportSettings]:
     settings = ExportSettings(
         **_common(database_url, namespace),
@@ -318,6 +324,7 @@ def export_settings(
         post_addr=post_addr,
         media_addr=media_addr,
         engagement_addr=engagement_addr,
+        story_addr=story_addr,
         # Failed attempts come back quickly; tests run the sweeper's passes themselves.
         build_backoff_seconds=(0.2,),
         build_max_attempts=3,

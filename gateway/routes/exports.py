@@ -37,7 +37,7 @@ class Export(Resource):
         description="READY: a signed GET URL of the zip, working for 15 minutes (download_expire_time); "
         "ask again for a fresh one. The zip holds README.txt (what every file holds), profile.json, "
         "posts.json, comments.json, likes.json, saves.json, followers.json, following.json, blocks.json, "
-        "mutes.json and media/<media_id>.<ext>, your original photos. Otherwise null."
+        "mutes.json, stories.json and media/<media_id>.<ext>, your original photos. Otherwise null."
     )
     download_expire_time: str | None = Field(description="RFC 3339: when download_url stops working.")
     create_time: str = Field(description="RFC 3339: when it was requested.")

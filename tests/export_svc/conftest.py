@@ -21,6 +21,7 @@ from glimpse.engagement.v1 import engagement_pb2
 from glimpse.export.v1 import export_pb2, export_pb2_grpc
 from glimpse.graph.v1 import graph_pb2
 from glimpse.post.v1 import post_pb2
+from glimpse.story.v1 import story_pb2, story_pb2_grpc
 from tests.conftest import Account, Stubs
 
 PHOTOS = Path(__file__).resolve().parents[3] / "shared" / "datasets" / "photos"
@@ -67,6 +68,7 @@ class Activity:
     comments: list[int] = field(default_factory=list)
     liked: list[int] = field(default_factory=list)
     saved: list[int] = field(default_factory=list)
+    stories: list[int] = field(default_factory=list)
     follower: Account | None = None
     followee: Account | None = None
     blocked: Account | None = None
@@ -76,8 +78,16 @@ class Activity:
 MakeActivity = Callable[[], Awaitable[Activity]]
 
 
+@pytest.fixture(scope="session")
+async def story(story_addr: str) -> AsyncIterator[story_pb2_grpc.StoryServiceStub]:
+    import grpc
+
+    async with grpc.aio.insecure_channel(story_addr) as channel:
+        yield story_pb2_grpc.StoryServiceStub(channel)
+
+
 @pytest.fixture
-def busy_user(stubs: Stubs, make_account, upload_photo) -> MakeActivity:
+def busy_user(stubs: Stubs, story, make_account, upload_photo) -> MakeActivity:
     async def make() -> Activity:
         ada, other = await make_account(), await make_account()
         done = Activity(ada)
@@ -96,6 +106,14 @@ def busy_user(stubs: Stubs, make_account, upload_photo) -> MakeActivity:
             if n == 0:
                 request.location.CopyFrom(post_pb2.Location(name="Reed College", latitude=45.48, longitude=-122.63))
             done.posts.append((await stubs.post.CreatePost(request, metadata=ada.metadata)).id)
+        # A story, its photo the second JPEG again (another upload).
+        data = (PHOTOS / PHOTO_FILES[1]).read_bytes()
+        story_media = await upload_photo(ada, data, "image/jpeg")
+        done.photos[story_media] = hashlib.sha256(data).hexdigest()
+        shared = await story.CreateStory(
+            story_pb2.CreateStoryRequest(media_id=story_media, request_id=f"story-{ada.id}"), metadata=ada.metadata
+        )
+        done.stories.append(shared.id)
         theirs = (
             await stubs.post.CreatePost(
                 post_pb2.CreatePostRequest(media_ids=[await upload_photo(other)], request_id=f"other-{other.id}"),

@@ -21,6 +21,7 @@ from export_svc.settings import ExportSettings
 from export_svc.storage import ExportStore, OriginalReader, zip_key
 from glimpse.events.v1 import events_pb2
 from glimpse.post.v1 import post_pb2_grpc
+from glimpse.story.v1 import story_pb2_grpc
 from mesh.db import Database
 from mesh.ids import IdGenerator
 from tests.conftest import Account, Stubs
@@ -36,8 +37,18 @@ async def db(export_settings: ExportSettings) -> AsyncIterator[Database]:
     await database.dispose()
 
 
-def builder(db: Database, store: ExportStore, stubs: Stubs, *, max_attempts: int = 3, **replaced: Any) -> ExportBuilder:
-    upstreams = Upstreams(graph=stubs.graph, post=stubs.post, media=stubs.media, engagement=stubs.engagement)
+@pytest.fixture(scope="session")
+async def story(story_addr: str) -> AsyncIterator[story_pb2_grpc.StoryServiceStub]:
+    async with grpc.aio.insecure_channel(story_addr) as channel:
+        yield story_pb2_grpc.StoryServiceStub(channel)
+
+
+def builder(
+    db: Database, store: ExportStore, stubs: Stubs, story: Any, *, max_attempts: int = 3, **replaced: Any
+) -> ExportBuilder:
+    upstreams = Upstreams(
+        graph=stubs.graph, post=stubs.post, media=stubs.media, engagement=stubs.engagement, story=story
+    )
     for name, stub in replaced.items():
         upstreams = Upstreams(**{**upstreams.__dict__, name: stub})
     return ExportBuilder(
@@ -63,11 +74,11 @@ async def row(db: Database, export_id: int) -> repo.ExportRecord:
     return found
 
 
-async def test_an_upstream_down_is_retried_then_failed_with_a_reason(db, store, stubs, make_account):
+async def test_an_upstream_down_is_retried_then_failed_with_a_reason(db, store, stubs, story, make_account):
     ada = await make_account()
     event = await requested(db, ada)
     async with grpc.aio.insecure_channel("127.0.0.1:1") as nowhere:  # nothing listens on port 1
-        failing = builder(db, store, stubs, max_attempts=2, post=post_pb2_grpc.PostServiceStub(nowhere))
+        failing = builder(db, store, stubs, story, max_attempts=2, post=post_pb2_grpc.PostServiceStub(nowhere))
         with pytest.raises(BuildFailed):  # the bus redelivers it after its backoff
             await failing.handle(event)
         first = await row(db, event.export_id)
@@ -80,7 +91,7 @@ async def test_an_upstream_down_is_retried_then_failed_with_a_reason(db, store, 
         "your export could not be built: reading your posts failed (the service was unavailable); request a new export"
     )
     assert await store.open_uploads(zip_key(ada.id, event.export_id)) == []
-    await builder(db, store, stubs).handle(event)  # a redelivery changes nothing
+    await builder(db, store, stubs, story).handle(event)  # a redelivery changes nothing
     assert (await row(db, event.export_id)).state == "FAILED"
 
 
@@ -95,11 +106,11 @@ class StalledPosts:
         await asyncio.Event().wait()
 
 
-async def test_a_build_killed_mid_upload_is_aborted_and_rebuilt(db, store, stubs, busy_user: MakeActivity):
+async def test_a_build_killed_mid_upload_is_aborted_and_rebuilt(db, store, stubs, story, busy_user: MakeActivity):
     done = await busy_user()
     event = await requested(db, done.user)
     stalled = StalledPosts()
-    task = asyncio.create_task(builder(db, store, stubs, post=stalled).handle(event))
+    task = asyncio.create_task(builder(db, store, stubs, story, post=stalled).handle(event))
     await asyncio.wait_for(stalled.reached.wait(), 30)
     # Cancelled, the attempt runs none of its failure handling: what kill -9 leaves behind.
     task.cancel()
@@ -110,7 +121,7 @@ async def test_a_build_killed_mid_upload_is_aborted_and_rebuilt(db, store, stubs
     assert dead.state == "RUNNING" and dead.upload_id is not None
     assert await store.open_uploads(key) == [dead.upload_id]
 
-    await builder(db, store, stubs).handle(event)  # the redelivery after the ack wait
+    await builder(db, store, stubs, story).handle(event)  # the redelivery after the ack wait
     rebuilt = await row(db, event.export_id)
     assert (rebuilt.state, rebuilt.attempts, rebuilt.upload_id) == ("READY", 2, None)
     assert await store.open_uploads(key) == []

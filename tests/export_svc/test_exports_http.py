@@ -63,12 +63,16 @@ async def test_export_holds_every_file_and_the_original_photos(http, busy_user: 
     profile = read("profile.json")
     assert profile["user_id"] == str(ada.id) and profile["username"] == ada.user.username
     assert profile["export_id"] == created["export_id"] and profile["follower_count"] == 1
+    assert profile["avatar_url"] is None  # no picture set
 
     posts = read("posts.json")
     assert ids(posts, "post_id") == [str(p) for p in reversed(done.posts)]
     assert posts[1]["caption"] == "post 0 #glimpse" and posts[1]["hashtags"] == ["glimpse"]
     assert posts[1]["location"]["name"] == "Reed College" and posts[0]["location"] is None
+    stories = read("stories.json")
+    assert ids(stories, "story_id") == [str(s) for s in done.stories] and stories[0]["expire_time"]
     files = {photo["media_id"]: photo["file"] for post in posts for photo in post["photos"]}
+    files[stories[0]["photo"]["media_id"]] = stories[0]["photo"]["file"]
     assert set(files) == {str(m) for m in done.photos}
     for media_id, digest in done.photos.items():
         assert hashlib.sha256(archive.read(files[str(media_id)])).hexdigest() == digest
