@@ -3,7 +3,8 @@ followers, beside the floor of reading and writing the same bytes without export
 
     flock /tmp/glimpse-bench.lock make bench BENCH=export
 
-Runs graph_svc, post_svc, media_svc, engagement_svc and export_svc (bench.stack) on a fresh database.
+Runs graph_svc, post_svc, media_svc, engagement_svc, story_svc and export_svc (bench.stack) on a fresh
+database.
 The user's data is bulk-loaded (SQL and the bucket, not through the services; bench.feed_data): 5,000
 followers, 1,000 posts with one photo each, 10,000 likes of the posts of 100 other authors. The
 photos are real ones of ../shared/datasets/photos (the three smallest, 107-140 KB, reused in turn:
@@ -54,7 +55,7 @@ PHOTO_FILES = ("brick.png", "rocket.jpg", "camera.png")
 PART = 8 * 1024 * 1024
 
 
-def _load(stack: Stack, settings: MediaSettings) -> list[str]:
+def load_exporter(stack: Stack, settings: MediaSettings) -> list[str]:
     """The user's data; the keys of the originals stored."""
     photos = [(PHOTOS / name).read_bytes() for name in PHOTO_FILES]
     kinds = ["image/png" if name.endswith(".png") else "image/jpeg" for name in PHOTO_FILES]
@@ -117,7 +118,7 @@ def _rss(pid: int) -> int:
     return 0
 
 
-def _check(url: str) -> tuple[int, dict[str, int]]:
+def zip_contents(url: str) -> tuple[int, dict[str, int]]:
     """Downloads the zip (to a temporary file) and counts what it holds: its size and entries."""
     with tempfile.TemporaryFile() as out:
         with httpx.stream("GET", url, timeout=120) as response:
@@ -181,18 +182,18 @@ def _floor(stack: Stack, settings: MediaSettings, keys: list[str], zip_size: int
 
 
 def main() -> None:
-    processes = ["graph_svc", "post_svc", "media_svc", "engagement_svc", "export_svc"]
+    processes = ["graph_svc", "post_svc", "media_svc", "engagement_svc", "story_svc", "export_svc"]
     with running_stack(processes) as stack:
         settings = MediaSettings(namespace=stack.namespace)
         started = time.perf_counter()
-        keys = _load(stack, settings)
+        keys = load_exporter(stack, settings)
         print(
             f"  loaded: {POSTS:,} posts with a real photo each, {LIKES:,} likes given, {FOLLOWERS:,} followers "
             f"in {time.perf_counter() - started:.1f} s"
         )
         wall, before, peak, url = asyncio.run(_export(stack))
         peaks = peak_rss_line()
-        size, counts = _check(url)
+        size, counts = zip_contents(url)
         floor = _floor(stack, settings, keys, size)
         total = sum(floor.values())
         print(f"  export   {wall:8.2f} s   zip {size / 2**20:,.1f} MiB   holding {counts}")
