@@ -47,6 +47,8 @@ MAX_FEED_ITEMS = 100
 # Candidates a ranked feed scores: the newest of the inbox and celebrity outboxes (a few days of a
 # typical reader's feed; each costs an engagement count and an author lookup on the first page).
 RANKED_WINDOW = 200
+# How long a post's like and comment counts are reused for ranking (FeedSettings overrides it).
+RANKING_COUNTS_SECONDS = 10.0
 
 
 class FeedCursor(PageCursor):
@@ -71,6 +73,7 @@ class FeedService:
         celebrity_threshold: int,
         celebrity_cache_seconds: float,
         celebrity_head_seconds: float = 0.0,
+        ranking_counts_cache_seconds: float = RANKING_COUNTS_SECONDS,
         timeout: float,
     ) -> None:
         self._timelines = timelines
@@ -90,6 +93,10 @@ class FeedService:
         # Every follower of a celebrity (thousands, by definition) merges the same outbox: read it once
         # per celebrity_head_seconds per process, not once per page.
         self._heads: TTLCache[int, list[int]] = TTLCache(100_000, celebrity_head_seconds or 1e-9)
+        # Like and comment counts the ranked feed scores with: counts move with every like, but a score
+        # a few seconds stale changes nothing a reader notices, and readers of the same authors share
+        # candidates. Served counts are never these: each page reads its own (feed_svc.engagement).
+        self._ranking_counts: TTLCache[int, tuple[int, int]] = TTLCache(100_000, ranking_counts_cache_seconds or 1e-9)
 
     async def home_feed(self, user_id: int, size: int, token: str) -> RenderedPage:
         """One page of `user_id`'s home feed, newest first, each item with its engagement as `user_id`
@@ -135,8 +142,9 @@ class FeedService:
         candidates, frozen for the page sequence (feed_svc.frozen_pages), each item with its
         engagement as `user_id` sees it. INVALID_ARGUMENT for a bad page size or token (a
         chronological feed's token included); FAILED_PRECONDITION (PAGE_TOKEN_EXPIRED) once the
-        ranking a token names has expired. Saves do not count yet: engagement_svc reports no save
-        counts (only the viewer's own save), so the score's saves term is 0."""
+        ranking a token names has expired. The counts it scores with may be ranking_counts_cache_seconds
+        old. Saves do not count yet: engagement_svc reports no save counts (only the viewer's own save),
+        so the score's saves term is 0."""
         hidden = await self._visibility.home_filters(user_id)
 
         async def keep(items: list[RenderedItem]) -> list[RenderedItem]:
@@ -146,29 +154,38 @@ class FeedService:
             now_ms = int(time.time() * 1000)
             celebrities = await self._celebrity_followees(user_id)
             candidates, _ = await self._candidates(user_id, celebrities, None, RANKED_WINDOW, touch=True)
-            rendered = await self._hydrator.rendered(candidates)
-            present = await keep([rendered[p] for p in candidates if p in rendered])
-            ids = [i.post_id for i in present]
-            engagement, affinity = await asyncio.gather(
-                self._engagement.of(ids, user_id), self._signals.affinity(user_id, now_ms)
+            (rendered, counts), affinity = await asyncio.gather(
+                self._rendered_with_counts(candidates), self._signals.affinity(user_id, now_ms)
             )
-            signals = []
-            for item in present:
-                counts = engagement.get(item.post_id)
-                signals.append(
-                    ranking.Signals(
-                        post_id=item.post_id,
-                        author_id=item.author_id,
-                        created_ms=timestamp_ms(item.post_id),
-                        likes=counts.like_count if counts else 0,
-                        comments=counts.comment_count if counts else 0,
-                        affinity=affinity.get(item.author_id, 0.0),
-                    )
+            present = await keep([rendered[p] for p in candidates if p in rendered])
+            signals = [
+                ranking.Signals(
+                    post_id=item.post_id,
+                    author_id=item.author_id,
+                    created_ms=timestamp_ms(item.post_id),
+                    likes=counts.get(item.post_id, (0, 0))[0],
+                    comments=counts.get(item.post_id, (0, 0))[1],
+                    affinity=affinity.get(item.author_id, 0.0),
                 )
+                for item in present
+            ]
             ordered = ranking.diversify(ranking.rank(signals, now_ms))
-            return [s.post_id for s in ordered], engagement
+            # The page's own engagement (the viewer's like and save, exact counts) is read fresh.
+            return [s.post_id for s in ordered], {}
 
         return await self._frozen.page(user_id, f"feed:{user_id}:ranked", token, size, rank, keep)
+
+    async def _rendered_with_counts(
+        self, post_ids: Sequence[int]
+    ) -> tuple[dict[int, RenderedItem], dict[int, tuple[int, int]]]:
+        """The posts rendered, and (likes, comments) of each for ranking: reused for
+        ranking_counts_cache_seconds, the rest read at once (counts only, one call per 100)."""
+        counts = {p: c for p in post_ids if (c := self._ranking_counts.get(p)) is not None}
+        missing = [p for p in post_ids if p not in counts]
+        rendered, read = await asyncio.gather(self._hydrator.rendered(post_ids), self._engagement.of(missing, None))
+        for post_id, engagement in read.items():
+            counts[post_id] = self._ranking_counts[post_id] = (engagement.like_count, engagement.comment_count)
+        return rendered, counts
 
     async def feed_items(self, post_ids: Sequence[int], viewer: int | None, *, fresh: bool = False) -> RenderedPage:
         """The posts as feed items, in request order (a repeated id is rendered each time), with their
