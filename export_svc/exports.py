@@ -61,7 +61,8 @@ class ExportService:
         """The user's export for `request_id`: the one made earlier with it, else the one in progress,
         else a new PENDING export whose `exports.requested` commits with it. INVALID_ARGUMENT
         (request_id) above 128 characters; RESOURCE_EXHAUSTED (EXPORT_LIMIT) when the user already
-        requested `per_day` exports (failed ones not counted) in the last 24 hours."""
+        requested `per_day` exports (failed ones not counted) in the last 24 hours: its message and
+        its ErrorInfo metadata `retry_after_time` (RFC 3339) say when the next one may be asked."""
         if len(request_id) > REQUEST_ID_MAX:
             raise invalid_field("request_id", f"must be at most {REQUEST_ID_MAX} characters")
         # Without a key, a key of our own: the request is simply not idempotent by key.
@@ -76,11 +77,14 @@ class ExportService:
                 if existing is not None:
                     return existing
                 now = dt.datetime.now(dt.UTC)
-                if await repo.requested_since(session, user_id, now - LIMIT_WINDOW) >= self._per_day:
+                count, oldest = await repo.requested_since(session, user_id, now - LIMIT_WINDOW)
+                if count >= self._per_day and oldest is not None:
+                    again = (oldest + LIMIT_WINDOW).replace(microsecond=0).isoformat().replace("+00:00", "Z")
                     raise ResourceExhausted(
-                        f"you can request at most {self._per_day} exports in 24 hours; "
-                        "download your latest one or try again tomorrow",
+                        f"you can request at most {self._per_day} exports in 24 hours; download your latest "
+                        f"one, or request a new one after {again}",
                         reason="EXPORT_LIMIT",
+                        metadata={"retry_after_time": again},
                     )
                 export_id = self._ids.next_id()
                 if await repo.insert_export(session, export_id, user_id, request_id, now, now + self._lifetime):

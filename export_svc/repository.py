@@ -81,13 +81,14 @@ async def in_progress(session: Session, user_id: int) -> ExportRecord | None:
     return None if row is None else _record(row)
 
 
-async def requested_since(session: Session, user_id: int, since: dt.datetime) -> int:
-    """The user's exports requested at or after `since` that did not fail (a failed build was our
-    fault, not the user's)."""
-    query = select(func.count()).where(
+async def requested_since(session: Session, user_id: int, since: dt.datetime) -> tuple[int, dt.datetime | None]:
+    """How many exports the user requested at or after `since` that did not fail (a failed build was
+    our fault, not the user's), and when the oldest of them was requested."""
+    query = select(func.count(), func.min(exports.c.created_at)).where(
         exports.c.user_id == user_id, exports.c.created_at >= since, exports.c.state != FAILED
     )
-    return int((await session.execute(query)).scalar_one())
+    count, oldest = (await session.execute(query)).one()
+    return int(count), oldest
 
 
 async def get_export(session: Session, export_id: int) -> ExportRecord | None:

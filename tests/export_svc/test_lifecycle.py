@@ -60,7 +60,11 @@ async def test_three_exports_a_day_then_429_failed_ones_not_counted(http, export
     refused = await http.post("/v1/users/me/exports", headers=ada.headers)
     assert refused.status_code == 429, refused.text
     assert refused.json()["error"]["details"][0]["reason"] == "EXPORT_LIMIT"
-    assert "3 exports in 24 hours" in refused.json()["error"]["message"]
+    error = refused.json()["error"]
+    assert "3 exports in 24 hours" in error["message"]
+    again = dt.datetime.fromisoformat(error["details"][0]["metadata"]["retry_after_time"])
+    assert dt.timedelta(hours=23) < again - dt.datetime.now(dt.UTC) <= dt.timedelta(hours=24)
+    assert error["details"][0]["metadata"]["retry_after_time"] in error["message"]
     # An old request leaves the window.
     await run_sql(
         sql, "UPDATE exports.exports SET created_at = now() - interval '25 hours' WHERE user_id = :u", u=ada.id
