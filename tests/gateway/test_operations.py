@@ -30,6 +30,7 @@ def stack(graph_addr: str, post_addr: str, media_addr: str, **overrides: object)
         "engagement_addr": REAL["engagement"],
         "notification_addr": REAL["notification"],
         "story_addr": REAL["story"],
+        "export_addr": REAL["export"],
         "log_json": False,
         # A namespace of its own: rate-limit budgets live in Redis and outlast a test run.
         "namespace": f"ops{uuid.uuid4().hex[:12]}",
@@ -41,11 +42,14 @@ REAL: dict[str, str] = {}
 
 
 @pytest.fixture(autouse=True)
-def _real_upstreams(feed_addr: str, engagement_addr: str, notification_addr: str, story_addr: str) -> None:
+def _real_upstreams(
+    feed_addr: str, engagement_addr: str, notification_addr: str, story_addr: str, export_addr: str
+) -> None:
     REAL["feed"] = feed_addr
     REAL["engagement"] = engagement_addr
     REAL["notification"] = notification_addr
     REAL["story"] = story_addr
+    REAL["export"] = export_addr
 
 
 @pytest.fixture
@@ -69,6 +73,7 @@ async def test_ready_when_every_upstream_serves(http):
         "status": "ready",
         "upstreams": {
             "engagement": "SERVING",
+            "export": "SERVING",
             "feed": "SERVING",
             "graph": "SERVING",
             "media": "SERVING",
@@ -88,6 +93,7 @@ async def test_not_ready_while_an_upstream_is_down(serve_app: ServeApp, graph_ad
     assert error["message"] == "not ready: post is UNAVAILABLE"
     assert error["details"][0]["metadata"] == {
         "engagement": "SERVING",
+        "export": "SERVING",
         "feed": "SERVING",
         "graph": "SERVING",
         "media": "SERVING",
