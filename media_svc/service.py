@@ -234,16 +234,18 @@ class MediaService:
 
     async def batch_get_originals(self, caller_id: int, media_ids: Sequence[int]) -> list[SignedOriginal]:
         """Signed GET URLs (working for ORIGINAL_URL_LIFETIME) of the caller's uploads among
-        `media_ids` that are still stored, in request order (unknown ids left out). INVALID_ARGUMENT
+        `media_ids` that are still stored, in request order (unknown ids left out), signed for the
+        store's internal address: the caller is a service (export_svc), not a client. INVALID_ARGUMENT
         above 100 ids; PERMISSION_DENIED (NOT_MEDIA_OWNER) if one belongs to another user."""
         found = await self.batch_get_media(media_ids)
         for media in found:
             if media.owner_id != caller_id:
                 raise PermissionDenied(f"media {media.id} belongs to another user", reason="NOT_MEDIA_OWNER")
-        signed_at = dt.datetime.now(dt.UTC).replace(microsecond=0)
-        expires_at = signed_at + ORIGINAL_URL_LIFETIME
+        expires_at = dt.datetime.now(dt.UTC) + ORIGINAL_URL_LIFETIME
         return [
-            SignedOriginal(media, self._store.presign_download(media.object_key, signed_at, expires_at), expires_at)
+            SignedOriginal(
+                media, self._store.presign_internal_download(media.object_key, ORIGINAL_URL_LIFETIME), expires_at
+            )
             for media in found
             if media.raw_deleted_at is None and media.status is not MediaStatus.PENDING
         ]

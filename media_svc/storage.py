@@ -194,6 +194,12 @@ class ObjectStore:
             raise RuntimeError(f"unexpected presigned URL shape for {self._signed_prefix!r}: {url[:80]!r}")
         return self._download_prefix + url[len(self._signed_prefix) :]
 
+    def presign_internal_download(self, key: str, expires_in: dt.timedelta) -> str:
+        """A URL that GETs `key` for `expires_in` (whole seconds), for a service inside the mesh (a data
+        export reading originals): signed for the store's own address (s3_endpoint), which services
+        reach, not the public one clients use. Signing is local (no request to the store)."""
+        return self._client.presigned_get_object(self.bucket, key, expires=expires_in)
+
     def presign_upload(self, key: str, content_type: str, size_bytes: int, ttl: dt.timedelta) -> PresignedPost:
         """A POST policy for exactly `key`, `content_type` and `size_bytes` bytes, valid for `ttl`.
 
