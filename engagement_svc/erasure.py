@@ -7,7 +7,8 @@ In bounded batches, each one unit of work:
 - the comments they wrote, live or deleted: a top-level one goes with every reply under it (anyone's),
   a reply alone (its top-level comment counts one reply less); each post's comment count loses the
   live ones, and each live one removed gets its `engagement.comment_deleted` (with the replies that
-  went with it), so notification_svc forgets the notifications about them as for any deletion;
+  went with it, and author_id 0: the author is gone), so notification_svc forgets the notifications
+  about them and feed_svc takes them out of what is trending, as for any deletion;
 - their saves, the caption mentions of them and their comments' idempotency keys.
 
 What others did on *their* posts goes when post_svc's erasure deletes those posts: each gets its
@@ -75,9 +76,9 @@ class EngagementErasure:
                 erased = await repo.remove_comments_of(session, user_id, found)
                 await repo.bump_many(session, self._shard(), {p: (0, -n) for p, n in erased.removed_by_post.items()})
                 for comment_id, post_id, reply_ids in erased.announced:
-                    event = events_pb2.CommentDeleted(
-                        comment_id=comment_id, post_id=post_id, author_id=user_id, reply_ids=reply_ids
-                    )
+                    # author_id 0: the author is being erased (a consumer must not record anything
+                    # about them again, e.g. feed_svc's affinity).
+                    event = events_pb2.CommentDeleted(comment_id=comment_id, post_id=post_id, reply_ids=reply_ids)
                     await self._outbox.add(session, event)
             removed += erased.rows
             ERASED.labels("comments").inc(erased.rows)

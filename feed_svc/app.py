@@ -10,8 +10,9 @@ The caches' TTLs bound the staleness if a message is still missed (this process 
 when it was published, and it starts with empty caches).
 
 And durable consumers (shared by every feed_svc process, at-least-once) keep feed_svc.signals:
-engagement events (likes, comments and their removal) for explore and readers' affinity, and
-`posts.deleted` to drop a deleted post from explore.
+engagement events (likes, comments and their removal) for explore and readers' affinity,
+`posts.deleted` to drop a deleted post from explore, and `graph.user_deleted` to erase a user's
+affinity and rankings (feed_svc.erasure).
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from collections.abc import AsyncIterator, Callable
 
 from feed_svc.consumers import SignalHandlers
 from feed_svc.engagement import EngagementReader
+from feed_svc.erasure import ERASURE_DURABLE, SignalErasure
 from feed_svc.explore import ExploreFeed
 from feed_svc.frozen_pages import FrozenPages
 from feed_svc.hydration import Hydrator
@@ -37,6 +39,7 @@ from glimpse.media.v1 import media_pb2_grpc
 from glimpse.post.v1 import post_pb2_grpc
 from mesh.bus import ConsumerSpec, run_consumer
 from mesh.channels import open_channel
+from mesh.erasure import erasure_consumer
 from mesh.events import (
     COMMENT_CREATED,
     COMMENT_DELETED,
@@ -129,6 +132,9 @@ async def feed_host(
                 handlers.on_engagement,
             ),
             consumer("feed_posts_deleted", [POST_DELETED], handlers.on_post_deleted),
+            erasure_consumer(
+                ERASURE_DURABLE, SignalErasure(signals).on_user_deleted, ack_wait_seconds=settings.ack_wait_seconds
+            ),
         ):
             host.add_background(functools.partial(run_consumer, runtime.bus, spec))
         host.add_servicer(

@@ -46,7 +46,8 @@ class SignalHandlers:
                 -removed,
                 -removed * COMMENT_WEIGHT,
             )
-            if event.author_id != author:
+            # author_id 0: the comment's author was erased (engagement_svc.erasure), with their affinity.
+            if event.author_id and event.author_id != author:
                 await self._signals.add_affinity(event.event_id, at, event.author_id, author, -COMMENT_WEIGHT)
 
     async def _count(

@@ -279,6 +279,36 @@ class SignalStore:
     def _snapshot_key(self, viewer_id: int, snapshot: int) -> str:
         return f"{self._keys.named('ranking', viewer_id)}:{snapshot}"
 
+    # Erasure (feed_svc.erasure) ---------------------------------------------------------------
+
+    async def forget_user(self, user_id: int, *, keys_per_round: int) -> int:
+        """Deletes the user's affinity, its dedup record and their frozen rankings, and takes them out
+        of every other reader's affinity (a SCAN of the affinity keys, `keys_per_round` at a time);
+        returns how many readers had an affinity with them. Their posts leave the trending state with
+        their `posts.deleted` (`remove`)."""
+        await self._redis.delete(self._keys.named("affinity", user_id))
+        await self._redis.delete(self._keys.named("affinity-seen", user_id))
+        async for key in self._redis.scan_iter(match=f"{self._keys.named('ranking', user_id)}:*", count=1000):
+            await self._redis.delete(key)
+        touched = 0
+        batch: list[Any] = []
+
+        async def flush() -> int:
+            async with self._redis.pipeline(transaction=False) as pipe:
+                for key in batch:
+                    pipe.hdel(key, str(user_id))
+                removed = await pipe.execute()
+            batch.clear()
+            return sum(1 for n in removed if n)
+
+        async for key in self._redis.scan_iter(match=self._keys.named("affinity", "*"), count=keys_per_round):
+            batch.append(key)
+            if len(batch) >= keys_per_round:
+                touched += await flush()
+        if batch:
+            touched += await flush()
+        return touched
+
 
 def _text(value: bytes | str) -> str:
     return value.decode() if isinstance(value, bytes) else value
