@@ -11,6 +11,7 @@ page is served. A token whose ranking has expired is FAILED_PRECONDITION (PAGE_T
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Awaitable, Callable, Mapping
 
 from feed_svc.engagement import EngagementReader
@@ -87,14 +88,20 @@ class FrozenPages:
             # The ranking's end: a short read used up (a read of exactly what was left ends on an
             # empty page next time; the in-memory first ranking knows its length).
             at_end = offset >= len(ranked) if ranked is not None else len(ids) < count and offset == start + len(ids)
-        if not at_end and ranked is not None:
-            snapshot = await self._signals.freeze(viewer, ranked)
-        next_token = "" if at_end else encode_cursor(FrozenCursor(snapshot=snapshot, offset=offset), scope)
         served = [i.post_id for i in items]
+        engagement: Mapping[int, engagement_pb2.PostEngagement]
         if all(p in known for p in served):
-            engagement: Mapping[int, engagement_pb2.PostEngagement] = {p: known[p] for p in served}
+            engagement = {p: known[p] for p in served}
+            if not at_end and ranked is not None:
+                snapshot = await self._signals.freeze(viewer, ranked)
+        elif not at_end and ranked is not None:
+            # Two round trips to different stores: at once.
+            snapshot, engagement = await asyncio.gather(
+                self._signals.freeze(viewer, ranked), self._engagement.of(served, viewer)
+            )
         else:
             engagement = await self._engagement.of(served, viewer)
+        next_token = "" if at_end else encode_cursor(FrozenCursor(snapshot=snapshot, offset=offset), scope)
         return RenderedPage(items, engagement, next_token)
 
     async def _read(self, viewer: int, snapshot: int, offset: int, count: int) -> list[int]:

@@ -154,8 +154,8 @@ class FeedService:
             now_ms = int(time.time() * 1000)
             celebrities = await self._celebrity_followees(user_id)
             candidates, _ = await self._candidates(user_id, celebrities, None, RANKED_WINDOW, touch=True)
-            (rendered, counts), affinity = await asyncio.gather(
-                self._rendered_with_counts(candidates), self._signals.affinity(user_id, now_ms)
+            (rendered, counts, read), affinity = await asyncio.gather(
+                self._rendered_with_counts(candidates, user_id), self._signals.affinity(user_id, now_ms)
             )
             present = await keep([rendered[p] for p in candidates if p in rendered])
             signals = [
@@ -170,22 +170,24 @@ class FeedService:
                 for item in present
             ]
             ordered = ranking.diversify(ranking.rank(signals, now_ms))
-            # The page's own engagement (the viewer's like and save, exact counts) is read fresh.
-            return [s.post_id for s in ordered], {}
+            # Engagement just read is fresh enough to serve; a page holding a post whose counts came
+            # from the cache reads its engagement anew (frozen_pages).
+            return [s.post_id for s in ordered], read
 
         return await self._frozen.page(user_id, f"feed:{user_id}:ranked", token, size, rank, keep)
 
     async def _rendered_with_counts(
-        self, post_ids: Sequence[int]
-    ) -> tuple[dict[int, RenderedItem], dict[int, tuple[int, int]]]:
-        """The posts rendered, and (likes, comments) of each for ranking: reused for
-        ranking_counts_cache_seconds, the rest read at once (counts only, one call per 100)."""
+        self, post_ids: Sequence[int], viewer: int
+    ) -> tuple[dict[int, RenderedItem], dict[int, tuple[int, int]], dict[int, engagement_pb2.PostEngagement]]:
+        """The posts rendered; (likes, comments) of each for ranking, reused for
+        ranking_counts_cache_seconds; and the engagement read for the others (as `viewer` sees it, one
+        call per 100 posts), which the first page reuses when it holds only those."""
         counts = {p: c for p in post_ids if (c := self._ranking_counts.get(p)) is not None}
         missing = [p for p in post_ids if p not in counts]
-        rendered, read = await asyncio.gather(self._hydrator.rendered(post_ids), self._engagement.of(missing, None))
+        rendered, read = await asyncio.gather(self._hydrator.rendered(post_ids), self._engagement.of(missing, viewer))
         for post_id, engagement in read.items():
             counts[post_id] = self._ranking_counts[post_id] = (engagement.like_count, engagement.comment_count)
-        return rendered, counts
+        return rendered, counts, read
 
     async def feed_items(self, post_ids: Sequence[int], viewer: int | None, *, fresh: bool = False) -> RenderedPage:
         """The posts as feed items, in request order (a repeated id is rendered each time), with their
