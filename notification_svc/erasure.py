@@ -73,28 +73,36 @@ class NotificationErasure:
         # Read again under the inboxes' locks: a writer may have changed them meanwhile.
         current = await repo.notifications_by_id(session, notification_ids)
         sequences = {recipient_id: inbox.last_sequence for recipient_id, inbox in inboxes.items()}
-        for notification in current:
-            was_live = await repo.remove_actor(session, notification.id, user_id)
-            if was_live is None or notification.recipient_id not in inboxes:
-                continue  # (no inbox: the recipient's own erasure is removing the notification)
-            count = notification.actor_count - (1 if was_live else 0)
-            if was_live or user_id in notification.recent_actor_ids:
-                recent = await repo.recent_actors(session, notification.id) if count else []
-                sequences[notification.recipient_id] += 1
-                await repo.save_notification(
-                    session,
-                    dataclasses.replace(
-                        notification,
-                        actor_count=count,
-                        recent_actor_ids=tuple(actor for actor, _ in recent),
-                        latest_id=recent[0][1] if recent else notification.latest_id,
-                        sequence=sequences[notification.recipient_id],
-                    ),
+        was_live = await repo.remove_actor_from(session, user_id, notification_ids)
+        # Only notifications of an inbox that exists (without one, the recipient's own erasure is
+        # removing them) and that show the user: live in them, or among their recent people.
+        changed = [
+            n
+            for n in current
+            if n.id in was_live and n.recipient_id in inboxes and (was_live[n.id] or user_id in n.recent_actor_ids)
+        ]
+        recent = await repo.recent_actors_of(session, [n.id for n in changed])
+        saved = []
+        for notification in changed:
+            count = notification.actor_count - (1 if was_live[notification.id] else 0)
+            people = recent.get(notification.id, []) if count else []
+            sequences[notification.recipient_id] += 1
+            saved.append(
+                dataclasses.replace(
+                    notification,
+                    actor_count=count,
+                    recent_actor_ids=tuple(actor for actor, _ in people),
+                    latest_id=people[0][1] if people else notification.latest_id,
+                    sequence=sequences[notification.recipient_id],
                 )
-            if count == 0:
-                await repo.forget_wording(session, notification.id)
+            )
+        await repo.save_notifications(session, saved)
+        await repo.forget_wording(
+            session,
+            [n.id for n in current if n.id in was_live and n.actor_count - (1 if was_live[n.id] else 0) == 0],
+        )
         for recipient_id, sequence in sequences.items():
             if sequence != inboxes[recipient_id].last_sequence:
                 await repo.advance(session, recipient_id, sequence)
-                changed = events_pb2.NotificationChanged(recipient_id=recipient_id, sequence=sequence)
-                await self._outbox.add(session, changed)
+                announced = events_pb2.NotificationChanged(recipient_id=recipient_id, sequence=sequence)
+                await self._outbox.add(session, announced)

@@ -515,25 +515,72 @@ async def notifications_by_id(session: Session, notification_ids: Sequence[int])
     return [_notification(row) for row in await session.execute(query)]
 
 
-async def remove_actor(session: Session, notification_id: int, actor_id: int) -> bool | None:
-    """Deletes the actor's row of the notification for good; whether it was live (None: no row)."""
+async def remove_actor_from(session: Session, actor_id: int, notification_ids: Sequence[int]) -> dict[int, bool]:
+    """Deletes the actor's rows of the notifications for good (their inboxes locked by the caller);
+    notification id -> whether the actor was live in it, for each that had a row."""
     result = await session.execute(
         notification_actors.delete()
-        .where(notification_actors.c.notification_id == notification_id, notification_actors.c.actor_id == actor_id)
-        .returning(notification_actors.c.live)
+        .where(
+            notification_actors.c.actor_id == actor_id,
+            notification_actors.c.notification_id.in_(list(notification_ids)),
+        )
+        .returning(notification_actors.c.notification_id, notification_actors.c.live)
     )
-    row = result.first()
-    return None if row is None else bool(row.live)
+    return {row.notification_id: bool(row.live) for row in result}
 
 
-async def forget_wording(session: Session, notification_id: int) -> None:
-    """Gives a removed notification (a tombstone) a natural key naming nobody and no comment preview
+_RECENT_OF_MANY = text(
+    f"""
+    SELECT notification_id, actor_id, activity_id FROM (
+        SELECT notification_id, actor_id, activity_id,
+               row_number() OVER (PARTITION BY notification_id ORDER BY activity_id DESC) AS rank
+          FROM {notification_actors.fullname}
+         WHERE notification_id = ANY(CAST(:ids AS bigint[])) AND live
+    ) ranked
+    WHERE rank <= {RECENT_ACTORS}
+    ORDER BY notification_id, activity_id DESC
+    """
+)
+
+
+async def recent_actors_of(session: Session, notification_ids: Sequence[int]) -> dict[int, list[tuple[int, int]]]:
+    """`recent_actors` of several notifications in one statement (those with no live actor left are
+    missing)."""
+    found: dict[int, list[tuple[int, int]]] = {}
+    for row in await session.execute(_RECENT_OF_MANY, {"ids": list(notification_ids)}):
+        found.setdefault(row.notification_id, []).append((row.actor_id, row.activity_id))
+    return found
+
+
+async def save_notifications(session: Session, records: Sequence[NotificationRecord]) -> None:
+    """`save_notification` of several notifications (one statement run per record, sent together)."""
+    if records:
+        await session.execute(
+            _SAVE_NOTIFICATION,
+            [
+                {
+                    "notification_id": r.id,
+                    "new_count": r.actor_count,
+                    "new_recent": list(r.recent_actor_ids),
+                    "new_latest": r.latest_id,
+                    "new_sequence": r.sequence,
+                    "new_created": r.created_at,
+                    "new_updated": r.updated_at,
+                }
+                for r in records
+            ],
+        )
+
+
+async def forget_wording(session: Session, notification_ids: Sequence[int]) -> None:
+    """Gives removed notifications (tombstones) a natural key naming nobody and no comment preview
     (a follow request's key names the requester; a comment's preview is its author's words)."""
-    await session.execute(
-        update(notifications)
-        .where(notifications.c.id == notification_id)
-        .values(natural_key=f"erased:{notification_id}", comment_preview="")
-    )
+    if notification_ids:
+        await session.execute(
+            update(notifications)
+            .where(notifications.c.id.in_(list(notification_ids)))
+            .values(natural_key=func.concat("erased:", notifications.c.id), comment_preview="")
+        )
 
 
 _REMOVE_RECEIVED = text(

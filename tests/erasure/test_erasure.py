@@ -115,6 +115,8 @@ async def test_a_deleted_user_leaves_no_trace(
     for post_id in (friends_post, others_post):
         await engagement.LikePost(engagement_pb2.LikePostRequest(post_id=post_id), metadata=user.metadata)
     await engagement.LikePost(engagement_pb2.LikePostRequest(post_id=mine[0]), metadata=friend.metadata)
+    # The friend's like notification of their post groups two people: the user and the other.
+    await engagement.LikePost(engagement_pb2.LikePostRequest(post_id=friends_post), metadata=other.metadata)
     await engagement.SavePost(engagement_pb2.SavePostRequest(post_id=friends_post), metadata=user.metadata)
     await engagement.SavePost(engagement_pb2.SavePostRequest(post_id=mine[1]), metadata=friend.metadata)
 
@@ -186,6 +188,14 @@ async def test_a_deleted_user_leaves_no_trace(
 
     # follow, like, comment, mention in the comment, reply under the friend's reply... at least four.
     await eventually(lambda: _at_least(caused_by_user(friend), 4), "the friend is told what the user did")
+
+    async def grouped_like() -> bool:
+        return any(
+            n.type == notification_pb2.NOTIFICATION_TYPE_LIKE and n.post_id == friends_post and n.actor_count == 2
+            for n in await inbox(friend)
+        )
+
+    await eventually(grouped_like, "the user and the other share the friend's like notification")
     await eventually(lambda: _at_least(caused_by_user(other), 2), "the other user is told (follow, reply)")
     await eventually(lambda: _at_least(_count(inbox(user)), 3), "the user is told (follows, like, comment)")
     newest = (await inbox(user))[0].id
@@ -255,7 +265,7 @@ async def test_a_deleted_user_leaves_no_trace(
         engagement_pb2.BatchGetEngagementRequest(post_ids=[friends_post, others_post]), metadata=friend.metadata
     )
     by_post = {e.post_id: e for e in counts.engagement}
-    assert (by_post[friends_post].like_count, by_post[friends_post].comment_count) == (0, 0)
+    assert (by_post[friends_post].like_count, by_post[friends_post].comment_count) == (1, 0)
     assert (by_post[others_post].like_count, by_post[others_post].comment_count) == (0, 1)
     replies_left = await engagement.GetComment(
         engagement_pb2.GetCommentRequest(comment_id=others_comment.id), metadata=other.metadata
@@ -265,6 +275,12 @@ async def test_a_deleted_user_leaves_no_trace(
     tag_now = await stubs.post.GetTag(post_pb2.GetTagRequest(tag=tag))
     assert tag_now.post_count == 0
     assert await caused_by_user(friend) == 0
+    likes_group = [
+        n
+        for n in await inbox(friend)
+        if n.type == notification_pb2.NOTIFICATION_TYPE_LIKE and n.post_id == friends_post
+    ]
+    assert [(list(n.actor_ids), n.actor_count) for n in likes_group] == [([other.id], 1)]
     assert await caused_by_user(other) == 0
     viewers = await stories.ListStoryViewers(
         story_pb2.ListStoryViewersRequest(parent=f"stories/{friends_story.id}"), metadata=friend.metadata
