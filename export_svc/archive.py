@@ -7,7 +7,7 @@ into `PartBuffer`; every time a full part (8 MiB by default) has accumulated, it
 part of the upload before anything more is written. So a build holds at most one part plus one chunk
 being added (1 MiB for photos), never a whole photo set or the whole archive: Mastodon's archives,
 built whole before upload, failed above 2 GB. Photos are stored as they are (already compressed);
-JSON is deflated. Measured (`python -m bench export`): a 114 MiB export took export_svc 12 MiB above
+JSON is deflated. Measured (`python -m bench export`): a 114 MiB export took export_svc 11-12 MiB above
 its idle memory.
 """
 
