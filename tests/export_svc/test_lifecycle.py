@@ -3,6 +3,7 @@ run), its zip deleted by the sweeper; at most 3 exports a day (failed ones not c
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
 
 import grpc
@@ -85,3 +86,14 @@ async def test_bad_requests_name_the_field(exports, make_account):
     with pytest.raises(grpc.aio.AioRpcError) as nobody:
         await exports.CreateExport(export_pb2.CreateExportRequest())
     assert nobody.value.code() == grpc.StatusCode.UNAUTHENTICATED
+
+
+async def test_concurrent_requests_start_one_export(exports, sql, make_account):
+    ada = await make_account()
+    requests = [export_pb2.CreateExportRequest(request_id=f"race-{n}") for n in range(6)]
+    created = await asyncio.gather(*(exports.CreateExport(r, metadata=ada.metadata) for r in requests))
+    ids = {export.id for export in created}
+    assert len(ids) == 1, ids
+    rows = await run_sql(sql, "SELECT count(*) FROM exports.exports WHERE user_id = :u", u=ada.id)
+    assert rows[0][0] == 1
+    assert (await settled(exports, ada, ids.pop())).state == export_pb2.EXPORT_STATE_READY
