@@ -10,7 +10,8 @@ tests/erasure and bench/erasure.
   published (mesh.erasure says why).
 - Redis: every key of the namespace (SCAN), its name and, read by its type, every member, field,
   value and stream entry, for the id's digits (a timeline member is zero-padded: still a substring).
-- The media bucket: every key, for the id as a path segment.
+- The media bucket and the export bucket (export_svc's zips, open uploads included): every key, for
+  the id as a path segment.
 
 A user id is a 64-bit time-ordered number (18-19 digits), so finding its digits inside other text by
 chance is not a practical concern.
@@ -25,6 +26,7 @@ from typing import Any
 import psycopg
 from psycopg import sql
 
+from export_svc.settings import ExportSettings
 from media_svc.settings import MediaSettings
 from media_svc.storage import admin_client
 
@@ -48,10 +50,12 @@ class Reference:
 async def find_references(
     database_url: str, redis: Any, namespace: str, media: MediaSettings, user_id: int
 ) -> list[Reference]:
-    """Every reference to `user_id` in the database, the namespace's Redis keys and the media bucket."""
+    """Every reference to `user_id` in the database, the namespace's Redis keys and the media and
+    export buckets."""
     found = await asyncio.to_thread(_in_postgres, database_url, user_id)
     found += await _in_redis(redis, namespace, user_id)
     found += await asyncio.to_thread(_in_bucket, media, user_id)
+    found += await asyncio.to_thread(_in_bucket, media, user_id, ExportSettings(namespace=namespace).bucket)
     return found
 
 
@@ -127,14 +131,24 @@ def _text(value: Any) -> str:
     return str(value)
 
 
-def _in_bucket(media: MediaSettings, user_id: int) -> list[Reference]:
+def _in_bucket(media: MediaSettings, user_id: int, bucket: str | None = None) -> list[Reference]:
+    """Keys of `bucket` (default: the media bucket; same store and credentials) naming the user, and
+    multipart uploads still open under such keys."""
     client = admin_client(media)
-    if not client.bucket_exists(media.bucket):
+    bucket = bucket or media.bucket
+    if not client.bucket_exists(bucket):
         return []
     segment = f"/{user_id}/"
     keys = [
         item.object_name
-        for item in client.list_objects(media.bucket, recursive=True)
+        for item in client.list_objects(bucket, recursive=True)
         if item.object_name and segment in f"/{item.object_name}"
     ]
-    return [Reference("bucket", key, 1) for key in keys]
+    uploads = [
+        upload.object_name
+        for upload in client._list_multipart_uploads(bucket).uploads
+        if upload.object_name and segment in f"/{upload.object_name}"
+    ]
+    return [Reference("bucket", key, 1) for key in keys] + [
+        Reference("bucket", f"{key} (open upload)", 1) for key in uploads
+    ]

@@ -225,6 +225,16 @@ async def test_a_deleted_user_leaves_no_trace(
 
     await eventually(has_avatar, "the user's picture is rendered", within=30)
 
+    # A data export of theirs: a zip under exports/{uid}/ in export_svc's bucket.
+    requested = await http.post("/v1/users/me/exports", headers=user.headers)
+    assert requested.status_code == 202, requested.text
+
+    async def export_ready() -> bool:
+        export = await http.get(f"/v1/users/me/exports/{requested.json()['export_id']}", headers=user.headers)
+        return bool(export.json()["state"] == "READY")
+
+    await eventually(export_ready, "the user's data export is built", within=30)
+
     async def renditions_ready() -> bool:
         got = await stubs.post.BatchGetPosts(post_pb2.BatchGetPostsRequest(post_ids=mine))
         media_ids = [m for p in got.posts for m in p.media_ids]
@@ -244,6 +254,7 @@ async def test_a_deleted_user_leaves_no_trace(
         before = await find_references(database_url, redis, namespace, media_settings, user.id)
         assert {r.store for r in before} == {"postgres", "redis", "bucket"}, "the user should be everywhere first"
         assert any(r.where.startswith("avatars/") for r in before), "their picture is in the bucket"
+        assert any(r.where.startswith("exports/") for r in before), "their export is in its bucket"
 
         await delete_account(http, user)
 
