@@ -139,7 +139,7 @@ class ExportBuilder:
             await self._store.abort_upload(key, upload_id)
             return
         extra = {"export_id": record.id, "user_id": record.user_id, "attempt": record.attempts}
-        loop_time = time.monotonic()
+        started = time.monotonic()
         try:
             size = await self._write(record, MultipartUpload(self._store, key, upload_id, self._part_size))
         except Exception as exc:  # every failure is an attempt that failed
@@ -153,7 +153,12 @@ class ExportBuilder:
                     await repo.note_failure(session, record.id, reason)
                     last = False
             BUILDS.labels("failed" if last else "retried").inc()
-            log.warning("export attempt failed", extra={**extra, "reason": reason, "final": last})
+            # An error we did not anticipate (not an upstream's refusal) gets its traceback logged.
+            log.warning(
+                "export attempt failed",
+                extra={**extra, "reason": reason, "final": last},
+                exc_info=not isinstance(exc, BuildFailed),
+            )
             if last:
                 return
             raise
@@ -163,7 +168,7 @@ class ExportBuilder:
             await self._store.delete([key])
             return
         BUILDS.labels("ready").inc()
-        BUILD_SECONDS.observe(time.monotonic() - loop_time)
+        BUILD_SECONDS.observe(time.monotonic() - started)
         log.info("export ready", extra={**extra, "size_bytes": size})
 
     async def on_dead_letter(self, event: events_pb2.ExportRequested | None, error: str) -> None:
