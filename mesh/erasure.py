@@ -20,7 +20,13 @@ JetStream streams keep every event for mesh.bus.STREAM_MAX_AGE_SECONDS (7 days),
 a published row for mesh.outbox.OutboxRelay's `keep_published` (1 hour) until its relay prunes it:
 both hold the user id inside protobuf payloads (this event, and the `posts.deleted` or
 `stories.deleted` events an erasure emits so that other services forget the content as for any
-deletion). Reports keep their snapshots (graph_svc, per the issue).
+deletion). Reports keep their snapshots (graph_svc, per the issue). In-process caches forget on
+their own within their TTLs (feed_svc's hydrated items and authors 60 s, visibility answers 10 s).
+
+A known window: an event about the user published *before* the deletion but handled *after* a
+service's erasure (a like they made a moment earlier, still queued for notification_svc) is handled
+as usual and can write about them again. graph_svc ends their sessions in the deleting transaction,
+so no new activity of theirs starts after it; what was in flight is at most a consumer's backlog.
 """
 
 from __future__ import annotations
