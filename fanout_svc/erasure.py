@@ -3,8 +3,10 @@
 The user's inbox (`feed:{uid}`), outbox (`outbox:{uid}`) and pulled marker (`pulled:{uid}`) are
 deleted, and the posts their outbox held leave every other inbox (a SCAN of the inbox keys, ERASURE_BATCH
 keys per pipeline): by the time this runs graph_svc has deleted the follows, so the followers whose
-inboxes hold those posts can no longer be asked for. Inbox members are post ids, never user ids; a
-post of theirs that an inbox still holds (older than what the outbox kept, OUTBOX_MAX_ITEMS) is
+inboxes hold those posts can no longer be asked for. That pass costs O(live inboxes of the
+deployment): fine for a rare event, and bench erasure measures it. Inbox members are post ids, never
+user ids; a post of theirs that an inbox still holds (older than what the outbox kept,
+OUTBOX_MAX_ITEMS, or taken out of the outbox by its `posts.deleted` before this handler read it) is
 deleted in post_svc, so feed_svc drops it from every page it would be on, and it leaves the inbox as
 newer posts push it out (FEED_MAX_ITEMS) or the inbox expires (FEED_INBOX_TTL, 30 days).
 
