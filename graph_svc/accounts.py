@@ -105,7 +105,8 @@ class AccountService:
         """The user; NOT_FOUND (USER_NOT_FOUND) if there is none, or if it and `viewer_id` (None:
         anonymous) block each other."""
         missing = NotFound(f"user {user_id} does not exist", reason="USER_NOT_FOUND")
-        async with self._db.read_only() as session:
+        # Two statements, each reading what is committed when it runs (as in READ COMMITTED).
+        async with self._db.read_only(transaction=False) as session:
             user = await repo.get_user(session, user_id)
             if user is None:
                 raise missing
@@ -118,7 +119,7 @@ class AccountService:
             raise invalid_field("user_ids", f"at most {MAX_BATCH} ids per call")
         if not user_ids:
             return []
-        async with self._db.read_only() as session:
+        async with self._db.read_only(transaction=False) as session:
             found = await repo.get_users(session, list(set(user_ids)))
         return [found[i] for i in user_ids if i in found]
 

@@ -191,7 +191,7 @@ class FollowService:
 
     async def followee_ids(self, user_id: int) -> list[int]:
         """Every user `user_id` follows (at most max_following); NOT_FOUND for an unknown user."""
-        async with self._db.read_only() as session:
+        async with self._db.read_only(transaction=False) as session:
             await _existing(session, user_id)
             return await repo.followee_ids(session, user_id)
 

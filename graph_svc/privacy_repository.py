@@ -11,11 +11,15 @@ import datetime as dt
 from dataclasses import dataclass
 
 from sqlalchemy import (
+    ARRAY,
+    BigInteger,
     ColumnElement,
     CompoundSelect,
     String,
     Table,
     and_,
+    any_,
+    bindparam,
     delete,
     exists,
     func,
@@ -29,7 +33,7 @@ from sqlalchemy import (
 from sqlalchemy.dialects.postgresql import insert
 
 from graph_svc.models import blocks, follow_requests, follows, mutes, users
-from mesh.db import Session
+from mesh.db import Session, Statement
 
 
 @dataclass(frozen=True)
@@ -76,16 +80,21 @@ def excluded_from_audience(author_id: int | ColumnElement[int]) -> CompoundSelec
     )
 
 
-async def blocks_between(session: Session, a: int, b: int) -> tuple[bool, bool]:
-    """(a blocks b, b blocks a)."""
-    rows = await session.execute(
-        select(blocks.c.blocker_id).where(
-            or_(
-                and_(blocks.c.blocker_id == a, blocks.c.blocked_id == b),
-                and_(blocks.c.blocker_id == b, blocks.c.blocked_id == a),
-            )
+_A, _B = bindparam("a", type_=BigInteger), bindparam("b", type_=BigInteger)
+# GetUser, LookupUser and every list of a user's follows ask it (graph_svc.visibility.refuse_if_blocked).
+_BLOCKS_BETWEEN = Statement(
+    select(blocks.c.blocker_id).where(
+        or_(
+            and_(blocks.c.blocker_id == _A, blocks.c.blocked_id == _B),
+            and_(blocks.c.blocker_id == _B, blocks.c.blocked_id == _A),
         )
     )
+)
+
+
+async def blocks_between(session: Session, a: int, b: int) -> tuple[bool, bool]:
+    """(a blocks b, b blocks a)."""
+    rows = await session.execute(_BLOCKS_BETWEEN, {"a": a, "b": b})
     blockers = set(rows.scalars())
     return a in blockers, b in blockers
 
@@ -199,38 +208,69 @@ async def list_mutes(
 
 
 # Visibility
+#
+# Behind every post view whose answer a caller has not cached (CheckVisibility), every feed page's
+# filters (GetViewerFilters) and every post's fan-out (FilterAudience), so compiled once
+# (mesh.db.Statement): compiling a Core statement cost more CPU than running it. Lists of ids are
+# one array parameter (`= ANY(:ids)`), so the text is the same whatever their length.
+
+_VIEWER_ID = bindparam("viewer_id", type_=BigInteger)
+_AUTHOR_ID = bindparam("author_id", type_=BigInteger)
+
+
+def _author_facts_statement() -> Statement:
+    viewer_follows = exists().where(follows.c.follower_id == _VIEWER_ID, follows.c.followee_id == users.c.id)
+    blocked = ~not_blocked_with(_VIEWER_ID, users.c.id)
+    return Statement(
+        select(
+            users.c.id,
+            users.c.is_private,
+            viewer_follows.label("viewer_follows"),
+            blocked.label("blocked"),
+        ).where(users.c.id == any_(bindparam("author_ids", type_=ARRAY(BigInteger))))
+    )
+
+
+def _viewer_relations_statement() -> Statement:
+    blocked, muted, private = (literal_column(f"'{kind}'", String) for kind in ("blocked", "muted", "private"))
+    parts = union_all(
+        select(blocked.label("kind"), blocks.c.blocked_id.label("user_id")).where(blocks.c.blocker_id == _VIEWER_ID),
+        select(blocked, blocks.c.blocker_id).where(blocks.c.blocked_id == _VIEWER_ID),
+        select(muted, mutes.c.muted_id).where(mutes.c.muter_id == _VIEWER_ID),
+        select(private, follows.c.followee_id)
+        .select_from(follows.join(users, users.c.id == follows.c.followee_id))
+        .where(follows.c.follower_id == _VIEWER_ID, users.c.is_private),
+    ).subquery()
+    return Statement(select(parts.c.kind, parts.c.user_id).order_by(parts.c.user_id))
+
+
+def _audience_exclusions_statement() -> Statement:
+    excluded = excluded_from_audience(_AUTHOR_ID).subquery()
+    # UNION already removed repeats.
+    return Statement(
+        select(excluded.c.user_id)
+        .where(excluded.c.user_id == any_(bindparam("user_ids", type_=ARRAY(BigInteger))))
+        .order_by(excluded.c.user_id)
+    )
+
+
+_AUTHOR_FACTS = _author_facts_statement()
+_VIEWER_RELATIONS = _viewer_relations_statement()
+_AUDIENCE_EXCLUSIONS = _audience_exclusions_statement()
 
 
 async def author_facts(session: Session, viewer_id: int, author_ids: list[int]) -> dict[int, AuthorFacts]:
     """For each existing author of `author_ids`: private or not, followed by `viewer_id` or not, and
     blocked either way; one statement (a key probe per author into users, follows and blocks twice).
     `viewer_id` 0 (anonymous) follows and blocks nobody."""
-    viewer_follows = exists().where(follows.c.follower_id == viewer_id, follows.c.followee_id == users.c.id)
-    blocked = ~not_blocked_with(viewer_id, users.c.id)
-    rows = await session.execute(
-        select(
-            users.c.id,
-            users.c.is_private,
-            viewer_follows.label("viewer_follows"),
-            blocked.label("blocked"),
-        ).where(users.c.id.in_(author_ids))
-    )
+    rows = await session.execute(_AUTHOR_FACTS, {"viewer_id": viewer_id, "author_ids": author_ids})
     return {row.id: AuthorFacts(row.is_private, row.viewer_follows, row.blocked) for row in rows}
 
 
 async def viewer_relations(session: Session, viewer_id: int) -> ViewerRelations:
     """The viewer's blocks (both ways), mutes and private followees, in one statement: three index
     ranges of the viewer, and its followees joined to their user rows (a key probe per followee)."""
-    blocked, muted, private = (literal_column(f"'{kind}'", String) for kind in ("blocked", "muted", "private"))
-    parts = union_all(
-        select(blocked.label("kind"), blocks.c.blocked_id.label("user_id")).where(blocks.c.blocker_id == viewer_id),
-        select(blocked, blocks.c.blocker_id).where(blocks.c.blocked_id == viewer_id),
-        select(muted, mutes.c.muted_id).where(mutes.c.muter_id == viewer_id),
-        select(private, follows.c.followee_id)
-        .select_from(follows.join(users, users.c.id == follows.c.followee_id))
-        .where(follows.c.follower_id == viewer_id, users.c.is_private),
-    ).subquery()
-    rows = await session.execute(select(parts.c.kind, parts.c.user_id).order_by(parts.c.user_id))
+    rows = await session.execute(_VIEWER_RELATIONS, {"viewer_id": viewer_id})
     found: dict[str, list[int]] = {"blocked": [], "muted": [], "private": []}
     for row in rows:
         bucket = found[row.kind]
@@ -241,9 +281,5 @@ async def viewer_relations(session: Session, viewer_id: int) -> ViewerRelations:
 
 async def audience_exclusions(session: Session, author_id: int, user_ids: list[int]) -> list[int]:
     """Those of `user_ids` excluded from `author_id`'s audience (excluded_from_audience), ascending."""
-    excluded = excluded_from_audience(author_id).subquery()
-    # UNION already removed repeats.
-    rows = await session.execute(
-        select(excluded.c.user_id).where(excluded.c.user_id.in_(user_ids)).order_by(excluded.c.user_id)
-    )
+    rows = await session.execute(_AUDIENCE_EXCLUSIONS, {"author_id": author_id, "user_ids": user_ids})
     return list(rows.scalars())

@@ -83,7 +83,7 @@ async def insert_user(session: Session, record: UserRecord) -> UserRecord:
 
 
 # Statements run for every post (the fan-out's follower count and follower stream) and every feed
-# page that misses its caches (authors), compiled once (mesh.db.Statement).
+# page that misses its caches (authors, followees), compiled once (mesh.db.Statement).
 _USER_ID = bindparam("user_id", type_=BigInteger)
 _GET_USER = Statement(select(*_USER_COLUMNS).where(users.c.id == _USER_ID))
 _GET_USERS = Statement(select(*_USER_COLUMNS).where(users.c.id == any_(bindparam("ids", type_=ARRAY(BigInteger)))))
@@ -92,6 +92,8 @@ _FOLLOWERS_AFTER = select(follows.c.follower_id).where(
     follows.c.followee_id == _USER_ID, follows.c.follower_id > bindparam("after_id", type_=BigInteger)
 )
 _FOLLOWER_PAGE = Statement(_FOLLOWERS_AFTER.order_by(follows.c.follower_id).limit(bindparam("limit")))
+# Every feed page that misses feed_svc's followee cache (ListFolloweeIds).
+_FOLLOWEE_IDS = Statement(select(follows.c.followee_id).where(follows.c.follower_id == _USER_ID))
 _AUDIENCE_PAGE = Statement(
     _FOLLOWERS_AFTER.where(follows.c.follower_id.not_in(excluded_from_audience(_USER_ID)))
     .order_by(follows.c.follower_id)
@@ -347,8 +349,8 @@ async def follower_ids_after(
 
 
 async def followee_ids(session: Session, user_id: int) -> list[int]:
-    rows = await session.execute(select(follows.c.followee_id).where(follows.c.follower_id == user_id))
-    return list(rows.scalars())
+    rows = await session.execute(_FOLLOWEE_IDS, {"user_id": user_id})
+    return rows.scalars()
 
 
 async def celebrity_followee_ids(session: Session, user_id: int, threshold: int) -> list[int]:

@@ -190,7 +190,7 @@ class SessionService:
             raise invalid_field("session_ids", f"at most {MAX_CHECK} ids per call")
         if not session_ids:
             return []
-        async with self._db.read_only() as session:
+        async with self._db.read_only(transaction=False) as session:
             live = set(await session_repo.live_among(session, list(set(session_ids))))
         return [i for i in session_ids if i in live]
 

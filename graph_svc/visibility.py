@@ -6,8 +6,10 @@ if A is private and V (possibly anonymous) does not follow A, NOT_FOLLOWER_OF_PR
 VISIBLE. Mutes are not part of it: a muted author's content stays visible everywhere but the muter's
 home feed (ViewerFilters, FilterAudience).
 
-Nothing here is cached: each answer is read from the committed rows. Callers that cache answers (a
-feed's filters for a few seconds) bound their own staleness and drop entries on the `graph.*` events.
+Nothing here is cached: each answer is read from the committed rows, by one statement outside a
+transaction (mesh.db.Database.read_only(transaction=False): no BEGIN and ROLLBACK round trips).
+Callers that cache answers (a feed's filters for a few seconds) bound their own staleness and drop
+entries on the `graph.*` events.
 
 Raises mesh.errors.DomainError subclasses.
 """
@@ -76,7 +78,7 @@ class VisibilityService:
             raise invalid_field("author_ids", "must be user ids (positive)")
         if not author_ids:
             return []
-        async with self._db.read_only() as session:
+        async with self._db.read_only(transaction=False) as session:
             facts = await privacy_repo.author_facts(session, viewer_id, list(set(author_ids)))
         return [(author, visibility_of(viewer_id, author, facts.get(author))) for author in author_ids]
 
@@ -86,7 +88,7 @@ class VisibilityService:
         An unknown viewer has no relations (empty lists)."""
         if viewer_id <= 0:
             raise invalid_field("viewer_id", "must be a user id")
-        async with self._db.read_only() as session:
+        async with self._db.read_only(transaction=False) as session:
             return await privacy_repo.viewer_relations(session, viewer_id)
 
     async def audience_exclusions(self, author_id: int, user_ids: list[int]) -> list[int]:
@@ -100,5 +102,5 @@ class VisibilityService:
             raise invalid_field("user_ids", f"at most {MAX_AUDIENCE} ids per call")
         if not user_ids:
             return []
-        async with self._db.read_only() as session:
+        async with self._db.read_only(transaction=False) as session:
             return await privacy_repo.audience_exclusions(session, author_id, list(set(user_ids)))

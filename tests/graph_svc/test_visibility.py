@@ -4,14 +4,15 @@ queries' plans (index reads only)."""
 
 from __future__ import annotations
 
+from typing import cast
+
 import grpc
 import pytest
-from sqlalchemy import event
-from sqlalchemy.ext.asyncio import AsyncSession, create_async_engine
 
 from glimpse.graph.v1 import graph_pb2
 from graph_svc import privacy_repository as privacy_repo
 from graph_svc.visibility import MAX_AUDIENCE, MAX_AUTHORS
+from mesh.db import Database, Result, Session, Statement
 from tests.graph_svc.conftest import privacy_update, refused
 
 VISIBLE = graph_pb2.VISIBILITY_VISIBLE
@@ -167,30 +168,38 @@ async def test_filter_audience_refuses_bad_requests(graph):
         assert code == grpc.StatusCode.INVALID_ARGUMENT and field in fields
 
 
+class _Recording:
+    """A mesh.db.Session that keeps every statement it runs, with its parameters."""
+
+    def __init__(self, session: Session) -> None:
+        self._session = session
+        self.sent: list[tuple[Statement, dict[str, object]]] = []
+
+    async def execute(self, statement: Statement, params: dict[str, object]) -> Result:
+        self.sent.append((statement, params))
+        return await self._session.execute(statement, params)
+
+
 async def test_the_visibility_queries_read_indexes_only(database_url, make_account):
-    """The plans of the three bulk questions, as sent to PostgreSQL: no sequential scan of a relation
-    table (the planner is told to avoid scans, so one left means no index can answer)."""
+    """The plans of the three bulk questions, as sent to PostgreSQL (compiled once, mesh.db.Statement):
+    no sequential scan of a relation table (the planner is told to avoid scans, so one left means no
+    index can answer)."""
     viewer = await make_account()
-    engine = create_async_engine(database_url)
-    sent: list[tuple[str, object]] = []
-
-    def record(conn, cursor, statement, parameters, context, executemany):
-        sent.append((statement, parameters))
-
-    event.listen(engine.sync_engine, "before_cursor_execute", record)
+    db = Database(database_url, pool_size=1)
     try:
-        async with AsyncSession(engine) as session:
-            await privacy_repo.author_facts(session, viewer.id, [viewer.id, 2, 3])
-            await privacy_repo.viewer_relations(session, viewer.id)
-            await privacy_repo.audience_exclusions(session, viewer.id, [2, 3])
-        event.remove(engine.sync_engine, "before_cursor_execute", record)
-        assert len(sent) == 3, "each question is one statement"
-        async with engine.connect() as conn:
-            await conn.exec_driver_sql("SET enable_seqscan = off")
-            for statement, parameters in sent:
-                rows = await conn.exec_driver_sql(f"EXPLAIN {statement}", parameters)  # type: ignore[arg-type]
+        async with db.read_only() as session:
+            recording = _Recording(session)
+            facts = await privacy_repo.author_facts(cast(Session, recording), viewer.id, [viewer.id, 2, 3])
+            await privacy_repo.viewer_relations(cast(Session, recording), viewer.id)
+            await privacy_repo.audience_exclusions(cast(Session, recording), viewer.id, [2, 3])
+            assert viewer.id in facts
+            assert len(recording.sent) == 3, "each question is one statement"
+            assert all(isinstance(statement, Statement) for statement, _ in recording.sent)
+            await session.execute("SET LOCAL enable_seqscan = off")
+            for statement, params in recording.sent:
+                rows = await session.execute(Statement("EXPLAIN " + statement.sql), statement.values(params))
                 plan = "\n".join(row[0] for row in rows)
                 for table in ("blocks", "mutes", "follows", "follow_requests"):
                     assert f"Seq Scan on {table} " not in plan, plan
     finally:
-        await engine.dispose()
+        await db.dispose()
