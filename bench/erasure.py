@@ -3,10 +3,11 @@ until every service is done, beside the raw deletes of the same data.
 
     flock /tmp/glimpse-bench.lock make bench BENCH=erasure
 
-Runs graph_svc, post_svc, media_svc, engagement_svc, notification_svc, story_svc and fanout_svc
-(bench.stack) on a fresh database. Two users get the same data, bulk-loaded (SQL, Redis and the
-bucket, not through the services; bench.feed_data): 5,000 followers each (whose live inboxes hold
-the user's newest 50 posts), 1,000 posts each (tagged, one READY photo each: its upload and three
+Runs graph_svc and every service with an erasure consumer (post_svc, media_svc, engagement_svc,
+notification_svc, story_svc, fanout_svc, feed_svc, export_svc; bench.stack) on a fresh database.
+Two users get the same data, bulk-loaded (SQL, Redis and the bucket, not through the services;
+bench.feed_data): 5,000 followers each (whose live inboxes hold the user's newest 50 posts), 1,000
+posts each (tagged, one READY photo each: its upload and three
 renditions stored in the bucket, an outbox of the newest 800), 10,000 likes each of the same 10,000
 posts by 100 other authors (the like counts and each author's like notification grouping both
 users), and a follow notification grouping their 5,000 followers.
@@ -297,6 +298,8 @@ def main() -> None:
         "notification_svc",
         "story_svc",
         "fanout_svc",
+        "feed_svc",
+        "export_svc",
     ]
     with running_stack(processes) as stack:
         media = MediaSettings(namespace=stack.namespace, database_url=stack.database_url)
