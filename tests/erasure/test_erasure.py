@@ -28,6 +28,8 @@ from glimpse.story.v1 import story_pb2, story_pb2_grpc
 from media_svc.settings import MediaSettings
 from mesh.redis_client import connect_redis
 from tests.conftest import PASSWORD, Account, Stubs, tiny_png
+from timelines.keys import TimelineKeys
+from timelines.store import member
 
 pytestmark = pytest.mark.usefixtures("fanout", "media_worker")
 
@@ -254,6 +256,8 @@ async def test_a_deleted_user_leaves_no_trace(
         before = await find_references(database_url, redis, namespace, media_settings, user.id)
         assert {r.store for r in before} == {"postgres", "redis", "bucket"}, "the user should be everywhere first"
         assert any(r.where.startswith("avatars/") for r in before), "their picture is in the bucket"
+        inbox_key = TimelineKeys(namespace).inbox(friend.id)
+        assert {member(p).encode() for p in mine} <= set(await redis.zrange(inbox_key, 0, -1))
         assert any(r.where.startswith("exports/") for r in before), "their export is in its bucket"
 
         await delete_account(http, user)
@@ -268,6 +272,9 @@ async def test_a_deleted_user_leaves_no_trace(
         assert not unexpected, f"still held {ERASURE_WITHIN_SECONDS:g}s after the deletion: {unexpected}"
         # The report about them is kept (evidence); the one they made stays without them.
         assert any(r.where == "graph.reports.reported_user_id" for r in left)
+        # Their posts left the friend's inbox too (fanout_svc's pass over every inbox).
+        held = await redis.zrange(inbox_key, 0, -1)
+        assert not {member(p).encode() for p in mine} & set(held)
     finally:
         await redis.aclose()
 
