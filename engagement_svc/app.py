@@ -57,7 +57,7 @@ async def engagement_host(settings: EngagementSettings) -> AsyncIterator[Service
         servicer = EngagementServicer(
             LikeService(runtime.db, outbox, posts, counter_shards=shards),
             CommentService(runtime.db, outbox, runtime.ids, posts, mentions, counter_shards=shards),
-            SaveService(runtime.db, posts),
+            SaveService(runtime.db, posts, counter_shards=shards),
             CountService(runtime.db),
         )
         host.add_servicer(

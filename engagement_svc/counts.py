@@ -25,8 +25,8 @@ class CountService:
         self._db = db
 
     async def batch_get(self, viewer_id: int, post_ids: Sequence[int]) -> list[PostEngagement]:
-        """Like and comment counts of each post, and whether the viewer (0: nobody) liked and saved it,
-        in request order, from one query. Unknown and deleted posts have zero counts. INVALID_ARGUMENT
+        """Like, comment and save counts of each post, and whether the viewer (0: nobody) liked and saved
+        it, in request order, from one query. Unknown and deleted posts have zero counts. INVALID_ARGUMENT
         (post_ids) above MAX_BATCH ids."""
         _check_batch(post_ids)
         if not post_ids:
@@ -34,7 +34,7 @@ class CountService:
         # One statement: no transaction needed (it reads one snapshot by itself).
         async with self._db.read_only(transaction=False) as session:
             found = await repo.engagement(session, post_ids, viewer_id)
-        return [found.get(p) or PostEngagement(p, 0, 0, False, False) for p in post_ids]
+        return [found.get(p) or PostEngagement(p, 0, 0, 0, False, False) for p in post_ids]
 
     async def reconcile(self, post_ids: Sequence[int]) -> list[PostEngagement]:
         """Recomputes each post's counters and reply counts from its rows, one post at a time, each
@@ -46,14 +46,15 @@ class CountService:
             async with self._db.unit_of_work() as session:
                 await repo.hold_post(session, post_id, exclusive=True)
                 before, after = await repo.recount(session, post_id)
-            if (before.likes, before.comments) != (after.likes, after.comments):
+            if (before.likes, before.comments, before.saves) != (after.likes, after.comments, after.saves):
                 log.warning(
                     "post counts drifted; reconciled",
                     extra={
                         "post_id": post_id,
                         "likes": f"{before.likes} -> {after.likes}",
                         "comments": f"{before.comments} -> {after.comments}",
+                        "saves": f"{before.saves} -> {after.saves}",
                     },
                 )
-            results.append(PostEngagement(post_id, after.likes, after.comments, False, False))
+            results.append(PostEngagement(post_id, after.likes, after.comments, after.saves, False, False))
         return results

@@ -9,7 +9,9 @@ In bounded batches, each one unit of work:
   live ones, and each live one removed gets its `engagement.comment_deleted` (with the replies that
   went with it, and author_id 0: the author is gone), so notification_svc forgets the notifications
   about them and feed_svc takes them out of what is trending, as for any deletion;
-- their saves, the caption mentions of them and their comments' idempotency keys.
+- the saves they made: removed with their posts held, and each post's save count moved by -1 in the
+  same transaction (as for likes);
+- the caption mentions of them and their comments' idempotency keys.
 
 What others did on *their* posts goes when post_svc's erasure deletes those posts: each gets its
 `posts.deleted`, and this service's purge (consumers.PostEvents.on_post_deleted) removes its likes,
@@ -48,10 +50,12 @@ class EngagementErasure:
         user_id = erased_user(event)
         likes = await self._erase_likes(user_id)
         comments = await self._erase_comments(user_id)
+        saves = await self._erase_saves(user_id)
         rows = await self._erase_rows(user_id)
         ERASURES_FINISHED.labels(ERASURE_DURABLE).inc()
         log.info(
-            "user's engagement erased", extra={"user_id": user_id, "likes": likes, "comments": comments, "rows": rows}
+            "user's engagement erased",
+            extra={"user_id": user_id, "likes": likes, "comments": comments, "saves": saves, "rows": rows},
         )
 
     async def _erase_likes(self, user_id: int) -> int:
@@ -61,7 +65,7 @@ class EngagementErasure:
                 post_ids = await repo.liked_by(session, user_id, self._batch_size)
                 await repo.hold_posts(session, post_ids)
                 unliked = await repo.remove_likes(session, user_id, post_ids)
-                await repo.bump_many(session, self._shard(), {post_id: (-1, 0) for post_id in unliked})
+                await repo.bump_many(session, self._shard(), {post_id: (-1, 0, 0) for post_id in unliked})
             removed += len(unliked)
             ERASED.labels("likes").inc(len(unliked))
             if len(post_ids) < self._batch_size:
@@ -74,7 +78,7 @@ class EngagementErasure:
                 found = await repo.comments_by(session, user_id, self._batch_size)
                 await repo.hold_posts(session, [post_id for _, post_id, _ in found])
                 erased = await repo.remove_comments_of(session, user_id, found)
-                await repo.bump_many(session, self._shard(), {p: (0, -n) for p, n in erased.removed_by_post.items()})
+                await repo.bump_many(session, self._shard(), {p: (0, -n, 0) for p, n in erased.removed_by_post.items()})
                 for comment_id, post_id, reply_ids in erased.announced:
                     # author_id 0: the author is being erased (a consumer must not record anything
                     # about them again, e.g. feed_svc's affinity).
@@ -85,13 +89,26 @@ class EngagementErasure:
             if len(found) < self._batch_size:
                 return removed
 
+    async def _erase_saves(self, user_id: int) -> int:
+        removed = 0
+        while True:
+            async with self._db.unit_of_work() as session:
+                post_ids = await repo.saved_by(session, user_id, self._batch_size)
+                await repo.hold_posts(session, post_ids)
+                unsaved = await repo.remove_saves(session, user_id, post_ids)
+                await repo.bump_many(session, self._shard(), {post_id: (0, 0, -1) for post_id in unsaved})
+            removed += len(unsaved)
+            ERASED.labels("saves").inc(len(unsaved))
+            if len(post_ids) < self._batch_size:
+                return removed
+
     async def _erase_rows(self, user_id: int) -> int:
         removed = 0
         while True:
             async with self._db.unit_of_work() as session:
                 batch = await repo.remove_user_rows(session, user_id, self._batch_size)
             removed += batch
-            ERASED.labels("saves_and_keys").inc(batch)
+            ERASED.labels("mentions_and_keys").inc(batch)
             if batch < self._batch_size:
                 return removed
 

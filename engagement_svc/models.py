@@ -106,8 +106,8 @@ saves = Table(
 Index("saves_newest", saves.c.user_id, saves.c.created_at.desc(), saves.c.post_id.desc())
 Index("saves_by_post", saves.c.post_id)
 
-# Counts of live likes and comments (replies included) per post, as the SUM over its shards. One
-# change moves one shard (chosen at random), so a single shard may go below zero while the sum,
+# Counts of live likes, comments (replies included) and saves per post, as the SUM over its shards.
+# One change moves one shard (chosen at random), so a single shard may go below zero while the sum,
 # which equals the number of rows, never does.
 post_counters = Table(
     "post_counters",
@@ -116,6 +116,8 @@ post_counters = Table(
     Column("shard", SmallInteger, nullable=False),
     Column("likes", BigInteger, nullable=False, server_default="0"),
     Column("comments", BigInteger, nullable=False, server_default="0"),
+    # Saves are counted for ranking only (feed_svc.ranking); no user is ever shown the count.
+    Column("saves", BigInteger, nullable=False, server_default="0"),
     PrimaryKeyConstraint("post_id", "shard"),
 )
 

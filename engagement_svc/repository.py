@@ -85,6 +85,7 @@ class SaveRecord:
 class Counts:
     likes: int
     comments: int
+    saves: int
     # The post's `posts.deleted` was handled: every change to it must roll back.
     post_deleted: bool
 
@@ -94,6 +95,7 @@ class PostEngagement:
     post_id: int
     like_count: int
     comment_count: int
+    save_count: int
     viewer_has_liked: bool
     viewer_has_saved: bool
 
@@ -157,16 +159,19 @@ _BUMP = Statement(
     text(
         f"""
     WITH bump AS (
-        INSERT INTO {post_counters.fullname} AS c (post_id, shard, likes, comments)
-        VALUES (:post_id, :shard, :likes, :comments)
+        INSERT INTO {post_counters.fullname} AS c (post_id, shard, likes, comments, saves)
+        VALUES (:post_id, :shard, :likes, :comments, :saves)
         ON CONFLICT (post_id, shard)
-        DO UPDATE SET likes = c.likes + EXCLUDED.likes, comments = c.comments + EXCLUDED.comments
-        RETURNING c.likes, c.comments
+        DO UPDATE SET likes = c.likes + EXCLUDED.likes, comments = c.comments + EXCLUDED.comments,
+                      saves = c.saves + EXCLUDED.saves
+        RETURNING c.likes, c.comments, c.saves
     ), others AS (
-        SELECT COALESCE(sum(likes), 0) AS likes, COALESCE(sum(comments), 0) AS comments
+        SELECT COALESCE(sum(likes), 0) AS likes, COALESCE(sum(comments), 0) AS comments,
+               COALESCE(sum(saves), 0) AS saves
         FROM {post_counters.fullname} WHERE post_id = :post_id AND shard <> :shard
     )
     SELECT (bump.likes + others.likes)::bigint AS likes, (bump.comments + others.comments)::bigint AS comments,
+           (bump.saves + others.saves)::bigint AS saves,
            EXISTS (SELECT 1 FROM {deleted_posts.fullname} WHERE post_id = :post_id) AS post_deleted
     FROM bump, others
     """
@@ -177,6 +182,7 @@ _COUNTS = Statement(
     text(
         f"""
     SELECT COALESCE(sum(likes), 0)::bigint AS likes, COALESCE(sum(comments), 0)::bigint AS comments,
+           COALESCE(sum(saves), 0)::bigint AS saves,
            EXISTS (SELECT 1 FROM {deleted_posts.fullname} WHERE post_id = :post_id) AS post_deleted
     FROM {post_counters.fullname} WHERE post_id = :post_id
     """
@@ -184,18 +190,20 @@ _COUNTS = Statement(
 )
 
 
-async def bump_counters(session: Session, post_id: int, shard: int, *, likes: int = 0, comments: int = 0) -> Counts:
+async def bump_counters(
+    session: Session, post_id: int, shard: int, *, likes: int = 0, comments: int = 0, saves: int = 0
+) -> Counts:
     """Adds the deltas to one shard of the post's counters; the post's counts after the change (as of
     this statement) and whether the post was deleted, in the same round trip."""
-    params = {"post_id": post_id, "shard": shard, "likes": likes, "comments": comments}
+    params = {"post_id": post_id, "shard": shard, "likes": likes, "comments": comments, "saves": saves}
     row = (await session.execute(_BUMP, params)).one()
-    return Counts(row.likes, row.comments, row.post_deleted)
+    return Counts(row.likes, row.comments, row.saves, row.post_deleted)
 
 
 async def counts(session: Session, post_id: int) -> Counts:
     """The post's counts and whether it was deleted."""
     row = (await session.execute(_COUNTS, {"post_id": post_id})).one()
-    return Counts(row.likes, row.comments, row.post_deleted)
+    return Counts(row.likes, row.comments, row.saves, row.post_deleted)
 
 
 async def list_likes(
@@ -399,6 +407,7 @@ _COUNTS_OF_POSTS = (
         literal("c").label("kind"),
         func.sum(post_counters.c.likes).label("likes"),
         func.sum(post_counters.c.comments).label("comments"),
+        func.sum(post_counters.c.saves).label("saves"),
     )
     .where(post_counters.c.post_id == any_(_POST_IDS))
     .group_by(post_counters.c.post_id)
@@ -407,10 +416,10 @@ _ENGAGEMENT = Statement(_COUNTS_OF_POSTS)
 _ENGAGEMENT_OF_VIEWER = Statement(
     union_all(
         _COUNTS_OF_POSTS,
-        select(likes.c.post_id, literal("l"), literal(0), literal(0)).where(
+        select(likes.c.post_id, literal("l"), literal(0), literal(0), literal(0)).where(
             likes.c.user_id == bindparam("viewer_id"), likes.c.post_id == any_(_POST_IDS)
         ),
-        select(saves.c.post_id, literal("s"), literal(0), literal(0)).where(
+        select(saves.c.post_id, literal("s"), literal(0), literal(0), literal(0)).where(
             saves.c.user_id == bindparam("viewer_id"), saves.c.post_id == any_(_POST_IDS)
         ),
     )
@@ -427,20 +436,20 @@ async def engagement(session: Session, post_ids: Sequence[int], viewer_id: int) 
         rows = await session.execute(_ENGAGEMENT, {"ids": ids})
     found: dict[int, dict[str, int]] = {}
     for row in rows:
-        entry = found.setdefault(row.post_id, {"likes": 0, "comments": 0, "l": 0, "s": 0})
+        entry = found.setdefault(row.post_id, {"likes": 0, "comments": 0, "saves": 0, "l": 0, "s": 0})
         if row.kind == "c":
-            entry["likes"], entry["comments"] = int(row.likes), int(row.comments)
+            entry["likes"], entry["comments"], entry["saves"] = int(row.likes), int(row.comments), int(row.saves)
         else:
             entry[row.kind] = 1
     return {
-        post_id: PostEngagement(post_id, e["likes"], e["comments"], bool(e["l"]), bool(e["s"]))
+        post_id: PostEngagement(post_id, e["likes"], e["comments"], e["saves"], bool(e["l"]), bool(e["s"]))
         for post_id, e in found.items()
     }
 
 
 async def recount(session: Session, post_id: int) -> tuple[Counts, Counts]:
-    """Rebuilds the post's reply counts and counters from the rows (hold the post exclusively first);
-    (counts before, counts after). A deleted post is left with none."""
+    """Rebuilds the post's reply counts and counters (likes, comments, saves) from the rows (hold the
+    post exclusively first); (counts before, counts after). A deleted post is left with none."""
     before = await counts(session, post_id)
     live_replies = (
         select(func.count())
@@ -455,7 +464,7 @@ async def recount(session: Session, post_id: int) -> tuple[Counts, Counts]:
     )
     await session.execute(delete(post_counters).where(post_counters.c.post_id == post_id))
     if before.post_deleted:
-        return before, Counts(0, 0, True)
+        return before, Counts(0, 0, 0, True)
     like_total = select(func.count()).select_from(likes).where(likes.c.post_id == post_id).scalar_subquery()
     comment_total = (
         select(func.count())
@@ -463,14 +472,15 @@ async def recount(session: Session, post_id: int) -> tuple[Counts, Counts]:
         .where(comments.c.post_id == post_id, comments.c.state == LIVE)
         .scalar_subquery()
     )
+    save_total = select(func.count()).select_from(saves).where(saves.c.post_id == post_id).scalar_subquery()
     row = (
         await session.execute(
             insert(post_counters)
-            .values(post_id=post_id, shard=0, likes=like_total, comments=comment_total)
-            .returning(post_counters.c.likes, post_counters.c.comments)
+            .values(post_id=post_id, shard=0, likes=like_total, comments=comment_total, saves=save_total)
+            .returning(post_counters.c.likes, post_counters.c.comments, post_counters.c.saves)
         )
     ).one()
-    return before, Counts(row.likes, row.comments, False)
+    return before, Counts(row.likes, row.comments, row.saves, False)
 
 
 async def purge(session: Session, post_id: int) -> Purged:
@@ -565,21 +575,23 @@ async def hold_posts(session: Session, post_ids: Sequence[int]) -> None:
 _UNCOUNT = Statement(
     text(
         f"""
-    INSERT INTO {post_counters.fullname} AS c (post_id, shard, likes, comments)
-    SELECT d.post_id, :shard, d.likes, d.comments
-      FROM unnest(CAST(:post_ids AS bigint[]), CAST(:likes AS bigint[]), CAST(:comments AS bigint[]))
-           AS d(post_id, likes, comments)
+    INSERT INTO {post_counters.fullname} AS c (post_id, shard, likes, comments, saves)
+    SELECT d.post_id, :shard, d.likes, d.comments, d.saves
+      FROM unnest(CAST(:post_ids AS bigint[]), CAST(:likes AS bigint[]), CAST(:comments AS bigint[]),
+                  CAST(:saves AS bigint[]))
+           AS d(post_id, likes, comments, saves)
      ORDER BY d.post_id
     ON CONFLICT (post_id, shard)
-    DO UPDATE SET likes = c.likes + EXCLUDED.likes, comments = c.comments + EXCLUDED.comments
+    DO UPDATE SET likes = c.likes + EXCLUDED.likes, comments = c.comments + EXCLUDED.comments,
+                  saves = c.saves + EXCLUDED.saves
     """
     )
 )
 
 
-async def bump_many(session: Session, shard: int, deltas: dict[int, tuple[int, int]]) -> None:
-    """Adds (likes, comments) deltas to one shard of each post's counters, in one statement (the
-    posts held first; their rows taken in post order)."""
+async def bump_many(session: Session, shard: int, deltas: dict[int, tuple[int, int, int]]) -> None:
+    """Adds (likes, comments, saves) deltas to one shard of each post's counters, in one statement
+    (the posts held first; their rows taken in post order)."""
     if not deltas:
         return
     ordered = sorted(deltas.items())
@@ -588,8 +600,9 @@ async def bump_many(session: Session, shard: int, deltas: dict[int, tuple[int, i
         {
             "shard": shard,
             "post_ids": [post_id for post_id, _ in ordered],
-            "likes": [likes for _, (likes, _) in ordered],
-            "comments": [comments_ for _, (_, comments_) in ordered],
+            "likes": [likes_ for _, (likes_, _, _) in ordered],
+            "comments": [comments_ for _, (_, comments_, _) in ordered],
+            "saves": [saves_ for _, (_, _, saves_) in ordered],
         },
     )
 
@@ -610,6 +623,30 @@ _REMOVE_LIKES = Statement(
 async def liked_by(session: Session, user_id: int, limit: int) -> list[int]:
     """Up to `limit` posts the user liked (lowest ids first)."""
     return [row.post_id for row in await session.execute(_LIKED_BY, {"user_id": user_id, "limit": limit})]
+
+
+_SAVED_BY = Statement(
+    select(saves.c.post_id)
+    .where(saves.c.user_id == bindparam("user_id"))
+    .order_by(saves.c.post_id)
+    .limit(bindparam("limit"))
+)
+_REMOVE_SAVES = Statement(
+    delete(saves)
+    .where(saves.c.user_id == bindparam("user_id"), saves.c.post_id == any_(bindparam("ids", type_=ARRAY(BigInteger))))
+    .returning(saves.c.post_id)
+)
+
+
+async def saved_by(session: Session, user_id: int, limit: int) -> list[int]:
+    """Up to `limit` posts the user saved (lowest ids first; the saves' primary key)."""
+    return [row.post_id for row in await session.execute(_SAVED_BY, {"user_id": user_id, "limit": limit})]
+
+
+async def remove_saves(session: Session, user_id: int, post_ids: Sequence[int]) -> list[int]:
+    """Removes the user's saves of the posts (held first); the posts whose save was still there."""
+    result = await session.execute(_REMOVE_SAVES, {"user_id": user_id, "ids": list(post_ids)})
+    return [row.post_id for row in result]
 
 
 async def remove_likes(session: Session, user_id: int, post_ids: Sequence[int]) -> list[int]:
@@ -693,11 +730,11 @@ async def remove_comments_of(
 
 
 async def remove_user_rows(session: Session, user_id: int, limit: int) -> int:
-    """Deletes up to `limit` of the user's saves, then caption mentions of them, then comment keys
-    (none of them counted anywhere); how many rows went (less than `limit`: none are left)."""
+    """Deletes up to `limit` of the caption mentions of the user, then of their comment keys (neither
+    counted anywhere; their saves are, see `remove_saves`); how many rows went (less than `limit`:
+    none are left)."""
     removed = 0
     for table, column in (
-        (saves, saves.c.user_id),
         (caption_mentions, caption_mentions.c.user_id),
         (comment_requests, comment_requests.c.author_id),
     ):

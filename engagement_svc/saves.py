@@ -1,6 +1,9 @@
-"""The rules of saved posts: private to the saver, toggled idempotently, listed newest first."""
+"""The rules of saved posts: private to the saver, toggled idempotently, counted exactly (for ranking
+only: no user is shown a post's save count), listed newest first."""
 
 from __future__ import annotations
+
+import random
 
 from engagement_svc import repository as repo
 from engagement_svc.posts import PostDirectory, post_not_found
@@ -28,28 +31,40 @@ class SaveCursor(PageCursor):
 
 
 class SaveService:
-    def __init__(self, db: Database, posts: PostDirectory) -> None:
+    def __init__(self, db: Database, posts: PostDirectory, *, counter_shards: int) -> None:
         self._db = db
         self._posts = posts
+        self._shards = counter_shards
 
     async def save(self, user_id: int, post_id: int) -> None:
-        """The user saves the post (idempotent; nobody else sees it, no event). INVALID_ARGUMENT
-        (post_id) for an impossible id; NOT_FOUND (POST_NOT_FOUND) for an unknown or deleted post."""
+        """The user saves the post (idempotent: only the call that adds the save counts it, however many
+        run at once; nobody else sees it, no event). INVALID_ARGUMENT (post_id) for an impossible id;
+        NOT_FOUND (POST_NOT_FOUND) for an unknown or deleted post."""
         await self._posts.author_of(post_id, user_id)
         async with self._db.unit_of_work() as session:
             await repo.hold_post(session, post_id)
-            await repo.insert_save(session, user_id, post_id)
-            if await repo.is_deleted(session, post_id):
-                raise post_not_found(post_id)  # rolls the save back
+            if await repo.insert_save(session, user_id, post_id):
+                deleted = (await repo.bump_counters(session, post_id, self._shard(), saves=1)).post_deleted
+            else:
+                deleted = await repo.is_deleted(session, post_id)
+            if deleted:
+                raise post_not_found(post_id)  # rolls the save and its count back
 
     async def unsave(self, user_id: int, post_id: int) -> None:
-        """The user unsaves the post (idempotent). Errors as `save`."""
+        """The user unsaves the post (idempotent: only the call that removes the save counts it).
+        Errors as `save`."""
         await self._posts.author_of(post_id, user_id)
         async with self._db.unit_of_work() as session:
             await repo.hold_post(session, post_id)
-            await repo.delete_save(session, user_id, post_id)
-            if await repo.is_deleted(session, post_id):
+            if await repo.delete_save(session, user_id, post_id):
+                deleted = (await repo.bump_counters(session, post_id, self._shard(), saves=-1)).post_deleted
+            else:
+                deleted = await repo.is_deleted(session, post_id)
+            if deleted:
                 raise post_not_found(post_id)
+
+    def _shard(self) -> int:
+        return random.randrange(self._shards)
 
     async def saved(self, user_id: int, size: int, token: str) -> Page[SaveRecord]:
         """The user's saves, most recently saved first (deleted posts' saves are gone with them).

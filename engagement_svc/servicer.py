@@ -57,6 +57,7 @@ def engagement_message(e: PostEngagement) -> engagement_pb2.PostEngagement:
         post_id=e.post_id,
         like_count=e.like_count,
         comment_count=e.comment_count,
+        save_count=e.save_count,
         viewer_has_liked=e.viewer_has_liked,
         viewer_has_saved=e.viewer_has_saved,
     )
