@@ -35,6 +35,8 @@ BENCHMARKS = {
     "done, beside raw DELETEs of the same data; references left (must be 0)",
     "export": "the data export of a user with 1,000 posts (real photos), 10,000 likes and 5,000 followers: wall "
     "time and export_svc's peak RSS beside the same rows by SQL and the same bytes read and written in S3",
+    "graph_reads": "CPU per call of graph_svc's hot reads in process (CheckVisibility, GetViewerFilters, "
+    "FilterAudience, GetUser, BatchGetUsers, CheckSessions, ListFolloweeIds) beside the same SQL by psycopg alone",
     "ranked_feed": "ranked home feed page beside the chronological page (same readers, same run); explore "
     "pages beside an empty call",
 }
