@@ -6,7 +6,7 @@ a reader pages through never shift later pages: no duplicates, no gaps, also acr
 the same millisecond (see the timelines package for the ordering).
 
 Ranked: the newest RANKED_WINDOW candidates of the same timelines are scored by feed_svc.ranking
-(their like and comment counts, the reader's affinity with each author, their age) and diversified;
+(their like, comment and save counts, the reader's affinity with each author, their age) and diversified;
 the ranking is frozen for the page sequence (feed_svc.frozen_pages), so new posts and likes never
 make a later page skip or repeat a post.
 """
@@ -47,8 +47,10 @@ MAX_FEED_ITEMS = 100
 # Candidates a ranked feed scores: the newest of the inbox and celebrity outboxes (a few days of a
 # typical reader's feed; each costs an engagement count and an author lookup on the first page).
 RANKED_WINDOW = 200
-# How long a post's like and comment counts are reused for ranking (FeedSettings overrides it).
+# How long a post's like, comment and save counts are reused for ranking (FeedSettings overrides it).
 RANKING_COUNTS_SECONDS = 10.0
+# (likes, comments, saves) of a candidate engagement_svc knows nothing of (or did not answer for).
+_NO_COUNTS = (0, 0, 0)
 
 
 class FeedCursor(PageCursor):
@@ -93,10 +95,12 @@ class FeedService:
         # Every follower of a celebrity (thousands, by definition) merges the same outbox: read it once
         # per celebrity_head_seconds per process, not once per page.
         self._heads: TTLCache[int, list[int]] = TTLCache(100_000, celebrity_head_seconds or 1e-9)
-        # Like and comment counts the ranked feed scores with: counts move with every like, but a score
+        # Like, comment and save counts the ranked feed scores with: counts move with every like, but a score
         # a few seconds stale changes nothing a reader notices, and readers of the same authors share
         # candidates. Served counts are never these: each page reads its own (feed_svc.engagement).
-        self._ranking_counts: TTLCache[int, tuple[int, int]] = TTLCache(100_000, ranking_counts_cache_seconds or 1e-9)
+        self._ranking_counts: TTLCache[int, tuple[int, int, int]] = TTLCache(
+            100_000, ranking_counts_cache_seconds or 1e-9
+        )
 
     async def home_feed(self, user_id: int, size: int, token: str) -> RenderedPage:
         """One page of `user_id`'s home feed, newest first, each item with its engagement as `user_id`
@@ -143,8 +147,7 @@ class FeedService:
         engagement as `user_id` sees it. INVALID_ARGUMENT for a bad page size or token (a
         chronological feed's token included); FAILED_PRECONDITION (PAGE_TOKEN_EXPIRED) once the
         ranking a token names has expired. The counts it scores with may be ranking_counts_cache_seconds
-        old. Saves do not count yet: engagement_svc reports no save counts (only the viewer's own save),
-        so the score's saves term is 0."""
+        old."""
         hidden = await self._visibility.home_filters(user_id)
 
         async def keep(items: list[RenderedItem]) -> list[RenderedItem]:
@@ -163,8 +166,9 @@ class FeedService:
                     post_id=item.post_id,
                     author_id=item.author_id,
                     created_ms=timestamp_ms(item.post_id),
-                    likes=counts.get(item.post_id, (0, 0))[0],
-                    comments=counts.get(item.post_id, (0, 0))[1],
+                    likes=counts.get(item.post_id, _NO_COUNTS)[0],
+                    comments=counts.get(item.post_id, _NO_COUNTS)[1],
+                    saves=counts.get(item.post_id, _NO_COUNTS)[2],
                     affinity=affinity.get(item.author_id, 0.0),
                 )
                 for item in present
@@ -178,15 +182,19 @@ class FeedService:
 
     async def _rendered_with_counts(
         self, post_ids: Sequence[int], viewer: int
-    ) -> tuple[dict[int, RenderedItem], dict[int, tuple[int, int]], dict[int, engagement_pb2.PostEngagement]]:
-        """The posts rendered; (likes, comments) of each for ranking, reused for
+    ) -> tuple[dict[int, RenderedItem], dict[int, tuple[int, int, int]], dict[int, engagement_pb2.PostEngagement]]:
+        """The posts rendered; (likes, comments, saves) of each for ranking, reused for
         ranking_counts_cache_seconds; and the engagement read for the others (as `viewer` sees it, one
         call per 100 posts), which the first page reuses when it holds only those."""
         counts = {p: c for p in post_ids if (c := self._ranking_counts.get(p)) is not None}
         missing = [p for p in post_ids if p not in counts]
         rendered, read = await asyncio.gather(self._hydrator.rendered(post_ids), self._engagement.of(missing, viewer))
         for post_id, engagement in read.items():
-            counts[post_id] = self._ranking_counts[post_id] = (engagement.like_count, engagement.comment_count)
+            counts[post_id] = self._ranking_counts[post_id] = (
+                engagement.like_count,
+                engagement.comment_count,
+                engagement.save_count,
+            )
         return rendered, counts, read
 
     async def feed_items(self, post_ids: Sequence[int], viewer: int | None, *, fresh: bool = False) -> RenderedPage:

@@ -21,7 +21,7 @@ class FeedSettings(TimelineSettings):
     serve_engagement: bool = True
     hydration_cache_items: int = Field(100_000, ge=0)
     upstream_timeout_seconds: float = Field(5.0, gt=0)
-    # How long a post's like and comment counts are reused to rank home feeds (served counts are
+    # How long a post's like, comment and save counts are reused to rank home feeds (served counts are
     # always read fresh): bounds how stale a ranked feed's engagement signal is.
     ranking_counts_cache_seconds: float = Field(10.0, ge=0)
     # Likes and comments (by others than the author) a post needs before explore shows it: Mastodon's

@@ -1,6 +1,6 @@
 """GetHomeFeed with FEED_ORDER_RANKED through the real stack: the score's order on a small graph (likes
-and the reader's affinity read from engagement events), the diversity pass, and pages that stay exact
-while likes and posts arrive."""
+and the reader's affinity read from engagement events; saves from engagement_svc's counts, never
+shown over HTTP), the diversity pass, and pages that stay exact while likes and posts arrive."""
 
 from __future__ import annotations
 
@@ -8,6 +8,7 @@ import grpc
 import pytest
 
 from feed_svc.frozen_pages import FrozenCursor
+from glimpse.engagement.v1 import engagement_pb2
 from glimpse.feed.v1 import feed_pb2
 from mesh.pagination import encode_cursor
 from tests.feed_svc.actions import create_post, drain, drain_signals, feed_ids, follow, like
@@ -60,6 +61,38 @@ async def test_ranked_order_on_a_small_graph_then_stable_pages(stubs, make_accou
     again = await ranked_page(stubs, reader, 10)
     assert [i.id for i in again.items][:1] == [p2] and newer in {i.id for i in again.items}
     assert sorted(i.id for i in again.items) == sorted([p1, p2, p3, q1, newer])
+
+
+async def test_saves_lift_a_post_in_the_ranked_feed_and_stay_private(
+    stubs, make_account, upload_photo, bus, database_url, http
+):
+    reader, x, y = await make_account(), await make_account(), await make_account()
+    savers = [await make_account() for _ in range(2)]
+    await follow(stubs, reader, x)
+    await follow(stubs, reader, y)
+    assert await feed_ids(stubs, reader) == []  # the reader's inbox is live from here on
+    older = await create_post(stubs, upload_photo, x)
+    newer = await create_post(stubs, upload_photo, y)
+    await drain(bus, database_url)
+    # Nothing on either: the newer post leads.
+    assert [i.id for i in (await ranked_page(stubs, reader, 5)).items] == [newer, older]
+    # Two others save the older post (nobody likes or comments): ln(1 + ln 7) = 1.06 lifts it.
+    for saver in savers:
+        await stubs.engagement.SavePost(engagement_pb2.SavePostRequest(post_id=older), metadata=saver.metadata)
+    ranked = await ranked_page(stubs, reader, 5)
+    assert [i.id for i in ranked.items] == [older, newer]
+    assert (ranked.items[0].engagement.like_count, ranked.items[0].engagement.comment_count) == (0, 0)
+    assert await feed_ids(stubs, reader) == [newer, older]  # the chronological feed is unmoved
+    # Whoever saved it, the count is nobody's to see over HTTP (the reader's own save state is).
+    response = await http.get("/v1/feed", params={"order": "ranked"}, headers=reader.headers)
+    assert response.status_code == 200, response.text
+    engagement = {item["id"]: item["engagement"] for item in response.json()["items"]}[str(older)]
+    assert engagement["viewer_has_saved"] is False and "save_count" not in engagement
+    assert "save_count" not in response.text
+    # Unsaved again: a new page sequence ranks by age once more.
+    for saver in savers:
+        await stubs.engagement.UnsavePost(engagement_pb2.UnsavePostRequest(post_id=older), metadata=saver.metadata)
+    assert [i.id for i in (await ranked_page(stubs, reader, 5)).items] == [newer, older]
 
 
 async def test_a_ranked_token_is_refused_by_the_other_order_and_another_reader(stubs, make_account):

@@ -92,3 +92,17 @@ def test_golden_order_on_a_fixed_graph() -> None:
     assert [s.post_id for s in rank(posts, NOW)] == [103, 102, 101, 105, 104, 107, 106]
     # Three in a row by author 10: the best post by someone else (105) moves up into third place.
     assert [s.post_id for s in diversify(rank(posts, NOW))] == [103, 102, 105, 101, 104, 107, 106]
+
+
+def test_saves_change_the_order_and_weigh_three_likes() -> None:
+    """Two hours old, one save (3 like-equivalents: ln(1 + ln 4) = 0.870, less 2/6 ln 2: 0.639)
+    outranks two likes an hour newer (ln(1 + ln 3) = 0.742, less 1/6 ln 2: 0.627); without the save
+    the newer post leads, and three likes at the saved post's age tie it (then the newer id wins)."""
+    saved = Signals(post_id=201, author_id=20, created_ms=NOW - 2 * HOUR, saves=1)
+    liked = Signals(post_id=202, author_id=21, created_ms=NOW - 1 * HOUR, likes=2)
+    assert [s.post_id for s in rank([liked, saved], NOW)] == [201, 202]
+    unsaved = dataclasses.replace(saved, saves=0)
+    assert [s.post_id for s in rank([unsaved, liked], NOW)] == [202, 201]
+    three_likes = Signals(post_id=203, author_id=22, created_ms=saved.created_ms, likes=3)
+    assert log_score(three_likes, NOW) == log_score(saved, NOW)
+    assert [s.post_id for s in rank([saved, three_likes], NOW)] == [203, 201]
