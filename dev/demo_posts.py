@@ -85,6 +85,54 @@ async def wait_until_serving(address: str) -> None:
     raise SystemExit(f"demo: {address} never became ready")
 
 
+# What a busy machine answers now and then (a service's upstream took longer than its deadline, a
+# process restarting): worth another try. Anything else is a bug the loader reports.
+TRANSIENT = {grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED, grpc.StatusCode.RESOURCE_EXHAUSTED}
+ATTEMPTS = 6
+
+
+async def post_with_retries(
+    media: media_pb2_grpc.MediaServiceStub,
+    posts: post_pb2_grpc.PostServiceStub,
+    store: httpx.AsyncClient,
+    author: int,
+    data: bytes,
+    caption: str,
+    request_id: str,
+) -> None:
+    """Uploads `data` as `author` and posts it, retrying transient failures with backoff (1, 2, 4, 8,
+    16 s): each try takes a new grant; CreatePost's `request_id` makes a retried post count once."""
+    for attempt in range(ATTEMPTS):
+        try:
+            grant = await media.CreateUploadGrant(
+                media_pb2.CreateUploadGrantRequest(content_type="image/jpeg", size_bytes=len(data)),
+                metadata=as_caller(author),
+                timeout=30,
+            )
+            sent = await store.post(
+                grant.url, data=dict(grant.form_fields), files={"file": ("p.jpg", data, "image/jpeg")}
+            )
+            sent.raise_for_status()
+            await posts.CreatePost(
+                post_pb2.CreatePostRequest(caption=caption, media_ids=[grant.media_id], request_id=request_id),
+                metadata=as_caller(author),
+                timeout=30,
+            )
+            return
+        except (grpc.aio.AioRpcError, httpx.TransportError) as exc:
+            transient = not isinstance(exc, grpc.aio.AioRpcError) or exc.code() in TRANSIENT
+            if not transient or attempt == ATTEMPTS - 1:
+                raise
+            print(f"demo: {request_id} failed ({describe(exc)}); trying again", flush=True)
+            await asyncio.sleep(2**attempt)
+
+
+def describe(exc: Exception) -> str:
+    if isinstance(exc, grpc.aio.AioRpcError):
+        return f"{exc.code().name}: {exc.details()}"
+    return f"{type(exc).__name__}: {exc}"
+
+
 async def load(settings: MeshSettings, authors: int, per_author: int, photos: list[Path]) -> int:
     for address in (settings.graph_addr, settings.post_addr, settings.media_addr):
         await wait_until_serving(address)
@@ -110,21 +158,8 @@ async def load(settings: MeshSettings, authors: int, per_author: int, photos: li
             for n in range(per_author):
                 seed = author * 100 + n
                 data = crop_of(photos[seed % len(photos)], seed) if photos else photo(seed)
-                grant = await media.CreateUploadGrant(
-                    media_pb2.CreateUploadGrantRequest(content_type="image/jpeg", size_bytes=len(data)),
-                    metadata=as_caller(author),
-                )
-                sent = await store.post(
-                    grant.url, data=dict(grant.form_fields), files={"file": ("p.jpg", data, "image/jpeg")}
-                )
-                sent.raise_for_status()
                 caption = f"{rng.choice(WORDS)} #{rng.choice(TAGS)} #{rng.choice(TAGS)}"
-                await posts.CreatePost(
-                    post_pb2.CreatePostRequest(
-                        caption=caption, media_ids=[grant.media_id], request_id=f"demo-{author}-{n}"
-                    ),
-                    metadata=as_caller(author),
-                )
+                await post_with_retries(media, posts, store, author, data, caption, f"demo-{author}-{n}")
                 created += 1
             if number % 10 == 9:
                 print(f"demo: posts by {number + 1} of {len(chosen)} authors", flush=True)
@@ -140,8 +175,13 @@ async def main() -> None:
     photos = sorted(p for p in args.photos.glob("*") if p.suffix.lower() in {".jpg", ".jpeg", ".png"})
     if not photos:
         print(f"demo: no photos in {args.photos}; generating pictures instead", flush=True)
-    created = await load(MeshSettings(), args.authors, args.posts_per_author, photos)
-    print(f"demo: {created} new posts (0 means they were already there)", flush=True)
+    try:
+        created = await load(MeshSettings(), args.authors, args.posts_per_author, photos)
+    except (grpc.aio.AioRpcError, httpx.HTTPError) as exc:
+        # Exiting would make honcho stop every service; the next `make run` resumes the load.
+        print(f"demo: loading stopped early ({describe(exc)}); run make run again to add the rest", flush=True)
+    else:
+        print(f"demo: {created} new posts (0 means they were already there)", flush=True)
     print(f"demo: log in as {USERNAME_PREFIX}0 / {DEMO_PASSWORD}; the README walks you through it", flush=True)
     stop = asyncio.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
