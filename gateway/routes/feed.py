@@ -37,8 +37,8 @@ malformed `page_token` or an unknown `order`.
 
 - *Engagement* with diminishing returns (ln(1 + x)): the first likes matter, the thousandth barely,
   so one viral post cannot bury the rest. A comment takes more effort than a like and a save means
-  "I want this again", hence 2 and 3 likes' worth. (Saves are not counted yet: the engagement
-  service reports no save counts.)
+  "I want this again", hence 2 and 3 likes' worth. (A post's saves are counted for this score only:
+  nobody is shown them, and who saved a post stays private to each saver.)
 - *Affinity*: your own likes (1) and comments (2) on the author's posts, each halving in weight every
   7 days. It weighs twice engagement: what you keep engaging with predicts what you want better than
   what everyone else likes.
