@@ -1,4 +1,5 @@
-"""Engagement on every rendered post: like and comment counts and the viewer's own like/save state.
+"""Engagement on every rendered post: like and comment counts and the viewer's own like/save state
+(and the save count, which only ranking reads: the gateway shows it to nobody).
 
 Counts change with every like, so they are never cached here: each page asks engagement_svc once
 (BatchGetEngagement, one call per page, never per post), and the answer is added to the cached,
