@@ -98,7 +98,6 @@ async def revoke_session(
     summary="Change your password",
     response_description="How many other sessions were ended.",
     responses=error_responses(400, 401, 413, 429),
-    dependencies=[rate_limits.login_attempts],
 )
 async def change_password(
     body: ChangePasswordBody, caller: CallerSession, services: Services, limiter: RateLimiterDep
@@ -106,6 +105,8 @@ async def change_password(
     """Replaces your password and ends every other session of yours (this one stays). 400 naming
     `current_password` (WRONG_PASSWORD) if it is not your password, or `new_password` (WEAK_PASSWORD)
     for a weak one; 429 after too many attempts for your account (as for logging in)."""
+    # Logging in's per-account limit, counted once the token is verified: a signed-in caller can only
+    # guess their own password, and a bad token is a 401, not an attempt (nor a per-address 429).
     await limiter.hit(LOGIN_PER_NAME, f"id:{caller.user_id}")
     request = graph_pb2.ChangePasswordRequest(
         current_password=body.current_password,
@@ -124,7 +125,6 @@ async def change_password(
     summary="Delete your account",
     response_description="Accepted: the account is gone now, and everything it holds is being erased.",
     responses=error_responses(400, 401, 413, 429),
-    dependencies=[rate_limits.login_attempts],
 )
 async def delete_me(
     body: DeleteAccountBody, caller: CallerSession, services: Services, limiter: RateLimiterDep, request: Request

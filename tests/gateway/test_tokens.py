@@ -22,7 +22,7 @@ from fastapi.dependencies.models import Dependant
 from fastapi.routing import APIRoute, iter_route_contexts
 
 from gateway.app import create_app
-from gateway.auth import caller_id
+from gateway.auth import caller_id, caller_session
 from tests.gateway.conftest import ServeApp
 from tests.gateway.test_app import assert_error, reasons, settings
 
@@ -38,7 +38,7 @@ USER_ID = "7"
 
 
 def _needs_caller(dependant: Dependant) -> bool:
-    return any(dep.call is caller_id or _needs_caller(dep) for dep in dependant.dependencies)
+    return any(dep.call in (caller_id, caller_session) or _needs_caller(dep) for dep in dependant.dependencies)
 
 
 def api_routes() -> list[tuple[str, str, bool]]:
