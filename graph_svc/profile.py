@@ -28,6 +28,7 @@ Raises mesh.errors.DomainError subclasses; media_svc's refusals reach the caller
 
 from __future__ import annotations
 
+import re
 import unicodedata
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -103,6 +104,10 @@ def checked_bio(value: str) -> str:
     return bio
 
 
+# A scheme before a colon that is not a port ("mailto:", "javascript:"; "example.com:8080" is a host).
+_SCHEME = re.compile(r"^([A-Za-z][A-Za-z0-9+.-]*):(?!\d)")
+
+
 def normalised_website(value: str) -> str:
     """`value` as the URL stored ("" for none); INVALID_ARGUMENT (website) if it is not an http(s) URL
     within the rule (module docstring)."""
@@ -111,13 +116,20 @@ def normalised_website(value: str) -> str:
         return ""
     if any(c.isspace() or unicodedata.category(c) in ("Cc", "Cf") for c in text):
         raise invalid_field("website", "must be a URL without spaces or invisible characters")
-    if "://" not in text and not text.lower().startswith(("http:", "https:")):
-        text = f"https://{text}"
+    if "://" not in text:
+        other_scheme = _SCHEME.match(text)
+        if other_scheme and other_scheme.group(1).lower() not in ("http", "https"):
+            raise invalid_field("website", f"must be an http or https URL, not {other_scheme.group(1).lower()}:")
+        if not text.lower().startswith(("http:", "https:")):
+            text = f"https://{text}"
     try:
         parts = urlsplit(text)
+    except ValueError as exc:
+        raise invalid_field("website", "is not a URL; write it like https://example.com/page") from exc
+    try:
         port = parts.port
     except ValueError as exc:
-        raise invalid_field("website", f"is not a valid URL ({exc})") from exc
+        raise invalid_field("website", "has a port that is not a number from 1 to 65535") from exc
     scheme = parts.scheme.lower()
     if scheme not in ("http", "https"):
         raise invalid_field("website", f"must be an http or https URL, not {scheme}:")
@@ -126,6 +138,9 @@ def normalised_website(value: str) -> str:
     host = parts.hostname or ""
     if not host or host.startswith(".") or ".." in host:
         raise invalid_field("website", "must name a host, e.g. https://example.com")
+    if "." not in host.rstrip(".") and ":" not in host:
+        # "ada" or "localhost": no one else can open it (an IPv6 literal has colons, IPv4 dots).
+        raise invalid_field("website", f"must name a public host such as {host}.com, not {host}")
     try:
         host = host.encode("idna").decode("ascii").lower()
     except UnicodeError as exc:

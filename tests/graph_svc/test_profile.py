@@ -102,6 +102,8 @@ async def test_limits_are_inclusive(graph, make_account):
         ("https://example.com:8443/a", "https://example.com:8443/a"),
         ("https://bücher.example/", "https://xn--bcher-kva.example/"),
         ("https://[2001:db8::1]:8080/", "https://[2001:db8::1]:8080/"),
+        ("example.com:8080/x", "https://example.com:8080/x"),
+        ("192.0.2.7", "https://192.0.2.7"),
     ],
 )
 def test_websites_are_normalised(given, stored):
@@ -119,3 +121,22 @@ async def test_search_finds_a_new_display_name(graph, make_account):
     await graph.UpdateUser(update(["display_name"], display_name="Quintessa Marlowe"), metadata=owner.metadata)
     found = await graph.SearchUsers(graph_pb2.SearchUsersRequest(query="quintessa marlow"))
     assert owner.id in [u.id for u in found.users]
+
+
+@pytest.mark.parametrize(
+    ("given", "message"),
+    [
+        # A newcomer got "is not a valid URL (Port could not be cast to integer value as 'alert(1)')".
+        ("javascript:alert(1)", "must be an http or https URL, not javascript:"),
+        ("mailto:ada@example.com", "must be an http or https URL, not mailto:"),
+        ("ftp://files.example", "must be an http or https URL, not ftp:"),
+        ("https://example.com:port", "has a port that is not a number from 1 to 65535"),
+        # ...and "ada" was accepted as https://ada.
+        ("ada", "must name a public host such as ada.com, not ada"),
+        ("http://localhost/", "must name a public host such as localhost.com, not localhost"),
+    ],
+)
+def test_a_refused_website_says_what_to_write(given, message):
+    with pytest.raises(InvalidArgument) as refused:
+        normalised_website(given)
+    assert refused.value.fields == {"website": message}
