@@ -31,7 +31,8 @@ def _text(value: str) -> str:
 
 
 def _id_parser(kind: str) -> Callable[[Any], int]:
-    text = f"must be a {kind} id: a positive 64-bit integer, preferably as a decimal string"
+    article = "an" if kind[0] in "aeiou" else "a"
+    text = f"must be {article} {kind} id: a positive 64-bit integer, preferably as a decimal string"
 
     def parse(value: Any) -> int:
         # Strings are the canonical form (JavaScript cannot hold every 64-bit integer); plain integers
