@@ -27,6 +27,11 @@ function h(tag, attributes = {}, ...children) {
   return element;
 }
 
+/** "1 follower", "2 followers" (counts arrive as decimal strings or numbers). */
+function counted(count, noun) {
+  return `${count} ${noun}${String(count) === "1" ? "" : "s"}`;
+}
+
 function say(message) {
   statusLine.textContent = message;
   clearTimeout(say.timer);
@@ -369,10 +374,14 @@ async function profileView(username) {
   const head = h(
     "div",
     { class: "profile-head" },
+    user.avatar_url && h("img", { class: "avatar", src: user.avatar_url, alt: "", width: 64, height: 64 }),
     h("h1", {}, user.display_name || user.username),
     h("span", { class: "muted" }, `@${user.username}${user.is_private ? " · private" : ""}`),
-    h("a", { href: `#/u/${encodeURIComponent(user.username)}/followers` }, `${user.follower_count} followers`),
+    h("a", { href: `#/u/${encodeURIComponent(user.username)}/followers` }, counted(user.follower_count, "follower")),
     h("a", { href: `#/u/${encodeURIComponent(user.username)}/following` }, `${user.following_count} following`),
+    user.bio && h("p", { class: "bio" }, user.bio),
+    // graph_svc keeps only http(s) URLs here; nofollow/ugc as for any link a user wrote.
+    user.website && h("a", { href: user.website, rel: "nofollow ugc noopener", target: "_blank" }, user.website.replace(/^https?:\/\//, "")),
   );
   if (!mine) {
     const follow = h("button", { type: "button", class: "primary" }, "Follow");

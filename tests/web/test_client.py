@@ -221,8 +221,26 @@ async def test_private_account_comments_replies_saves_profiles_and_blocks(
         await expect(requests.get_by_role("listitem")).to_have_count(0)
 
         # Now the reader sees the grid, opens the post at 1080 px and comments; the author replies.
+        # The author writes a bio and a website (through the API as the page holds it: the client has
+        # no profile form yet); the reader sees them on the profile.
+        changed = await author.evaluate(
+            """async () => {
+                const session = JSON.parse(localStorage.getItem("glimpse.session"));
+                const response = await fetch("/v1/users/me", {
+                    method: "PATCH",
+                    headers: {"Authorization": `Bearer ${session.access_token}`, "Content-Type": "application/json"},
+                    body: JSON.stringify({bio: "Mornings by the river", website: "example.org/ada"}),
+                });
+                return response.status;
+            }"""
+        )
+        assert changed == 200
         await reader.reload()
-        await expect(reader.get_by_role("link", name="1 followers")).to_be_visible()
+        await expect(reader.get_by_role("link", name="1 follower", exact=True)).to_be_visible()
+        await expect(reader.get_by_text("Mornings by the river")).to_be_visible()
+        await expect(reader.get_by_role("link", name="example.org/ada")).to_have_attribute(
+            "href", "https://example.org/ada"
+        )
         await reader.get_by_role("list", name="Posts").get_by_role("listitem").first.click()
         await expect(reader).to_have_url(re.compile(f"#/p/{post_id}$"))
         full = reader.locator(f'article[data-post-id="{post_id}"] img.loaded')
