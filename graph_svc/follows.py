@@ -114,8 +114,8 @@ class FollowService:
 
     async def unfollow(self, follower_id: int, followee_id: int) -> bool:
         """The caller stops following `followee_id` (`graph.unfollowed`), or withdraws its pending
-        request to; returns whether a follow or request was removed. The same errors as `follow`,
-        except FOLLOWING_LIMIT."""
+        request to (`graph.follow_request_removed`); returns whether a follow or request was removed.
+        The same errors as `follow`, except FOLLOWING_LIMIT."""
         _check_target(follower_id, followee_id)
         async with self._db.unit_of_work() as session:
             locked = await repo.lock_users(session, [follower_id, followee_id])
@@ -129,6 +129,13 @@ class FollowService:
                 )
             else:
                 deleted = await privacy_repo.delete_follow_request(session, follower_id, followee_id)
+                if deleted:
+                    await self._outbox.add(
+                        session,
+                        events_pb2.FollowRequestRemoved(
+                            requester_id=follower_id, target_id=followee_id, withdrawn=True
+                        ),
+                    )
         return deleted
 
     async def list_follows(

@@ -151,11 +151,16 @@ class PrivacyService:
         return approved, follower
 
     async def deny(self, caller_id: int, requester_id: int) -> bool:
-        """Drops `requester_id`'s pending request to follow the caller (the requester is not told);
-        False if there was none. INVALID_ARGUMENT (requester_id) for an id that is not positive."""
+        """Drops `requester_id`'s pending request to follow the caller (the requester is not told;
+        `graph.follow_request_removed` takes it out of the caller's notifications); False if there was
+        none. INVALID_ARGUMENT (requester_id) for an id that is not positive."""
         _check_requester(requester_id)
         async with self._db.unit_of_work() as session:
-            return await privacy_repo.delete_follow_request(session, requester_id, caller_id)
+            denied = await privacy_repo.delete_follow_request(session, requester_id, caller_id)
+            if denied:
+                removed = events_pb2.FollowRequestRemoved(requester_id=requester_id, target_id=caller_id)
+                await self._outbox.add(session, removed)
+            return denied
 
 
 def _check_requester(requester_id: int) -> None:

@@ -54,6 +54,7 @@ POST_DELETED = EventType(events_pb2.PostDeleted, "posts.deleted", "POSTS")
 USER_FOLLOWED = EventType(events_pb2.UserFollowed, "graph.followed", "GRAPH")
 USER_UNFOLLOWED = EventType(events_pb2.UserUnfollowed, "graph.unfollowed", "GRAPH")
 FOLLOW_REQUESTED = EventType(events_pb2.FollowRequested, "graph.follow_requested", "GRAPH")
+FOLLOW_REQUEST_REMOVED = EventType(events_pb2.FollowRequestRemoved, "graph.follow_request_removed", "GRAPH")
 USER_BLOCKED = EventType(events_pb2.UserBlocked, "graph.blocked", "GRAPH")
 USER_UNBLOCKED = EventType(events_pb2.UserUnblocked, "graph.unblocked", "GRAPH")
 USER_MUTED = EventType(events_pb2.UserMuted, "graph.muted", "GRAPH")
@@ -82,6 +83,7 @@ REGISTRY: tuple[EventType[Any], ...] = (
     USER_FOLLOWED,
     USER_UNFOLLOWED,
     FOLLOW_REQUESTED,
+    FOLLOW_REQUEST_REMOVED,
     USER_BLOCKED,
     USER_UNBLOCKED,
     USER_MUTED,

@@ -17,6 +17,7 @@ from glimpse.events.v1 import events_pb2
 from mesh.events import (
     COMMENT_CREATED,
     COMMENT_DELETED,
+    FOLLOW_REQUEST_REMOVED,
     FOLLOW_REQUESTED,
     POST_LIKED,
     POST_UNLIKED,
@@ -34,7 +35,7 @@ from notification_svc.privacy import Privacy
 GRAPH_DURABLE = "notification_graph"
 ENGAGEMENT_DURABLE = "notification_engagement"
 POSTS_DELETED_DURABLE = "notification_posts_deleted"
-GRAPH_EVENTS = (USER_FOLLOWED, USER_UNFOLLOWED, FOLLOW_REQUESTED, USER_BLOCKED)
+GRAPH_EVENTS = (USER_FOLLOWED, USER_UNFOLLOWED, FOLLOW_REQUESTED, FOLLOW_REQUEST_REMOVED, USER_BLOCKED)
 ENGAGEMENT_EVENTS = (POST_LIKED, POST_UNLIKED, COMMENT_CREATED, COMMENT_DELETED, USER_MENTIONED)
 
 
@@ -59,6 +60,7 @@ class ActivityEvents:
             events_pb2.UserFollowed: self.on_followed,
             events_pb2.UserUnfollowed: self.on_unfollowed,
             events_pb2.FollowRequested: self.on_follow_requested,
+            events_pb2.FollowRequestRemoved: self.on_follow_request_removed,
             events_pb2.UserBlocked: self.on_blocked,
             events_pb2.PostLiked: self.on_liked,
             events_pb2.PostUnliked: self.on_unliked,
@@ -95,6 +97,11 @@ class ActivityEvents:
         _require(event.follower_id, event.followee_id)
         await self._notifier.undo(Activity(event.followee_id, FOLLOW, event.follower_id, event.event_id, _at(event)))
         await self._notifier.retract(event.followee_id, f"follow_request:{event.follower_id}", event.event_id)
+
+    async def on_follow_request_removed(self, event: events_pb2.FollowRequestRemoved) -> None:
+        """`graph.follow_request_removed`: a withdrawn or denied request leaves the target's inbox."""
+        _require(event.requester_id, event.target_id)
+        await self._notifier.retract(event.target_id, f"follow_request:{event.requester_id}", event.event_id)
 
     async def on_follow_requested(self, event: events_pb2.FollowRequested) -> None:
         """`graph.follow_requested`: the private account is told who asked."""

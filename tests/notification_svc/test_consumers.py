@@ -136,6 +136,28 @@ async def test_follows_group_and_a_private_account_s_requests_and_approvals(stub
     await settled(notifications, me, [(FOLLOW, 0, (first.id,))])
 
 
+async def test_a_withdrawn_or_denied_request_leaves_the_inbox(stubs, notifications, make_account):
+    me, withdrawer, denied, kept = [await make_account() for _ in range(4)]
+    await stubs.graph.UpdateUser(
+        graph_pb2.UpdateUserRequest(user=graph_pb2.User(is_private=True), update_mask=FieldMask(paths=["is_private"])),
+        metadata=me.metadata,
+    )
+    for asker in (withdrawer, denied, kept):
+        await follow(stubs, asker, me)
+    await settled(
+        notifications,
+        me,
+        [(FOLLOW_REQUEST, 0, (kept.id,)), (FOLLOW_REQUEST, 0, (denied.id,)), (FOLLOW_REQUEST, 0, (withdrawer.id,))],
+    )
+    # Withdrawn by the requester (an unfollow of a pending request), denied by the account: both go
+    # (they stayed, and approving them answered 404); the third stays.
+    await stubs.graph.UnfollowUser(graph_pb2.UnfollowUserRequest(target_user_id=me.id), metadata=withdrawer.metadata)
+    await stubs.graph.DenyFollowRequest(
+        graph_pb2.DenyFollowRequestRequest(requester_id=denied.id), metadata=me.metadata
+    )
+    await settled(notifications, me, [(FOLLOW_REQUEST, 0, (kept.id,))])
+
+
 async def test_a_block_removes_what_the_blocked_caused(stubs, notifications, make_account, new_post):
     me, pest, fan = [await make_account() for _ in range(3)]
     post_id = await new_post(me)
