@@ -12,6 +12,8 @@ An avatar (media_svc AttachAvatar) is rendered on `media.avatar_attached` into s
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
+from typing import Any
 
 from glimpse.events.v1 import events_pb2
 from media_svc import repository as repo
@@ -21,10 +23,18 @@ from media_svc.renditions import Renditions
 from media_svc.settings import MediaSettings
 from media_svc.storage import ObjectStore
 from media_svc.sweeper import object_keys
-from mesh.bus import ConsumerSpec
+from mesh.bus import ConsumerSpec, DeadLetterHandler, Handler
 from mesh.db import Database
 from mesh.errors import Unavailable
-from mesh.events import AVATAR_ATTACHED, AVATAR_DISCARDED, POST_CREATED, STORY_CREATED, STORY_DELETED, PoisonMessage
+from mesh.events import (
+    AVATAR_ATTACHED,
+    AVATAR_DISCARDED,
+    POST_CREATED,
+    STORY_CREATED,
+    STORY_DELETED,
+    EventType,
+    PoisonMessage,
+)
 
 log = logging.getLogger("media_svc.consumers")
 
@@ -35,6 +45,46 @@ STORY_RENDITIONS_DURABLE = "media_story_renditions"
 STORY_DELETIONS_DURABLE = "media_story_deletions"
 AVATAR_RENDITIONS_DURABLE = "media_avatar_renditions"
 AVATAR_DISCARDS_DURABLE = "media_avatar_discards"
+
+
+async def delete_media_if(
+    db: Database, store: ObjectStore, media_id: int, belongs: Callable[[repo.MediaRecord], bool]
+) -> bool:
+    """Deletes media `media_id`'s objects, then its record, in the row's lock (as the sweeper deletes
+    abandoned uploads), if it exists and `belongs(record)`; whether it did. Unavailable if the store
+    is down (the caller's event is retried)."""
+    async with db.unit_of_work() as session:
+        record = (await repo.lock_media(session, [media_id])).get(media_id)
+        if record is None or not belongs(record):
+            return False
+        await store.delete(object_keys(record))
+        await repo.delete_media(session, [record.id])
+    return True
+
+
+def _render_and_delete(
+    settings: MediaSettings,
+    *,
+    render: tuple[str, EventType[Any], Handler],
+    on_dead_letter: DeadLetterHandler,
+    delete: tuple[str, EventType[Any], Handler],
+) -> list[ConsumerSpec]:
+    """A pair of consumers for one kind of media, each (durable, event, handler): its renditions (the
+    worker's retries, ack wait and a small batch; dead letters mark it FAILED) and its deletion."""
+    max_deliver, backoff = settings.rendition_max_deliveries, settings.rendition_backoff_seconds
+    return [
+        ConsumerSpec(
+            render[0],
+            [render[1]],
+            render[2],
+            max_deliver=max_deliver,
+            backoff=backoff,
+            ack_wait_seconds=settings.rendition_ack_wait_seconds,
+            batch=4,
+            on_dead_letter=on_dead_letter,
+        ),
+        ConsumerSpec(delete[0], [delete[1]], delete[2], max_deliver=max_deliver, backoff=backoff),
+    ]
 
 
 def _check(event: events_pb2.PostCreated) -> None:
@@ -159,38 +209,24 @@ class StoryMediaConsumer:
         author's photo of that story, is left alone. Unavailable (retried) if the store is down."""
         if event.story_id <= 0 or event.author_id <= 0 or event.media_id <= 0:
             raise PoisonMessage("StoryDeleted without story_id, author_id or media_id")
-        async with self._db.unit_of_work() as session:
-            record = (await repo.lock_media(session, [event.media_id])).get(event.media_id)
-            if record is None or record.post_id != event.story_id or record.owner_id != event.author_id:
-                return
-            await self._store.delete(object_keys(record))
-            await repo.delete_media(session, [record.id])
-        log.info("story photo deleted", extra={"story_id": event.story_id, "media_id": event.media_id})
+
+        def is_the_story_s(record: repo.MediaRecord) -> bool:
+            return record.post_id == event.story_id and record.owner_id == event.author_id
+
+        if await delete_media_if(self._db, self._store, event.media_id, is_the_story_s):
+            log.info("story photo deleted", extra={"story_id": event.story_id, "media_id": event.media_id})
 
 
 def story_consumers(
     renditions: Renditions, db: Database, store: ObjectStore, settings: MediaSettings
 ) -> list[ConsumerSpec]:
     consumer = StoryMediaConsumer(renditions, db, store, max_deliveries=settings.rendition_max_deliveries)
-    return [
-        ConsumerSpec(
-            durable=STORY_RENDITIONS_DURABLE,
-            events=[STORY_CREATED],
-            handler=consumer.on_story_created,
-            max_deliver=settings.rendition_max_deliveries,
-            backoff=settings.rendition_backoff_seconds,
-            ack_wait_seconds=settings.rendition_ack_wait_seconds,
-            batch=4,
-            on_dead_letter=consumer.on_story_created_dead_letter,
-        ),
-        ConsumerSpec(
-            durable=STORY_DELETIONS_DURABLE,
-            events=[STORY_DELETED],
-            handler=consumer.on_story_deleted,
-            max_deliver=settings.rendition_max_deliveries,
-            backoff=settings.rendition_backoff_seconds,
-        ),
-    ]
+    return _render_and_delete(
+        settings,
+        render=(STORY_RENDITIONS_DURABLE, STORY_CREATED, consumer.on_story_created),
+        on_dead_letter=consumer.on_story_created_dead_letter,
+        delete=(STORY_DELETIONS_DURABLE, STORY_DELETED, consumer.on_story_deleted),
+    )
 
 
 class AvatarConsumer:
@@ -229,35 +265,21 @@ class AvatarConsumer:
         if the store is down."""
         if event.user_id <= 0 or event.media_id <= 0:
             raise PoisonMessage("AvatarDiscarded without user_id or media_id")
-        async with self._db.unit_of_work() as session:
-            record = (await repo.lock_media(session, [event.media_id])).get(event.media_id)
-            if record is None or record.owner_id != event.user_id or record.purpose != MediaPurpose.AVATAR:
-                return
-            await self._store.delete(object_keys(record))
-            await repo.delete_media(session, [record.id])
-        log.info("avatar deleted", extra={"user_id": event.user_id, "media_id": event.media_id})
+
+        def is_the_user_s_avatar(record: repo.MediaRecord) -> bool:
+            return record.owner_id == event.user_id and record.purpose == MediaPurpose.AVATAR
+
+        if await delete_media_if(self._db, self._store, event.media_id, is_the_user_s_avatar):
+            log.info("avatar deleted", extra={"user_id": event.user_id, "media_id": event.media_id})
 
 
 def avatar_consumers(
     renditions: Renditions, db: Database, store: ObjectStore, settings: MediaSettings
 ) -> list[ConsumerSpec]:
     consumer = AvatarConsumer(renditions, db, store, max_deliveries=settings.rendition_max_deliveries)
-    return [
-        ConsumerSpec(
-            durable=AVATAR_RENDITIONS_DURABLE,
-            events=[AVATAR_ATTACHED],
-            handler=consumer.on_avatar_attached,
-            max_deliver=settings.rendition_max_deliveries,
-            backoff=settings.rendition_backoff_seconds,
-            ack_wait_seconds=settings.rendition_ack_wait_seconds,
-            batch=4,
-            on_dead_letter=consumer.on_avatar_attached_dead_letter,
-        ),
-        ConsumerSpec(
-            durable=AVATAR_DISCARDS_DURABLE,
-            events=[AVATAR_DISCARDED],
-            handler=consumer.on_avatar_discarded,
-            max_deliver=settings.rendition_max_deliveries,
-            backoff=settings.rendition_backoff_seconds,
-        ),
-    ]
+    return _render_and_delete(
+        settings,
+        render=(AVATAR_RENDITIONS_DURABLE, AVATAR_ATTACHED, consumer.on_avatar_attached),
+        on_dead_letter=consumer.on_avatar_attached_dead_letter,
+        delete=(AVATAR_DISCARDS_DURABLE, AVATAR_DISCARDED, consumer.on_avatar_discarded),
+    )
