@@ -11,7 +11,6 @@ aborting an upload twice is harmless.
 
 from __future__ import annotations
 
-import asyncio
 import datetime as dt
 import logging
 
@@ -20,7 +19,7 @@ from prometheus_client import Counter
 from export_svc import repository as repo
 from export_svc.storage import ExportStore
 from mesh.db import Database
-from mesh.errors import Unavailable
+from mesh.periodic import run_passes
 
 log = logging.getLogger("export_svc.sweeper")
 
@@ -37,17 +36,13 @@ class Sweeper:
         self._batch_size = batch_size
 
     async def run(self) -> None:
-        """A pass every interval, until cancelled. A pass that meets an outage (Unavailable) is logged
-        and the next one retries; anything else is a bug and stops the host."""
-        while True:
-            await asyncio.sleep(self._interval.total_seconds())
-            try:
-                expired = await self.sweep()
-            except Unavailable as exc:
-                log.warning("sweep pass cut short; retrying next interval", extra={"error": str(exc)})
-            else:
-                if expired:
-                    log.info("exports expired", extra={"exports": expired})
+        """A pass every interval, until cancelled (mesh.periodic.run_passes: an outage is retried next pass)."""
+        await run_passes(self._interval, self._one_pass, log)
+
+    async def _one_pass(self) -> None:
+        expired = await self.sweep()
+        if expired:
+            log.info("exports expired", extra={"exports": expired})
 
     async def sweep(self) -> int:
         """One pass: the number of exports expired. Unavailable if the database or the store is down."""

@@ -33,7 +33,6 @@ by a conditional update, so no work is done twice and no media is half-swept.
 
 from __future__ import annotations
 
-import asyncio
 import datetime as dt
 import logging
 from dataclasses import dataclass
@@ -51,6 +50,7 @@ from media_svc.settings import MediaSettings
 from media_svc.storage import ObjectStore
 from mesh.db import Database
 from mesh.errors import Unavailable
+from mesh.periodic import run_passes
 
 log = logging.getLogger("media_svc.sweeper")
 
@@ -111,19 +111,14 @@ class Sweeper:
         )
 
     async def run(self) -> None:
-        """A pass every interval (the first after one interval: replicas started together by a
-        rollout do not all sweep at once, and nothing here is urgent), until cancelled. A pass that
-        meets an outage (Unavailable) is logged and the next one retries; anything else is a bug
-        and stops the host."""
-        while True:
-            await asyncio.sleep(self._interval.total_seconds())
-            try:
-                done = await self.sweep()
-            except Unavailable as exc:
-                log.warning("sweep pass cut short; retrying next interval", extra={"error": str(exc)})
-            else:
-                if done != SweepPass(0, 0, 0):
-                    log.info("swept", extra=vars(done))
+        """A pass every interval, until cancelled (mesh.periodic.run_passes: the first after one interval; an
+        outage is retried next pass)."""
+        await run_passes(self._interval, self._one_pass, log)
+
+    async def _one_pass(self) -> None:
+        done = await self.sweep()
+        if done != SweepPass(0, 0, 0):
+            log.info("swept", extra=vars(done))
 
     async def sweep(self) -> SweepPass:
         """One pass of the three steps. Unavailable if the database or the store is down."""

@@ -10,15 +10,14 @@ deleted row is never found again, and media_svc's handler deletes nothing twice.
 
 from __future__ import annotations
 
-import asyncio
 import datetime as dt
 import logging
 
 from prometheus_client import Counter
 
 from mesh.db import Database
-from mesh.errors import Unavailable
 from mesh.outbox import Outbox
+from mesh.periodic import run_passes
 from story_svc import repository as repo
 from story_svc.stories import deleted_event
 
@@ -38,17 +37,13 @@ class Sweeper:
         self._max_batches = max_batches
 
     async def run(self) -> None:
-        """A pass every interval, until cancelled. A pass that meets an outage (Unavailable) is logged
-        and the next one retries; anything else is a bug and stops the host."""
-        while True:
-            await asyncio.sleep(self._interval.total_seconds())
-            try:
-                deleted = await self.sweep()
-            except Unavailable as exc:
-                log.warning("sweep pass cut short; retrying next interval", extra={"error": str(exc)})
-            else:
-                if deleted:
-                    log.info("expired stories deleted", extra={"stories": deleted})
+        """A pass every interval, until cancelled (mesh.periodic.run_passes: an outage is retried next pass)."""
+        await run_passes(self._interval, self._one_pass, log)
+
+    async def _one_pass(self) -> None:
+        deleted = await self.sweep()
+        if deleted:
+            log.info("expired stories deleted", extra={"stories": deleted})
 
     async def sweep(self) -> int:
         """One pass: the number of expired stories deleted. Unavailable if the database is down."""
