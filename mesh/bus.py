@@ -226,8 +226,15 @@ async def run_consumer(bus: Bus, spec: ConsumerSpec) -> None:
     stream = bus.stream(_stream_of_events(spec.events))
     sub = await bus.js.pull_subscribe(subject, durable=durable, stream=stream, config=config)
     log.info("consuming", extra={"consumer": durable, "subject": subject})
+    task = asyncio.current_task()
     try:
         while True:
+            # nats-py waits with asyncio.wait_for, which on CPython 3.11 can swallow a cancellation that
+            # lands just as its wait ends (python/cpython#86296): the loop would then fetch forever and
+            # whoever cancelled it would wait forever (seen once in the cluster suite). A cancellation
+            # requested is honoured here whatever a fetch did with it.
+            if task is not None and task.cancelling():
+                raise asyncio.CancelledError
             try:
                 messages = await _fetch_batch(sub, spec.batch)
             except (TimeoutError, nats.errors.TimeoutError):
