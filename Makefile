@@ -62,7 +62,7 @@ test-faults: proto services  ## only the fault tests (kill -9 a service or resta
 
 test-cluster: proto services  ## event, fan-out and feed tests on a local Redis Cluster and NATS cluster
 	dev/cluster/start.sh
-	$(CLUSTER_ENV) $(PY) -m pytest -q tests/mesh tests/timelines tests/graph_svc tests/fanout_svc tests/feed_svc tests/cluster; \
+	$(CLUSTER_ENV) $(PY) -m pytest -q tests/mesh tests/timelines tests/engagement_cache tests/graph_svc tests/fanout_svc tests/feed_svc tests/cluster; \
 		status=$$?; dev/cluster/stop.sh; exit $$status
 
 lint: proto services  ## ruff, mypy, import-linter, deptry, alembic check, buf lint and buf breaking against main

@@ -1,6 +1,7 @@
 """Assembles engagement_svc: runtime, post and graph clients -> services -> servicer -> host (with the
-outbox relay, the `posts.deleted`, `posts.created` and `graph.user_deleted` (erasure) consumers and the
-`posts.deleted` watch that keeps the post cache honest)."""
+engagement cache's drops after every commit, the outbox relay, the `posts.deleted`, `posts.created`
+and `graph.user_deleted` (erasure) consumers and the `posts.deleted` watch that keeps the post cache
+honest)."""
 
 from __future__ import annotations
 
@@ -8,10 +9,11 @@ import contextlib
 import functools
 from collections.abc import AsyncIterator
 
+from engagement_cache import EngagementCache
 from engagement_svc import models
 from engagement_svc.comments import CommentService
 from engagement_svc.consumers import POSTS_CREATED_DURABLE, POSTS_DELETED_DURABLE, PostEvents
-from engagement_svc.counts import CountService
+from engagement_svc.counts import CacheDrops, CountService
 from engagement_svc.erasure import ERASURE_DURABLE, EngagementErasure
 from engagement_svc.likes import LikeService
 from engagement_svc.mentions import MentionResolver
@@ -34,11 +36,13 @@ from visibility import Visibility
 @contextlib.asynccontextmanager
 async def engagement_host(settings: EngagementSettings) -> AsyncIterator[ServiceHost]:
     async with (
-        open_runtime(settings) as runtime,
+        open_runtime(settings, redis=True) as runtime,
         open_channel(settings.post_addr) as post_channel,
         open_channel(settings.graph_addr) as graph_channel,
     ):
         host = runtime.host("engagement_svc", settings.listen, settings.metrics_port)
+        # Every commit that changes counts or someone's likes or saves drops them from feed_svc's cache.
+        runtime.db.after_commit(CacheDrops(EngagementCache(runtime.redis, settings.namespace)))
         outbox = runtime.outbox(models.outbox, host)
         timeout = settings.upstream_timeout_seconds
         visibility = Visibility(graph_pb2_grpc.GraphServiceStub(graph_channel), timeout=timeout)

@@ -10,7 +10,7 @@ in flight and holds back new ones until it commits.
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -50,6 +50,18 @@ from mesh.db import Session, Statement
 # it only share a lock, which costs a wait, never a wrong count.
 _LOCK_CLASS = 0x656E67
 _SHARED_LOCK = "pg_advisory_xact_lock_shared(:lock_class, :lock_key)"
+
+# What a unit of work changed that the engagement cache holds (engagement_cache), in `session.info`:
+# the posts whose counts moved and the users whose likes or saves did. Recorded here, where the rows
+# and counters are written, so no writer can forget it; the app drops them after the commit
+# (EngagementCacheDrops).
+CHANGED_POSTS = "engagement.changed_posts"
+CHANGED_VIEWERS = "engagement.changed_viewers"
+
+
+def _changed(session: Session, posts: Iterable[int] = (), viewers: Iterable[int] = ()) -> None:
+    session.info.setdefault(CHANGED_POSTS, set()).update(posts)
+    session.info.setdefault(CHANGED_VIEWERS, set()).update(viewers)
 
 
 def _lock_params(post_id: int) -> dict[str, int]:
@@ -146,13 +158,19 @@ _DELETE_LIKE = Statement(
 async def insert_like(session: Session, post_id: int, user_id: int) -> bool:
     """Holds the post (shared) and adds the like; False if the user already liked it."""
     result = await session.execute(_INSERT_LIKE, {"post_id": post_id, "user_id": user_id, **_lock_params(post_id)})
-    return result.first() is not None
+    if result.first() is None:
+        return False
+    _changed(session, viewers=[user_id])
+    return True
 
 
 async def delete_like(session: Session, post_id: int, user_id: int) -> bool:
     """Removes the like (hold the post first); False if there was none."""
     result = await session.execute(_DELETE_LIKE, {"post_id": post_id, "user_id": user_id})
-    return result.first() is not None
+    if result.first() is None:
+        return False
+    _changed(session, viewers=[user_id])
+    return True
 
 
 _BUMP = Statement(
@@ -197,6 +215,7 @@ async def bump_counters(
     this statement) and whether the post was deleted, in the same round trip."""
     params = {"post_id": post_id, "shard": shard, "likes": likes, "comments": comments, "saves": saves}
     row = (await session.execute(_BUMP, params)).one()
+    _changed(session, posts=[post_id])
     return Counts(row.likes, row.comments, row.saves, row.post_deleted)
 
 
@@ -374,7 +393,10 @@ async def insert_save(session: Session, user_id: int, post_id: int) -> bool:
     result = await session.execute(
         insert(saves).values(user_id=user_id, post_id=post_id).on_conflict_do_nothing().returning(saves.c.post_id)
     )
-    return result.first() is not None
+    if result.first() is None:
+        return False
+    _changed(session, viewers=[user_id])
+    return True
 
 
 async def delete_save(session: Session, user_id: int, post_id: int) -> bool:
@@ -382,7 +404,10 @@ async def delete_save(session: Session, user_id: int, post_id: int) -> bool:
     result = await session.execute(
         delete(saves).where(saves.c.user_id == user_id, saves.c.post_id == post_id).returning(saves.c.post_id)
     )
-    return result.first() is not None
+    if result.first() is None:
+        return False
+    _changed(session, viewers=[user_id])
+    return True
 
 
 async def list_saves(
@@ -451,6 +476,7 @@ async def recount(session: Session, post_id: int) -> tuple[Counts, Counts]:
     """Rebuilds the post's reply counts and counters (likes, comments, saves) from the rows (hold the
     post exclusively first); (counts before, counts after). A deleted post is left with none."""
     before = await counts(session, post_id)
+    _changed(session, posts=[post_id])
     live_replies = (
         select(func.count())
         .select_from(replies := comments.alias("replies"))
@@ -487,6 +513,8 @@ async def purge(session: Session, post_id: int) -> Purged:
     """Records the post as deleted and removes its likes, comments, comment keys, saves, counters and
     caption mentions (hold the post exclusively first). Repeating it removes nothing more."""
     await session.execute(insert(deleted_posts).values(post_id=post_id).on_conflict_do_nothing())
+    # Readers who liked or saved it keep a flag for a post nobody can read any more: harmless.
+    _changed(session, posts=[post_id])
 
     async def remove(table: Table) -> int:
         result = await session.execute(delete(table).where(table.c.post_id == post_id))
@@ -594,6 +622,7 @@ async def bump_many(session: Session, shard: int, deltas: dict[int, tuple[int, i
     (the posts held first; their rows taken in post order)."""
     if not deltas:
         return
+    _changed(session, posts=deltas)
     ordered = sorted(deltas.items())
     await session.execute(
         _UNCOUNT,
@@ -646,12 +675,14 @@ async def saved_by(session: Session, user_id: int, limit: int) -> list[int]:
 async def remove_saves(session: Session, user_id: int, post_ids: Sequence[int]) -> list[int]:
     """Removes the user's saves of the posts (held first); the posts whose save was still there."""
     result = await session.execute(_REMOVE_SAVES, {"user_id": user_id, "ids": list(post_ids)})
+    _changed(session, viewers=[user_id])
     return [row.post_id for row in result]
 
 
 async def remove_likes(session: Session, user_id: int, post_ids: Sequence[int]) -> list[int]:
     """Removes the user's likes of the posts (held first); the posts whose like was still there."""
     result = await session.execute(_REMOVE_LIKES, {"user_id": user_id, "ids": list(post_ids)})
+    _changed(session, viewers=[user_id])
     return [row.post_id for row in result]
 
 
@@ -732,7 +763,8 @@ async def remove_comments_of(
 async def remove_user_rows(session: Session, user_id: int, limit: int) -> int:
     """Deletes up to `limit` of the caption mentions of the user, then of their comment keys (neither
     counted anywhere; their saves are, see `remove_saves`); how many rows went (less than `limit`:
-    none are left)."""
+    none are left). Their cached window of likes and saves goes too (the erasure ends here)."""
+    _changed(session, viewers=[user_id])
     removed = 0
     for table, column in (
         (caption_mentions, caption_mentions.c.user_id),
@@ -745,3 +777,27 @@ async def remove_user_rows(session: Session, user_id: int, limit: int) -> int:
         result = await session.execute(delete(table).where(column == user_id, key.in_(some)))
         removed += int(result.rowcount)
     return removed
+
+
+_VIEWER_LIKES = Statement(
+    select(likes.c.post_id)
+    .where(likes.c.user_id == bindparam("user_id"), likes.c.post_id >= bindparam("since"))
+    .order_by(likes.c.post_id.desc())
+    .limit(bindparam("limit"))
+)
+_VIEWER_SAVES = Statement(
+    select(saves.c.post_id)
+    .where(saves.c.user_id == bindparam("user_id"), saves.c.post_id >= bindparam("since"))
+    .order_by(saves.c.post_id.desc())
+    .limit(bindparam("limit"))
+)
+
+
+async def viewer_window(session: Session, user_id: int, since: int, limit: int) -> tuple[list[int], list[int]]:
+    """Up to `limit` posts with ids >= `since` the user liked, and up to `limit` they saved, each
+    newest post first. (likes_by_user leads with the user: the scan reads each of their likes once;
+    saves' primary key serves the saves.)"""
+    params = {"user_id": user_id, "since": since, "limit": limit}
+    liked = [row.post_id for row in await session.execute(_VIEWER_LIKES, params)]
+    saved = [row.post_id for row in await session.execute(_VIEWER_SAVES, params)]
+    return liked, saved

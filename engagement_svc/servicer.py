@@ -164,6 +164,14 @@ class EngagementServicer(engagement_pb2_grpc.EngagementServiceServicer):
         found = await self._counts.reconcile(list(request.post_ids))
         return engagement_pb2.ReconcileCountsResponse(engagement=[engagement_message(e) for e in found])
 
+    async def ListViewerEngagement(
+        self, request: engagement_pb2.ListViewerEngagementRequest, context: grpc.aio.ServicerContext
+    ) -> engagement_pb2.ListViewerEngagementResponse:
+        window = await self._counts.viewer_window(caller_id(context), request.since_post_id, request.limit)
+        return engagement_pb2.ListViewerEngagementResponse(
+            liked_post_ids=window.liked, saved_post_ids=window.saved, complete_since_post_id=window.complete_since
+        )
+
     async def ListLikesByUser(
         self, request: engagement_pb2.ListLikesByUserRequest, context: grpc.aio.ServicerContext
     ) -> engagement_pb2.ListLikesByUserResponse:

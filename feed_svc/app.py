@@ -21,6 +21,7 @@ import contextlib
 import functools
 from collections.abc import AsyncIterator, Callable
 
+from engagement_cache import EngagementCache
 from feed_svc.consumers import SignalHandlers
 from feed_svc.engagement import EngagementReader
 from feed_svc.erasure import ERASURE_DURABLE, SignalErasure
@@ -93,7 +94,22 @@ async def feed_host(
             engagement_pb2_grpc.EngagementServiceStub(engagement_channel) if settings.serve_engagement else None
         )
         signals = SignalStore(runtime.redis, settings.namespace, min_interactions=settings.explore_min_interactions)
-        engagement_reader = EngagementReader(engagement, timeout=timeout)
+        cache = (
+            EngagementCache(
+                runtime.redis,
+                settings.namespace,
+                counts_max_age_seconds=settings.engagement_counts_max_age_seconds,
+                viewer_max_age_seconds=settings.engagement_viewer_max_age_seconds,
+            )
+            if settings.engagement_cache
+            else None
+        )
+        engagement_reader = EngagementReader(
+            engagement,
+            timeout=timeout,
+            cache=cache,
+            viewer_window_seconds=settings.engagement_viewer_window_days * 86_400.0,
+        )
         service = make_service(
             timelines,
             OutboxLoader(timelines, posts, timeout=timeout),
@@ -105,7 +121,6 @@ async def feed_host(
             celebrity_threshold=settings.celebrity_threshold,
             celebrity_cache_seconds=settings.celebrity_cache_seconds,
             celebrity_head_seconds=settings.celebrity_head_seconds,
-            ranking_counts_cache_seconds=settings.ranking_counts_cache_seconds,
             timeout=timeout,
         )
 

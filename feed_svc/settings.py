@@ -21,9 +21,15 @@ class FeedSettings(TimelineSettings):
     serve_engagement: bool = True
     hydration_cache_items: int = Field(100_000, ge=0)
     upstream_timeout_seconds: float = Field(5.0, gt=0)
-    # How long a post's like, comment and save counts are reused to rank home feeds (served counts are
-    # always read fresh): bounds how stale a ranked feed's engagement signal is.
-    ranking_counts_cache_seconds: float = Field(10.0, ge=0)
+    # The engagement cache (engagement_cache) in Redis. False: every page asks engagement_svc.
+    engagement_cache: bool = True
+    # How old a cached post's counts, and a reader's cached window of their own likes and saves, may
+    # be when read: engagement_svc drops them on every change, so these bound only the staleness a
+    # failed drop (Redis unreachable from engagement_svc at that moment) can cause.
+    engagement_counts_max_age_seconds: float = Field(60.0, ge=0)
+    engagement_viewer_max_age_seconds: float = Field(600.0, ge=0)
+    # How far back (by post age) a reader's window reaches; their state of older posts is asked for.
+    engagement_viewer_window_days: float = Field(30.0, gt=0)
     # Likes and comments (by others than the author) a post needs before explore shows it: Mastodon's
     # trending statuses wait for a threshold of interactions too, so one like never makes a post trend.
     explore_min_interactions: int = Field(5, ge=1)

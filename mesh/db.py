@@ -24,8 +24,9 @@ import asyncio
 import collections
 import contextlib
 import functools
+import logging
 import time
-from collections.abc import AsyncIterator, Callable, Iterator, Mapping, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Mapping, Sequence
 from typing import Any, cast
 
 import psycopg
@@ -39,6 +40,7 @@ from mesh.errors import Unavailable
 
 # Set in `Session.info` by code that wrote outbox rows, so the relay is woken right after commit.
 OUTBOX_WRITTEN = "outbox_written"
+log = logging.getLogger("mesh.db")
 
 _DIALECT = psycopg_dialect()
 # Connections older than this are closed instead of reused (load balancers and poolers drop old ones).
@@ -218,10 +220,18 @@ class Database:
         2 * `pool_size` connections are open at once; those beyond `pool_size` close after 5 s unused."""
         self._pool = _Pool(_libpq_url(url), keep=pool_size, limit=2 * pool_size)
         self._outbox_listeners: list[Callable[[], None]] = []
+        self._commit_hooks: list[Callable[[dict[str, Any]], Awaitable[None]]] = []
 
     def on_outbox_commit(self, listener: Callable[[], None]) -> None:
         """Calls `listener` after each commit that wrote outbox rows (the relay's wake-up)."""
         self._outbox_listeners.append(listener)
+
+    def after_commit(self, hook: Callable[[dict[str, Any]], Awaitable[None]]) -> None:
+        """Awaits `hook(session.info)` after each unit of work that committed, before the block's caller
+        goes on (e.g. dropping cache entries the change made stale, so the caller's next read sees it).
+        The change is durable by then: a hook that raises is logged, never raised to the caller, and
+        whatever it was for must tolerate a missed call (a cache's own expiry, say)."""
+        self._commit_hooks.append(hook)
 
     @contextlib.asynccontextmanager
     async def unit_of_work(self, *, atomic: bool = True) -> AsyncIterator[Session]:
@@ -250,6 +260,12 @@ class Database:
                 raise RuntimeError("outbox rows were written outside a transaction")
             for listener in self._outbox_listeners:
                 listener()
+        for hook in self._commit_hooks:
+            try:
+                # Shielded: a caller cancelled now still gets the hook run (its change is committed).
+                await asyncio.shield(hook(session.info))
+            except Exception:
+                log.exception("after-commit hook failed; the change is committed")
 
     @contextlib.asynccontextmanager
     async def read_only(self, *, one_snapshot: bool = False, transaction: bool = True) -> AsyncIterator[Session]:
