@@ -48,7 +48,8 @@ _NOT_READ: dict[str, set[str]] = {
     "media_svc.worker": {"redis_url", "jwt_secret", "listen", *_ADDRS - {"post_addr"}},
     "feed_svc": {"database_url", "jwt_secret", "feed_addr", "fanout_addr"},
     "fanout_svc": {"database_url", "jwt_secret", "media_addr", "feed_addr", "fanout_addr"},
-    "engagement_svc": {"redis_url", "jwt_secret", "media_addr", "feed_addr", "fanout_addr"},
+    # redis_url: it drops what each commit changed from the engagement cache (engagement_cache).
+    "engagement_svc": {"jwt_secret", "media_addr", "feed_addr", "fanout_addr"},
     "notification_svc": {"redis_url", "jwt_secret", "media_addr", "feed_addr", "fanout_addr"},
     "story_svc": {"redis_url", "jwt_secret", "post_addr", "feed_addr", "fanout_addr"},
     # It reads every user's data from graph, post, media and engagement; its zips are in its own bucket.
