@@ -10,8 +10,11 @@ issue-11 baseline) and the SQL-backed variant (`python -m bench.feed_read`: feed
 hydration, visibility, engagement and encoding, with the page's post ids read by the per-followee
 LATERAL query on the posts index instead of from Redis). CELEBRITY_THRESHOLD 10000; hydration,
 celebrity and visibility caches kept for 15 minutes so they stay warm for the whole run (every
-reader's first page is read once per feed process before measuring). Engagement is never cached:
-every page asks engagement_svc (no like or comment rows here, so it answers zeros from its indexes).
+reader's first page is read once per feed process before measuring). Engagement is read through
+the engagement cache (engagement_cache): the warm-up fills each page's counts and each reader's window
+of their own likes and saves, so measured pages read it from Redis in one round trip (no like or
+comment rows here, and nothing changes during the run, so nothing is dropped). What a miss costs (a
+BatchGetEngagement call) is in `ranked_feed`'s "uncached" figure.
 This measures the read path, so the data is bulk-loaded (bench.feed_data): posts and READY media rows
 straight into their schemas, outboxes and inboxes written with the timelines package exactly as the
 fan-out leaves them (inbox: the newest 800 posts of the reader and their non-celebrity followees).

@@ -21,12 +21,26 @@ _DAY_MS = 86_400_000
 # A viewer lease older than this is taken over (its loader died or gave up): seconds.
 _VIEWER_LEASE_SECONDS = 10
 
-# KEYS[1] a counts bucket; ARGV: lease ("~token"), now (s), max age (s), key TTL (s), post ids.
-# Each post's "likes,comments,saves,filled_s" if filled at most max age ago; else the field is leased
-# to the caller (replacing any older lease: only the newest reader's fill lands) and false returned.
-_READ_COUNTS = """
+# Post ids travel as one comma-separated argument: encoding one argument per id cost the client more
+# than the round trip itself.
+_SPLIT = """
+local function split(list)
+  local ids = {}
+  for id in string.gmatch(list, '%d+') do ids[#ids + 1] = id end
+  return ids
+end
+"""
+
+# KEYS[1] a counts bucket; ARGV: lease ("~token"), now (s), max age (s), key TTL (s), post ids (one
+# argument, comma-separated). Each post's "likes,comments,saves,filled_s" if filled at most max age
+# ago; else the field is leased to the caller (replacing any older lease: only the newest reader's
+# fill lands) and false returned.
+_READ_COUNTS = (
+    _SPLIT
+    + """
 local now, max_age = tonumber(ARGV[2]), tonumber(ARGV[3])
-local values = redis.call('HMGET', KEYS[1], unpack(ARGV, 5))
+local ids = split(ARGV[5])
+local values = redis.call('HMGET', KEYS[1], unpack(ids))
 local out, leased = {}, false
 for i, v in ipairs(values) do
   local fresh = false
@@ -37,7 +51,7 @@ for i, v in ipairs(values) do
   if fresh then
     out[i] = v
   else
-    redis.call('HSET', KEYS[1], ARGV[4 + i], ARGV[1])
+    redis.call('HSET', KEYS[1], ids[i], ARGV[1])
     out[i] = false
     leased = true
   end
@@ -45,6 +59,7 @@ end
 if leased then redis.call('EXPIRE', KEYS[1], ARGV[4]) end
 return out
 """
+)
 
 # KEYS[1] a counts bucket; ARGV: lease ("~token"), key TTL (s), then post id, value pairs. A value is
 # stored only where the caller's lease still stands (a drop since the lease removed it).
@@ -56,21 +71,26 @@ redis.call('EXPIRE', KEYS[1], ARGV[2])
 return 0
 """
 
-# KEYS[1] a viewer hash; ARGV: lease token, now (s), max age (s), key TTL (s), lease age (s), post ids.
-# {since, {flags...}} if the window was filled at most max age ago; else {false, 1} with the key leased
-# to the caller, or {false, 0} when a younger lease than `lease age` is someone else's load.
-_READ_VIEWER = """
+# KEYS[1] a viewer hash; ARGV: lease token, now (s), max age (s), key TTL (s), lease age (s), post ids
+# (one argument, comma-separated). {since, {flags...}} if the window was filled at most max age ago;
+# else {false, 1} with the key leased to the caller, or {false, 0} when a younger lease than `lease
+# age` is someone else's load.
+_READ_VIEWER = (
+    _SPLIT
+    + """
 local now = tonumber(ARGV[2])
 local head = redis.call('HMGET', KEYS[1], 'since', 't', '~t')
 if head[1] and head[2] and now - tonumber(head[2]) <= tonumber(ARGV[3]) then
-  if #ARGV < 6 then return {head[1], {}} end
-  return {head[1], redis.call('HMGET', KEYS[1], unpack(ARGV, 6))}
+  local ids = split(ARGV[6])
+  if #ids == 0 then return {head[1], {}} end
+  return {head[1], redis.call('HMGET', KEYS[1], unpack(ids))}
 end
 if head[3] and now - tonumber(head[3]) < tonumber(ARGV[5]) then return {false, 0} end
 redis.call('HSET', KEYS[1], '~', ARGV[1], '~t', ARGV[2])
 redis.call('EXPIRE', KEYS[1], ARGV[4])
 return {false, 1}
 """
+)
 
 # KEYS[1] a viewer hash; ARGV: lease token, key TTL (s), since, filled (s), then post id, flags pairs.
 # Replaces the hash with the window if the caller's lease still stands; 1 if it did, else 0.
@@ -175,17 +195,13 @@ class EngagementCache:
         for post_id in post_ids:
             buckets.setdefault(self.counts_key(post_id), []).append(post_id)
         calls: list[tuple[str, str, list[Any]]] = [
-            (_READ_COUNTS, key, [f"~{token}", now, self._counts_max_age, self._ttl, *ids])
+            (_READ_COUNTS, key, [f"~{token}", now, self._counts_max_age, self._ttl, ",".join(map(str, ids))])
             for key, ids in buckets.items()
         ]
         if viewer:
-            calls.append(
-                (
-                    _READ_VIEWER,
-                    self.viewer_key(viewer),
-                    [token, now, self._viewer_max_age, self._ttl, _VIEWER_LEASE_SECONDS, *post_ids],
-                )
-            )
+            listed = ",".join(map(str, post_ids))
+            args = [token, now, self._viewer_max_age, self._ttl, _VIEWER_LEASE_SECONDS, listed]
+            calls.append((_READ_VIEWER, self.viewer_key(viewer), args))
         results = await self._run(calls)
         found = CachedEngagement({}, None, token=token)
         for (key, ids), values in zip(buckets.items(), results, strict=False):
