@@ -18,6 +18,7 @@ import pytest
 from google.protobuf import field_mask_pb2, struct_pb2
 
 from bench.references import Reference, find_references
+from engagement_cache import EngagementCache
 from glimpse.engagement.v1 import engagement_pb2
 from glimpse.feed.v1 import feed_pb2
 from glimpse.graph.v1 import graph_pb2
@@ -253,6 +254,14 @@ async def test_a_deleted_user_leaves_no_trace(
 
     redis = connect_redis(media_settings.redis_url)
     try:
+        # Their own home feed read: the engagement cache holds their window of likes and saves.
+        viewer_key = EngagementCache(redis, namespace).viewer_key(user.id)
+
+        async def window_cached() -> bool:
+            await stubs.feed.GetHomeFeed(feed_pb2.GetHomeFeedRequest(page_size=20), metadata=user.metadata)
+            return bool(await redis.exists(viewer_key))
+
+        await eventually(window_cached, "the user's own likes and saves are cached")
         before = await find_references(database_url, redis, namespace, media_settings, user.id)
         assert {r.store for r in before} == {"postgres", "redis", "bucket"}, "the user should be everywhere first"
         assert any(r.where.startswith("avatars/") for r in before), "their picture is in the bucket"
