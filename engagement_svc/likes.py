@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import asyncio
 import random
 from dataclasses import dataclass
 
 from engagement_svc import repository as repo
 from engagement_svc.posts import PostDirectory, post_not_found
-from engagement_svc.repository import LikedPostRecord, LikeRecord
+from engagement_svc.repository import LikeCount, LikedPostRecord, LikeRecord
 from glimpse.events.v1 import events_pb2
 from mesh.db import Database
 from mesh.outbox import Outbox
@@ -39,30 +40,90 @@ class LikeState:
     like_count: int
 
 
+# Group commit of likes: concurrent LikePost calls share one transaction (BEGIN, the posts' locks,
+# the rows, the counters with the counts, the outbox rows, COMMIT, one cache drop) instead of five
+# round trips and a drop each. At most _FLUSHERS batches are in flight; a call that arrives meanwhile
+# waits for the next one, which takes everything waiting, up to _MAX_BATCH likes.
+_FLUSHERS = 2
+_MAX_BATCH = 64
+
+
+@dataclass
+class _PendingLike:
+    post_id: int
+    user_id: int
+    author_id: int
+    answer: asyncio.Future[LikeCount]
+
+
 class LikeService:
     def __init__(self, db: Database, outbox: Outbox, posts: PostDirectory, *, counter_shards: int) -> None:
         self._db = db
         self._outbox = outbox
         self._posts = posts
         self._shards = counter_shards
+        self._waiting: list[_PendingLike] = []
+        self._flushers: set[asyncio.Task[None]] = set()
 
     async def like(self, user_id: int, post_id: int) -> LikeState:
         """The user likes the post. Idempotent: only the call that adds the like moves the count and
-        emits `engagement.liked`, however many run at once. INVALID_ARGUMENT (post_id) for an
-        impossible id; NOT_FOUND (POST_NOT_FOUND) for an unknown or deleted post."""
+        emits `engagement.liked`, however many run at once. Calls running at once commit together
+        (one transaction per batch): a database failure fails the whole batch (UNAVAILABLE), a
+        deleted post only its own calls. INVALID_ARGUMENT (post_id) for an impossible id; NOT_FOUND
+        (POST_NOT_FOUND) for an unknown or deleted post."""
         author_id = await self._posts.author_of(post_id, user_id)
+        answer: asyncio.Future[LikeCount] = asyncio.get_running_loop().create_future()
+        self._waiting.append(_PendingLike(post_id, user_id, author_id, answer))
+        if len(self._flushers) < _FLUSHERS:
+            flusher = asyncio.create_task(self._flush())
+            self._flushers.add(flusher)
+            flusher.add_done_callback(self._flushers.discard)
+        # Shielded: a cancelled caller leaves its like to the batch (committed or not, as any call
+        # cancelled in flight), and the batch's other callers are not disturbed.
+        count = await asyncio.shield(answer)
+        if count.post_deleted:
+            raise post_not_found(post_id)
+        return LikeState(post_id, True, count.likes)
+
+    async def _flush(self) -> None:
+        """Commits batches of waiting likes until none wait, answering each call."""
+        while self._waiting:
+            batch, self._waiting = self._waiting[:_MAX_BATCH], self._waiting[_MAX_BATCH:]
+            try:
+                counts = await self._commit_likes(batch)
+            except Exception as exc:  # noqa: BLE001 - each caller gets the failure as its own
+                for pending in batch:
+                    if not pending.answer.done():
+                        pending.answer.set_exception(exc)
+                continue
+            except BaseException:
+                # The flusher was cancelled (shutdown): so are its callers.
+                for pending in batch:
+                    pending.answer.cancel()
+                raise
+            for pending in batch:
+                if not pending.answer.done():
+                    pending.answer.set_result(counts[pending.post_id])
+
+    async def _commit_likes(self, batch: list[_PendingLike]) -> dict[int, LikeCount]:
+        """One transaction for the batch's likes; each post's like count after it."""
+        authors = {(p.post_id, p.user_id): p.author_id for p in batch}
+        post_ids = {post_id for post_id, _ in authors}
         async with self._db.unit_of_work() as session:
-            if await repo.insert_like(session, post_id, user_id):
-                counts = await repo.bump_counters(session, post_id, random.randrange(self._shards), likes=1)
-                if counts.post_deleted:
-                    raise post_not_found(post_id)  # rolls the like back
-                event = events_pb2.PostLiked(post_id=post_id, post_author_id=author_id, user_id=user_id)
-                await self._outbox.add(session, event)
-            else:
-                counts = await repo.counts(session, post_id)
-                if counts.post_deleted:
-                    raise post_not_found(post_id)
-        return LikeState(post_id, True, counts.likes)
+            await repo.hold_posts(session, list(post_ids))
+            added = await repo.insert_likes(session, list(authors))
+            new_likes: dict[int, int] = {}
+            for post_id, _ in added:
+                new_likes[post_id] = new_likes.get(post_id, 0) + 1
+            counts = await repo.bump_likes(session, random.randrange(self._shards), new_likes, post_ids)
+            await self._outbox.add_many(
+                session,
+                [
+                    events_pb2.PostLiked(post_id=post_id, post_author_id=authors[post_id, user_id], user_id=user_id)
+                    for post_id, user_id in sorted(added)
+                ],
+            )
+        return counts
 
     async def unlike(self, user_id: int, post_id: int) -> LikeState:
         """The user no longer likes the post. Idempotent: only the call that removes the like moves the

@@ -138,30 +138,11 @@ async def is_deleted(session: Session, post_id: int) -> bool:
     return found.first() is not None
 
 
-# The like and its lock in one round trip: the lock is taken before the row is written (the hot path
-# of a viral post). The caller then checks `post_deleted` in a later statement, whose snapshot is
-# taken after the lock was granted, so it sees any purge that committed before.
-_INSERT_LIKE = Statement(
-    text(
-        f"INSERT INTO {likes.fullname} (post_id, user_id) "
-        f"SELECT :post_id, :user_id FROM (SELECT {_SHARED_LOCK}) AS held "
-        "ON CONFLICT DO NOTHING RETURNING created_at"
-    )
-)
 _DELETE_LIKE = Statement(
     delete(likes)
     .where(likes.c.post_id == bindparam("post_id"), likes.c.user_id == bindparam("user_id"))
     .returning(likes.c.post_id)
 )
-
-
-async def insert_like(session: Session, post_id: int, user_id: int) -> bool:
-    """Holds the post (shared) and adds the like; False if the user already liked it."""
-    result = await session.execute(_INSERT_LIKE, {"post_id": post_id, "user_id": user_id, **_lock_params(post_id)})
-    if result.first() is None:
-        return False
-    _changed(session, viewers=[user_id])
-    return True
 
 
 async def delete_like(session: Session, post_id: int, user_id: int) -> bool:
@@ -171,6 +152,82 @@ async def delete_like(session: Session, post_id: int, user_id: int) -> bool:
         return False
     _changed(session, viewers=[user_id])
     return True
+
+
+# A batch of likes (LikeService's group commit), after `hold_posts` of their posts: the rows in one
+# statement, in (post, user) order (so two batches never wait for each other's rows in a circle),
+# leaving out posts whose `posts.deleted` was handled (this statement's snapshot is taken after the
+# locks were granted, so it sees any purge that committed before).
+_INSERT_LIKES = Statement(
+    text(
+        f"""
+    INSERT INTO {likes.fullname} (post_id, user_id)
+    SELECT p.post_id, p.user_id
+      FROM unnest(CAST(:post_ids AS bigint[]), CAST(:user_ids AS bigint[])) AS p(post_id, user_id)
+     WHERE NOT EXISTS (SELECT 1 FROM {deleted_posts.fullname} AS d WHERE d.post_id = p.post_id)
+     ORDER BY p.post_id, p.user_id
+    ON CONFLICT DO NOTHING RETURNING post_id, user_id
+    """
+    )
+)
+
+# A batch's new likes onto one counter shard of each post (rows taken in post order), and the like
+# count of every post of the batch after it (as of this statement), with whether it was deleted.
+_BUMP_LIKES = Statement(
+    text(
+        f"""
+    WITH bump AS (
+        INSERT INTO {post_counters.fullname} AS c (post_id, shard, likes, comments, saves)
+        SELECT d.post_id, :shard, d.added, 0, 0
+          FROM unnest(CAST(:bumped AS bigint[]), CAST(:added AS bigint[])) AS d(post_id, added)
+         ORDER BY d.post_id
+        ON CONFLICT (post_id, shard) DO UPDATE SET likes = c.likes + EXCLUDED.likes
+        RETURNING c.post_id, c.likes
+    )
+    SELECT p.post_id,
+           (COALESCE((SELECT sum(o.likes) FROM {post_counters.fullname} AS o
+                       WHERE o.post_id = p.post_id AND o.shard <> :shard), 0)
+            + COALESCE((SELECT b.likes FROM bump AS b WHERE b.post_id = p.post_id),
+                       (SELECT s.likes FROM {post_counters.fullname} AS s
+                         WHERE s.post_id = p.post_id AND s.shard = :shard), 0))::bigint AS likes,
+           EXISTS (SELECT 1 FROM {deleted_posts.fullname} AS d WHERE d.post_id = p.post_id) AS post_deleted
+      FROM unnest(CAST(:post_ids AS bigint[])) AS p(post_id)
+    """
+    )
+)
+
+
+async def insert_likes(session: Session, pairs: Sequence[tuple[int, int]]) -> set[tuple[int, int]]:
+    """Adds the likes `pairs` (post id, user id; distinct) in one statement, except those of deleted
+    posts (hold the posts first: `hold_posts`); the pairs added (not liked before)."""
+    ordered = sorted(pairs)
+    result = await session.execute(
+        _INSERT_LIKES, {"post_ids": [post for post, _ in ordered], "user_ids": [user for _, user in ordered]}
+    )
+    added = {(row.post_id, row.user_id) for row in result}
+    _changed(session, viewers=[user for _, user in added])
+    return added
+
+
+@dataclass(frozen=True)
+class LikeCount:
+    likes: int
+    # The post's `posts.deleted` was handled (it has no likes left).
+    post_deleted: bool
+
+
+async def bump_likes(
+    session: Session, shard: int, added: dict[int, int], post_ids: Iterable[int]
+) -> dict[int, LikeCount]:
+    """Adds `added` (post id -> new likes) to one shard of each post's counters in one statement (the
+    posts held first); the like count after it (as of this statement) and whether the post was
+    deleted, of every post in `post_ids` and `added`."""
+    bumped = sorted(added)
+    wanted = sorted(set(post_ids).union(bumped))
+    params = {"shard": shard, "bumped": bumped, "added": [added[p] for p in bumped], "post_ids": wanted}
+    rows = await session.execute(_BUMP_LIKES, params)
+    _changed(session, posts=bumped)
+    return {row.post_id: LikeCount(row.likes, row.post_deleted) for row in rows}
 
 
 _BUMP = Statement(

@@ -18,6 +18,7 @@ import asyncio
 import contextlib
 import datetime as dt
 import logging
+from collections.abc import Sequence
 
 import nats.errors
 from google.protobuf.message import Message
@@ -37,6 +38,7 @@ from sqlalchemy import (
     delete,
     func,
     select,
+    text,
     update,
 )
 
@@ -85,6 +87,12 @@ class Outbox:
         self._insert = Statement(
             table.insert().values(id=bindparam("id"), subject=bindparam("subject"), payload=bindparam("payload"))
         )
+        self._insert_many = Statement(
+            text(
+                f"INSERT INTO {table.fullname} (id, subject, payload) SELECT * FROM "
+                "unnest(CAST(:ids AS bigint[]), CAST(:subjects AS text[]), CAST(:payloads AS bytea[]))"
+            )
+        )
 
     async def add(self, session: Session, event: Message) -> int:
         """Stamps `event` with a new event id and time and stores it for publishing on its registered
@@ -97,6 +105,23 @@ class Outbox:
         await session.execute(self._insert, {"id": event_id, "subject": subject, "payload": event.SerializeToString()})
         session.info[OUTBOX_WRITTEN] = True
         return event_id
+
+    async def add_many(self, session: Session, events: Sequence[Message]) -> list[int]:
+        """`add` for several events in one statement (one round trip); their event ids, in order.
+        LookupError as `add`, before anything is written."""
+        if not events:
+            return []
+        subjects = [event_type(event).subject for event in events]
+        ids, payloads = [], []
+        for event in events:
+            event_id = self._ids.next_id()
+            event.event_id = event_id  # type: ignore[attr-defined]
+            event.occur_time.GetCurrentTime()  # type: ignore[attr-defined]
+            ids.append(event_id)
+            payloads.append(event.SerializeToString())
+        await session.execute(self._insert_many, {"ids": ids, "subjects": subjects, "payloads": payloads})
+        session.info[OUTBOX_WRITTEN] = True
+        return ids
 
 
 class OutboxRelay:
