@@ -44,7 +44,7 @@ class LikeState:
 # the rows, the counters with the counts, the outbox rows, COMMIT, one cache drop) instead of five
 # round trips and a drop each. At most _FLUSHERS batches are in flight; a call that arrives meanwhile
 # waits for the next one, which takes everything waiting, up to _MAX_BATCH likes.
-_FLUSHERS = 2
+_FLUSHERS = 1
 _MAX_BATCH = 64
 
 
@@ -110,7 +110,6 @@ class LikeService:
         authors = {(p.post_id, p.user_id): p.author_id for p in batch}
         post_ids = {post_id for post_id, _ in authors}
         async with self._db.unit_of_work() as session:
-            await repo.hold_posts(session, list(post_ids))
             added = await repo.insert_likes(session, list(authors))
             new_likes: dict[int, int] = {}
             for post_id, _ in added:
@@ -121,6 +120,7 @@ class LikeService:
                 [
                     events_pb2.PostLiked(post_id=post_id, post_author_id=authors[post_id, user_id], user_id=user_id)
                     for post_id, user_id in sorted(added)
+                    if not counts[post_id].post_deleted
                 ],
             )
         return counts

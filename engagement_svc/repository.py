@@ -154,32 +154,37 @@ async def delete_like(session: Session, post_id: int, user_id: int) -> bool:
     return True
 
 
-# A batch of likes (LikeService's group commit), after `hold_posts` of their posts: the rows in one
-# statement, in (post, user) order (so two batches never wait for each other's rows in a circle),
-# leaving out posts whose `posts.deleted` was handled (this statement's snapshot is taken after the
-# locks were granted, so it sees any purge that committed before).
+# A batch of likes (LikeService's group commit) in two statements. The first takes the posts' shared
+# locks (in key order, before any row is written: so two holders never wait in a circle) and adds the
+# rows in (post, user) order. The second, whose snapshot is taken after the locks were granted and
+# so sees any purge that committed before, removes again the likes of posts whose `posts.deleted`
+# was handled, adds the new likes of the others to one counter shard each (rows taken in post order),
+# and reads every post's like count after it (as of this statement) and whether it was deleted.
 _INSERT_LIKES = Statement(
     text(
         f"""
     INSERT INTO {likes.fullname} (post_id, user_id)
     SELECT p.post_id, p.user_id
-      FROM unnest(CAST(:post_ids AS bigint[]), CAST(:user_ids AS bigint[])) AS p(post_id, user_id)
-     WHERE NOT EXISTS (SELECT 1 FROM {deleted_posts.fullname} AS d WHERE d.post_id = p.post_id)
+      FROM (SELECT count(pg_advisory_xact_lock_shared(:lock_class, k))
+              FROM (SELECT k FROM unnest(CAST(:keys AS integer[])) AS k ORDER BY k) AS ordered) AS held,
+           unnest(CAST(:post_ids AS bigint[]), CAST(:user_ids AS bigint[])) AS p(post_id, user_id)
      ORDER BY p.post_id, p.user_id
     ON CONFLICT DO NOTHING RETURNING post_id, user_id
     """
     )
 )
-
-# A batch's new likes onto one counter shard of each post (rows taken in post order), and the like
-# count of every post of the batch after it (as of this statement), with whether it was deleted.
 _BUMP_LIKES = Statement(
     text(
         f"""
-    WITH bump AS (
+    WITH gone AS (
+        SELECT d.post_id FROM {deleted_posts.fullname} AS d WHERE d.post_id = ANY(CAST(:post_ids AS bigint[]))
+    ), undone AS (
+        DELETE FROM {likes.fullname} WHERE post_id IN (SELECT post_id FROM gone)
+    ), bump AS (
         INSERT INTO {post_counters.fullname} AS c (post_id, shard, likes, comments, saves)
         SELECT d.post_id, :shard, d.added, 0, 0
           FROM unnest(CAST(:bumped AS bigint[]), CAST(:added AS bigint[])) AS d(post_id, added)
+         WHERE d.post_id NOT IN (SELECT post_id FROM gone)
          ORDER BY d.post_id
         ON CONFLICT (post_id, shard) DO UPDATE SET likes = c.likes + EXCLUDED.likes
         RETURNING c.post_id, c.likes
@@ -190,7 +195,7 @@ _BUMP_LIKES = Statement(
             + COALESCE((SELECT b.likes FROM bump AS b WHERE b.post_id = p.post_id),
                        (SELECT s.likes FROM {post_counters.fullname} AS s
                          WHERE s.post_id = p.post_id AND s.shard = :shard), 0))::bigint AS likes,
-           EXISTS (SELECT 1 FROM {deleted_posts.fullname} AS d WHERE d.post_id = p.post_id) AS post_deleted
+           p.post_id IN (SELECT post_id FROM gone) AS post_deleted
       FROM unnest(CAST(:post_ids AS bigint[])) AS p(post_id)
     """
     )
@@ -198,13 +203,18 @@ _BUMP_LIKES = Statement(
 
 
 async def insert_likes(session: Session, pairs: Sequence[tuple[int, int]]) -> set[tuple[int, int]]:
-    """Adds the likes `pairs` (post id, user id; distinct) in one statement, except those of deleted
-    posts (hold the posts first: `hold_posts`); the pairs added (not liked before)."""
+    """Holds the posts (shared) and adds the likes `pairs` (post id, user id; distinct), in one
+    statement; the pairs added (not liked before). Those of a deleted post are removed again by
+    `bump_likes`, which must follow in the same unit of work."""
     ordered = sorted(pairs)
-    result = await session.execute(
-        _INSERT_LIKES, {"post_ids": [post for post, _ in ordered], "user_ids": [user for _, user in ordered]}
-    )
-    added = {(row.post_id, row.user_id) for row in result}
+    keys = sorted({_lock_params(post)["lock_key"] for post, _ in ordered})
+    params = {
+        "lock_class": _LOCK_CLASS,
+        "keys": keys,
+        "post_ids": [post for post, _ in ordered],
+        "user_ids": [user for _, user in ordered],
+    }
+    added = {(row.post_id, row.user_id) for row in await session.execute(_INSERT_LIKES, params)}
     _changed(session, viewers=[user for _, user in added])
     return added
 
@@ -219,15 +229,14 @@ class LikeCount:
 async def bump_likes(
     session: Session, shard: int, added: dict[int, int], post_ids: Iterable[int]
 ) -> dict[int, LikeCount]:
-    """Adds `added` (post id -> new likes) to one shard of each post's counters in one statement (the
-    posts held first); the like count after it (as of this statement) and whether the post was
-    deleted, of every post in `post_ids` and `added`."""
+    """After `insert_likes`: removes the likes of those posts that were deleted, adds `added` (post id
+    -> new likes) to one shard of each other post's counters, in one statement; the like count after
+    it (as of this statement) and whether the post was deleted, of every post in `post_ids`."""
     bumped = sorted(added)
-    wanted = sorted(set(post_ids).union(bumped))
-    params = {"shard": shard, "bumped": bumped, "added": [added[p] for p in bumped], "post_ids": wanted}
-    rows = await session.execute(_BUMP_LIKES, params)
-    _changed(session, posts=bumped)
-    return {row.post_id: LikeCount(row.likes, row.post_deleted) for row in rows}
+    params = {"shard": shard, "bumped": bumped, "added": [added[p] for p in bumped], "post_ids": sorted(post_ids)}
+    found = {row.post_id: LikeCount(row.likes, row.post_deleted) for row in await session.execute(_BUMP_LIKES, params)}
+    _changed(session, posts=[p for p in bumped if not found[p].post_deleted])
+    return found
 
 
 _BUMP = Statement(
