@@ -184,18 +184,30 @@ class OutboxRelay:
                     await asyncio.wait_for(self._wake.wait(), self._idle_seconds)
 
     async def publish_pending(self) -> int:
-        """Publishes one batch of unsent rows and marks them sent; returns how many."""
+        """Publishes one batch of unsent rows and marks them sent; returns how many. The batch's
+        publishes are sent together, in id order, and their acknowledgements awaited together (one
+        round trip to the stream per batch, not per row); after a transient failure the whole batch
+        is sent again, so a row published before a failed one may be stored before it."""
         t = self._table
         async with self._db.unit_of_work() as session:
             rows = (await session.execute(self._claim, {"limit": self._batch_size})).all()
+            known = [row for row in rows if by_subject(row.subject)]
+            outcomes = await asyncio.gather(
+                *(self._bus.publish(row.subject, row.payload, msg_id=str(row.id)) for row in known),
+                return_exceptions=True,
+            )
+            failed = {row.id: outcome for row, outcome in zip(known, outcomes, strict=True) if outcome is not None}
+            for outcome in failed.values():
+                if not isinstance(outcome, _PERMANENT):
+                    raise outcome
             published: list[int] = []
             for row in rows:
-                problem = None if by_subject(row.subject) else f"no registered event uses subject {row.subject!r}"
-                if problem is None:
-                    try:
-                        await self._bus.publish(row.subject, row.payload, msg_id=str(row.id))
-                    except _PERMANENT as exc:
-                        problem = f"{type(exc).__name__}: {exc}"
+                if row.id in failed:
+                    problem: str | None = f"{type(failed[row.id]).__name__}: {failed[row.id]}"
+                elif by_subject(row.subject):
+                    problem = None
+                else:
+                    problem = f"no registered event uses subject {row.subject!r}"
                 if problem is None:
                     published.append(row.id)
                 else:
