@@ -1,9 +1,10 @@
 """Transactional outbox: an event is written in the same transaction as the change it describes,
 and a relay publishes it to JetStream afterwards.
 
-Crash safety: the relay publishes with `Nats-Msg-Id` = event id and marks rows sent only after the
-stream acknowledged them. If it dies in between, the rows are published again on restart and the
-stream drops the repeats (its duplicate window), so each event is stored exactly once.
+Crash safety: the relay publishes with `Nats-Msg-Id` = event id, and the transaction that marks rows
+sent commits only after the stream acknowledged them. If it dies in between, the rows are published
+again on restart and the stream drops the repeats (its duplicate window), so each event is stored
+exactly once.
 
 One bad row cannot stall the flow: a row whose subject no registered event uses (written by an older
 or newer release), or that the server refuses for good (too large), is parked: copied with its
@@ -24,7 +25,6 @@ import nats.errors
 from google.protobuf.message import Message
 from prometheus_client import Counter
 from sqlalchemy import (
-    ARRAY,
     BigInteger,
     Column,
     DateTime,
@@ -33,7 +33,6 @@ from sqlalchemy import (
     MetaData,
     Table,
     Text,
-    any_,
     bindparam,
     delete,
     func,
@@ -147,17 +146,21 @@ class OutboxRelay:
         self._wake = asyncio.Event()
         db.on_outbox_commit(self._wake.set)
         t = table
-        self._claim = Statement(
-            select(t.c.id, t.c.subject, t.c.payload)
+        # Claims a batch and marks it sent in one statement: the mark commits only if every row of
+        # the batch was published or parked (publish_pending), else it rolls back with the claim.
+        claimed = (
+            select(t.c.id)
             .where(t.c.published_at.is_(None))
             .order_by(t.c.id)
             .limit(bindparam("limit"))
             .with_for_update(skip_locked=True)
         )
-        self._mark_sent = Statement(
-            update(t).where(t.c.id == any_(bindparam("ids", type_=ARRAY(BigInteger)))).values(published_at=func.now())
+        self._claim = Statement(
+            update(t)
+            .where(t.c.id.in_(claimed))
+            .values(published_at=func.now())
+            .returning(t.c.id, t.c.subject, t.c.payload)
         )
-        self._mark_parked = Statement(update(t).where(t.c.id == bindparam("id")).values(published_at=func.now()))
 
     async def run(self) -> None:
         """Relays until cancelled; wakes on local commits and polls for other processes' rows."""
@@ -190,7 +193,7 @@ class OutboxRelay:
         is sent again, so a row published before a failed one may be stored before it."""
         t = self._table
         async with self._db.unit_of_work() as session:
-            rows = (await session.execute(self._claim, {"limit": self._batch_size})).all()
+            rows = sorted((await session.execute(self._claim, {"limit": self._batch_size})).all())
             known = [row for row in rows if by_subject(row.subject)]
             outcomes = await asyncio.gather(
                 *(self._bus.publish(row.subject, row.payload, msg_id=str(row.id)) for row in known),
@@ -211,19 +214,16 @@ class OutboxRelay:
                 if problem is None:
                     published.append(row.id)
                 else:
-                    await self._park(session, row.id, row.subject, row.payload, problem)
-            if published:
-                await session.execute(self._mark_sent, {"ids": published})
+                    await self._park(row.id, row.subject, row.payload, problem)
         if published:
             RELAYED.labels(t.schema or "public").inc(len(published))
         return len(rows)
 
-    async def _park(self, session: Session, row_id: int, subject: str, payload: bytes, reason: str) -> None:
-        """Copies one row with its reason to the dead-letter stream and marks it done."""
+    async def _park(self, row_id: int, subject: str, payload: bytes, reason: str) -> None:
+        """Copies one claimed row (marked done by its claim) with its reason to the dead-letter stream."""
         schema = self._table.schema or "public"
         log.error("outbox row parked", extra={"schema": schema, "id": row_id, "subject": subject, "error": reason})
         PARKED.labels(schema).inc()
-        await session.execute(self._mark_parked, {"id": row_id})
         copy = payload if len(payload) <= _DEAD_LETTER_COPY_MAX else b""
         await self._bus.publish(
             dead_letter_subject("outbox", schema),
