@@ -56,6 +56,14 @@ class _PendingLike:
     answer: asyncio.Future[LikeCount]
 
 
+class _PostsDeleted(Exception):
+    """A batch met deleted posts (their counts): it rolls back, to be committed again without them."""
+
+    def __init__(self, counts: dict[int, LikeCount]) -> None:
+        super().__init__(sorted(counts))
+        self.counts = counts
+
+
 class LikeService:
     def __init__(self, db: Database, outbox: Outbox, posts: PostDirectory, *, counter_shards: int) -> None:
         self._db = db
@@ -106,23 +114,35 @@ class LikeService:
                     pending.answer.set_result(counts[pending.post_id])
 
     async def _commit_likes(self, batch: list[_PendingLike]) -> dict[int, LikeCount]:
-        """One transaction for the batch's likes; each post's like count after it."""
+        """Commits the batch's likes; each post's like count after it. The likes of a post found
+        deleted roll the batch back, which is then committed again without them."""
         authors = {(p.post_id, p.user_id): p.author_id for p in batch}
-        post_ids = {post_id for post_id, _ in authors}
+        deleted: dict[int, LikeCount] = {}
+        while authors:
+            try:
+                return deleted | await self._commit_once(authors)
+            except _PostsDeleted as gone:
+                deleted |= gone.counts
+                authors = {pair: author for pair, author in authors.items() if pair[0] not in deleted}
+        return deleted
+
+    async def _commit_once(self, authors: dict[tuple[int, int], int]) -> dict[int, LikeCount]:
+        """One transaction for the likes `authors` ((post, user) -> the post's author): the rows, the
+        counters with the counts and the events. _PostsDeleted (rolled back) if a post was deleted."""
         async with self._db.unit_of_work() as session:
-            added = await repo.insert_likes(session, list(authors))
+            added = sorted(await repo.insert_likes(session, list(authors)))
             new_likes: dict[int, int] = {}
             for post_id, _ in added:
                 new_likes[post_id] = new_likes.get(post_id, 0) + 1
-            counts = await repo.bump_likes(session, random.randrange(self._shards), new_likes, post_ids)
-            await self._outbox.add_many(
+            events = self._outbox.stage(
                 session,
-                [
-                    events_pb2.PostLiked(post_id=post_id, post_author_id=authors[post_id, user_id], user_id=user_id)
-                    for post_id, user_id in sorted(added)
-                    if not counts[post_id].post_deleted
-                ],
+                [events_pb2.PostLiked(post_id=p, post_author_id=authors[p, u], user_id=u) for p, u in added],
             )
+            post_ids = {post_id for post_id, _ in authors}
+            counts = await repo.bump_likes(session, random.randrange(self._shards), new_likes, post_ids, events)
+            gone = {post_id: count for post_id, count in counts.items() if count.post_deleted}
+            if gone:
+                raise _PostsDeleted(gone)
         return counts
 
     async def unlike(self, user_id: int, post_id: int) -> LikeState:

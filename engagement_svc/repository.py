@@ -10,7 +10,7 @@ in flight and holds back new ones until it commits.
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Awaitable, Callable, Iterable, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -40,10 +40,12 @@ from engagement_svc.models import (
     comments,
     deleted_posts,
     likes,
+    outbox,
     post_counters,
     saves,
 )
 from mesh.db import Session, Statement
+from mesh.outbox import insert_rows_sql
 
 # First key of this schema's per-post advisory locks (the two-key form never meets the one-key
 # locks mesh.migrate takes). The second key is the post id folded to 31 bits: two posts that share
@@ -157,9 +159,9 @@ async def delete_like(session: Session, post_id: int, user_id: int) -> bool:
 # A batch of likes (LikeService's group commit) in two statements. The first takes the posts' shared
 # locks (in key order, before any row is written: so two holders never wait in a circle) and adds the
 # rows in (post, user) order. The second, whose snapshot is taken after the locks were granted and
-# so sees any purge that committed before, removes again the likes of posts whose `posts.deleted`
-# was handled, adds the new likes of the others to one counter shard each (rows taken in post order),
-# and reads every post's like count after it (as of this statement) and whether it was deleted.
+# so sees any purge that committed before, adds the new likes to one counter shard of each post
+# (rows taken in post order), writes their events (mesh.outbox.insert_rows_sql), and reads every
+# post's like count after it (as of this statement) and whether it was deleted.
 _INSERT_LIKES = Statement(
     text(
         f"""
@@ -176,18 +178,15 @@ _INSERT_LIKES = Statement(
 _BUMP_LIKES = Statement(
     text(
         f"""
-    WITH gone AS (
-        SELECT d.post_id FROM {deleted_posts.fullname} AS d WHERE d.post_id = ANY(CAST(:post_ids AS bigint[]))
-    ), undone AS (
-        DELETE FROM {likes.fullname} WHERE post_id IN (SELECT post_id FROM gone)
-    ), bump AS (
+    WITH bump AS (
         INSERT INTO {post_counters.fullname} AS c (post_id, shard, likes, comments, saves)
         SELECT d.post_id, :shard, d.added, 0, 0
           FROM unnest(CAST(:bumped AS bigint[]), CAST(:added AS bigint[])) AS d(post_id, added)
-         WHERE d.post_id NOT IN (SELECT post_id FROM gone)
          ORDER BY d.post_id
         ON CONFLICT (post_id, shard) DO UPDATE SET likes = c.likes + EXCLUDED.likes
         RETURNING c.post_id, c.likes
+    ), events AS (
+        {insert_rows_sql(outbox)}
     )
     SELECT p.post_id,
            (COALESCE((SELECT sum(o.likes) FROM {post_counters.fullname} AS o
@@ -195,7 +194,7 @@ _BUMP_LIKES = Statement(
             + COALESCE((SELECT b.likes FROM bump AS b WHERE b.post_id = p.post_id),
                        (SELECT s.likes FROM {post_counters.fullname} AS s
                          WHERE s.post_id = p.post_id AND s.shard = :shard), 0))::bigint AS likes,
-           p.post_id IN (SELECT post_id FROM gone) AS post_deleted
+           EXISTS (SELECT 1 FROM {deleted_posts.fullname} AS d WHERE d.post_id = p.post_id) AS post_deleted
       FROM unnest(CAST(:post_ids AS bigint[])) AS p(post_id)
     """
     )
@@ -204,8 +203,8 @@ _BUMP_LIKES = Statement(
 
 async def insert_likes(session: Session, pairs: Sequence[tuple[int, int]]) -> set[tuple[int, int]]:
     """Holds the posts (shared) and adds the likes `pairs` (post id, user id; distinct), in one
-    statement; the pairs added (not liked before). Those of a deleted post are removed again by
-    `bump_likes`, which must follow in the same unit of work."""
+    statement; the pairs added (not liked before). Whether a post was deleted is for `bump_likes`
+    to tell, in the same unit of work."""
     ordered = sorted(pairs)
     keys = sorted({_lock_params(post)["lock_key"] for post, _ in ordered})
     params = {
@@ -227,15 +226,22 @@ class LikeCount:
 
 
 async def bump_likes(
-    session: Session, shard: int, added: dict[int, int], post_ids: Iterable[int]
+    session: Session, shard: int, added: dict[int, int], post_ids: Iterable[int], events: Mapping[str, Any]
 ) -> dict[int, LikeCount]:
-    """After `insert_likes`: removes the likes of those posts that were deleted, adds `added` (post id
-    -> new likes) to one shard of each other post's counters, in one statement; the like count after
-    it (as of this statement) and whether the post was deleted, of every post in `post_ids`."""
+    """After `insert_likes`: adds `added` (post id -> new likes) to one shard of each post's counters
+    and writes the outbox rows `events` (mesh.outbox.Outbox.stage), in one statement; the like count
+    after it (as of this statement) and whether the post was deleted, of every post in `post_ids`. A
+    deleted post's likes and events must not commit: the caller rolls the unit of work back."""
     bumped = sorted(added)
-    params = {"shard": shard, "bumped": bumped, "added": [added[p] for p in bumped], "post_ids": sorted(post_ids)}
+    params = {
+        "shard": shard,
+        "bumped": bumped,
+        "added": [added[p] for p in bumped],
+        "post_ids": sorted(post_ids),
+        **events,
+    }
     found = {row.post_id: LikeCount(row.likes, row.post_deleted) for row in await session.execute(_BUMP_LIKES, params)}
-    _changed(session, posts=[p for p in bumped if not found[p].post_deleted])
+    _changed(session, posts=bumped)
     return found
 
 

@@ -20,6 +20,7 @@ import contextlib
 import datetime as dt
 import logging
 from collections.abc import Sequence
+from typing import Any
 
 import nats.errors
 from google.protobuf.message import Message
@@ -86,12 +87,7 @@ class Outbox:
         self._insert = Statement(
             table.insert().values(id=bindparam("id"), subject=bindparam("subject"), payload=bindparam("payload"))
         )
-        self._insert_many = Statement(
-            text(
-                f"INSERT INTO {table.fullname} (id, subject, payload) SELECT * FROM "
-                "unnest(CAST(:ids AS bigint[]), CAST(:subjects AS text[]), CAST(:payloads AS bytea[]))"
-            )
-        )
+        self._insert_many = Statement(text(insert_rows_sql(table)))
 
     async def add(self, session: Session, event: Message) -> int:
         """Stamps `event` with a new event id and time and stores it for publishing on its registered
@@ -110,6 +106,15 @@ class Outbox:
         LookupError as `add`, before anything is written."""
         if not events:
             return []
+        rows = self.stage(session, events)
+        await session.execute(self._insert_many, rows)
+        return list(rows["event_ids"])
+
+    def stage(self, session: Session, events: Sequence[Message]) -> dict[str, list[Any]]:
+        """Stamps `events` as `add` does and returns their rows as the parameters of `insert_rows_sql`
+        (event_ids, event_subjects, event_payloads; empty lists for no events), for a statement of
+        the caller's that writes them in this unit of work together with the change they describe.
+        LookupError as `add`."""
         subjects = [event_type(event).subject for event in events]
         ids, payloads = [], []
         for event in events:
@@ -118,9 +123,18 @@ class Outbox:
             event.occur_time.GetCurrentTime()  # type: ignore[attr-defined]
             ids.append(event_id)
             payloads.append(event.SerializeToString())
-        await session.execute(self._insert_many, {"ids": ids, "subjects": subjects, "payloads": payloads})
-        session.info[OUTBOX_WRITTEN] = True
-        return ids
+        if events:
+            session.info[OUTBOX_WRITTEN] = True
+        return {"event_ids": ids, "event_subjects": subjects, "event_payloads": payloads}
+
+
+def insert_rows_sql(table: Table) -> str:
+    """SQL text that inserts into the outbox `table` the rows `Outbox.stage` returned (its keys are
+    the `:name` parameters): alone, or as a WITH clause of a statement that also writes the change."""
+    return (
+        f"INSERT INTO {table.fullname} (id, subject, payload) SELECT * FROM unnest(CAST(:event_ids AS bigint[]), "
+        "CAST(:event_subjects AS text[]), CAST(:event_payloads AS bytea[]))"
+    )
 
 
 class OutboxRelay:
