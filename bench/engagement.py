@@ -18,7 +18,8 @@ From this process, over one loopback gRPC channel per engagement process, 16 cal
   hot, 1   the same on another post, through the engagement process with one counter row
 After each hot phase the post's count must be exactly 2,000 (BatchGetEngagement and a recount of
 the rows); the benchmark stops with an error otherwise. Then the CPU each process used during the
-spread phase and the peak RSS of every process.
+floor, the spread and the hot (16 shards) phases (per call and per like: what stays put when other
+work shares the machine, unlike the rates) and the peak RSS of every process.
 
 Floors (same run): spread >= 40% of the floor's rate; hot >= 50% of spread's rate.
 """
@@ -166,9 +167,11 @@ async def _measure(stack: Stack, post_ids: list[int], one_shard: str) -> tuple[l
         await _drain(stack)
         health = health_pb2_grpc.HealthStub(channel)
         check = health_pb2.HealthCheckRequest()
+        floor_before = cpu_seconds()
         floor = await at_once(
             f"floor: Health/Check, {CALLERS} callers", [(lambda: health.Check(check), FLOOR_EACH)] * CALLERS
         )
+        floor_cpu = cpu_report(floor_before, cpu_seconds(), floor.wall, floor.units, "call")
         lanes = []
         for n in range(CALLERS):
             user = SPREAD_USERS + n
@@ -177,8 +180,12 @@ async def _measure(stack: Stack, post_ids: list[int], one_shard: str) -> tuple[l
         before = cpu_seconds()
         spread = await at_once(f"LikePost over {SPREAD_POSTS:,} posts, {CALLERS} callers", lanes, "likes")
         cpu = cpu_report(before, cpu_seconds(), spread.wall, spread.units, "like")
+        cpu = floor_cpu.replace("CPU over", "CPU during the floor's calls, over") + "\n" + cpu
         await _drain(stack)
+        before = cpu_seconds()
         hot = await _hot(f"LikePost, one post, {HOT_LIKERS:,} users, {CALLERS} callers", stub, hot_sharded)
+        hot_cpu = cpu_report(before, cpu_seconds(), hot.wall, hot.units, "like")
+        cpu += "\n" + hot_cpu.replace("CPU over", "CPU during the hot post's likes (16 shards), over")
         await _drain(stack)
         hot_one_row = await _hot("  the same with one counter row (1 shard)", single, hot_single)
         await _drain(stack)
