@@ -40,10 +40,10 @@ class LikeState:
     like_count: int
 
 
-# Group commit of likes: concurrent LikePost calls share one transaction (BEGIN, the posts' locks,
-# the rows, the counters with the counts, the outbox rows, COMMIT, one cache drop) instead of five
-# round trips and a drop each. At most _FLUSHERS batches are in flight; a call that arrives meanwhile
-# waits for the next one, which takes everything waiting, up to _MAX_BATCH likes.
+# Group commit of likes: concurrent LikePost calls share one transaction of four round trips (BEGIN;
+# the posts' locks and the rows; the counters, the counts and the outbox rows; COMMIT) and one cache
+# drop, instead of five round trips and a drop each. At most _FLUSHERS batches are in flight; a call
+# that arrives meanwhile waits for the next one, which takes everything waiting, up to _MAX_BATCH.
 _FLUSHERS = 1
 _MAX_BATCH = 64
 
@@ -71,6 +71,9 @@ class LikeService:
         self._posts = posts
         self._shards = counter_shards
         self._waiting: list[_PendingLike] = []
+        # Counted by the flushers themselves (a finished task's done-callbacks run later: a call
+        # arriving in between must still start a flusher); the set keeps the tasks referenced.
+        self._flushing = 0
         self._flushers: set[asyncio.Task[None]] = set()
 
     async def like(self, user_id: int, post_id: int) -> LikeState:
@@ -82,7 +85,8 @@ class LikeService:
         author_id = await self._posts.author_of(post_id, user_id)
         answer: asyncio.Future[LikeCount] = asyncio.get_running_loop().create_future()
         self._waiting.append(_PendingLike(post_id, user_id, author_id, answer))
-        if len(self._flushers) < _FLUSHERS:
+        if self._flushing < _FLUSHERS:
+            self._flushing += 1
             flusher = asyncio.create_task(self._flush())
             self._flushers.add(flusher)
             flusher.add_done_callback(self._flushers.discard)
@@ -95,6 +99,12 @@ class LikeService:
 
     async def _flush(self) -> None:
         """Commits batches of waiting likes until none wait, answering each call."""
+        try:
+            await self._flush_waiting()
+        finally:
+            self._flushing -= 1
+
+    async def _flush_waiting(self) -> None:
         while self._waiting:
             batch, self._waiting = self._waiting[:_MAX_BATCH], self._waiting[_MAX_BATCH:]
             try:
