@@ -18,12 +18,13 @@ at once (rate), targets printed beside them, never asserted:
   floor      grpc.health.v1.Health/Check on feed_svc's channel
   chrono     GetHomeFeed, 20 items, newest first
   ranked 1   GetHomeFeed order=RANKED, a first page: ranks the newest 200 candidates (hydration of
-             200, their engagement, affinity from Redis, score, diversify, freeze; the page serves the
-             engagement read for ranking): engagement from the engagement cache (engagement_cache,
-             warm: every reader's pages were read before, and nothing changes during the run)
+             200, their like, comment and save counts, affinity from Redis, score, diversify, freeze;
+             the page's own engagement): counts for ranking reused for 10 s in process (the default),
+             which readers of the same authors share (here every reader has the same candidates); the
+             rest from the engagement cache (engagement_cache) in Redis
   ranked 1 uncached   the same against a second feed_svc process on the same data with
-             GLIMPSE_ENGAGEMENT_CACHE=false: every first page asks engagement_svc for 200 posts' engagement
-             (2 BatchGetEngagement calls)
+             GLIMPSE_RANKING_COUNTS_CACHE_SECONDS=0 and GLIMPSE_ENGAGEMENT_CACHE=false: every first page
+             asks engagement_svc for 200 posts' engagement (2 BatchGetEngagement calls)
   ranked n   a later page of a ranked sequence (a slice of the frozen ranking, 20 items)
   explore 1  GetExploreFeed, a first page: the 500 heaviest trending posts, filtered, frozen
   explore n  a later explore page
@@ -203,7 +204,7 @@ async def _measure(stack: Stack, uncached_addr: str) -> None:
     for sample in many.values():
         print(sample.line())
     _verdict(one, many)
-    print(peak_rss_line({"GLIMPSE_ENGAGEMENT_CACHE=false": "engagement uncached"}))
+    print(peak_rss_line({"GLIMPSE_ENGAGEMENT_CACHE=false": "uncached"}))
 
 
 def _verdict(one: dict[str, Sample], many: dict[str, Sample]) -> None:
@@ -247,7 +248,12 @@ def main() -> None:
     }
     with running_stack(processes, **settings) as stack:
         _load(stack)
-        with feed_process(stack, "feed_svc-uncached", "feed_svc", {"GLIMPSE_ENGAGEMENT_CACHE": "false"}) as (
+        with feed_process(
+            stack,
+            "feed_svc-uncached",
+            "feed_svc",
+            {"GLIMPSE_RANKING_COUNTS_CACHE_SECONDS": "0", "GLIMPSE_ENGAGEMENT_CACHE": "false"},
+        ) as (
             uncached_addr,
             _,
         ):

@@ -121,6 +121,7 @@ async def feed_host(
             celebrity_threshold=settings.celebrity_threshold,
             celebrity_cache_seconds=settings.celebrity_cache_seconds,
             celebrity_head_seconds=settings.celebrity_head_seconds,
+            ranking_counts_cache_seconds=settings.ranking_counts_cache_seconds,
             timeout=timeout,
         )
 

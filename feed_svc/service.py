@@ -47,6 +47,10 @@ MAX_FEED_ITEMS = 100
 # Candidates a ranked feed scores: the newest of the inbox and celebrity outboxes (a few days of a
 # typical reader's feed; each costs an engagement count and an author lookup on the first page).
 RANKED_WINDOW = 200
+# How long a post's like, comment and save counts are reused for ranking (FeedSettings overrides it).
+RANKING_COUNTS_SECONDS = 10.0
+# (likes, comments, saves) of a candidate engagement_svc knows nothing of (or did not answer for).
+_NO_COUNTS = (0, 0, 0)
 
 
 class FeedCursor(PageCursor):
@@ -71,6 +75,7 @@ class FeedService:
         celebrity_threshold: int,
         celebrity_cache_seconds: float,
         celebrity_head_seconds: float = 0.0,
+        ranking_counts_cache_seconds: float = RANKING_COUNTS_SECONDS,
         timeout: float,
     ) -> None:
         self._timelines = timelines
@@ -90,6 +95,12 @@ class FeedService:
         # Every follower of a celebrity (thousands, by definition) merges the same outbox: read it once
         # per celebrity_head_seconds per process, not once per page.
         self._heads: TTLCache[int, list[int]] = TTLCache(100_000, celebrity_head_seconds or 1e-9)
+        # Like, comment and save counts the ranked feed scores with: counts move with every like, but a score
+        # a few seconds stale changes nothing a reader notices, and readers of the same authors share
+        # candidates. Served counts are never these: each page reads its own (feed_svc.engagement).
+        self._ranking_counts: TTLCache[int, tuple[int, int, int]] = TTLCache(
+            100_000, ranking_counts_cache_seconds or 1e-9
+        )
 
     async def home_feed(self, user_id: int, size: int, token: str) -> RenderedPage:
         """One page of `user_id`'s home feed, newest first, each item with its engagement as `user_id`
@@ -135,8 +146,8 @@ class FeedService:
         candidates, frozen for the page sequence (feed_svc.frozen_pages), each item with its
         engagement as `user_id` sees it. INVALID_ARGUMENT for a bad page size or token (a
         chronological feed's token included); FAILED_PRECONDITION (PAGE_TOKEN_EXPIRED) once the
-        ranking a token names has expired. It scores with the counts of the engagement cache, which
-        are exact as of the read (feed_svc.engagement)."""
+        ranking a token names has expired. The counts it scores with may be ranking_counts_cache_seconds
+        old."""
         hidden = await self._visibility.home_filters(user_id)
 
         async def keep(items: list[RenderedItem]) -> list[RenderedItem]:
@@ -146,12 +157,8 @@ class FeedService:
             now_ms = int(time.time() * 1000)
             celebrities = await self._celebrity_followees(user_id)
             candidates, _ = await self._candidates(user_id, celebrities, None, RANKED_WINDOW, touch=True)
-            # One engagement read for every candidate (cached counts and the reader's window: one
-            # Redis round trip when warm), which the first page then serves.
-            rendered, read, affinity = await asyncio.gather(
-                self._hydrator.rendered(candidates),
-                self._engagement.of(candidates, user_id),
-                self._signals.affinity(user_id, now_ms),
+            (rendered, counts, read), affinity = await asyncio.gather(
+                self._rendered_with_counts(candidates, user_id), self._signals.affinity(user_id, now_ms)
             )
             present = await keep([rendered[p] for p in candidates if p in rendered])
             signals = [
@@ -159,17 +166,36 @@ class FeedService:
                     post_id=item.post_id,
                     author_id=item.author_id,
                     created_ms=timestamp_ms(item.post_id),
-                    likes=read[item.post_id].like_count if item.post_id in read else 0,
-                    comments=read[item.post_id].comment_count if item.post_id in read else 0,
-                    saves=read[item.post_id].save_count if item.post_id in read else 0,
+                    likes=counts.get(item.post_id, _NO_COUNTS)[0],
+                    comments=counts.get(item.post_id, _NO_COUNTS)[1],
+                    saves=counts.get(item.post_id, _NO_COUNTS)[2],
                     affinity=affinity.get(item.author_id, 0.0),
                 )
                 for item in present
             ]
             ordered = ranking.diversify(ranking.rank(signals, now_ms))
+            # Engagement just read is fresh enough to serve; a page holding a post whose counts came
+            # from the cache reads its engagement anew (frozen_pages).
             return [s.post_id for s in ordered], read
 
         return await self._frozen.page(user_id, f"feed:{user_id}:ranked", token, size, rank, keep)
+
+    async def _rendered_with_counts(
+        self, post_ids: Sequence[int], viewer: int
+    ) -> tuple[dict[int, RenderedItem], dict[int, tuple[int, int, int]], dict[int, engagement_pb2.PostEngagement]]:
+        """The posts rendered; (likes, comments, saves) of each for ranking, reused for
+        ranking_counts_cache_seconds; and the engagement read for the others (as `viewer` sees it, one
+        call per 100 posts), which the first page reuses when it holds only those."""
+        counts = {p: c for p in post_ids if (c := self._ranking_counts.get(p)) is not None}
+        missing = [p for p in post_ids if p not in counts]
+        rendered, read = await asyncio.gather(self._hydrator.rendered(post_ids), self._engagement.of(missing, viewer))
+        for post_id, engagement in read.items():
+            counts[post_id] = self._ranking_counts[post_id] = (
+                engagement.like_count,
+                engagement.comment_count,
+                engagement.save_count,
+            )
+        return rendered, counts, read
 
     async def feed_items(self, post_ids: Sequence[int], viewer: int | None, *, fresh: bool = False) -> RenderedPage:
         """The posts as feed items, in request order (a repeated id is rendered each time), with their

@@ -21,6 +21,9 @@ class FeedSettings(TimelineSettings):
     serve_engagement: bool = True
     hydration_cache_items: int = Field(100_000, ge=0)
     upstream_timeout_seconds: float = Field(5.0, gt=0)
+    # How long a post's like, comment and save counts are reused to rank home feeds (served counts come
+    # from the engagement cache, exact): bounds how stale a ranked feed's engagement signal is.
+    ranking_counts_cache_seconds: float = Field(10.0, ge=0)
     # The engagement cache (engagement_cache) in Redis. False: every page asks engagement_svc.
     engagement_cache: bool = True
     # How old a cached post's counts, and a reader's cached window of their own likes and saves, may

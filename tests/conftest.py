@@ -376,6 +376,8 @@ async def feed_addr(
         # Tests move authors across the threshold and expect readers to see it at once.
         celebrity_cache_seconds=0,
         celebrity_head_seconds=0,
+        # Tests like a post and expect the next ranked feed to rank with it.
+        ranking_counts_cache_seconds=0,
     )
     async with feed_host(settings) as host:
         yield f"127.0.0.1:{await host.start()}"
