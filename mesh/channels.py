@@ -135,6 +135,7 @@ RETRIES: Mapping[str, Retry] = {
     "glimpse.engagement.v1.EngagementService/UnsavePost": Retry.SETS_STATE,
     "glimpse.engagement.v1.EngagementService/ListSavedPosts": Retry.READ,
     "glimpse.engagement.v1.EngagementService/BatchGetEngagement": Retry.READ,
+    "glimpse.engagement.v1.EngagementService/ListViewerEngagement": Retry.READ,
     # Recomputes counters from the rows: a repeat computes the same values.
     "glimpse.engagement.v1.EngagementService/ReconcileCounts": Retry.SETS_STATE,
     "glimpse.engagement.v1.EngagementService/ListLikesByUser": Retry.READ,
