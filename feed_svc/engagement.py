@@ -88,7 +88,7 @@ class EngagementReader:
             return asked
         CACHE_READS.labels("cache").inc(len(unique) - len(need))
         if asked and cached.leased:
-            await self._fill(cached, asked)
+            await self._fill(cached, {p: (e.like_count, e.comment_count, e.save_count) for p, e in asked.items()})
         if viewer and cached.load_viewer:
             self._start_load(viewer, cached)
         found: dict[int, engagement_pb2.PostEngagement] = {}
@@ -112,6 +112,26 @@ class EngagementReader:
             )
         return found
 
+    async def counts(self, post_ids: Sequence[int]) -> dict[int, tuple[int, int, int]]:
+        """(likes, comments, saves) of each post, by post id, for ranking: from the cache, the rest
+        asked of engagement_svc (one BatchGetEngagement call per 100 posts, counts only) and cached. No
+        message is built, and no reader's state read. A post is left out when engagement_svc does not
+        answer in time and the cache lacks it; other upstream failures propagate."""
+        if not post_ids or self._engagement is None:
+            return {}
+        unique = list(dict.fromkeys(post_ids))
+        cached = await self._read_cache(unique, None)
+        found = dict(cached.counts) if cached is not None else {}
+        need = [p for p in unique if p not in found]
+        CACHE_READS.labels("engagement_svc").inc(len(need))
+        CACHE_READS.labels("cache").inc(len(unique) - len(need))
+        if need:
+            asked = {p: (e.like_count, e.comment_count, e.save_count) for p, e in (await self._ask(need, None)).items()}
+            if cached is not None and asked and cached.leased:
+                await self._fill(cached, asked)
+            found.update(asked)
+        return found
+
     async def wait_for_loads(self) -> None:
         """Waits for the reader windows being loaded (tests and benchmarks: a warm cache)."""
         while self._loads:
@@ -126,9 +146,8 @@ class EngagementReader:
             log.warning("engagement cache unreadable; asking engagement_svc", extra={"error": str(exc)})
             return None
 
-    async def _fill(self, cached: CachedEngagement, asked: dict[int, engagement_pb2.PostEngagement]) -> None:
+    async def _fill(self, cached: CachedEngagement, counts: dict[int, tuple[int, int, int]]) -> None:
         assert self._cache is not None
-        counts = {p: (e.like_count, e.comment_count, e.save_count) for p, e in asked.items()}
         try:
             await self._cache.fill_counts(cached, counts)
         except RedisError as exc:

@@ -157,8 +157,8 @@ class FeedService:
             now_ms = int(time.time() * 1000)
             celebrities = await self._celebrity_followees(user_id)
             candidates, _ = await self._candidates(user_id, celebrities, None, RANKED_WINDOW, touch=True)
-            (rendered, counts, read), affinity = await asyncio.gather(
-                self._rendered_with_counts(candidates, user_id), self._signals.affinity(user_id, now_ms)
+            (rendered, counts), affinity = await asyncio.gather(
+                self._rendered_with_counts(candidates), self._signals.affinity(user_id, now_ms)
             )
             present = await keep([rendered[p] for p in candidates if p in rendered])
             signals = [
@@ -174,28 +174,22 @@ class FeedService:
                 for item in present
             ]
             ordered = ranking.diversify(ranking.rank(signals, now_ms))
-            # Engagement just read is fresh enough to serve; a page holding a post whose counts came
-            # from the cache reads its engagement anew (frozen_pages).
-            return [s.post_id for s in ordered], read
+            # The page's own engagement (as the reader sees it) is read when it is served (frozen_pages).
+            return [s.post_id for s in ordered], {}
 
         return await self._frozen.page(user_id, f"feed:{user_id}:ranked", token, size, rank, keep)
 
     async def _rendered_with_counts(
-        self, post_ids: Sequence[int], viewer: int
-    ) -> tuple[dict[int, RenderedItem], dict[int, tuple[int, int, int]], dict[int, engagement_pb2.PostEngagement]]:
-        """The posts rendered; (likes, comments, saves) of each for ranking, reused for
-        ranking_counts_cache_seconds; and the engagement read for the others (as `viewer` sees it, one
-        call per 100 posts), which the first page reuses when it holds only those."""
+        self, post_ids: Sequence[int]
+    ) -> tuple[dict[int, RenderedItem], dict[int, tuple[int, int, int]]]:
+        """The posts rendered, and (likes, comments, saves) of each for ranking: reused in process for
+        ranking_counts_cache_seconds, the others read through the engagement cache."""
         counts = {p: c for p in post_ids if (c := self._ranking_counts.get(p)) is not None}
         missing = [p for p in post_ids if p not in counts]
-        rendered, read = await asyncio.gather(self._hydrator.rendered(post_ids), self._engagement.of(missing, viewer))
-        for post_id, engagement in read.items():
-            counts[post_id] = self._ranking_counts[post_id] = (
-                engagement.like_count,
-                engagement.comment_count,
-                engagement.save_count,
-            )
-        return rendered, counts, read
+        rendered, read = await asyncio.gather(self._hydrator.rendered(post_ids), self._engagement.counts(missing))
+        for post_id, found in read.items():
+            counts[post_id] = self._ranking_counts[post_id] = found
+        return rendered, counts
 
     async def feed_items(self, post_ids: Sequence[int], viewer: int | None, *, fresh: bool = False) -> RenderedPage:
         """The posts as feed items, in request order (a repeated id is rendered each time), with their

@@ -68,3 +68,21 @@ async def test_posts_older_than_the_window_ask_for_the_readers_state(stubs, make
         async for key in redis.scan_iter(match=f"{namespace}:*"):
             await redis.delete(key)
         await redis.aclose()
+
+
+async def test_counts_for_ranking_agree_cold_and_warm(stubs, make_account, upload_photo):
+    _, posts, expected = await posts_with_engagement(stubs, make_account, upload_photo)
+    redis = connect_redis(ENV.redis_url)
+    namespace = f"er{uuid.uuid4().hex[:8]}"
+    try:
+        cache = EngagementCache(redis, namespace)
+        engagement = EngagementReader(stubs.engagement, timeout=5, cache=cache)
+        want = {p: (e[0], e[1], e[2]) for p, e in expected.items()}
+        assert await engagement.counts(posts + posts[:1]) == want  # cold: asked, then cached
+        assert (await cache.read(posts, None)).counts == want
+        assert await engagement.counts(posts) == want  # warm
+        assert await engagement.counts([]) == {}
+    finally:
+        async for key in redis.scan_iter(match=f"{namespace}:*"):
+            await redis.delete(key)
+        await redis.aclose()
