@@ -103,6 +103,12 @@ redis.call('EXPIRE', KEYS[1], ARGV[2])
 return 1
 """
 
+# KEYS[1] a viewer hash; ARGV: lease token. Gives the lease up if the caller still holds it.
+_RELEASE_VIEWER = """
+if redis.call('HGET', KEYS[1], '~') == ARGV[1] then redis.call('HDEL', KEYS[1], '~', '~t') end
+return 0
+"""
+
 _tokens = itertools.count()
 _PROCESS = os.urandom(4).hex()
 
@@ -159,7 +165,8 @@ class EngagementCache:
         self._viewer_max_age = int(viewer_max_age_seconds)
         self._ttl = key_ttl_seconds
         self._scripts = {
-            source: redis.register_script(source) for source in (_READ_COUNTS, _FILL_COUNTS, _READ_VIEWER, _FILL_VIEWER)
+            source: redis.register_script(source)
+            for source in (_READ_COUNTS, _FILL_COUNTS, _READ_VIEWER, _FILL_VIEWER, _RELEASE_VIEWER)
         }
 
     def counts_key(self, post_id: int) -> str:
@@ -250,6 +257,11 @@ class EngagementCache:
         args = [read.token, self._ttl, since, int(time.time()), *pairs]
         (stored,) = await self._run([(_FILL_VIEWER, self.viewer_key(viewer), args)])
         return bool(stored)
+
+    async def release_viewer(self, viewer: int, read: CachedEngagement) -> None:
+        """Gives up `read`'s lease on `viewer`'s window (its load failed), so the next page starts
+        another load instead of waiting out the lease. Redis errors propagate."""
+        await self._run([(_RELEASE_VIEWER, self.viewer_key(viewer), [read.token])])
 
     async def _run(self, calls: list[tuple[str, str, list[Any]]]) -> list[Any]:
         """Each (script, key, args) as one EVALSHA, in one pipeline. Raw EVALSHA because redis-py

@@ -15,6 +15,7 @@ is, every page asks engagement_svc.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 from collections.abc import Sequence
@@ -175,6 +176,8 @@ class EngagementReader:
                 )
             except (grpc.aio.AioRpcError, RedisError) as exc:
                 log.warning("reader's engagement window not loaded", extra={"viewer": viewer, "error": str(exc)})
+                with contextlib.suppress(RedisError):
+                    await self._cache.release_viewer(viewer, cached)
 
     async def _ask(self, post_ids: list[int], viewer: int | None) -> dict[int, engagement_pb2.PostEngagement]:
         """engagement_svc's answer for `post_ids` (one call per 100, concurrent), or {} when it does not

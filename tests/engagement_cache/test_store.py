@@ -138,3 +138,16 @@ async def test_a_viewer_window_with_nothing_liked_covers_its_posts(redis) -> Non
     assert window is not None and window.flags == {}
     assert all(window.covers(p) for p in TODAY + OLDER)
     assert (await cache.read([], 7)).viewer is not None
+
+
+async def test_a_released_viewer_lease_lets_the_next_read_load(redis) -> None:
+    cache = cache_on(redis)
+    failed = await cache.read(TODAY, 9)
+    assert failed.load_viewer
+    assert not (await cache.read(TODAY, 9)).load_viewer  # someone else's young lease
+    await cache.release_viewer(9, failed)
+    retry = await cache.read(TODAY, 9)
+    assert retry.load_viewer
+    await cache.release_viewer(9, failed)  # no longer its lease: nothing changes
+    assert not (await cache.read(TODAY, 9)).load_viewer
+    assert await cache.fill_viewer(9, retry, TODAY[0], liked=[], saved=[])

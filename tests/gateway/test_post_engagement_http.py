@@ -3,16 +3,19 @@ one batch per page; and posts are still served, without counts, when engagement_
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 import grpc
 import httpx
 import pytest
 
+from engagement_cache import EngagementCache
 from feed_svc.app import feed_host
 from feed_svc.settings import FeedSettings
 from glimpse.feed.v1 import feed_pb2, feed_pb2_grpc
-from tests.conftest import Account
+from mesh.redis_client import connect_redis
+from tests.conftest import ENV, Account
 from tests.feed_svc.actions import drain
 from tests.gateway.conftest import UNREACHABLE
 
@@ -68,6 +71,8 @@ async def test_counts_and_the_viewer_s_own_state_in_every_view(http, make_accoun
 async def test_posts_are_served_without_counts_when_engagement_is_down(
     make_account, upload_photo, http, database_url, namespace, graph_addr, post_addr, media_addr
 ):
+    """engagement_svc unreachable: a post the engagement cache does not cover is served without
+    counts (not an error); once the cache covers it (counts and the reader's window), with them."""
     author = await make_account()
     post_id = int(await _post(http, upload_photo, author))
     settings = FeedSettings(
@@ -81,16 +86,29 @@ async def test_posts_are_served_without_counts_when_engagement_is_down(
         engagement_addr=UNREACHABLE,
         upstream_timeout_seconds=1,
     )
-    async with feed_host(settings) as host:
-        port = await host.start()
-        try:
-            async with grpc.aio.insecure_channel(f"127.0.0.1:{port}") as channel:
-                feed = feed_pb2_grpc.FeedServiceStub(channel)
-                response = await feed.BatchGetFeedItems(
-                    feed_pb2.BatchGetFeedItemsRequest(post_ids=[post_id]), metadata=author.metadata
-                )
-        finally:
-            await host.stop()
-    [item] = response.items
-    assert item.id == post_id and item.author.id == author.id
-    assert not item.HasField("engagement")
+    redis = connect_redis(ENV.redis_url)
+    cache = EngagementCache(redis, namespace)
+    try:
+        async with feed_host(settings) as host:
+            port = await host.start()
+            try:
+                async with grpc.aio.insecure_channel(f"127.0.0.1:{port}") as channel:
+                    feed = feed_pb2_grpc.FeedServiceStub(channel)
+                    request = feed_pb2.BatchGetFeedItemsRequest(post_ids=[post_id])
+                    await cache.drop(post_ids=[post_id], viewer_ids=[author.id])
+                    [cold] = (await feed.BatchGetFeedItems(request, metadata=author.metadata)).items
+                    # Read through the live stack until the cache covers the post for its author.
+                    for _ in range(100):
+                        await http.get(f"/v1/posts/{post_id}", headers=author.headers)
+                        found = await cache.read([post_id], author.id)
+                        if post_id in found.counts and found.viewer is not None:
+                            break
+                        await asyncio.sleep(0.05)
+                    [warm] = (await feed.BatchGetFeedItems(request, metadata=author.metadata)).items
+            finally:
+                await host.stop()
+    finally:
+        await redis.aclose()
+    assert cold.id == post_id and cold.author.id == author.id
+    assert not cold.HasField("engagement")
+    assert warm.HasField("engagement") and warm.engagement.like_count == 0
