@@ -163,13 +163,11 @@ class FeedService:
             present = await keep([rendered[p] for p in candidates if p in rendered])
             signals = [
                 ranking.Signals(
-                    post_id=item.post_id,
-                    author_id=item.author_id,
-                    created_ms=timestamp_ms(item.post_id),
-                    likes=counts.get(item.post_id, _NO_COUNTS)[0],
-                    comments=counts.get(item.post_id, _NO_COUNTS)[1],
-                    saves=counts.get(item.post_id, _NO_COUNTS)[2],
-                    affinity=affinity.get(item.author_id, 0.0),
+                    item.post_id,
+                    item.author_id,
+                    timestamp_ms(item.post_id),
+                    *counts.get(item.post_id, _NO_COUNTS),
+                    affinity.get(item.author_id, 0.0),
                 )
                 for item in present
             ]
