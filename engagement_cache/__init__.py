@@ -22,8 +22,10 @@ Why it stays exact: a reader that misses leases the field (or key) before asking
 fills it only if its lease is still there; engagement_svc drops the field after its commit, which
 removes any lease taken before, so a value read before a change is never stored after it. Answers
 are right as of the read (and the writer's own next read sees its write: the drop happens before its
-RPC answers). Only a drop that fails (Redis unreachable from engagement_svc at that moment) can leave a
-value stale, and only until its age passes the reader's max age (FeedSettings), when it is read anew.
+RPC answers). A drop that fails (Redis unreachable from engagement_svc at that moment) is repeated by
+feed_svc's engagement consumer from the like, unlike or comment event, at least once and seconds
+later; what has no event (a save) stays stale at most until the value's age passes the reader's max
+age (FeedSettings), when it is read anew.
 
 Every multi-command change is one Lua script on one key, so it runs unchanged on Redis Cluster.
 

@@ -152,7 +152,7 @@ class EngagementCache:
         redis: Any,
         namespace: str,
         *,
-        counts_max_age_seconds: float = 60.0,
+        counts_max_age_seconds: float = 1800.0,
         viewer_max_age_seconds: float = 600.0,
         key_ttl_seconds: int = 3600,
     ) -> None:

@@ -137,7 +137,7 @@ async def feed_host(
             timeout=timeout,
         )
         host = runtime.host("feed_svc", settings.listen, settings.metrics_port)
-        handlers = SignalHandlers(signals)
+        handlers = SignalHandlers(signals, cache)
         consumer = functools.partial(
             ConsumerSpec, ack_wait_seconds=settings.ack_wait_seconds, max_deliver=settings.max_deliveries
         )

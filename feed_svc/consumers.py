@@ -1,6 +1,11 @@
 """One handler per event: engagement events keep what is trending (explore) and readers' affinity with
 authors (the ranked feed) in feed_svc.signals; a deleted post leaves the trending state.
 
+Each engagement event also drops the post's cached counts (and, for a like or unlike, the liker's
+window) from the engagement cache. engagement_svc already dropped them before answering; this second,
+at-least-once drop repairs one that failed (Redis unreachable from engagement_svc at that moment)
+within seconds, instead of leaving it to the readers' max age.
+
 Each handler is idempotent (the scripts record event ids, feed_svc.signals): handling an event twice,
 or crashing between the two writes and the ack, leaves the same state. What counts:
 - a like is one interaction worth 1, a comment (or reply) one worth 2 (ranking.COMMENT_WEIGHT);
@@ -13,6 +18,7 @@ or crashing between the two writes and the ack, leaves the same state. What coun
 
 from __future__ import annotations
 
+from engagement_cache import EngagementCache
 from feed_svc.ranking import COMMENT_WEIGHT
 from feed_svc.signals import SignalStore
 from glimpse.events.v1 import events_pb2
@@ -22,10 +28,14 @@ EngagementEvent = events_pb2.PostLiked | events_pb2.PostUnliked | events_pb2.Com
 
 
 class SignalHandlers:
-    def __init__(self, signals: SignalStore) -> None:
+    def __init__(self, signals: SignalStore, cache: EngagementCache | None = None) -> None:
         self._signals = signals
+        self._cache = cache
 
     async def on_engagement(self, event: EngagementEvent) -> None:
+        if self._cache is not None:
+            liker = event.user_id if isinstance(event, events_pb2.PostLiked | events_pb2.PostUnliked) else None
+            await self._cache.drop(post_ids=[event.post_id], viewer_ids=[liker] if liker else [])
         at = event.occur_time.ToMilliseconds()
         if isinstance(event, events_pb2.PostLiked | events_pb2.PostUnliked):
             sign = 1 if isinstance(event, events_pb2.PostLiked) else -1

@@ -4,11 +4,13 @@ threshold, redelivery, removal, rebasing, readers' affinity and frozen rankings.
 from __future__ import annotations
 
 import itertools
+import time
 import uuid
 from collections.abc import AsyncIterator
 
 import pytest
 
+from engagement_cache import EngagementCache
 from feed_svc.consumers import SignalHandlers
 from feed_svc.signals import AFFINITY_HALF_LIFE_MS, REBASE_AFTER_MS, TRENDING_WINDOW_MS, SignalStore
 from glimpse.events.v1 import events_pb2
@@ -188,3 +190,26 @@ async def test_a_frozen_ranking_reads_back_in_slices_until_it_is_gone(store: Sig
     assert await store.thawed(42, snapshot, 10, 4) == []
     assert await store.thawed(43, snapshot, 0, 4) is None  # another viewer's token names nothing of theirs
     assert await store.thawed(42, snapshot + 1, 0, 4) is None
+
+
+async def test_an_engagement_event_drops_what_the_cache_holds_of_it() -> None:
+    """The second drop (feed_svc.consumers): a value engagement_svc failed to drop goes with the event."""
+    now = int(time.time() * 1000)
+    post, other = post_at(now - 1000), post_at(now - 1000, 1)
+    redis = connect_redis(ENV.redis_url)
+    namespace = f"signals-{uuid.uuid4().hex[:12]}"
+    cache = EngagementCache(redis, namespace)
+    handlers = SignalHandlers(SignalStore(redis, namespace, min_interactions=3), cache)
+    read = await cache.read([post, other], 7)
+    await cache.fill_counts(read, {post: (5, 0, 0), other: (1, 0, 0)})
+    assert await cache.fill_viewer(7, read, 0, liked=[post], saved=[])
+    await handlers.on_engagement(unliked(post, 99, 7, now))
+    after = await cache.read([post, other], 7)
+    assert after.counts == {other: (1, 0, 0)} and after.viewer is None
+    comment = events_pb2.CommentCreated(event_id=next(_events), post_id=other, post_author_id=99, author_id=8)
+    comment.occur_time.FromMilliseconds(now)
+    await handlers.on_engagement(comment)
+    assert (await cache.read([other], None)).counts == {}
+    async for key in redis.scan_iter(match=f"{namespace}:*"):
+        await redis.delete(key)
+    await redis.aclose()
