@@ -35,11 +35,12 @@ Ratios: ranked first page / chrono (cached and uncached counts), and a 3-page ra
 page / chrono (target <= 2x), at one caller (p50) and at 16 callers (rate). Then every process's
 peak RSS.
 
-Measured (2 shared cores, other work on the machine; 2026-11-30): one caller p50 chrono 2.35 ms,
-ranked first page 4.17 ms (1.77x; counts uncached 7.21 ms, 3.07x), a later ranked page 2.81 ms, so
-a 3-page ranked sequence costs 1.39x per page; at 16 callers 1/rate 1.69x (uncached 2.44x), the
-sequence 1.04x. Explore: first page p50 9.46 ms (219/s at 16 callers, 5% of the empty call's
-3,987/s), a later page 2.52 ms (907/s). feed_svc peak RSS 97 MiB.
+Measured (2 shared cores, other work on the machine; 2026-11-30 14:20 UTC, with the engagement
+cache): one caller p50 chrono 2.23 ms, ranked first page 3.85 ms (1.72x; counts from the engagement
+cache 1.92x; uncached 4.87x), a 3-page ranked sequence 1.07x per page; at 16 callers 1/rate 2.37x
+(from the engagement cache 3.91x, uncached 5.85x), the sequence 1.60x (an earlier run: 1.73x and
+1.99x). Explore: first page p50 6.16 ms (176/s at 16 callers, 6% of the empty call's 2,908/s), a
+later page 2.23 ms (811/s). feed_svc peak RSS 95 MiB.
 """
 
 from __future__ import annotations
