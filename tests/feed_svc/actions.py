@@ -8,6 +8,7 @@ from collections.abc import Awaitable, Callable
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import create_async_engine
 
+from engagement_cache import EngagementCache
 from glimpse.engagement.v1 import engagement_pb2
 from glimpse.feed.v1 import feed_pb2
 from glimpse.graph.v1 import graph_pb2
@@ -119,3 +120,11 @@ async def drain_signals(bus: Bus, database_url: str, within: float = 30.0) -> No
             await asyncio.sleep(0.1)
     finally:
         await engine.dispose()
+
+
+async def cached(redis, cache: EngagementCache, post_ids: list[int], viewer: int) -> bool:
+    """Whether the cache holds every post's counts and `viewer`'s window, read without leasing."""
+    if await redis.hget(cache.viewer_key(viewer), "since") is None:
+        return False
+    values = [await redis.hget(cache.counts_key(p), str(p)) for p in post_ids]
+    return all(v is not None and not v.startswith(b"~") for v in values)

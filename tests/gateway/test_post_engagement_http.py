@@ -16,7 +16,7 @@ from feed_svc.settings import FeedSettings
 from glimpse.feed.v1 import feed_pb2, feed_pb2_grpc
 from mesh.redis_client import connect_redis
 from tests.conftest import ENV, Account
-from tests.feed_svc.actions import drain
+from tests.feed_svc.actions import cached, drain
 from tests.gateway.conftest import UNREACHABLE
 
 pytestmark = pytest.mark.usefixtures("fanout")
@@ -100,8 +100,7 @@ async def test_posts_are_served_without_counts_when_engagement_is_down(
                     # Read through the live stack until the cache covers the post for its author.
                     for _ in range(100):
                         await http.get(f"/v1/posts/{post_id}", headers=author.headers)
-                        found = await cache.read([post_id], author.id)
-                        if post_id in found.counts and found.viewer is not None:
+                        if await cached(redis, cache, [post_id], author.id):
                             break
                         await asyncio.sleep(0.05)
                     [warm] = (await feed.BatchGetFeedItems(request, metadata=author.metadata)).items
