@@ -193,9 +193,11 @@ class EngagementCache:
     # Readers (feed_svc) ------------------------------------------------------------------------
 
     async def read(self, post_ids: Sequence[int], viewer: int | None) -> CachedEngagement:
-        """The fresh counts among `post_ids` (distinct ids) and `viewer`'s window, in one pipeline;
-        each missing count is leased to this read (fill it with `fill_counts`). Redis errors
-        propagate (nothing is then leased that matters: a lease nobody fills is replaced by the next)."""
+        """The fresh counts among `post_ids` (distinct ids) and `viewer`'s window, in one pipeline.
+        Each missing count is leased to this read (fill it with `fill_counts`; a lease nobody fills
+        is replaced by the next read). A missing window may be leased to it too (`load_viewer`):
+        then load it (`fill_viewer`) or give it up (`release_viewer`), as other reads start no load
+        for _VIEWER_LEASE_SECONDS meanwhile. Redis errors propagate."""
         token = _token()
         now = int(time.time())
         buckets: dict[str, list[int]] = {}
