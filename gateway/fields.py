@@ -31,7 +31,8 @@ def _text(value: str) -> str:
 
 
 def _id_parser(kind: str) -> Callable[[Any], int]:
-    article = "an" if kind[0] in "aeiou" else "a"
+    # "an export", "a user": the kinds here that start with a vowel sound start with a, e, i or o.
+    article = "an" if kind[0] in "aeio" else "a"
     text = f"must be {article} {kind} id: a positive 64-bit integer, preferably as a decimal string"
 
     def parse(value: Any) -> int:
