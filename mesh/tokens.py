@@ -98,7 +98,9 @@ class TokenSigner:
         except jwt.InvalidTokenError as exc:
             raise Unauthenticated("the token is not valid", reason="TOKEN_INVALID") from exc
         if claims.get("typ") != kind:
-            raise Unauthenticated(f"an {kind} token is required here", reason="TOKEN_WRONG_KIND")
+            raise Unauthenticated(
+                f"{'an' if kind == ACCESS else 'a'} {kind} token is required here", reason="TOKEN_WRONG_KIND"
+            )
         try:
             session = claims.get("sid")
             generation = claims.get("gen")
