@@ -46,6 +46,7 @@ later page 2.23 ms (811/s). feed_svc peak RSS 95 MiB.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import random
 import time
 from collections.abc import Awaitable, Callable
@@ -254,6 +255,15 @@ def _verdict(one: dict[str, Sample], many: dict[str, Sample]) -> None:
     )
 
 
+def _without_process_counts(
+    stack: Stack, name: str, *, engagement_cache: bool
+) -> contextlib.AbstractContextManager[tuple[str, int]]:
+    """Another feed_svc on the same data that keeps no ranking counts in process, reading them
+    through the engagement cache or (engagement_cache False) from engagement_svc every time."""
+    env = {"GLIMPSE_RANKING_COUNTS_CACHE_SECONDS": "0", "GLIMPSE_ENGAGEMENT_CACHE": str(engagement_cache).lower()}
+    return feed_process(stack, name, "feed_svc", env)
+
+
 def main() -> None:
     processes = ["graph_svc", "post_svc", "media_svc", "engagement_svc", "feed_svc"]
     settings = {
@@ -265,18 +275,8 @@ def main() -> None:
     with running_stack(processes, **settings) as stack:
         _load(stack)
         with (
-            feed_process(
-                stack,
-                "feed_svc-cache",
-                "feed_svc",
-                {"GLIMPSE_RANKING_COUNTS_CACHE_SECONDS": "0", "GLIMPSE_ENGAGEMENT_CACHE": "true"},
-            ) as (shared_addr, _),
-            feed_process(
-                stack,
-                "feed_svc-uncached",
-                "feed_svc",
-                {"GLIMPSE_RANKING_COUNTS_CACHE_SECONDS": "0", "GLIMPSE_ENGAGEMENT_CACHE": "false"},
-            ) as (uncached_addr, _),
+            _without_process_counts(stack, "feed_svc-cache", engagement_cache=True) as (shared_addr, _),
+            _without_process_counts(stack, "feed_svc-uncached", engagement_cache=False) as (uncached_addr, _),
         ):
             asyncio.run(_measure(stack, shared_addr, uncached_addr))
 
