@@ -20,6 +20,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Annotated
 
+import redis.exceptions
 from fastapi import Depends, Request
 from google.protobuf import any_pb2, duration_pb2
 from google.rpc import error_details_pb2, status_pb2
@@ -37,6 +38,8 @@ log = logging.getLogger("gateway.rate_limits")
 
 # After Redis fails, it is left alone this long: a dead Redis must not add a timeout to every request.
 _RECHECK_SECONDS = 2.0
+# ... after a refused connection, or after this many checks in a row ran past their deadline.
+_TIMEOUTS_TO_GIVE_UP = 2
 
 
 @dataclass(frozen=True)
@@ -109,6 +112,8 @@ class RateLimiter:
         self._storage = _storage(settings)
         self._windows = MovingWindowRateLimiter(self._storage)
         self._down_until = 0.0
+        # Checks in a row that ran out of time (see hit).
+        self._timeouts = 0
         # Each budget's "allowed" count, looked up once: labels() per request showed in profiles.
         self._allowed = {budget: RATE_LIMIT_CHECKS.labels(budget.name, "allowed") for budget in BUDGETS}
 
@@ -126,17 +131,24 @@ class RateLimiter:
             return
         try:
             async with asyncio.timeout(self._timeout):
-                if await self._windows.hit(item, key):
-                    self._allowed[budget].inc()
-                    return
-                window = await self._windows.get_window_stats(item, key)
+                allowed = await self._windows.hit(item, key)
+                window = None if allowed else await self._windows.get_window_stats(item, key)
         except (StorageError, TimeoutError) as exc:
+            # A refused connection means Redis is down; one slow answer on a busy host does not, and
+            # leaving Redis alone after it would refuse every write for _RECHECK_SECONDS.
+            slow = isinstance(exc, TimeoutError) or isinstance(exc.__cause__, redis.exceptions.TimeoutError)
+            self._timeouts = self._timeouts + 1 if slow else _TIMEOUTS_TO_GIVE_UP
             log.warning(
                 "rate limits unavailable; reads are let through, writes refused",
-                extra={"budget": budget.name, "error": repr(exc.__cause__ or exc)},
+                extra={"budget": budget.name, "error": repr(exc.__cause__ or exc), "in_a_row": self._timeouts},
             )
-            self._down_until = time.monotonic() + _RECHECK_SECONDS
+            if self._timeouts >= _TIMEOUTS_TO_GIVE_UP:
+                self._down_until = time.monotonic() + _RECHECK_SECONDS
             self._storage_down(budget)
+            return
+        self._timeouts = 0
+        if window is None:
+            self._allowed[budget].inc()
             return
         RATE_LIMIT_CHECKS.labels(budget.name, "limited").inc()
         raise RateLimited(budget, retry_after=max(1, math.ceil(window.reset_time - time.time())))

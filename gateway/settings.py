@@ -40,8 +40,10 @@ class GatewaySettings(MeshSettings):
     )
     rate_limit_reads_per_user: str = Field("600/minute", description="reads per signed-in user")
     rate_limit_reads_per_ip: str = Field("300/minute", description="anonymous requests per client IP")
-    # Bounds what a slow Redis adds to every request; past it the limiter is treated as down.
-    rate_limit_timeout_seconds: float = Field(0.25, gt=0, le=5, description="deadline of each rate-limit check")
+    # Bounds what a slow Redis adds to every request; past it the check counts as failed (see
+    # gateway.rate_limits). 1 s, not less: a loaded 2-core host stalls a healthy Redis call for 250 ms
+    # now and then, which refused a write (a 503) in a test run.
+    rate_limit_timeout_seconds: float = Field(1.0, gt=0, le=5, description="deadline of each rate-limit check")
     # Only these peers may tell us the client's address (X-Forwarded-For); anyone else could forge it
     # to dodge per-IP limits or to exhaust someone else's. Comma-separated addresses or networks.
     trusted_proxies: Annotated[tuple[IpNetwork, ...], NoDecode] = Field(

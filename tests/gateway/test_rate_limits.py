@@ -6,6 +6,7 @@ and a Redis outage lets reads through and refuses writes."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import re
 import uuid
 from collections.abc import AsyncIterator
@@ -203,13 +204,50 @@ async def test_a_redis_that_hangs_costs_reads_no_more_than_the_limit_timeout(gat
             for _ in range(3):
                 response = await client.get(f"/v1/users/{me.id}/followers", headers=me.headers)
                 assert response.status_code == 200, response.text
-            # The first read waits out the timeout; the next ones skip the Redis that just failed.
+            # The first two reads wait out the timeout (two in a row: Redis hangs); the next ones skip it.
             assert loop.time() - started < 1.5
     finally:
         for writer in silent:
             writer.close()
         server.close()
         await server.wait_closed()
+
+
+async def test_one_slow_answer_refuses_one_write_not_every_write_after_it(gateway, make_account):
+    # A proxy to the real Redis that holds back its first reply past the check's deadline: one slow
+    # answer (a busy host), after which Redis answers as usual.
+    target = MeshSettings().redis_url.removeprefix("redis://").split("/")[0].rsplit(":", 1)
+    held = asyncio.Event()
+
+    async def pipe(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, *, hold: bool) -> None:
+        with contextlib.suppress(ConnectionError):
+            while chunk := await reader.read(65536):
+                if hold and not held.is_set():
+                    held.set()
+                    await asyncio.sleep(0.6)
+                writer.write(chunk)
+                await writer.drain()
+        writer.close()
+
+    async def accept(client_reader: asyncio.StreamReader, client_writer: asyncio.StreamWriter) -> None:
+        redis_reader, redis_writer = await asyncio.open_connection(target[0], int(target[1]))
+        await asyncio.gather(
+            pipe(client_reader, redis_writer, hold=False), pipe(redis_reader, client_writer, hold=True)
+        )
+
+    server = await asyncio.start_server(accept, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    me, star, other = await make_account(), await make_account(), await make_account()
+    try:
+        async with gateway(redis_url=f"redis://127.0.0.1:{port}/0", rate_limit_timeout_seconds=0.3) as client:
+            slow = await client.post("/v1/follow", json={"target_user_id": str(star.id)}, headers=me.headers)
+            assert reasons(assert_error(slow, 503, "UNAVAILABLE")) == ["RATE_LIMITS_UNAVAILABLE"]
+            assert held.is_set()
+            # Redis answers again: the next write goes through instead of waiting out a breaker.
+            follow = await client.post("/v1/follow", json={"target_user_id": str(other.id)}, headers=me.headers)
+            assert follow.status_code == 200, follow.text
+    finally:
+        server.close()
 
 
 def _request(peer: str, *forwarded_for: str) -> Request:
