@@ -7,6 +7,7 @@ with a message naming the variable, instead of failing on first use.
 from __future__ import annotations
 
 import re
+from typing import Literal
 
 from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -51,6 +52,11 @@ class MeshSettings(BaseSettings):
     notification_addr: str = "127.0.0.1:50058"
     story_addr: str = "127.0.0.1:50059"
     export_addr: str = "127.0.0.1:50060"
+
+    # The asyncio event loop every service runs on: uvloop (libuv, in C) by default, whose sockets and
+    # callbacks cost less than asyncio's own loop written in Python; grpc.aio, redis-py, nats-py and
+    # SQLAlchemy all run on either. "asyncio" for debugging with asyncio's own tools.
+    event_loop: Literal["uvloop", "asyncio"] = "uvloop"
 
     log_level: str = "INFO"
     log_json: bool = True

@@ -9,6 +9,7 @@ from collections.abc import Callable
 from contextlib import AbstractAsyncContextManager
 from typing import TypeVar
 
+import uvloop
 from pydantic import ValidationError
 
 from mesh.config import MeshSettings
@@ -59,4 +60,7 @@ def run_service(
         async with build(settings) as host:
             await host.run_until_signal()
 
-    asyncio.run(serve())
+    if settings.event_loop == "uvloop":
+        uvloop.run(serve())
+    else:
+        asyncio.run(serve())
