@@ -27,7 +27,8 @@ feed_svc's engagement consumer from the like, unlike or comment event, at least 
 later; what has no event (a save) stays stale at most until the value's age passes the reader's max
 age (FeedSettings), when it is read anew.
 
-Every multi-command change is one Lua script on one key, so it runs unchanged on Redis Cluster.
+A warm read is plain HMGETs; every lease, fill or release (a change that must look first) is one Lua
+script on one key, so it runs unchanged on Redis Cluster.
 
     engagement_cache.store   EngagementCache: reads, leases, fills and drops
 """

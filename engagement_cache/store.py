@@ -193,27 +193,80 @@ class EngagementCache:
     # Readers (feed_svc) ------------------------------------------------------------------------
 
     async def read(self, post_ids: Sequence[int], viewer: int | None) -> CachedEngagement:
-        """The fresh counts among `post_ids` (distinct ids) and `viewer`'s window, in one pipeline.
-        Each missing count is leased to this read (fill it with `fill_counts`; a lease nobody fills
-        is replaced by the next read). A missing window may be leased to it too (`load_viewer`):
-        then load it (`fill_viewer`) or give it up (`release_viewer`), as other reads start no load
-        for _VIEWER_LEASE_SECONDS meanwhile. Redis errors propagate."""
-        token = _token()
+        """The fresh counts among `post_ids` (distinct ids) and `viewer`'s window. Each missing count
+        is leased to this read (fill it with `fill_counts`; a lease nobody fills is replaced by the
+        next read). A missing window may be leased to it too (`load_viewer`): then load it
+        (`fill_viewer`) or give it up (`release_viewer`), as other reads start no load for
+        _VIEWER_LEASE_SECONDS meanwhile. Redis errors propagate.
+
+        One pipeline of plain HMGETs, and a second one (the leasing scripts, which look again
+        atomically) only for what that found missing or stale. A script call cost Redis ~40 us
+        against ~5 for an HMGET of the same fields, and a warm page needs no lease."""
         now = int(time.time())
         buckets: dict[str, list[int]] = {}
         for post_id in post_ids:
             buckets.setdefault(self.counts_key(post_id), []).append(post_id)
+        async with self.redis.pipeline(transaction=False) as pipe:
+            for key, ids in buckets.items():
+                pipe.hmget(key, ids)
+            if viewer:
+                pipe.hmget(self.viewer_key(viewer), ["since", "t", "~t", *post_ids])
+            results = await pipe.execute()
+        found = CachedEngagement({}, None, token=_token())
+        stale: dict[str, list[int]] = {}
+        for (key, ids), values in zip(buckets.items(), results, strict=False):
+            for post_id, value in zip(ids, values, strict=True):
+                counts = self._fresh_counts(value, now)
+                if counts is None:
+                    stale.setdefault(key, []).append(post_id)
+                else:
+                    found.counts[post_id] = counts
+        lease_viewer = False
+        if viewer:
+            since, filled, leased_at, *flags = results[-1]
+            if since is not None and filled is not None and now - int(filled) <= self._viewer_max_age:
+                found.viewer = ViewerState(
+                    int(since), {p: int(f) for p, f in zip(post_ids, flags, strict=True) if f is not None}
+                )
+            else:
+                # Someone else's young lease: their load is under way, this read takes none.
+                lease_viewer = leased_at is None or now - int(leased_at) >= _VIEWER_LEASE_SECONDS
+        if stale or lease_viewer:
+            await self._lease(found, stale, viewer if lease_viewer else None, post_ids, now)
+        return found
+
+    def _fresh_counts(self, value: bytes | None, now: int) -> tuple[int, int, int] | None:
+        """A counts field's (likes, comments, saves) if it holds a value filled at most the max age
+        ago (not a lease, not missing, not too old)."""
+        if value is None or value[:1] == b"~":
+            return None
+        likes, comments, saves, filled = value.split(b",")
+        if now - int(filled) > self._counts_max_age:
+            return None
+        return int(likes), int(comments), int(saves)
+
+    async def _lease(
+        self,
+        found: CachedEngagement,
+        stale: Mapping[str, list[int]],
+        viewer: int | None,
+        post_ids: Sequence[int],
+        now: int,
+    ) -> None:
+        """Leases the `stale` counts fields and `viewer`'s window (its flags of `post_ids`) to `found`,
+        where they still need it: each script looks again, so a value filled since the first look
+        is taken instead."""
+        token = found.token
         calls: list[tuple[str, str, list[Any]]] = [
             (_READ_COUNTS, key, [f"~{token}", now, self._counts_max_age, self._ttl, ",".join(map(str, ids))])
-            for key, ids in buckets.items()
+            for key, ids in stale.items()
         ]
         if viewer:
             listed = ",".join(map(str, post_ids))
             args = [token, now, self._viewer_max_age, self._ttl, _VIEWER_LEASE_SECONDS, listed]
             calls.append((_READ_VIEWER, self.viewer_key(viewer), args))
         results = await self._run(calls)
-        found = CachedEngagement({}, None, token=token)
-        for (key, ids), values in zip(buckets.items(), results, strict=False):
+        for (key, ids), values in zip(stale.items(), results, strict=False):
             for post_id, value in zip(ids, values, strict=True):
                 if value is None:
                     found.leased.setdefault(key, []).append(post_id)
@@ -228,7 +281,6 @@ class EngagementCache:
                 found.viewer = ViewerState(
                     int(since), {p: int(f) for p, f in zip(post_ids, flags, strict=True) if f is not None}
                 )
-        return found
 
     async def fill_counts(self, read: CachedEngagement, counts: Mapping[int, tuple[int, int, int]]) -> None:
         """Stores the counts `read` leased and engagement_svc has since answered (where the lease still

@@ -17,12 +17,14 @@ import asyncio
 import heapq
 import time
 from collections.abc import Mapping, Sequence
+from operator import itemgetter
 
 from cachetools import TTLCache
 from prometheus_client import Counter
 
 from feed_svc import ranking
 from feed_svc.engagement import EngagementReader
+from feed_svc.expiring import ExpiringMap
 from feed_svc.frozen_pages import FrozenPages
 from feed_svc.hydration import Hydrator, RenderedItem, RenderedPage
 from feed_svc.signals import SignalStore
@@ -49,8 +51,6 @@ MAX_FEED_ITEMS = 100
 RANKED_WINDOW = 200
 # How long a post's like, comment and save counts are reused for ranking (FeedSettings overrides it).
 RANKING_COUNTS_SECONDS = 10.0
-# (likes, comments, saves) of a candidate engagement_svc knows nothing of (or did not answer for).
-_NO_COUNTS = (0, 0, 0)
 
 
 class FeedCursor(PageCursor):
@@ -98,8 +98,8 @@ class FeedService:
         # Like, comment and save counts the ranked feed scores with: counts move with every like, but a score
         # a few seconds stale changes nothing a reader notices, and readers of the same authors share
         # candidates. Served counts are never these: each page reads its own (feed_svc.engagement).
-        self._ranking_counts: TTLCache[int, tuple[int, int, int]] = TTLCache(
-            100_000, ranking_counts_cache_seconds or 1e-9
+        self._ranking_counts: ExpiringMap[int, tuple[int, int, int]] = ExpiringMap(
+            100_000, ranking_counts_cache_seconds
         )
 
     async def home_feed(self, user_id: int, size: int, token: str) -> RenderedPage:
@@ -156,24 +156,21 @@ class FeedService:
         async def rank() -> tuple[list[int], Mapping[int, engagement_pb2.PostEngagement]]:
             now_ms = int(time.time() * 1000)
             celebrities = await self._celebrity_followees(user_id)
-            candidates, _ = await self._candidates(user_id, celebrities, None, RANKED_WINDOW, touch=True)
-            (rendered, counts), affinity = await asyncio.gather(
-                self._rendered_with_counts(candidates), self._signals.affinity(user_id, now_ms)
+            # The reader's affinity does not depend on the candidates: read at the same time.
+            (candidates, _), affinity = await asyncio.gather(
+                self._candidates(user_id, celebrities, None, RANKED_WINDOW, touch=True),
+                self._signals.affinity(user_id, now_ms),
             )
+            rendered, counts = await self._rendered_with_counts(candidates)
             present = await keep([rendered[p] for p in candidates if p in rendered])
-            signals = [
-                ranking.Signals(
-                    item.post_id,
-                    item.author_id,
-                    timestamp_ms(item.post_id),
-                    *counts.get(item.post_id, _NO_COUNTS),
-                    affinity.get(item.author_id, 0.0),
-                )
-                for item in present
-            ]
-            ordered = ranking.diversify(ranking.rank(signals, now_ms))
+            ordered = ranking.diversify(
+                ranking.rank_posts(
+                    [(i.post_id, i.author_id, timestamp_ms(i.post_id)) for i in present], counts, affinity, now_ms
+                ),
+                author=itemgetter(1),
+            )
             # The page's own engagement (as the reader sees it) is read when it is served (frozen_pages).
-            return [s.post_id for s in ordered], {}
+            return [post_id for post_id, _ in ordered], {}
 
         return await self._frozen.page(user_id, f"feed:{user_id}:ranked", token, size, rank, keep)
 
@@ -182,11 +179,11 @@ class FeedService:
     ) -> tuple[dict[int, RenderedItem], dict[int, tuple[int, int, int]]]:
         """The posts rendered, and (likes, comments, saves) of each for ranking: reused in process for
         ranking_counts_cache_seconds, the others read through the engagement cache."""
-        counts = {p: c for p in post_ids if (c := self._ranking_counts.get(p)) is not None}
-        missing = [p for p in post_ids if p not in counts]
+        counts, missing = self._ranking_counts.get_many(post_ids)
         rendered, read = await asyncio.gather(self._hydrator.rendered(post_ids), self._engagement.counts(missing))
         for post_id, found in read.items():
-            counts[post_id] = self._ranking_counts[post_id] = found
+            counts[post_id] = found
+            self._ranking_counts.put(post_id, found)
         return rendered, counts
 
     async def feed_items(self, post_ids: Sequence[int], viewer: int | None, *, fresh: bool = False) -> RenderedPage:

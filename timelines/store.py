@@ -252,5 +252,12 @@ def _decoded(member: bytes | str) -> str:
 
 
 def _older_than(members: Sequence[bytes | str], bound: str | None) -> list[int]:
-    decoded = (_decoded(m) for m in members)
-    return [int(m) for m in decoded if m != LIVE and (bound is None or m < bound)]
+    """The post ids among a timeline's members (LIVE, always first, left out) below `bound`'s."""
+    if members and _decoded(members[0]) == LIVE:
+        members = members[1:]
+    # int() reads the digits of bytes and str alike: no decoding per member.
+    ids = list(map(int, members))
+    if bound is None:
+        return ids
+    below = int(bound)
+    return [post_id for post_id in ids if post_id < below]

@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import dataclasses
+from operator import itemgetter
 
 from hypothesis import given
 from hypothesis import strategies as st
 
-from feed_svc.ranking import MAX_RUN, Signals, diversify, log_score, rank
+from feed_svc.ranking import MAX_RUN, Signals, diversify, log_score, rank, rank_posts
 
 NOW = 1_790_000_000_000
 HOUR = 3_600_000
@@ -73,6 +74,20 @@ def test_diversify_keeps_every_post_and_breaks_runs_when_it_can(posts: list[Sign
         run = {s.author_id for s in out[i - MAX_RUN : i + 1]}
         if len(run) == 1:  # a run of three: only allowed when nobody else is left
             assert {s.author_id for s in out[i:]} == run
+
+
+@given(
+    st.lists(signals, max_size=40, unique_by=lambda s: s.post_id),
+    st.dictionaries(st.integers(min_value=1, max_value=6), affinities),
+)
+def test_rank_posts_orders_exactly_as_rank(posts: list[Signals], by_author: dict[int, float]) -> None:
+    """The feed's path (tuples, counts by post, affinity by author) and the reference (Signals) agree,
+    down to ties, and so does diversify over either."""
+    same = [dataclasses.replace(s, affinity=by_author.get(s.author_id, 0.0)) for s in posts]
+    counts = {s.post_id: (s.likes, s.comments, s.saves) for s in same if s.likes or s.comments or s.saves}
+    fast = rank_posts([(s.post_id, s.author_id, s.created_ms) for s in same], counts, by_author, NOW)
+    assert fast == [(s.post_id, s.author_id) for s in rank(same, NOW)]
+    assert diversify(fast, author=itemgetter(1)) == [(s.post_id, s.author_id) for s in diversify(rank(same, NOW))]
 
 
 def test_golden_order_on_a_fixed_graph() -> None:
