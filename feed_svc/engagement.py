@@ -40,6 +40,7 @@ CACHE_READS = Counter(
     "Posts whose engagement a page read, by where it came from.",
     ["source"],
 )
+FROM_CACHE, FROM_ENGAGEMENT_SVC = CACHE_READS.labels("cache"), CACHE_READS.labels("engagement_svc")
 # Failures that mean "not now" rather than a bug in the request.
 _DEGRADE = (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED)
 # BatchGetEngagement's limit per call.
@@ -84,10 +85,10 @@ class EngagementReader:
                 p for p in unique if p not in cached.counts or (viewer and (window is None or not window.covers(p)))
             ]
         asked = await self._ask(need, viewer) if need else {}
-        CACHE_READS.labels("engagement_svc").inc(len(need))
+        FROM_ENGAGEMENT_SVC.inc(len(need))
         if cached is None:
             return asked
-        CACHE_READS.labels("cache").inc(len(unique) - len(need))
+        FROM_CACHE.inc(len(unique) - len(need))
         if asked and cached.leased:
             await self._fill(cached, {p: (e.like_count, e.comment_count, e.save_count) for p, e in asked.items()})
         if viewer and cached.load_viewer:
@@ -124,8 +125,8 @@ class EngagementReader:
         cached = await self._read_cache(unique, None)
         found = dict(cached.counts) if cached is not None else {}
         need = [p for p in unique if p not in found]
-        CACHE_READS.labels("engagement_svc").inc(len(need))
-        CACHE_READS.labels("cache").inc(len(unique) - len(need))
+        FROM_ENGAGEMENT_SVC.inc(len(need))
+        FROM_CACHE.inc(len(unique) - len(need))
         if need:
             asked = {p: (e.like_count, e.comment_count, e.save_count) for p, e in (await self._ask(need, None)).items()}
             if cached is not None and asked and cached.leased:
