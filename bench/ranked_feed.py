@@ -35,12 +35,12 @@ Ratios: ranked first page / chrono (cached and uncached counts), and a 3-page ra
 page / chrono (target <= 2x), at one caller (p50) and at 16 callers (rate). Then every process's
 peak RSS.
 
-Measured (2 shared cores, other work on the machine; 2026-11-30 14:20 UTC, with the engagement
-cache): one caller p50 chrono 2.23 ms, ranked first page 3.85 ms (1.72x; counts from the engagement
-cache 1.92x; uncached 4.87x), a 3-page ranked sequence 1.07x per page; at 16 callers 1/rate 2.37x
-(from the engagement cache 3.91x, uncached 5.85x), the sequence 1.60x (an earlier run: 1.73x and
-1.99x). Explore: first page p50 6.16 ms (176/s at 16 callers, 6% of the empty call's 2,908/s), a
-later page 2.23 ms (811/s). feed_svc peak RSS 95 MiB.
+Measured (2 shared cores, other work on the machine; 2026-11-30 16:40 UTC, 665b55a: uvloop, counts
+for ranking in an ExpiringMap, rank_posts): one caller p50 chrono 2.73 ms, ranked first page 4.60 ms
+(1.68x; counts from the engagement cache 2.15x; uncached 4.60x), a 3-page ranked sequence 1.09x per
+page; at 16 callers 1/rate 1.85x (from the engagement cache 2.65x, uncached 4.20x), the sequence
+1.27x. Before e46f39d (14:20 UTC, a faster machine): 1.72x and 2.37x. Explore: a first page 144/s at
+16 callers (8% of the empty call's rate), a later page 717/s. feed_svc peak RSS 99 MiB.
 """
 
 from __future__ import annotations
