@@ -35,7 +35,7 @@ Ratios: ranked first page / chrono (cached and uncached counts), and a 3-page ra
 page / chrono (target <= 2x), at one caller (p50) and at 16 callers (rate). Then every process's
 peak RSS.
 
-Measured (2 shared cores, other work on the machine; 2026-11-30 16:40 UTC, 665b55a: uvloop, counts
+Measured (2 shared cores, other work on the machine; 2026-11-30 16:15 UTC, 665b55a: uvloop, counts
 for ranking in an ExpiringMap, rank_posts): one caller p50 chrono 2.73 ms, ranked first page 4.60 ms
 (1.68x; counts from the engagement cache 2.15x; uncached 4.60x), a 3-page ranked sequence 1.09x per
 page; at 16 callers 1/rate 1.85x (from the engagement cache 2.65x, uncached 4.20x), the sequence
