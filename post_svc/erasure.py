@@ -42,11 +42,10 @@ class PostErasure:
         while True:
             async with self._db.unit_of_work() as session:
                 batch = await repo.lock_posts_of_author(session, user_id, self._batch_size)
-                for post in batch:
-                    if post.deleted:
-                        continue
-                    await tag_repo.retag_post(session, post.id, post.hashtags, [])
+                live = [post for post in batch if not post.deleted]
+                for post in live:
                     await self._outbox.add(session, events_pb2.PostDeleted(post_id=post.id, author_id=user_id))
+                await tag_repo.untag_posts(session, [(post.id, post.hashtags) for post in live])
                 if batch:
                     await repo.remove_posts(session, [post.id for post in batch])
                 last = len(batch) < self._batch_size

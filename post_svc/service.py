@@ -113,12 +113,12 @@ class PostService:
         async with self._db.unit_of_work() as session:
             stored = await repo.insert_post(session, record)
             if stored is not None:
-                await tag_repo.retag_post(session, post_id, [], record.hashtags)
                 event = events_pb2.PostCreated(
                     post_id=post_id, author_id=author_id, media_ids=media_ids, mentioned_usernames=mentions_of(caption)
                 )
                 event.create_time.FromDatetime(record.created_at)
                 await self._outbox.add(session, event)
+                await tag_repo.retag_post(session, post_id, [], record.hashtags)  # last: see retag_post
             else:  # a retry that raced the first call: the first call's post
                 stored = await repo.get_post(session, post_id)
         assert stored is not None
@@ -234,13 +234,13 @@ class PostService:
                 raise NotFound(f"post {post_id} does not exist", reason="POST_NOT_FOUND")
             hashtags = hashtags_of(caption)
             await repo.set_caption(session, post.id, caption, hashtags)
-            await tag_repo.retag_post(session, post.id, post.hashtags, hashtags)
             updated = await repo.get_post(session, post.id)
             assert updated is not None
             # Readers cache posts (feed_svc hydration): the event lets them drop the old caption.
             event = events_pb2.PostUpdated(post_id=post.id, author_id=post.author_id)
             event.update_time.FromDatetime(updated.updated_at)
             await self._outbox.add(session, event)
+            await tag_repo.retag_post(session, post.id, post.hashtags, hashtags)  # last: see retag_post
         return updated
 
     async def delete(self, caller_id: int, post_id: int) -> None:
@@ -252,8 +252,8 @@ class PostService:
             if post.deleted:
                 return
             await repo.mark_deleted(session, post_id)
-            await tag_repo.retag_post(session, post_id, post.hashtags, [])
             await self._outbox.add(session, events_pb2.PostDeleted(post_id=post_id, author_id=caller_id))
+            await tag_repo.retag_post(session, post_id, post.hashtags, [])  # last: see retag_post
 
     async def _refuse_unless_author(self, caller_id: int, post_id: int, action: str) -> None:
         """Before a change: NOT_FOUND (POST_NOT_FOUND) for a post that does not exist, or that the

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections import Counter
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 from sqlalchemy import any_, bindparam, delete, func, select, text, tuple_
@@ -59,7 +61,9 @@ _REMOVE_FROM_INDEX = Statement(
 async def retag_post(session: Session, post_id: int, before: list[str], after: list[str]) -> None:
     """Moves post `post_id` from the tags `before` to the tags `after` (either may be empty: a new post,
     a deleted one): its index rows and the tags' counts. The caller holds the post (just inserted, or
-    locked) so that `before` is what the index has."""
+    locked) so that `before` is what the index has. Call it last in the unit of work: the counts'
+    row locks are held until the commit, and every statement after it would make each other post
+    on those tags wait one more round trip."""
     added = sorted(set(after) - set(before))
     removed = sorted(set(before) - set(after))
     if not added and not removed:
@@ -70,6 +74,49 @@ async def retag_post(session: Session, post_id: int, before: list[str], after: l
         await session.execute(_ADD_TO_INDEX, {"post_id": post_id, "tags": added})
     changes = sorted([(tag, 1) for tag in added] + [(tag, -1) for tag in removed])
     await session.execute(_COUNT, {"names": [name for name, _ in changes], "deltas": [d for _, d in changes]})
+
+
+# Erasure: every post of a batch out of the index at once, and the tags' rows locked in name order
+# (as _COUNT takes them) before they are counted down: a batch takes many posts' tags, and locking
+# them post by post could lock "b" before "a" and deadlock with a create that takes "a" then "b".
+_REMOVE_POSTS_FROM_INDEX = Statement(
+    delete(post_tags).where(post_tags.c.post_id == any_(bindparam("post_ids", type_=ARRAY(BigInteger))))
+)
+_LOCK_TAGS = Statement(
+    text(
+        """
+        SELECT 1 FROM posts.tags
+         WHERE name = ANY(:names)
+         ORDER BY name COLLATE "C"
+           FOR UPDATE
+        """
+    ).bindparams(bindparam("names", type_=ARRAY(Text)))
+)
+_COUNT_DOWN = Statement(
+    text(
+        """
+        UPDATE posts.tags AS t
+           SET post_count = t.post_count - c.posts
+          FROM unnest(:names, :posts) AS c(name, posts)
+         WHERE t.name = c.name
+        """
+    ).bindparams(bindparam("names", type_=ARRAY(Text)), bindparam("posts", type_=ARRAY(Integer)))
+)
+
+
+async def untag_posts(session: Session, posts: Sequence[tuple[int, list[str]]]) -> None:
+    """Takes the posts, each (post id, its hashtags as indexed), out of their tags: their index rows
+    and one count each, the tags' rows locked in name order first. The caller holds the posts."""
+    if not posts:
+        return
+    await session.execute(_REMOVE_POSTS_FROM_INDEX, {"post_ids": [post_id for post_id, _ in posts]})
+    counts = Counter(tag for _, hashtags in posts for tag in set(hashtags))
+    if not counts:
+        return
+    # Python orders str by code point, as the "C" collation orders their UTF-8 bytes.
+    names = sorted(counts)
+    await session.execute(_LOCK_TAGS, {"names": names})
+    await session.execute(_COUNT_DOWN, {"names": names, "posts": [counts[name] for name in names]})
 
 
 _GET_TAG = Statement(select(tags.c.name, tags.c.post_count, tags.c.id).where(tags.c.name == bindparam("name")))

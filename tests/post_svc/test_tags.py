@@ -4,6 +4,7 @@ caller may not see), and tags by prefix, most used first."""
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -289,3 +290,28 @@ async def test_bad_tags_queries_and_tokens_are_invalid_argument(stubs, make_acco
     ]:
         code, _, fields = await refused(call)
         assert code == grpc.StatusCode.INVALID_ARGUMENT and list(fields) == ["page_token"]
+
+
+async def test_untagging_a_batch_counts_each_post_once_and_runs_beside_creates(
+    stubs, make_account, writer: Writer, db: Database
+):
+    """The erasure's batches (tag_repo.untag_posts): index rows and counts of many posts at once,
+    while creates take the same tags, each in one statement in name order. The batch's posts hold
+    the tags in the other order post by post ("b" first, then "a"), which locking post by post
+    could deadlock on."""
+    author, other = await make_account(), await make_account()
+    a, b = sorted([unique_tag("a"), unique_tag("b")])
+    hashtags = [[b], [a], [b, a, b]]
+    leaving = [await writer.post(author, tags) for tags in hashtags]
+    staying = await writer.posts(other, [a, b], 2)
+    assert [await count_of(stubs, t) for t in (a, b)] == [4, 4]
+
+    async def untag() -> None:
+        async with db.unit_of_work() as session:
+            await tag_repo.untag_posts(session, [(1, []), *zip(leaving, hashtags, strict=True)])
+
+    # Creates on both tags run beside the batch; every one commits (no deadlock, no lost count).
+    created = await asyncio.gather(untag(), *(writer.post(other, [a, b]) for _ in range(6)))
+    assert [await count_of(stubs, t) for t in (a, b)] == [2 + 6, 2 + 6]
+    page = await stubs.post.ListTagPosts(post_pb2.ListTagPostsRequest(tag=a, page_size=50), metadata=other.metadata)
+    assert sorted(p.id for p in page.posts) == sorted(staying + list(created[1:]))
