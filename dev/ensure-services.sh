@@ -11,9 +11,13 @@ listening() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
 # Keep the kernel from handing our fixed ports out as the source port of an outgoing connection
 # (they sit inside the ephemeral range): under load that makes a service fail to bind at start.
 # Best effort: it needs root and a writable /proc/sys.
+# Every port a process of `make run` listens on (tests/test_dev_ports.py keeps it in step with the
+# settings' defaults: 50060 was missing once, and export_svc failed to bind under load). Added to
+# what is reserved already (the kernel merges the ranges).
+RESERVED_PORTS="8080,$S3_PORT,50051-50060"
 reserved=/proc/sys/net/ipv4/ip_local_reserved_ports
-if [ -w "$reserved" ] && ! grep -q 50051-50059 "$reserved"; then
-  echo "8080,$S3_PORT,50051-50059" > "$reserved" 2>/dev/null || true
+if [ -w "$reserved" ] && ! grep -q -- "${RESERVED_PORTS##*,}" "$reserved"; then
+  echo "$(cat "$reserved"),$RESERVED_PORTS" | sed 's/^,//' > "$reserved" 2>/dev/null || true
 fi
 
 wait_for() {  # name port

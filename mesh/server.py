@@ -12,6 +12,7 @@ import asyncio
 import contextlib
 import logging
 import signal
+import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -30,9 +31,18 @@ Background = Callable[[], Awaitable[None]]
 
 
 class ServiceHost:
-    def __init__(self, name: str, address: str, *, grace_seconds: float = 10.0, metrics_port: int | None = None):
+    def __init__(
+        self,
+        name: str,
+        address: str,
+        *,
+        grace_seconds: float = 10.0,
+        metrics_port: int | None = None,
+        bind_patience_seconds: float = 5.0,
+    ):
         self.name = name
         self._address = address
+        self._bind_patience = bind_patience_seconds
         self._grace = grace_seconds
         self._metrics_port = metrics_port
         self._server = grpc.aio.server(
@@ -64,9 +74,7 @@ class ServiceHost:
         health_pb2_grpc.add_HealthServicer_to_server(self._health, self._server)
         names = [*self._service_names, health.SERVICE_NAME, reflection.SERVICE_NAME]
         reflection.enable_server_reflection(names, self._server)
-        self.port = self._server.add_insecure_port(self._address)
-        if self.port == 0:
-            raise RuntimeError(f"{self.name}: cannot listen on {self._address}")
+        self.port = await self._bind()
         if self._metrics_port:
             start_http_server(self._metrics_port, addr="127.0.0.1" if self._address.startswith("127.") else "0.0.0.0")
         await self._server.start()
@@ -76,6 +84,28 @@ class ServiceHost:
             self._tasks.append(asyncio.create_task(self._guard(run), name=f"{self.name}:{run}"))
         log.info("serving", extra={"address": self._address, "port": self.port, "services": self._service_names})
         return self.port
+
+    async def _bind(self) -> int:
+        """Binds the address, trying again for bind_patience_seconds while it is in use: a fixed port
+        inside the kernel's ephemeral range can be the source port of someone's outgoing connection
+        for a moment (dev/ensure-services.sh reserves ours where it may). RuntimeError, naming the
+        address and what to do, if it stays in use."""
+        deadline = time.monotonic() + self._bind_patience
+        while True:
+            try:
+                port = self._server.add_insecure_port(self._address)
+            except RuntimeError:  # grpc: "Failed to bind to address ..."
+                port = 0
+            if port:
+                return port
+            if time.monotonic() >= deadline:
+                raise RuntimeError(
+                    f"{self.name}: cannot listen on {self._address}: the address is in use (another process "
+                    "listens on it, or a connection holds it as its source port); stop that process or "
+                    "choose another address (its GLIMPSE_*LISTEN setting)"
+                )
+            log.warning("address in use; trying again", extra={"address": self._address})
+            await asyncio.sleep(0.25)
 
     async def stop(self) -> None:
         """NOT_SERVING first so load balancers drain us, then stop background work and the server."""
