@@ -137,7 +137,7 @@ class AccountService:
 
     async def search_users(self, query: str, size: int, token: str, viewer_id: int | None = None) -> Page[UserRecord]:
         """Users matching `query`, ranked (graph_svc.repository.search_users: exact username, then
-        prefix, then within two edits, then similar usernames and display names; by similarity, then
+        prefix, then one edit away, then two, then similar usernames and display names; by similarity, then
         followers, then username), without those that block or are blocked by `viewer_id`.
 
         The query is trimmed, case-folded and may start with '@'. Pages follow the ranking with a

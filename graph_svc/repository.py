@@ -135,8 +135,10 @@ class SearchHit:
     score: int
 
 
-# Where a hit ranks, best first (SearchHit.tier).
-EXACT, PREFIX, WITHIN_TWO_EDITS, SIMILAR = range(4)
+# Where a hit ranks, best first (SearchHit.tier). One typo ranks above two: within a tier, names are
+# ordered by similarity, and a display name's ("Reed 9") word similarity can tie every user of a
+# community, leaving follower count to put a two-typo name above the one-typo name that was meant.
+EXACT, PREFIX, ONE_EDIT, TWO_EDITS, SIMILAR = range(5)
 # Similarity (0..1) is ranked and paged on in millionths: an exact integer, so a page token repeats it.
 SCORE_SCALE = 1_000_000
 
@@ -148,10 +150,12 @@ def _search_statement() -> Statement:
     q = bindparam("q", type_=Text)
     candidates = func.graph.user_search_candidates(q).table_valued("id").render_derived("candidates")
     similarity = func.greatest(func.similarity(users.c.username, q), func.word_similarity(q, users.c.display_name))
+    edits = func.levenshtein_less_equal(users.c.username, q, 2)
     tier = case(
         (users.c.username == q, EXACT),
         (func.starts_with(users.c.username, q), PREFIX),
-        (func.levenshtein_less_equal(users.c.username, q, 2) <= 2, WITHIN_TWO_EDITS),
+        (edits <= 1, ONE_EDIT),
+        (edits <= 2, TWO_EDITS),
         else_=SIMILAR,
     )
     found = (
@@ -205,12 +209,13 @@ async def search_users(
     viewer_id: int | None = None,
 ) -> list[SearchHit]:
     """Users matching `query` (trimmed, lower-case), best first: the exact username (tier EXACT), then
-    usernames starting with it (PREFIX), then usernames within two edits (WITHIN_TWO_EDITS), then the
-    other candidates (SIMILAR: trigram-similar usernames, display names with a similar word). Within
-    a tier: by score (the better of the username's trigram similarity and the display name's word
-    similarity, in millionths) descending, then follower count descending, then username. `after`
-    is the previous page's last (tier, score, follower_count, username); users that block or are
-    blocked by `viewer_id` are left out.
+    usernames starting with it (PREFIX), then usernames one edit away (ONE_EDIT), then two (TWO_EDITS;
+    Levenshtein: an insertion, deletion or substitution each), then the other candidates (SIMILAR:
+    trigram-similar usernames, display names with a similar word). Within a tier: by score (the
+    better of the username's trigram similarity and the display name's word similarity, in
+    millionths) descending, then follower count descending, then username. `after` is the previous
+    page's last (tier, score, follower_count, username); users that block or are blocked by
+    `viewer_id` are left out.
 
     The candidates come from `graph.user_search_candidates` (migration 0003: the username's btree
     and two trigram GIN indexes, with the similarity thresholds), each then read by primary key, so

@@ -157,8 +157,8 @@ async def search_users(
     page_size: PageSize = 0,
     page_token: PageToken = "",
 ) -> dict[str, Any]:
-    """Ranked: the user called exactly `q` first, then usernames starting with `q`, then usernames within
-    two typos of it (edit distance <= 2: "reeed0" and "rede0" find reed0), then other similar usernames
+    """Ranked: the user called exactly `q` first, then usernames starting with `q`, then usernames one
+    typo away, then two (edit distance: "reeed0" and "rede0" find reed0), then other similar usernames
     and display names; within each, the most similar first, then the most followed. Users blocked either
     way with the caller are left out. Signed-in users only. 400 for an empty or too long `q`, or a
     malformed `page_token`."""

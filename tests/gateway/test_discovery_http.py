@@ -138,6 +138,30 @@ async def test_tags_by_prefix_most_used_first(http, make_account, upload_photo):
     assert "query" in error["message"]
 
 
+async def test_one_typo_ranks_above_two_when_display_names_tie(http, make_account):
+    """A newcomer's report on the demo graph: every Reed98 user is "Reed N", so the display names'
+    similarity tied every name within two typos of "reed0", and follower count put reed102 (two
+    edits) above reed9 (one). One typo now ranks above two, whatever the followers."""
+    me, fan = await make_account(), await make_account()
+    stem = f"r{uuid.uuid4().hex[:7]}"
+    ids = {}
+    for suffix in ("0", "9", "102"):
+        name = f"{stem}{suffix}"
+        body = {"username": name, "email": f"{name}@example.com", "password": "a long enough passphrase"}
+        created = await http.post("/v1/users", json=body)
+        assert created.status_code == 201, created.text
+        ids[suffix] = created.json()["id"]
+        login = await http.post("/v1/sessions", json={"login": name, "password": body["password"]})
+        token = {"Authorization": f"Bearer {login.json()['access_token']}"}
+        named = await http.patch("/v1/users/me", json={"display_name": f"{stem} {suffix}"}, headers=token)
+        assert named.status_code == 200, named.text
+    followed = await http.post("/v1/follow", json={"target_user_id": ids["102"]}, headers=fan.headers)
+    assert followed.status_code == 200, followed.text
+    found = await http.get("/v1/search/users", params={"q": f"{stem}0"}, headers=me.headers)
+    ranked = [user["username"] for user in found.json()["items"] if user["username"].startswith(stem)]
+    assert ranked == [f"{stem}0", f"{stem}9", f"{stem}102"]  # exact, one edit, two edits
+
+
 async def test_user_search_is_ranked_and_typo_tolerant(http, make_account):
     me = await make_account()
     stem = f"w{uuid.uuid4().hex[:7]}"
