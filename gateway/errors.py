@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import logging
 import math
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
 import grpc
@@ -88,9 +88,21 @@ def error_response(
     return JSONResponse(body, status_code=status_code, headers=all_headers)
 
 
-def render_details(status: status_pb2.Status) -> list[dict[str, Any]]:
-    """ErrorInfo, BadRequest and RetryInfo details of a google.rpc.Status as JSON. Other detail types
-    (DebugInfo may hold a stack trace) are left out on purpose."""
+def client_field_names(**names: str) -> Callable[[Request], None]:
+    """A route dependency naming the upstream request's fields as the route's clients know them (e.g.
+    `query="q"`: SearchTagsRequest.query is the query parameter `q`), for the fields its errors name."""
+
+    def name_fields(request: Request) -> None:
+        request.state.client_field_names = names
+
+    return name_fields
+
+
+def render_details(status: status_pb2.Status, names: Mapping[str, str] | None = None) -> list[dict[str, Any]]:
+    """ErrorInfo, BadRequest and RetryInfo details of a google.rpc.Status as JSON, each field a
+    BadRequest names as `names` renames it (see client_field_names). Other detail types (DebugInfo
+    may hold a stack trace) are left out on purpose."""
+    names = names or {}
     rendered: list[dict[str, Any]] = []
     for packed in status.details:
         if packed.Is(error_details_pb2.ErrorInfo.DESCRIPTOR):
@@ -100,7 +112,9 @@ def render_details(status: status_pb2.Status) -> list[dict[str, Any]]:
         elif packed.Is(error_details_pb2.BadRequest.DESCRIPTOR):
             bad_request = error_details_pb2.BadRequest()
             packed.Unpack(bad_request)
-            rendered.append(bad_request_detail((v.field, v.description) for v in bad_request.field_violations))
+            rendered.append(
+                bad_request_detail((names.get(v.field, v.field), v.description) for v in bad_request.field_violations)
+            )
         elif packed.Is(error_details_pb2.RetryInfo.DESCRIPTOR):
             retry = error_details_pb2.RetryInfo()
             packed.Unpack(retry)
@@ -163,7 +177,12 @@ async def _on_rpc_error(request: Request, exc: grpc.aio.AioRpcError) -> JSONResp
         if rich is None:
             return error_response(status_code, code.name, _TRANSPORT_MESSAGES[code])
     message = rich.message if rich is not None else (exc.details() or code.name)
-    details = render_details(rich) if rich is not None else []
+    names: Mapping[str, str] = getattr(request.state, "client_field_names", {})
+    for upstream, client in names.items():
+        # invalid_field's message starts with the field's name (mesh.errors).
+        if message.startswith(f"{upstream}: "):
+            message = f"{client}: {message.removeprefix(f'{upstream}: ')}"
+    details = render_details(rich, names) if rich is not None else []
     headers = retry_after(rich) if rich is not None else {}
     return error_response(status_code, code.name, message, details, headers)
 

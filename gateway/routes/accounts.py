@@ -5,12 +5,13 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Header, Query, status
+from fastapi import APIRouter, Depends, Header, Query, status
 from pydantic import BaseModel, Field
 from pydantic.json_schema import JsonDict
 
 from gateway import rate_limits
 from gateway.auth import CallerId, OptionalCallerId
+from gateway.errors import client_field_names
 from gateway.fields import PageSize, PageToken, Text
 from gateway.rate_limits import LOGIN_PER_NAME, RateLimiterDep, login_subject
 from gateway.render import to_json
@@ -139,7 +140,7 @@ async def lookup_user(username: str, caller: OptionalCallerId, services: Service
     summary="Search users, typo tolerant and ranked",
     response_description="Matching users, best match first.",
     responses=error_responses(400, 401, 429),
-    dependencies=[rate_limits.user_reads],
+    dependencies=[rate_limits.user_reads, Depends(client_field_names(query="q"))],
 )
 async def search_users(
     caller: CallerId,

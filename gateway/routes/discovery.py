@@ -6,10 +6,11 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Path, Query
+from fastapi import APIRouter, Depends, Path, Query
 
 from gateway import rate_limits
 from gateway.auth import CallerId
+from gateway.errors import client_field_names
 from gateway.fields import PageSize, PageToken
 from gateway.render import feed_item_json, to_json
 from gateway.resources import PostPage, Tag, TagPage, error_responses
@@ -76,7 +77,7 @@ async def list_tag_posts(
     summary="Search hashtags by prefix",
     response_description="Tags in use starting with `q`, most used first.",
     responses=error_responses(400, 401, 429),
-    dependencies=[rate_limits.user_reads],
+    dependencies=[rate_limits.user_reads, Depends(client_field_names(query="q"))],
 )
 async def search_tags(
     caller: CallerId,

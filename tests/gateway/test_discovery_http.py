@@ -135,7 +135,7 @@ async def test_tags_by_prefix_most_used_first(http, make_account, upload_photo):
             break
     assert pages == expected
     error = error_of(await http.get("/v1/search/tags?q=a-b", headers=author.headers), 400, "INVALID_ARGUMENT")
-    assert "query" in error["message"]
+    assert error["message"].startswith("q: ")  # the parameter the client sent (the RPC calls it query)
 
 
 async def test_one_typo_ranks_above_two_when_display_names_tie(http, make_account):
@@ -177,3 +177,17 @@ async def test_user_search_is_ranked_and_typo_tolerant(http, make_account):
         response = await http.get("/v1/search/users", params={"q": typo}, headers=me.headers)
         assert names[0] in [user["username"] for user in response.json()["items"]], typo
     error_of(await http.get("/v1/search/users", params={"q": "  "}, headers=me.headers), 400, "INVALID_ARGUMENT")
+
+
+@pytest.mark.parametrize(
+    ("path", "q"),
+    [("/v1/search/tags", " "), ("/v1/search/tags", "a-b"), ("/v1/search/users", "   "), ("/v1/search/users", "@")],
+)
+async def test_a_query_the_service_refuses_names_q_not_the_rpc_field(http, make_account, path, q):
+    """The services call the parameter `query`; the client sent `q` (a newcomer's report:
+    `/v1/search/tags?q=%20` named `query`)."""
+    me = await make_account()
+    error = error_of(await http.get(path, params={"q": q}, headers=me.headers), 400, "INVALID_ARGUMENT")
+    fields = [v["field"] for d in error["details"] if d["type"] == "BadRequest" for v in d["field_violations"]]
+    assert fields == ["q"], error
+    assert error["message"].startswith("q: "), error
