@@ -41,7 +41,15 @@ TagName = Annotated[
     dependencies=[rate_limits.user_reads],
 )
 async def get_tag(tag: TagName, caller: CallerId, services: Services) -> dict[str, Any]:
-    """Every well-formed tag has a page: a tag nobody used has 0 posts."""
+    """Every well-formed tag has a page: a tag nobody used has 0 posts. The count is of every live post
+    carrying the tag, private accounts' included (their posts are left out of the tag's page for those
+    who may not see them, not of its count).
+
+    How a tag is normalised (in captions, here and in search alike): Unicode NFKC, then case folding.
+    So full-width letters and ligatures fold (a full-width #GLIMPSE is glimpse, #ﬁsh is fish), #Straße is
+    strasse, and #İstanbul is i̇stanbul (an i with a combining dot: case folding is not
+    Turkish-aware, so istanbul is another tag). A tag may be all digits (#2026). In a caption a tag
+    starts at '#' and ends at the first character that cannot be in one ("end.#café." tags café)."""
     request = post_pb2.GetTagRequest(tag=tag)
     return to_json(await services.post.GetTag(request, timeout=services.timeout, metadata=as_caller(caller)))
 
