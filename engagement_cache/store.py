@@ -109,6 +109,18 @@ if redis.call('HGET', KEYS[1], '~') == ARGV[1] then redis.call('HDEL', KEYS[1], 
 return 0
 """
 
+
+def _counts(value: bytes) -> tuple[int, int, int]:
+    """(likes, comments, saves) of a filled counts field, "likes,comments,saves,filled_s"."""
+    likes, comments, saves, _ = value.split(b",")
+    return int(likes), int(comments), int(saves)
+
+
+def _window(since: bytes, post_ids: Sequence[int], flags: Sequence[bytes | None]) -> ViewerState:
+    """A reader's window from its "since" field and its flags of `post_ids` (None: neither)."""
+    return ViewerState(int(since), {p: int(f) for p, f in zip(post_ids, flags, strict=True) if f is not None})
+
+
 _tokens = itertools.count()
 _PROCESS = os.urandom(4).hex()
 
@@ -170,7 +182,11 @@ class EngagementCache:
         }
 
     def counts_key(self, post_id: int) -> str:
-        return self._keys.named("engagement:counts", timestamp_ms(post_id) // _DAY_MS)
+        return self._bucket(timestamp_ms(post_id) // _DAY_MS)
+
+    def _bucket(self, day: int) -> str:
+        """The counts bucket of a UTC day (days since the Unix epoch)."""
+        return self._keys.named("engagement:counts", day)
 
     def viewer_key(self, user_id: int) -> str:
         return self._keys.named("engagement:viewer", user_id)
@@ -206,7 +222,7 @@ class EngagementCache:
         by_day: dict[int, list[int]] = {}
         for post_id in post_ids:
             by_day.setdefault(timestamp_ms(post_id) // _DAY_MS, []).append(post_id)
-        buckets = {self._keys.named("engagement:counts", day): ids for day, ids in by_day.items()}
+        buckets = {self._bucket(day): ids for day, ids in by_day.items()}
         async with self.redis.pipeline(transaction=False) as pipe:
             for key, ids in buckets.items():
                 pipe.hmget(key, ids)
@@ -226,9 +242,7 @@ class EngagementCache:
         if viewer:
             since, filled, leased_at, *flags = results[-1]
             if since is not None and filled is not None and now - int(filled) <= self._viewer_max_age:
-                found.viewer = ViewerState(
-                    int(since), {p: int(f) for p, f in zip(post_ids, flags, strict=True) if f is not None}
-                )
+                found.viewer = _window(since, post_ids, flags)
             else:
                 # Someone else's young lease: their load is under way, this read takes none.
                 lease_viewer = leased_at is None or now - int(leased_at) >= _VIEWER_LEASE_SECONDS
@@ -241,10 +255,9 @@ class EngagementCache:
         ago (not a lease, not missing, not too old)."""
         if value is None or value[:1] == b"~":
             return None
-        likes, comments, saves, filled = value.split(b",")
-        if now - int(filled) > self._counts_max_age:
+        if now - int(value.rsplit(b",", 1)[1]) > self._counts_max_age:
             return None
-        return int(likes), int(comments), int(saves)
+        return _counts(value)
 
     async def _lease(
         self,
@@ -272,16 +285,13 @@ class EngagementCache:
                 if value is None:
                     found.leased.setdefault(key, []).append(post_id)
                 else:
-                    likes, comments, saves, _ = value.split(b",")
-                    found.counts[post_id] = (int(likes), int(comments), int(saves))
+                    found.counts[post_id] = _counts(value)
         if viewer:
             since, flags = results[-1]
             if since is None:
                 found.load_viewer = flags == 1
             else:
-                found.viewer = ViewerState(
-                    int(since), {p: int(f) for p, f in zip(post_ids, flags, strict=True) if f is not None}
-                )
+                found.viewer = _window(since, post_ids, flags)
 
     async def fill_counts(self, read: CachedEngagement, counts: Mapping[int, tuple[int, int, int]]) -> None:
         """Stores the counts `read` leased and engagement_svc has since answered (where the lease still
