@@ -4,13 +4,15 @@ engagement, a celebrity-heavy reader, and the same RPC served from SQL instead o
     python -m bench feed_read
 
 Runs graph_svc, post_svc, media_svc, engagement_svc and feed_svc as processes (bench.stack) on a fresh
-database, with a Redis server of its own (so Redis's CPU is only the timelines'), and two more feed
+database, with a Redis server of its own (so Redis's CPU is only the timelines'), and three more feed
 processes on the same data: one with GLIMPSE_SERVE_ENGAGEMENT=false (posts without engagement: the
-issue-11 baseline) and the SQL-backed variant (`python -m bench.feed_read`: feed_svc's own host,
-hydration, visibility, engagement and encoding, with the page's post ids read by the per-followee
-LATERAL query on the posts index instead of from Redis). CELEBRITY_THRESHOLD 10000; hydration,
-celebrity and visibility caches kept for 15 minutes so they stay warm for the whole run (every
-reader's first page is read once per feed process before measuring). Engagement is read through
+issue-11 baseline), the SQL-backed variant (`BENCH_FEED_VARIANT=sql python -m bench.feed_read`:
+feed_svc's own host, hydration, visibility, engagement and encoding, with the page's post ids read by
+the per-followee LATERAL query on the posts index instead of from Redis) and the remembered pages
+(`BENCH_FEED_VARIANT=remembered`: each reader's page read once, then answered from memory by the same
+host and servicer: what a page of this size costs the hop alone, beside the empty call's 2 bytes). CELEBRITY_THRESHOLD 10000; hydration, celebrity and visibility
+caches kept for 15 minutes so they stay warm for the whole run (every reader's first page is read once
+per feed process before measuring). Engagement is read through
 the engagement cache (engagement_cache): the warm-up fills each page's counts and each reader's window
 of their own likes and saves, so measured pages read it from Redis in one round trip (no like or
 comment rows here, and nothing changes during the run, so nothing is dropped). What a miss costs (a
@@ -31,8 +33,9 @@ Only the outboxes a read touches are written: the celebrities' (another author's
 to rebuild an expired inbox, and these readers' inboxes are live).
 
 Figures (targets printed beside them, never asserted; issue 12 target 1 and issue 11's ratio):
-  3  GetHomeFeed (page 20, Reed98 readers) at max rate beside Health/Check on the same feed_svc and
-     beside the feed process without engagement, with the same client; then GetHomeFeed and
+  3  GetHomeFeed (page 20, Reed98 readers) at max rate beside Health/Check on the same feed_svc,
+     beside the feed process without engagement and beside the remembered pages, with the same
+     client; then GetHomeFeed and
      Health/Check at half the feed's max rate, open loop; CPU per call of every process
   4  the mix reader beside the inbox-only reader: p50/p99 of one caller, and max rate
   5  GetHomeFeed beside its SQL-backed variant (same gRPC server and hydration) on Reed98 and the
@@ -54,6 +57,7 @@ import asyncio
 import contextlib
 import itertools
 import multiprocessing
+import os
 import random
 import statistics
 import subprocess
@@ -76,6 +80,7 @@ from bench.feed_data import Step, Verdict, print_verdicts
 from bench.stack import LOGS, Stack, free_port, running_stack
 from bench.stats import Sample, empty_call_floor, peak_rss_line, time_calls
 from feed_svc.app import feed_host
+from feed_svc.hydration import RenderedPage
 from feed_svc.service import FeedService
 from feed_svc.settings import FeedSettings
 from glimpse.feed.v1 import feed_pb2, feed_pb2_grpc
@@ -185,7 +190,10 @@ class Readers:
     scale: list[int]
 
 
-# The SQL-backed feed (runs as its own process: python -m bench.feed_read) -----------------------
+# The SQL-backed feed and the remembered pages (each its own process: python -m bench.feed_read,
+# with BENCH_FEED_VARIANT=sql or remembered) ---------------------------------------------------------
+
+VARIANT_ENV = "BENCH_FEED_VARIANT"
 
 
 class SqlPages:
@@ -220,6 +228,38 @@ class SqlFeedService(FeedService):
     ) -> tuple[list[int], bool]:
         ids = await self._sql.page(user_id, before, fetch)
         return ids, len(ids) < fetch
+
+
+class RememberedFeedService(FeedService):
+    """FeedService that reads each (reader, page size, token) page once and then answers it from
+    memory: the same host, interceptors, servicer and encoding as feed_svc, with no Redis read, no
+    hydration and no engagement read per call. Its rate is the floor of what a handler returning a
+    page of this size can reach through one Python gRPC hop here (the empty call returns 2 bytes)."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._pages: dict[tuple[int, int, str], RenderedPage] = {}
+
+    async def home_feed(self, user_id: int, size: int, token: str) -> RenderedPage:
+        key = (user_id, size, token)
+        page = self._pages.get(key)
+        if page is None:
+            page = self._pages[key] = await super().home_feed(user_id, size, token)
+        return page
+
+
+@contextlib.asynccontextmanager
+async def variant_feed_host(settings: FeedSettings) -> AsyncIterator[ServiceHost]:
+    """The variant VARIANT_ENV names: "sql" (SqlFeedService) or "remembered" (RememberedFeedService)."""
+    variant = os.environ.get(VARIANT_ENV, "sql")
+    if variant == "remembered":
+        async with feed_host(settings, make_service=RememberedFeedService) as host:
+            yield host
+    elif variant == "sql":
+        async with sql_feed_host(settings) as host:
+            yield host
+    else:
+        raise SystemExit(f"{VARIANT_ENV}={variant!r}: use sql or remembered")
 
 
 @contextlib.asynccontextmanager
@@ -729,13 +769,13 @@ def _print(measured: Sequence[Measured]) -> None:
         print(m.cpu_line())
 
 
-def figure_feed(
-    client: Client, addr: str, bare_addr: str, readers: list[int], alone: list[Sample], page_bytes: float
-) -> Measured:
+def figure_feed(client: Client, feeds: Feeds, readers: list[int], alone: list[Sample], page_bytes: float) -> Measured:
     """Figure 3; returns the feed's max-rate measurement (figure 5 reuses it for Reed98)."""
+    addr = feeds.ours
     health = client.run("floor: Health/Check, max rate", "health", addr, readers)
     feed = client.run("GetHomeFeed, max rate", "feed", addr, readers)
-    bare = client.run("GetHomeFeed without engagement, max rate", "feed", bare_addr, readers)
+    bare = client.run("GetHomeFeed without engagement, max rate", "feed", feeds.bare, readers)
+    remembered = client.run("floor: the same pages from memory, max rate", "feed", feeds.remembered, readers)
     half = feed.sample.rate / 2
     health_half = client.run(f"floor: Health/Check, open loop {half:,.0f}/s", "health", addr, readers, half)
     feed_half = client.run(f"GetHomeFeed, open loop {half:,.0f}/s (half max)", "feed", addr, readers, half)
@@ -746,8 +786,9 @@ def figure_feed(
     )
     for sample in alone:
         print(sample.line())
-    _print([health, feed, bare, health_half, feed_half])
+    _print([health, feed, bare, remembered, health_half, feed_half])
     rate, floor, bare_rate = feed.sample.rate, health.sample.rate, bare.sample.rate
+    remembered_rate = remembered.sample.rate
     p99, floor_p99 = feed_half.sample.percentile(99), health_half.sample.percentile(99)
     print_verdicts(
         "figure 3",
@@ -759,6 +800,14 @@ def figure_feed(
                 f"{rate / floor:.0%} of empty",
                 f">= {TARGET_SHARE_OF_EMPTY:.0%} of empty",
                 rate >= TARGET_SHARE_OF_EMPTY * floor,
+            ),
+            Verdict(
+                "the same pages from memory (no Redis, no hydration)",
+                f"{remembered_rate:,.0f} calls/s",
+                f"Health/Check {floor:,.0f} calls/s",
+                f"{remembered_rate / floor:.0%} of empty; GetHomeFeed {rate / remembered_rate:.0%} of it",
+                "-",
+                None,
             ),
             Verdict(
                 f"GetHomeFeed p99 at {half:,.0f}/s (half max)",
@@ -811,11 +860,13 @@ def figure_celebrities(client: Client, addr: str, readers: Readers, alone: list[
 
 @dataclass(frozen=True)
 class Feeds:
-    """The feed processes' addresses: feed_svc, without engagement, and the SQL-backed variant."""
+    """The feed processes' addresses: feed_svc, without engagement, the SQL-backed variant and the
+    remembered pages."""
 
     ours: str
     bare: str
     sql: str
+    remembered: str
 
 
 def figure_sql(client: Client, stack: Stack, feeds: Feeds, readers: Readers, reed_feed: Measured) -> None:
@@ -930,16 +981,22 @@ def main() -> None:
         readers = load_data(stack, redis_url)
         with (
             feed_process(stack, "feed_svc-bare", "feed_svc", {"GLIMPSE_SERVE_ENGAGEMENT": "false"}) as (bare, bare_pid),
-            feed_process(stack, "feed_svc-sql", "bench.feed_read", {}) as (sql, sql_pid),
+            feed_process(stack, "feed_svc-sql", "bench.feed_read", {VARIANT_ENV: "sql"}) as (sql, sql_pid),
+            feed_process(stack, "feed_svc-remembered", "bench.feed_read", {VARIANT_ENV: "remembered"}) as (
+                remembered,
+                remembered_pid,
+            ),
         ):
-            feeds = Feeds(stack.addr["feed_svc"], bare, sql)
+            feeds = Feeds(stack.addr["feed_svc"], bare, sql, remembered)
             with Step("first page of every reader from each feed process (fills their caches; full pages?)"):
                 page_bytes = asyncio.run(warm(feeds.ours, readers.reed))
                 asyncio.run(warm(feeds.ours, readers.celebrity_mix + readers.inbox_only + readers.scale))
                 asyncio.run(warm(feeds.bare, readers.reed, engagement=False))
                 asyncio.run(warm(feeds.sql, readers.reed + readers.scale))
+                asyncio.run(warm(feeds.remembered, readers.reed))
             processes = {name: [child.pid] for name, child in stack.running.items()}
-            processes |= {"feed_svc without engagement": [bare_pid], "SQL-backed feed": [sql_pid], "Redis": [redis_pid]}
+            processes |= {"feed_svc without engagement": [bare_pid], "SQL-backed feed": [sql_pid]}
+            processes |= {"remembered pages": [remembered_pid], "Redis": [redis_pid]}
             meter = CpuMeter(processes, stack.database_url)
             try:
                 client = Client(pool, meter)
@@ -954,7 +1011,7 @@ def main() -> None:
                         },
                     )
                 )
-                reed_feed = figure_feed(client, feeds.ours, feeds.bare, readers.reed, alone[:2], page_bytes)
+                reed_feed = figure_feed(client, feeds, readers.reed, alone[:2], page_bytes)
                 figure_celebrities(client, feeds.ours, readers, alone[2:])
                 figure_sql(client, stack, feeds, readers, reed_feed)
             finally:
@@ -964,5 +1021,9 @@ def main() -> None:
 
 if __name__ == "__main__":
     run_service(
-        "bench.feed_read", "feed_svc with its pages read from SQL (bench feed_read)", FeedSettings, sql_feed_host
+        "bench.feed_read",
+        f"feed_svc with its pages read from SQL ({VARIANT_ENV}=sql, the default) or answered from memory"
+        f" after the first read ({VARIANT_ENV}=remembered): bench feed_read's variants",
+        FeedSettings,
+        variant_feed_host,
     )

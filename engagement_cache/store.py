@@ -116,6 +116,18 @@ def _counts(value: bytes) -> tuple[int, int, int]:
     return int(likes), int(comments), int(saves)
 
 
+def _fresh_counts(value: bytes | None, oldest: int) -> tuple[int, int, int] | None:
+    """(likes, comments, saves) of a counts field holding a value filled at or after `oldest` (Unix
+    seconds); None for a missing, leased ("~token") or older one. One split per field: a page parses
+    twenty of them on every read."""
+    if value is None or value[:1] == b"~":
+        return None
+    likes, comments, saves, filled = value.split(b",")
+    if int(filled) < oldest:
+        return None
+    return int(likes), int(comments), int(saves)
+
+
 def _window(since: bytes, post_ids: Sequence[int], flags: Sequence[bytes | None]) -> ViewerState:
     """A reader's window from its "since" field and its flags of `post_ids` (None: neither)."""
     return ViewerState(int(since), {p: int(f) for p, f in zip(post_ids, flags, strict=True) if f is not None})
@@ -148,7 +160,8 @@ class ViewerState:
 class CachedEngagement:
     """What one read found. `counts`: (likes, comments, saves) of the posts whose value was fresh;
     `viewer`: the reader's window if it was loaded (None: ask engagement_svc for their state);
-    `load_viewer`: the caller holds the lease to load that window (EngagementCache.fill_viewer)."""
+    `load_viewer`: the caller holds the lease to load that window (EngagementCache.fill_viewer);
+    `token`: this read's lease token, made only when it leased something ("" for a warm read)."""
 
     counts: dict[int, tuple[int, int, int]]
     viewer: ViewerState | None
@@ -229,15 +242,17 @@ class EngagementCache:
             if viewer:
                 pipe.hmget(self.viewer_key(viewer), ["since", "t", "~t", *post_ids])
             results = await pipe.execute()
-        found = CachedEngagement({}, None, token=_token())
+        found = CachedEngagement({}, None)
+        fresh = found.counts
+        oldest = now - self._counts_max_age
         stale: dict[str, list[int]] = {}
         for (key, ids), values in zip(buckets.items(), results, strict=False):
             for post_id, value in zip(ids, values, strict=True):
-                counts = self._fresh_counts(value, now)
+                counts = _fresh_counts(value, oldest)
                 if counts is None:
                     stale.setdefault(key, []).append(post_id)
                 else:
-                    found.counts[post_id] = counts
+                    fresh[post_id] = counts
         lease_viewer = False
         if viewer:
             since, filled, leased_at, *flags = results[-1]
@@ -250,15 +265,6 @@ class EngagementCache:
             await self._lease(found, stale, viewer if lease_viewer else None, post_ids, now)
         return found
 
-    def _fresh_counts(self, value: bytes | None, now: int) -> tuple[int, int, int] | None:
-        """A counts field's (likes, comments, saves) if it holds a value filled at most the max age
-        ago (not a lease, not missing, not too old)."""
-        if value is None or value[:1] == b"~":
-            return None
-        if now - int(value.rsplit(b",", 1)[1]) > self._counts_max_age:
-            return None
-        return _counts(value)
-
     async def _lease(
         self,
         found: CachedEngagement,
@@ -270,7 +276,7 @@ class EngagementCache:
         """Leases the `stale` counts fields and `viewer`'s window (its flags of `post_ids`) to `found`,
         where they still need it: each script looks again, so a value filled since the first look
         is taken instead."""
-        token = found.token
+        token = found.token = _token()
         calls: list[tuple[str, str, list[Any]]] = [
             (_READ_COUNTS, key, [f"~{token}", now, self._counts_max_age, self._ttl, ",".join(map(str, ids))])
             for key, ids in stale.items()

@@ -18,6 +18,7 @@ from glimpse.engagement.v1 import engagement_pb2
 from glimpse.feed.v1 import feed_pb2
 
 _LENGTH_DELIMITED = 2
+_ONE_BYTE = [bytes((value,)) for value in range(0x80)]
 
 
 def _tag(message: Descriptor, field: str) -> bytes:
@@ -29,7 +30,9 @@ def _tag(message: Descriptor, field: str) -> bytes:
 def varint(value: int) -> bytes:
     """`value` (>= 0) as a protobuf base-128 varint."""
     if value < 0x80:
-        return bytes((value,))
+        return _ONE_BYTE[value]
+    if value < 0x4000:  # an item's length: every item of every page
+        return bytes((value & 0x7F | 0x80, value >> 7))
     out = bytearray()
     while value >= 0x80:
         out.append(value & 0x7F | 0x80)
@@ -51,10 +54,15 @@ def items_response(
     `engagement` set when one is given."""
     parts: list[bytes] = []
     for encoded, engagement in items:
-        if engagement is not None:
-            field = engagement.SerializeToString()
-            encoded += _ENGAGEMENT + varint(len(field)) + field
-        parts += (_ITEMS, varint(len(encoded)), encoded)
+        if engagement is None:
+            parts += (_ITEMS, varint(len(encoded)), encoded)
+            continue
+        # The engagement field is appended as parts of its own: joining it onto the item would copy
+        # the item's kilobyte or two once more per item.
+        field = engagement.SerializeToString()
+        head = varint(len(field))
+        size = len(encoded) + len(_ENGAGEMENT) + len(head) + len(field)
+        parts += (_ITEMS, varint(size), encoded, _ENGAGEMENT, head, field)
     if next_page_token:
         token = next_page_token.encode()
         parts += (_NEXT_PAGE_TOKEN, varint(len(token)), token)

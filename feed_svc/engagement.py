@@ -81,11 +81,13 @@ class EngagementReader:
             need = unique
         else:
             window = cached.viewer
-            need = [
-                p for p in unique if p not in cached.counts or (viewer and (window is None or not window.covers(p)))
-            ]
+            counts = cached.counts
+            # A post a reader's state is needed for and their window does not cover is asked too.
+            since = (window.since if window is not None else None) if viewer else 0
+            need = [p for p in unique if p not in counts or since is None or p < since]
         asked = await self._ask(need, viewer) if need else {}
-        FROM_ENGAGEMENT_SVC.inc(len(need))
+        if need:
+            FROM_ENGAGEMENT_SVC.inc(len(need))
         if cached is None:
             return asked
         FROM_CACHE.inc(len(unique) - len(need))
@@ -93,24 +95,25 @@ class EngagementReader:
             await self._fill(cached, {p: (e.like_count, e.comment_count, e.save_count) for p, e in asked.items()})
         if viewer and cached.load_viewer:
             self._start_load(viewer, cached)
+        flags = window.flags if viewer and window is not None else {}
         found: dict[int, engagement_pb2.PostEngagement] = {}
-        window = cached.viewer
+        message = engagement_pb2.PostEngagement
         for post_id in unique:
             answer = asked.get(post_id)
             if answer is not None:
                 found[post_id] = answer
                 continue
-            counts = cached.counts.get(post_id)
-            if counts is None or (viewer and (window is None or not window.covers(post_id))):
+            count = counts.get(post_id)
+            if count is None or since is None or post_id < since:
                 continue  # engagement_svc did not answer for it
-            flags = window.of(post_id) if viewer and window is not None else 0
-            found[post_id] = engagement_pb2.PostEngagement(
+            own = flags.get(post_id, 0)
+            found[post_id] = message(
                 post_id=post_id,
-                like_count=counts[0],
-                comment_count=counts[1],
-                save_count=counts[2],
-                viewer_has_liked=bool(flags & LIKED),
-                viewer_has_saved=bool(flags & SAVED),
+                like_count=count[0],
+                comment_count=count[1],
+                save_count=count[2],
+                viewer_has_liked=bool(own & LIKED),
+                viewer_has_saved=bool(own & SAVED),
             )
         return found
 
