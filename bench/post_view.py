@@ -17,8 +17,9 @@ VIEWERS viewers who follow every private author, so every view is allowed and bo
 answer the same item (checked before measuring), and the check reads a follow row for half the posts.
 Viewer patterns of the checked process:
   cold   every call is a (viewer, author) pair never asked before in the run: the visibility cache
-         (per viewer, visibility_cache_seconds) never has the answer, one CheckVisibility call to
-         graph_svc per view; the check's whole price
+         (per viewer, visibility_cache_seconds) never has the answer; a private author's view is one
+         CheckVisibility call to graph_svc, a public author's only until a second viewer asks (then
+         the author's audience, read once, answers: the `visibility` package)
   warm   16 viewers x 20 posts, each asked once before every round: the answer is in the cache (as
          for a viewer scrolling and opening posts of the accounts they see)
 Client: CLIENT_PROCESSES spawned processes x CONCURRENCY calls in flight = 16 callers, closed loop,

@@ -9,6 +9,8 @@ from typing import cast
 import grpc
 import pytest
 
+import visibility
+from glimpse.events.v1 import events_pb2
 from glimpse.graph.v1 import graph_pb2
 from graph_svc import privacy_repository as privacy_repo
 from graph_svc.visibility import MAX_AUDIENCE, MAX_AUTHORS
@@ -203,3 +205,34 @@ async def test_the_visibility_queries_read_indexes_only(database_url, make_accou
                     assert f"Seq Scan on {table} " not in plan, plan
     finally:
         await db.dispose()
+
+
+async def test_the_client_answers_a_public_authors_viewers_from_their_audience_as_graph_svc_does(
+    graph, make_account, make_private_account
+):
+    """The visibility client (the `visibility` package) decides a public author's later viewers from
+    the author's audience; every answer equals CheckVisibility's, for the same truth table, and a block
+    made afterwards is seen once its event arrives."""
+    private, public = await make_private_account(), await make_account()
+    follower, stranger, blocker, blocked, late = [await make_account() for _ in range(5)]
+    for author in (private, public):
+        await graph.FollowUser(graph_pb2.FollowUserRequest(target_user_id=author.id), metadata=follower.metadata)
+    await graph.ApproveFollowRequest(
+        graph_pb2.ApproveFollowRequestRequest(requester_id=follower.id), metadata=private.metadata
+    )
+    for author in (private, public):
+        await graph.BlockUser(graph_pb2.BlockUserRequest(target_user_id=author.id), metadata=blocker.metadata)
+        await graph.BlockUser(graph_pb2.BlockUserRequest(target_user_id=blocked.id), metadata=author.metadata)
+    client = visibility.Visibility(graph, ttl_seconds=60, timeout=5)
+    viewers = [stranger.id, private.id, public.id, follower.id, 0, blocker.id, blocked.id, late.id]
+    for author in (public.id, private.id, 987654321):
+        for viewer in viewers:
+            expected = dict(await check(graph, viewer, [author]))
+            assert await client.of(viewer, [author]) == expected, (author, viewer)
+    # From the second viewer on, the public author's answers came from the audience.
+    assert client._audiences[public.id].public
+    assert not client._audiences[private.id].public
+    await graph.BlockUser(graph_pb2.BlockUserRequest(target_user_id=late.id), metadata=public.metadata)
+    await client.on_graph_event(events_pb2.UserBlocked(event_id=1, blocker_id=public.id, blocked_id=late.id))
+    assert await client.of(late.id, [public.id]) == {public.id: BLOCKED}
+    assert await client.of(stranger.id, [public.id]) == {public.id: VISIBLE}
