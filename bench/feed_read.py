@@ -10,13 +10,13 @@ issue-11 baseline), the SQL-backed variant (`BENCH_FEED_VARIANT=sql python -m be
 feed_svc's own host, hydration, visibility, engagement and encoding, with the page's post ids read by
 the per-followee LATERAL query on the posts index instead of from Redis) and the remembered pages
 (`BENCH_FEED_VARIANT=remembered`: each reader's page read once, then answered from memory by the same
-host and servicer: what a page of this size costs the hop alone, beside the empty call's 2 bytes). CELEBRITY_THRESHOLD 10000; hydration, celebrity and visibility
-caches kept for 15 minutes so they stay warm for the whole run (every reader's first page is read once
-per feed process before measuring). Engagement is read through
-the engagement cache (engagement_cache): the warm-up fills each page's counts and each reader's window
-of their own likes and saves, so measured pages read it from Redis in one round trip (no like or
-comment rows here, and nothing changes during the run, so nothing is dropped). What a miss costs (a
-BatchGetEngagement call) is in `ranked_feed`'s "uncached" figure.
+host and servicer: what a page of this size costs the hop alone, beside the empty call's 2 bytes).
+CELEBRITY_THRESHOLD 10000; hydration, celebrity and visibility caches kept for 15 minutes so they stay
+warm for the whole run (every reader's first page is read once per feed process before measuring).
+Engagement is read through the engagement cache (engagement_cache): the warm-up fills each page's
+counts and each reader's window of their own likes and saves, so measured pages read it from Redis in
+one round trip (no like or comment rows here, and nothing changes during the run, so nothing is
+dropped). What a miss costs (a BatchGetEngagement call) is in `ranked_feed`'s "uncached" figure.
 This measures the read path, so the data is bulk-loaded (bench.feed_data): posts and READY media rows
 straight into their schemas, outboxes and inboxes written with the timelines package exactly as the
 fan-out leaves them (inbox: the newest 800 posts of the reader and their non-celebrity followees).
