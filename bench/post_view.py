@@ -268,7 +268,7 @@ def main() -> None:
                     ("floor: Health/Check", "health", checked, warm),
                     ("without the check", "view", unchecked, warm),
                     ("with the check, warm cache", "view", checked, warm),
-                    ("with the check, cold (a graph_svc call each)", "view", checked, None),
+                    ("with the check, cold (every pair new)", "view", checked, None),
                 ]
                 # The warm pairs' answers are younger than visibility_cache_seconds when their round starts.
                 asyncio.run(_same_items(checked, unchecked, warm))
