@@ -124,7 +124,7 @@ class SessionChecks:
 
     async def require_live(self, session_id: int) -> None:
         """Returns if session `session_id` is live; Unauthenticated (SESSION_REVOKED) if it has ended."""
-        if not await self._is_live(session_id):
+        if not await self.is_live(session_id):
             raise Unauthenticated(
                 "this session has ended (logged out, revoked, or the account was deleted); log in again",
                 reason="SESSION_REVOKED",
@@ -135,7 +135,9 @@ class SessionChecks:
         replica refuses its access tokens at once rather than within SESSION_RECHECK_SECONDS."""
         self._known[session_id] = (False, time.monotonic())
 
-    async def _is_live(self, session_id: int) -> bool:
+    async def is_live(self, session_id: int) -> bool:
+        """Whether session `session_id` is live: remembered, or asked of graph_svc (batched as the
+        class says). graph_svc's failures propagate as its gRPC error."""
         known = self._known.get(session_id)
         if known is not None and (not known[0] or time.monotonic() - known[1] < self._recheck):
             return known[0]

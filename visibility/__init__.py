@@ -175,7 +175,9 @@ class Visibility:
                 ),
             )
         finally:
-            self._audience_reads.pop(author, None)
+            # Unless a forget replaced it meanwhile (then the entry is gone or a newer read's).
+            if self._audience_reads.get(author) is asyncio.current_task():
+                del self._audience_reads[author]
         public = anonymous.results[0].visibility == VISIBLE and len(filters.blocked_user_ids) <= AUDIENCE_MAX_BLOCKED
         audience = _Audience(public, frozenset(filters.blocked_user_ids) if public else frozenset())
         if self._unchanged_since(author, started):
@@ -208,6 +210,8 @@ class Visibility:
             self._filters.pop(user_id, None)
             self._seen.pop(user_id, None)
             self._audiences.pop(user_id, None)
+            # A read in flight may predate the change: viewers asking from now on start their own.
+            self._audience_reads.pop(user_id, None)
             self._forgotten_at[user_id] = self._forgets
 
     def _unchanged_since(self, viewer: int, forgets: int) -> bool:
@@ -222,6 +226,7 @@ class Visibility:
             self._all_forgotten = self._forgets
             self._seen.clear()
             self._audiences.clear()
+            self._audience_reads.clear()
         elif isinstance(event, events_pb2.UserBlocked | events_pb2.UserUnblocked):
             self.forget(event.blocker_id, event.blocked_id)
         elif isinstance(event, events_pb2.UserMuted | events_pb2.UserUnmuted):

@@ -41,7 +41,9 @@ async function errorOf(response) {
 // so requests that hit 401 together share one refresh.
 let refreshing = null;
 
-function refresh() {
+/** Trades the refresh token for new tokens (shared by every caller that hit 401 at once); resolves
+ * to whether it worked (false: signed out). */
+export function refresh() {
   refreshing ??= refreshOnce().finally(() => {
     refreshing = null;
   });

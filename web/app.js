@@ -626,7 +626,8 @@ async function route() {
   view.replaceChildren(h("p", { class: "muted" }, "Loading…"));
   try {
     const content = await render(...pattern.exec(hash).slice(1));
-    view.replaceChildren(...[content].flat().filter(Boolean));
+    // A view returns a node or a list of them, nested as it builds them (an empty page's list too).
+    view.replaceChildren(...[content].flat(Infinity).filter(Boolean));
   } catch (error) {
     if (error instanceof ApiError && error.status === 401) {
       saveSession(null);

@@ -1,8 +1,9 @@
 // Server-Sent Events read with fetch: EventSource cannot send the Authorization header the gateway's
 // stream needs, and a token in the URL would end up in logs. Reconnects after the server's `retry`
-// delay, sending Last-Event-ID so nothing is missed.
+// delay, sending Last-Event-ID so nothing is missed. The gateway ends a stream when its access token
+// expires or its session ends: a 401 on reconnecting is answered with one token refresh.
 
-import { authorization } from "./api.js";
+import { authorization, refresh } from "./api.js";
 
 /** Opens `path` as an event stream; `onEvent(type, data)` gets each event's parsed JSON data.
  * Returns a function that closes the stream for good. */
@@ -27,12 +28,22 @@ export function openStream(path, onEvent) {
   };
 
   const run = async () => {
+    let refreshed = false;
     while (!controller.signal.aborted) {
       try {
         const headers = { ...authorization(), accept: "text/event-stream" };
         if (lastId) headers["last-event-id"] = lastId;
         const response = await fetch(path, { headers, signal: controller.signal });
-        if (response.status === 401) return;  // signed out: the page asks for a log-in
+        if (response.status === 401) {
+          // The access token expired: reconnect at once with a fresh one. A second 401 in a row, or
+          // a failed refresh, means signed out: the page asks for a log-in.
+          if (!refreshed && (await refresh())) {
+            refreshed = true;
+            continue;
+          }
+          return;
+        }
+        refreshed = false;
         if (response.ok) {
           const reader = response.body.pipeThrough(new TextDecoderStream()).getReader();
           let buffer = "";

@@ -20,6 +20,7 @@ import asyncio
 import contextlib
 import json
 import logging
+import time
 from collections.abc import AsyncIterator, Iterable, Iterator, Sequence
 from typing import Annotated, Any
 
@@ -30,7 +31,7 @@ from pydantic import BaseModel, ConfigDict, Field, StrictBool
 from sse_starlette import EventSourceResponse, ServerSentEvent
 
 from gateway import rate_limits
-from gateway.auth import CallerId
+from gateway.auth import SESSION_RECHECK_SECONDS, CallerId, CallerSession, SessionChecks, VerifiedToken
 from gateway.fields import NotificationId, PageSize, PageToken
 from gateway.render import user_summary_json
 from gateway.resources import (
@@ -378,20 +379,45 @@ def _event(change: notification_pb2.NotificationChange, rendered: dict[int, dict
     return ServerSentEvent(json.dumps(data), event="notification_removed", id=str(change.sequence))
 
 
+async def _signed_in(session: VerifiedToken, checks: SessionChecks) -> bool:
+    """Whether the stream's access token is still good: not expired, and its session live (as
+    SessionChecks knows it: at most SESSION_RECHECK_SECONDS old). False too when graph_svc cannot say."""
+    if time.time() >= session.expires_at:
+        return False
+    if session.session_id is None:
+        return True
+    try:
+        return await checks.is_live(session.session_id)
+    except grpc.aio.AioRpcError as exc:
+        log.warning("notification stream ended: session not checked", extra={"code": exc.code().name})
+        return False
+
+
 async def _events(
-    streams: NotificationStreams, services: Upstream, caller: int, cursor: int, ready: dict[str, str] | None
+    streams: NotificationStreams,
+    services: Upstream,
+    session: VerifiedToken,
+    checks: SessionChecks,
+    cursor: int,
+    ready: dict[str, str] | None,
 ) -> AsyncIterator[ServerSentEvent]:
     """The stream's events: `ready` (when starting from now), then every change after `cursor` as it
-    commits. Ends (the client reconnects with Last-Event-ID) if notification_svc stops answering."""
+    commits. Ends (the client reconnects with Last-Event-ID) if notification_svc stops answering, and
+    within SESSION_RECHECK_SECONDS of the access token's expiry or its session's end (logged out,
+    revoked): a stream is a request that lasts, and is held to what every request is."""
+    caller = session.user_id
     with streams.listening(caller) as listener:
         if ready is not None:
             yield ServerSentEvent(json.dumps(ready), event="ready", id=str(cursor), retry=_RECONNECT_MS)
         # The newest sequence known to exist. Read once after listening: a change committed before
         # the listener was registered is in the store, though its wake-up was missed.
         target = cursor + 1
-        while True:
+        while await _signed_in(session, checks):
             if cursor >= max(target, listener.heard):
-                await listener.wait()
+                # Woken by a change, or at the next check of the token and session.
+                wait = min(SESSION_RECHECK_SECONDS, session.expires_at - time.time())
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(listener.wait(), max(wait, 0.0))
                 continue
             request = notification_pb2.ListNotificationChangesRequest(after_sequence=cursor)
             try:
@@ -442,7 +468,7 @@ _EVENT_SCHEMA = {
     },
     dependencies=[rate_limits.user_reads],
 )
-async def stream(request: Request, caller: CallerId, services: Services, last_event_id: LastEventId = "") -> Any:
+async def stream(request: Request, session: CallerSession, services: Services, last_event_id: LastEventId = "") -> Any:
     """Server-Sent Events. Each `notification` event's data is `{"notification": <Notification>,
     "unread_count"}`: show it in place of the one with the same `group_key`; `notification_removed`
     (`{"group_key", "unread_count"}`) drops one. Every event has an `id:`; an EventSource that
@@ -450,8 +476,11 @@ async def stream(request: Request, caller: CallerId, services: Services, last_ev
     before loading the list and nothing falls between. Without Last-Event-ID (or with one above the
     inbox's last, after a restore) the stream starts from now with a `ready` event carrying the position
     and the unread count. Comment lines keep an idle stream open. Needs the bearer token, so a browser
-    client uses an EventSource that sends headers. 400 for a Last-Event-ID this stream did not send;
-    503 while notifications or real-time delivery are unavailable."""
+    client uses an EventSource that sends headers. The stream ends when the access token expires or
+    its session ends (within a few seconds): reconnect with a fresh token and the Last-Event-ID. 400
+    for a Last-Event-ID this stream did not send; 503 while notifications or real-time delivery are
+    unavailable."""
+    caller = session.user_id
     after = _sequence(last_event_id)
     position = await services.notification.GetUnreadCount(
         notification_pb2.GetUnreadCountRequest(), timeout=services.timeout, metadata=as_caller(caller)
@@ -462,4 +491,6 @@ async def stream(request: Request, caller: CallerId, services: Services, last_ev
     if after == 0 or after > position.last_sequence:
         after = position.last_sequence
         ready = {"unread_count": str(position.unread_count), "last_sequence": str(after)}
-    return EventSourceResponse(_events(streams, services, caller, after, ready), ping=_PING_SECONDS)
+    checks: SessionChecks = request.app.state.session_checks
+    events = _events(streams, services, session, checks, after, ready)
+    return EventSourceResponse(events, ping=_PING_SECONDS)

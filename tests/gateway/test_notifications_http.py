@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import datetime as dt
 import json
 import time
 from collections.abc import AsyncIterator
@@ -22,10 +23,12 @@ from fastapi import FastAPI
 from pydantic import BaseModel
 
 from gateway.app import create_app
+from gateway.auth import SESSION_RECHECK_SECONDS
 from gateway.resources import Notification, NotificationPage, NotificationSettings, ReadResult, UnreadCount
 from gateway.settings import GatewaySettings
+from mesh.tokens import ACCESS, TokenSigner
 from tests.conftest import Account
-from tests.gateway.test_app import assert_error
+from tests.gateway.test_app import assert_error, settings
 
 STREAM = "/v1/notifications/stream"
 
@@ -213,6 +216,40 @@ async def test_the_stream_refuses_what_it_did_not_send_and_needs_a_token(http, m
     async with open_stream(http, me, last_event_id="12345") as stream:
         ready = await stream.next()
         assert (ready.event, ready.id) == ("ready", "0")
+
+
+async def test_the_stream_ends_when_its_session_does(http, make_account):
+    """A stream is a request that lasts: logging out ends it within the session recheck period, as the
+    token's next request is refused (an EventSource reconnecting then gets the 401)."""
+    me = await make_account()
+    async with open_stream(http, me) as stream:
+        assert (await stream.next()).event == "ready"
+        logged_out = await http.delete("/v1/sessions/current", headers=me.headers)
+        assert logged_out.status_code == 200, logged_out.text
+        started = time.monotonic()
+        with pytest.raises(AssertionError, match="the stream ended"):
+            await stream.next(within=SESSION_RECHECK_SECONDS + 5)
+        assert time.monotonic() - started < SESSION_RECHECK_SECONDS + 1
+    assert_error(await http.get(STREAM, headers=me.headers), 401, "UNAUTHENTICATED")
+
+
+async def test_the_stream_ends_when_its_token_expires(http, make_account):
+    """An access token that expires while its stream is open ends the stream (within about a second
+    of its `exp`): the client refreshes its token and reconnects with Last-Event-ID."""
+    me = await make_account()
+    config = settings()
+    short_lived = TokenSigner(
+        config.jwt_secret,
+        config.jwt_issuer,
+        access_ttl=dt.timedelta(seconds=2),
+        refresh_ttl=dt.timedelta(minutes=1),
+    ).issue(me.id, ACCESS)
+    async with open_stream(http, Account(me.user, short_lived.token)) as stream:
+        assert (await stream.next()).event == "ready"
+        with pytest.raises(AssertionError, match="the stream ended"):
+            await stream.next(within=10)
+        ended = dt.datetime.now(dt.UTC)
+    assert ended - short_lived.expires_at < dt.timedelta(seconds=2)
 
 
 @pytest.fixture

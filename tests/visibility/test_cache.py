@@ -180,3 +180,29 @@ async def test_an_audience_read_across_a_block_is_used_once_not_cached(audience:
     await visibility.of(103, [9])
     await visibility.of(104, [9])
     assert graph.calls["GetViewerFilters"] == 2
+
+
+async def test_a_viewer_asking_after_a_block_does_not_join_a_read_that_began_before_it(
+    audience: tuple[AudienceGraph, Visibility],
+):
+    """An audience read in flight when a block arrives may predate the block: viewers already waiting
+    on it get its answer (they asked before the block), but a viewer asking after the block starts a
+    read of its own."""
+    graph, visibility = audience
+    await visibility.of(100, [9])
+    graph.hold = True
+    before = asyncio.create_task(visibility.of(101, [9]))
+    while graph.calls["GetViewerFilters"] == 0:
+        await asyncio.sleep(0.001)
+    await visibility.on_graph_event(events_pb2.UserBlocked(event_id=1, blocker_id=9, blocked_id=5))
+    after = asyncio.create_task(visibility.of(5, [9]))
+    deadline = asyncio.get_running_loop().time() + 5
+    while graph.calls["GetViewerFilters"] < 2:
+        if asyncio.get_running_loop().time() > deadline:
+            graph.release.set()
+            raise AssertionError("the viewer asking after the block joined the read that began before it")
+        await asyncio.sleep(0.001)
+    graph.release.set()
+    assert await before == {9: graph_pb2.VISIBILITY_VISIBLE}
+    assert await after == {9: graph_pb2.VISIBILITY_BLOCKED}
+    assert graph.calls["GetViewerFilters"] == 2

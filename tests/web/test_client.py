@@ -6,7 +6,9 @@ blurhash decoder against an independent one, and the phone-sized layout."""
 from __future__ import annotations
 
 import asyncio
+import datetime as dt
 import io
+import json
 import random
 import re
 from pathlib import Path
@@ -17,10 +19,14 @@ from PIL import Image
 from playwright.async_api import Browser, Page, expect
 
 from media_svc import blurhash
+from mesh.tokens import ACCESS, TokenSigner
+from tests.gateway.test_app import settings
 
 pytestmark = pytest.mark.usefixtures("fanout", "media_worker")
 
 PASSWORD = "a long enough passphrase"
+# Where web/api.js keeps the session (its SESSION_KEY).
+SESSION_KEY = "glimpse.session"
 PHONE = {"width": 390, "height": 844}
 
 
@@ -285,3 +291,45 @@ async def test_private_account_comments_replies_saves_profiles_and_blocks(
     finally:
         await author_context.close()
         await reader_context.close()
+
+
+async def test_the_notification_stream_outlives_an_expired_access_token(
+    browser: Browser, gateway_url: str, new_username
+):
+    """The gateway ends a notification stream when its access token expires; the page refreshes the
+    token and reconnects, so what happens after the expiry still arrives live."""
+    author_context, fan_context = await browser.new_context(), await browser.new_context()
+    try:
+        author, fan = await author_context.new_page(), await fan_context.new_page()
+        author_name, fan_name = new_username(), new_username()
+        await sign_up(author, gateway_url, author_name)
+        await sign_up(fan, gateway_url, fan_name)
+        # The author's access token becomes one of the same session that expires in 2 seconds.
+        stored = json.loads(await author.evaluate(f"localStorage.getItem('{SESSION_KEY}')"))
+        config = settings()
+        short_lived = TokenSigner(
+            config.jwt_secret,
+            config.jwt_issuer,
+            access_ttl=dt.timedelta(seconds=2),
+            refresh_ttl=dt.timedelta(minutes=1),
+        ).issue(int(stored["user"]["id"]), ACCESS, session_id=int(stored["session_id"]))
+        stored["access_token"] = short_lived.token
+        await author.evaluate(f"s => localStorage.setItem('{SESSION_KEY}', s)", json.dumps(stored))
+        await author.goto(f"{gateway_url}/#/notifications")
+        await author.reload()  # the page starts again, its stream opened with the short-lived token
+        await expect(author.get_by_role("heading", name="Notifications")).to_be_visible()
+        # An empty inbox says so, and its (empty) list is there for what arrives live.
+        await expect(author.get_by_text("Nothing yet.")).to_be_visible()
+        await expect(author.get_by_role("list", name="Notifications")).to_be_attached()
+        await asyncio.sleep(4)  # the token expires; the stream ends and the page reconnects
+
+        await fan.goto(f"{gateway_url}/#/u/{author_name}")
+        await fan.get_by_role("button", name="Follow", exact=True).click()
+        await expect(fan.get_by_role("status")).to_have_text(f"You follow {author_name}")
+        notice = author.get_by_role("list", name="Notifications").get_by_role("listitem").first
+        await expect(notice).to_have_text(f"{fan_name.capitalize()} started following you", timeout=15000)
+        renewed = json.loads(await author.evaluate(f"localStorage.getItem('{SESSION_KEY}')"))
+        assert renewed["access_token"] != short_lived.token
+    finally:
+        await author_context.close()
+        await fan_context.close()
