@@ -181,13 +181,13 @@ class CommentService:
 
     async def get(self, comment_id: int, viewer_id: int | None) -> CommentRecord:
         """One live comment or reply. NOT_FOUND (COMMENT_NOT_FOUND) if it never existed or was deleted,
-        or its author and `viewer_id` block one another; NOT_FOUND (POST_NOT_FOUND) if its post was
-        deleted (and is being purged) or the viewer may not see it."""
+        its author and `viewer_id` block one another, its post was deleted (and is being purged), or
+        the viewer may not see its post."""
         async with self._db.read_only() as session:
             comment = await repo.get_comment(session, comment_id)
         if comment is None or not comment.live or comment.author_id in await self._posts.blocked_for(viewer_id):
             raise comment_not_found(comment_id)
-        await self._posts.author_of(comment.post_id, viewer_id)
+        await self._check_post_visible(comment, viewer_id)
         return comment
 
     async def comments(self, post_id: int, viewer_id: int | None, size: int, token: str) -> Page[CommentRecord]:
@@ -201,8 +201,8 @@ class CommentService:
 
     async def replies(self, comment_id: int, viewer_id: int | None, size: int, token: str) -> Page[CommentRecord]:
         """The live replies of a top-level comment, oldest first. NOT_FOUND (COMMENT_NOT_FOUND) for an
-        unknown or deleted comment; INVALID_ARGUMENT (parent) for a reply, whose replies are its
-        parent's; INVALID_ARGUMENT for a bad page size or token."""
+        unknown or deleted comment, or one on a post the viewer may not see; INVALID_ARGUMENT (parent)
+        for a reply, whose replies are its parent's; INVALID_ARGUMENT for a bad page size or token."""
         async with self._db.read_only() as session:
             comment = await repo.get_comment(session, comment_id)
         if comment is None or not comment.live:
@@ -213,10 +213,19 @@ class CommentService:
                 f"comments/{comment_id} is a reply; replies nest one level, "
                 f"so list the replies of comments/{comment.parent_id}",
             )
-        await self._posts.author_of(comment.post_id, viewer_id)
+        await self._check_post_visible(comment, viewer_id)
         scope = f"replies:{comment_id}"
         read: repo.CommentReader = lambda s, after, n: repo.list_replies(s, comment_id, after, n)  # noqa: E731
         return await self._page(scope, viewer_id, size, token, read)
+
+    async def _check_post_visible(self, comment: CommentRecord, viewer_id: int | None) -> None:
+        """NOT_FOUND (COMMENT_NOT_FOUND, naming the comment asked about) unless `viewer_id` may see the
+        comment's post: to them the comment does not exist, and the answer does not say which post it
+        was on. post_svc's and graph_svc's failures pass through."""
+        try:
+            await self._posts.author_of(comment.post_id, viewer_id)
+        except NotFound:
+            raise comment_not_found(comment.id) from None
 
     async def _page(
         self, scope: str, viewer_id: int | None, size: int, token: str, read: repo.CommentReader

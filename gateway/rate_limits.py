@@ -60,7 +60,14 @@ REGISTRATIONS_PER_IP = Budget(
 )
 UPLOADS_PER_USER = Budget("uploads_per_user", "rate_limit_uploads_per_user", "uploads", False)
 POSTS_PER_USER = Budget("posts_per_user", "rate_limit_posts_per_user", "post changes", False)
-FOLLOWS_PER_USER = Budget("follows_per_user", "rate_limit_follows_per_user", "follow changes", False)
+# Named for follows, which it was made for; it also counts blocks, mutes, follow requests answered,
+# profile edits and log-outs (the changes to a user's account and relationships).
+FOLLOWS_PER_USER = Budget(
+    "follows_per_user",
+    "rate_limit_follows_per_user",
+    "changes to follows, blocks, mutes, your profile or sessions",
+    False,
+)
 ENGAGEMENT_PER_USER = Budget(
     "engagement_per_user", "rate_limit_engagement_per_user", "likes, comments and saves", False
 )

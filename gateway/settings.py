@@ -34,7 +34,11 @@ class GatewaySettings(MeshSettings):
     rate_limit_registrations_per_ip: str = Field("10/hour", description="accounts registered per client IP")
     rate_limit_uploads_per_user: str = Field("120/hour", description="upload grants per user")
     rate_limit_posts_per_user: str = Field("60/hour", description="posts created, edited or deleted per user")
-    rate_limit_follows_per_user: str = Field("200/hour", description="follows and unfollows per user")
+    rate_limit_follows_per_user: str = Field(
+        "200/hour",
+        description="follows and unfollows, blocks, mutes, follow requests answered, profile edits and log-outs, "
+        "together, per user",
+    )
     rate_limit_engagement_per_user: str = Field(
         "600/hour", description="likes, comments and saves (and their undoing) per user"
     )

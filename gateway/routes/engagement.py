@@ -231,8 +231,8 @@ async def list_comments(
 async def list_replies(
     comment_id: CommentId, caller: CallerId, services: Services, page_size: PageSize = 0, page_token: PageToken = ""
 ) -> dict[str, Any]:
-    """404 (reason COMMENT_NOT_FOUND) for an unknown or deleted comment; 400 for a reply (its replies are
-    its top-level comment's) or a malformed `page_token`."""
+    """404 (reason COMMENT_NOT_FOUND) for an unknown or deleted comment, or one on a post you may not
+    see; 400 for a reply (its replies are its top-level comment's) or a malformed `page_token`."""
     request = engagement_pb2.ListRepliesRequest(
         parent=f"comments/{comment_id}", page_size=page_size, page_token=page_token
     )

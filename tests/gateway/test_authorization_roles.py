@@ -531,7 +531,13 @@ PROBES: dict[str, list[Probe]] = {
         Probe(get("/v1/posts/{post}/comments"), SEEN_BY_FOLLOWERS, sees("owner", "follower"))
     ],
     "GET /v1/comments/{comment_id}/replies": [
-        Probe(get("/v1/comments/{comment}/replies"), SEEN_BY_FOLLOWERS, sees("owner", "follower"))
+        Probe(
+            get("/v1/comments/{comment}/replies"),
+            SEEN_BY_FOLLOWERS,
+            sees("owner", "follower"),
+            # Named as asked: the answer does not tell them which post the comment was on.
+            reasons=dict.fromkeys(("stranger", "blocked", "blocker"), "COMMENT_NOT_FOUND"),
+        )
     ],
     "DELETE /v1/comments/{comment_id}": [
         Probe(
