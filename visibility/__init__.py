@@ -5,17 +5,17 @@ blocks the other; NOT_FOLLOWER_OF_PRIVATE if A is private and V does not follow 
 and each user's home-feed filters (whom they block, are blocked by, or mute). This library is how
 post_svc, feed_svc, engagement_svc and notification_svc ask it: in batch, cached per viewer.
 
-A public author that a second viewer asks about within the TTL (a viral post's likers and viewers are mostly new
-viewer-author pairs) has their audience read once instead: everyone blocked either way with them
-(GetViewerFilters of the author: blocks are symmetric in the rule) and whether they are public
-(CheckVisibility as anonymous). Any later viewer of that author is then answered in process: the
-owner and everyone outside the blocked set see them. A private author's answer depends on each
+A public author that a second viewer asks about within the TTL (a viral post's likers and viewers
+are mostly new viewer-author pairs) has their audience read once instead: everyone blocked either way
+with them (GetViewerFilters of the author: blocks are symmetric in the rule) and whether they are
+public (CheckVisibility as anonymous). Any later viewer of that author is then answered in process:
+the owner and everyone outside the blocked set see them. A private author's answer depends on each
 viewer's follow, so it is always asked.
 
-Staleness: an answer (or audience) is reused for `ttl_seconds` at most; `watch(bus)` drops a user's entries as soon
-as a follow, unfollow, block, unblock, mute or unmute names them, and every entry on a privacy change,
-so only a missed message (a watch is at-most-once across a NATS restart of the process) leaves an
-entry stale, for at most the TTL. graph_svc's failures pass through as its gRPC error.
+Staleness: an answer (or audience) is reused for `ttl_seconds` at most; `watch(bus)` drops a user's
+entries as soon as a follow, unfollow, block, unblock, mute or unmute names them, and every entry on a
+privacy change, so only a missed message (a watch is at-most-once across a NATS restart of the process)
+leaves an entry stale, for at most the TTL. graph_svc's failures pass through as its gRPC error.
 """
 
 from __future__ import annotations
