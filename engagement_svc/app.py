@@ -1,7 +1,7 @@
 """Assembles engagement_svc: runtime, post and graph clients -> services -> servicer -> host (with the
-engagement cache's drops after every commit, the outbox relay, the `posts.deleted`, `posts.created`
-and `graph.user_deleted` (erasure) consumers and the `posts.deleted` watch that keeps the post cache
-honest)."""
+engagement cache's drops after every commit, the outbox relay, the `posts.deleted`, `posts.created`,
+`graph.blocked` (blocks) and `graph.user_deleted` (erasure) consumers and the `posts.deleted` watch
+that keeps the post cache honest)."""
 
 from __future__ import annotations
 
@@ -11,6 +11,7 @@ from collections.abc import AsyncIterator
 
 from engagement_cache import EngagementCache
 from engagement_svc import models
+from engagement_svc.blocks import BLOCKS_DURABLE, BlockPurge
 from engagement_svc.comments import CommentService
 from engagement_svc.consumers import POSTS_CREATED_DURABLE, POSTS_DELETED_DURABLE, PostEvents
 from engagement_svc.counts import CacheDrops, CountService
@@ -27,7 +28,7 @@ from glimpse.post.v1 import post_pb2_grpc
 from mesh.bus import ConsumerSpec, run_consumer
 from mesh.channels import open_channel
 from mesh.erasure import erasure_consumer
-from mesh.events import POST_CREATED, POST_DELETED
+from mesh.events import POST_CREATED, POST_DELETED, USER_BLOCKED
 from mesh.runtime import open_runtime
 from mesh.server import ServiceHost
 from visibility import Visibility
@@ -73,9 +74,13 @@ async def engagement_host(settings: EngagementSettings) -> AsyncIterator[Service
         consumer = functools.partial(
             ConsumerSpec, ack_wait_seconds=settings.ack_wait_seconds, max_deliver=settings.max_deliveries
         )
+        blocks = BlockPurge(
+            runtime.db, outbox, post_pb2_grpc.PostServiceStub(post_channel), counter_shards=shards, timeout=timeout
+        )
         for spec in (
             consumer(POSTS_DELETED_DURABLE, [POST_DELETED], handlers.on_post_deleted),
             consumer(POSTS_CREATED_DURABLE, [POST_CREATED], handlers.on_post_created),
+            consumer(BLOCKS_DURABLE, [USER_BLOCKED], blocks.on_user_blocked),
         ):
             host.add_background(functools.partial(run_consumer, runtime.bus, spec))
         erasure = EngagementErasure(runtime.db, outbox, counter_shards=shards)

@@ -778,6 +778,19 @@ async def comments_by(session: Session, author_id: int, limit: int) -> list[tupl
     return [(row.id, row.post_id, row.parent_id) for row in rows]
 
 
+async def comments_by_on(
+    session: Session, author_id: int, post_ids: Sequence[int]
+) -> list[tuple[int, int, int | None]]:
+    """(id, post id, parent id) of every comment the author wrote on the posts, live or deleted, in id
+    order (as `comments_by`, for `remove_comments_of`)."""
+    rows = await session.execute(
+        select(comments.c.id, comments.c.post_id, comments.c.parent_id)
+        .where(comments.c.author_id == author_id, comments.c.post_id.in_(list(post_ids)))
+        .order_by(comments.c.id)
+    )
+    return [(row.id, row.post_id, row.parent_id) for row in rows]
+
+
 async def remove_comments_of(
     session: Session, author_id: int, found: Sequence[tuple[int, int, int | None]]
 ) -> ErasedComments:

@@ -125,8 +125,10 @@ async def deny_follow_request(user_id: UserId, caller: CallerId, services: Servi
 )
 async def block_user(body: TargetBody, caller: CallerId, services: Services) -> dict[str, Any]:
     """Removes the follows (and follow requests) between you and the user, both ways, and each one's
-    posts from the other's home feed; from then on neither of you exists for the other (404 for
-    profiles, lists, posts and actions). Idempotent. 400 for yourself, 404 for an unknown user."""
+    posts from the other's home feed; within seconds, each one's likes, comments and saves on the
+    other's posts go too (with the counts; unblocking brings nothing back). From then on neither of you
+    exists for the other (404 for profiles, lists, posts and actions). Idempotent. 400 for yourself,
+    404 for an unknown user."""
     request = graph_pb2.BlockUserRequest(target_user_id=body.target_user_id)
     return to_json(await services.graph.BlockUser(request, timeout=services.timeout, metadata=as_caller(caller)))
 
