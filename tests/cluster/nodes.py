@@ -13,6 +13,8 @@ import nats.errors
 from nats.js import JetStreamContext
 from nats.js.api import ClusterInfo
 
+from mesh.bus import Bus
+
 ROOT = Path(__file__).resolve().parents[2]
 NATS_SCRIPT = ROOT / "dev" / "cluster" / "nats-cluster.sh"
 REDIS_SCRIPT = ROOT / "dev" / "cluster" / "redis-cluster.sh"
@@ -161,3 +163,18 @@ def _meta_cluster() -> ClusterInfo | None:
     if len(leaders) != 1 or len(reports) != 1:
         return None
     return ClusterInfo.from_response(dict(reports[0]))
+
+
+async def delete_streams_when_answered(bus: Bus, within_seconds: float = 60.0) -> None:
+    """Deletes the test namespace's streams, retrying while the cluster does not answer: a test that
+    stopped a server leaves JetStream electing leaders for seconds after it, and the deletion of a
+    stream whose leader is being elected times out meanwhile (seen at a fixture's teardown)."""
+    deadline = asyncio.get_running_loop().time() + within_seconds
+    while True:
+        try:
+            await bus.delete_streams()
+            return
+        except nats.errors.TimeoutError:
+            if asyncio.get_running_loop().time() > deadline:
+                raise
+            await asyncio.sleep(1.0)

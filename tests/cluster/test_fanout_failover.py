@@ -42,6 +42,7 @@ from mesh.runtime import lease_id_shard
 from post_svc.app import post_host
 from post_svc.settings import PostSettings
 from tests.cluster.nodes import (
+    delete_streams_when_answered,
     kill_nats_node,
     kill_redis_node,
     nats_node_number,
@@ -161,7 +162,7 @@ async def stack(stubs: Stubs, database_url: str, graph_addr: str, media_addr: st
                 keys=TimelineKeys(namespace),
             )
     finally:
-        await bus.delete_streams()
+        await delete_streams_when_answered(bus)
         await bus.close()
         for node in redis.get_primaries():
             async for key in redis.scan_iter(match=f"{namespace}:*", target_nodes=node):

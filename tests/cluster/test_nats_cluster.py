@@ -24,6 +24,7 @@ from mesh.migrate import drop_database, ensure_database, upgrade
 from mesh.outbox import Outbox
 from tests.cluster.nodes import (
     ROOT,
+    delete_streams_when_answered,
     kill_nats_node,
     nats_jetstream_report,
     nats_node_number,
@@ -41,7 +42,7 @@ async def cluster_bus() -> AsyncIterator[Bus]:
     bus = await Bus.connect(ENV.nats_url, f"c{uuid.uuid4().hex[:8]}", ENV.stream_replicas)
     await bus.ensure_streams()
     yield bus
-    await bus.delete_streams()
+    await delete_streams_when_answered(bus)
     await bus.close()
 
 
