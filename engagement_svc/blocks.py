@@ -84,15 +84,15 @@ class BlockPurge:
             unliked = await repo.remove_likes(session, actor, post_ids)
             unsaved = await repo.remove_saves(session, actor, post_ids)
             erased = await repo.remove_comments_of(session, actor, await repo.comments_by_on(session, actor, post_ids))
-            deltas: dict[int, tuple[int, int, int]] = {}
+            # (likes, comments, saves) each post lost.
+            lost = {post_id: [0, 0, 0] for post_id in (*unliked, *erased.removed_by_post, *unsaved)}
             for post_id in unliked:
-                deltas[post_id] = (-1, 0, 0)
+                lost[post_id][0] += 1
             for post_id, count in erased.removed_by_post.items():
-                likes_, _, _ = deltas.get(post_id, (0, 0, 0))
-                deltas[post_id] = (likes_, -count, 0)
+                lost[post_id][1] += count
             for post_id in unsaved:
-                likes_, comments_, _ = deltas.get(post_id, (0, 0, 0))
-                deltas[post_id] = (likes_, comments_, -1)
+                lost[post_id][2] += 1
+            deltas = {post_id: (-likes_, -comments_, -saves_) for post_id, (likes_, comments_, saves_) in lost.items()}
             await repo.bump_many(session, random.randrange(self._shards), deltas)
             for post_id in unliked:
                 await self._outbox.add(
