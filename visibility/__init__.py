@@ -58,6 +58,10 @@ class _Audience:
     public: bool
     blocked: frozenset[int]
 
+    def verdict(self, viewer: int, author: int) -> int:
+        """The rule for a public author's `viewer`: the owner, and everyone not blocked either way, see."""
+        return BLOCKED if viewer in self.blocked and viewer != author else VISIBLE
+
 
 @dataclass(frozen=True)
 class HomeFilters:
@@ -145,7 +149,7 @@ class Visibility:
             audience = self._audiences.get(author)
             if audience is not None:
                 if audience.public:
-                    decided[author] = BLOCKED if viewer in audience.blocked and viewer != author else VISIBLE
+                    decided[author] = audience.verdict(viewer, author)
                 continue
             missed_by = self._missed_by.get(author)
             self._missed_by[author] = viewer
@@ -158,7 +162,7 @@ class Visibility:
         for author, pending in reads.items():
             audience = await pending
             if audience.public:
-                decided[author] = BLOCKED if viewer in audience.blocked and viewer != author else VISIBLE
+                decided[author] = audience.verdict(viewer, author)
         return decided
 
     async def _read_audience(self, author: int) -> _Audience:

@@ -4,6 +4,7 @@ shape for routing errors and for an upstream that is down, slow or broken."""
 from __future__ import annotations
 
 import asyncio
+import datetime as dt
 import uuid
 from collections.abc import AsyncIterator
 
@@ -12,7 +13,7 @@ import pytest
 
 from gateway.app import create_app
 from gateway.settings import GatewaySettings
-from mesh.tokens import ACCESS, REFRESH, signer_from
+from mesh.tokens import ACCESS, REFRESH, IssuedToken, TokenSigner, signer_from
 from tests.gateway.conftest import UNREACHABLE, ServeApp
 
 
@@ -25,6 +26,19 @@ def settings(**overrides: object) -> GatewaySettings:
         **overrides,
     }
     return GatewaySettings.model_validate(values)
+
+
+def short_lived_access(user_id: int, *, seconds: int = 2, session_id: int | None = None) -> IssuedToken:
+    """An access token the suite's gateways accept (their secret and issuer) that expires in `seconds`:
+    sooner than any setting allows (access_token_ttl_seconds is at least 30)."""
+    config = settings()
+    signer = TokenSigner(
+        config.jwt_secret,
+        config.jwt_issuer,
+        access_ttl=dt.timedelta(seconds=seconds),
+        refresh_ttl=dt.timedelta(minutes=1),
+    )
+    return signer.issue(user_id, ACCESS, session_id=session_id)
 
 
 def bearer(token: str) -> dict[str, str]:

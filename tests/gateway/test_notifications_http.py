@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import datetime as dt
 import json
 import time
 from collections.abc import AsyncIterator
@@ -26,9 +25,8 @@ from gateway.app import create_app
 from gateway.auth import SESSION_RECHECK_SECONDS
 from gateway.resources import Notification, NotificationPage, NotificationSettings, ReadResult, UnreadCount
 from gateway.settings import GatewaySettings
-from mesh.tokens import ACCESS, TokenSigner
 from tests.conftest import Account
-from tests.gateway.test_app import assert_error, settings
+from tests.gateway.test_app import assert_error, short_lived_access
 
 STREAM = "/v1/notifications/stream"
 
@@ -237,13 +235,7 @@ async def test_the_stream_ends_when_its_token_expires(http, make_account):
     """An access token that expires while its stream is open ends the stream (the stream checks at its
     `exp`): the client refreshes its token and reconnects with Last-Event-ID."""
     me = await make_account()
-    config = settings()
-    short_lived = TokenSigner(
-        config.jwt_secret,
-        config.jwt_issuer,
-        access_ttl=dt.timedelta(seconds=2),
-        refresh_ttl=dt.timedelta(minutes=1),
-    ).issue(me.id, ACCESS)
+    short_lived = short_lived_access(me.id)
     async with open_stream(http, Account(me.user, short_lived.token)) as stream:
         assert (await stream.next()).event == "ready"
         with pytest.raises(AssertionError, match="the stream ended"):

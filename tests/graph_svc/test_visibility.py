@@ -4,7 +4,7 @@ queries' plans (index reads only)."""
 
 from __future__ import annotations
 
-from typing import cast
+from typing import NamedTuple, cast
 
 import grpc
 import pytest
@@ -15,6 +15,7 @@ from glimpse.graph.v1 import graph_pb2
 from graph_svc import privacy_repository as privacy_repo
 from graph_svc.visibility import MAX_AUDIENCE, MAX_AUTHORS
 from mesh.db import Database, Result, Session, Statement
+from tests.conftest import Account
 from tests.graph_svc.conftest import privacy_update, refused
 
 VISIBLE = graph_pb2.VISIBILITY_VISIBLE
@@ -28,7 +29,19 @@ async def check(graph, viewer_id: int, author_ids: list[int]) -> list[tuple[int,
     return [(r.author_id, r.visibility) for r in response.results]
 
 
-async def test_the_visibility_truth_table(graph, make_account, make_private_account):
+class TruthTable(NamedTuple):
+    """A private and a public author; an approved follower of both, a stranger, a user who blocks both
+    authors (`blocker`) and one both authors block (`blocked`)."""
+
+    private: Account
+    public: Account
+    follower: Account
+    stranger: Account
+    blocker: Account
+    blocked: Account
+
+
+async def truth_table(graph, make_account, make_private_account) -> TruthTable:
     private, public = await make_private_account(), await make_account()
     follower, stranger, blocker, blocked = [await make_account() for _ in range(4)]
     for author in (private, public):
@@ -36,10 +49,14 @@ async def test_the_visibility_truth_table(graph, make_account, make_private_acco
     await graph.ApproveFollowRequest(
         graph_pb2.ApproveFollowRequestRequest(requester_id=follower.id), metadata=private.metadata
     )
-    # `blocker` blocks both authors; `blocked` is blocked by both.
     for author in (private, public):
         await graph.BlockUser(graph_pb2.BlockUserRequest(target_user_id=author.id), metadata=blocker.metadata)
         await graph.BlockUser(graph_pb2.BlockUserRequest(target_user_id=blocked.id), metadata=author.metadata)
+    return TruthTable(private, public, follower, stranger, blocker, blocked)
+
+
+async def test_the_visibility_truth_table(graph, make_account, make_private_account):
+    private, public, follower, stranger, blocker, blocked = await truth_table(graph, make_account, make_private_account)
     authors = [private.id, public.id]
     table = {
         "owner (private)": (private.id, [VISIBLE, VISIBLE]),
@@ -213,18 +230,19 @@ async def test_the_client_answers_a_public_authors_viewers_from_their_audience_a
     """The visibility client (the `visibility` package) decides a public author's later viewers from
     the author's audience; every answer equals CheckVisibility's, for the same truth table, and a block
     made afterwards is seen once its event arrives."""
-    private, public = await make_private_account(), await make_account()
-    follower, stranger, blocker, blocked, late = [await make_account() for _ in range(5)]
-    for author in (private, public):
-        await graph.FollowUser(graph_pb2.FollowUserRequest(target_user_id=author.id), metadata=follower.metadata)
-    await graph.ApproveFollowRequest(
-        graph_pb2.ApproveFollowRequestRequest(requester_id=follower.id), metadata=private.metadata
-    )
-    for author in (private, public):
-        await graph.BlockUser(graph_pb2.BlockUserRequest(target_user_id=author.id), metadata=blocker.metadata)
-        await graph.BlockUser(graph_pb2.BlockUserRequest(target_user_id=blocked.id), metadata=author.metadata)
+    world = await truth_table(graph, make_account, make_private_account)
+    private, public, late = world.private, world.public, await make_account()
     client = visibility.Visibility(graph, ttl_seconds=60, timeout=5)
-    viewers = [stranger.id, private.id, public.id, follower.id, 0, blocker.id, blocked.id, late.id]
+    viewers = [
+        world.stranger.id,
+        private.id,
+        public.id,
+        world.follower.id,
+        0,
+        world.blocker.id,
+        world.blocked.id,
+        late.id,
+    ]
     for author in (public.id, private.id, 987654321):
         for viewer in viewers:
             expected = dict(await check(graph, viewer, [author]))
@@ -235,4 +253,4 @@ async def test_the_client_answers_a_public_authors_viewers_from_their_audience_a
     await graph.BlockUser(graph_pb2.BlockUserRequest(target_user_id=late.id), metadata=public.metadata)
     await client.on_graph_event(events_pb2.UserBlocked(event_id=1, blocker_id=public.id, blocked_id=late.id))
     assert await client.of(late.id, [public.id]) == {public.id: BLOCKED}
-    assert await client.of(stranger.id, [public.id]) == {public.id: VISIBLE}
+    assert await client.of(world.stranger.id, [public.id]) == {public.id: VISIBLE}

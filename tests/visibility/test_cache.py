@@ -7,6 +7,7 @@ forget lands exactly while the call is in flight (the race is milliseconds wide 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections.abc import AsyncIterator
 
 import grpc
@@ -38,16 +39,25 @@ class HeldGraph(graph_pb2_grpc.GraphServiceServicer):
         )
 
 
-@pytest.fixture
-async def held() -> AsyncIterator[tuple[HeldGraph, Visibility]]:
-    graph = HeldGraph()
+@contextlib.asynccontextmanager
+async def _client_of(graph: graph_pb2_grpc.GraphServiceServicer) -> AsyncIterator[Visibility]:
+    """A Visibility client (60 s TTL) of `graph`, served in process on a free port."""
     server = grpc.aio.server()
     graph_pb2_grpc.add_GraphServiceServicer_to_server(graph, server)
     port = server.add_insecure_port("127.0.0.1:0")
     await server.start()
-    async with grpc.aio.insecure_channel(f"127.0.0.1:{port}") as channel:
-        yield graph, Visibility(graph_pb2_grpc.GraphServiceStub(channel), ttl_seconds=60, timeout=5)
-    await server.stop(0)
+    try:
+        async with grpc.aio.insecure_channel(f"127.0.0.1:{port}") as channel:
+            yield Visibility(graph_pb2_grpc.GraphServiceStub(channel), ttl_seconds=60, timeout=5)
+    finally:
+        await server.stop(0)
+
+
+@pytest.fixture
+async def held() -> AsyncIterator[tuple[HeldGraph, Visibility]]:
+    graph = HeldGraph()
+    async with _client_of(graph) as visibility:
+        yield graph, visibility
 
 
 async def _race(graph: HeldGraph, call: asyncio.Task[object], forget: object) -> None:
@@ -134,13 +144,8 @@ class AudienceGraph(graph_pb2_grpc.GraphServiceServicer):
 @pytest.fixture
 async def audience() -> AsyncIterator[tuple[AudienceGraph, Visibility]]:
     graph = AudienceGraph()
-    server = grpc.aio.server()
-    graph_pb2_grpc.add_GraphServiceServicer_to_server(graph, server)
-    port = server.add_insecure_port("127.0.0.1:0")
-    await server.start()
-    async with grpc.aio.insecure_channel(f"127.0.0.1:{port}") as channel:
-        yield graph, Visibility(graph_pb2_grpc.GraphServiceStub(channel), ttl_seconds=60, timeout=5)
-    await server.stop(0)
+    async with _client_of(graph) as visibility:
+        yield graph, visibility
 
 
 async def test_a_public_authors_many_viewers_cost_one_audience_read(audience: tuple[AudienceGraph, Visibility]):

@@ -6,7 +6,6 @@ blurhash decoder against an independent one, and the phone-sized layout."""
 from __future__ import annotations
 
 import asyncio
-import datetime as dt
 import io
 import json
 import random
@@ -19,8 +18,7 @@ from PIL import Image
 from playwright.async_api import Browser, Page, expect
 
 from media_svc import blurhash
-from mesh.tokens import ACCESS, TokenSigner
-from tests.gateway.test_app import settings
+from tests.gateway.test_app import short_lived_access
 
 pytestmark = pytest.mark.usefixtures("fanout", "media_worker")
 
@@ -306,13 +304,7 @@ async def test_the_notification_stream_outlives_an_expired_access_token(
         await sign_up(fan, gateway_url, fan_name)
         # The author's access token becomes one of the same session that expires in 2 seconds.
         stored = json.loads(await author.evaluate(f"localStorage.getItem('{SESSION_KEY}')"))
-        config = settings()
-        short_lived = TokenSigner(
-            config.jwt_secret,
-            config.jwt_issuer,
-            access_ttl=dt.timedelta(seconds=2),
-            refresh_ttl=dt.timedelta(minutes=1),
-        ).issue(int(stored["user"]["id"]), ACCESS, session_id=int(stored["session_id"]))
+        short_lived = short_lived_access(int(stored["user"]["id"]), session_id=int(stored["session_id"]))
         stored["access_token"] = short_lived.token
         await author.evaluate(f"s => localStorage.setItem('{SESSION_KEY}', s)", json.dumps(stored))
         await author.goto(f"{gateway_url}/#/notifications")
