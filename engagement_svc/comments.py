@@ -187,7 +187,7 @@ class CommentService:
             comment = await repo.get_comment(session, comment_id)
         if comment is None or not comment.live or comment.author_id in await self._posts.blocked_for(viewer_id):
             raise comment_not_found(comment_id)
-        await self._check_post_visible(comment, viewer_id)
+        await self._post_author(comment, viewer_id)
         return comment
 
     async def comments(self, post_id: int, viewer_id: int | None, size: int, token: str) -> Page[CommentRecord]:
@@ -213,17 +213,18 @@ class CommentService:
                 f"comments/{comment_id} is a reply; replies nest one level, "
                 f"so list the replies of comments/{comment.parent_id}",
             )
-        await self._check_post_visible(comment, viewer_id)
+        await self._post_author(comment, viewer_id)
         scope = f"replies:{comment_id}"
         read: repo.CommentReader = lambda s, after, n: repo.list_replies(s, comment_id, after, n)  # noqa: E731
         return await self._page(scope, viewer_id, size, token, read)
 
-    async def _check_post_visible(self, comment: CommentRecord, viewer_id: int | None) -> None:
-        """NOT_FOUND (COMMENT_NOT_FOUND, naming the comment asked about) unless `viewer_id` may see the
-        comment's post: to them the comment does not exist, and the answer does not say which post it
-        was on. post_svc's and graph_svc's failures pass through."""
+    async def _post_author(self, comment: CommentRecord, viewer_id: int | None) -> int:
+        """The author of the comment's post; NOT_FOUND (COMMENT_NOT_FOUND, naming the comment asked
+        about) unless `viewer_id` may see that post (or it is gone): to them the comment does not exist,
+        and the answer does not say which post it was on. post_svc's and graph_svc's failures pass
+        through."""
         try:
-            await self._posts.author_of(comment.post_id, viewer_id)
+            return await self._posts.author_of(comment.post_id, viewer_id)
         except NotFound:
             raise comment_not_found(comment.id) from None
 
@@ -244,14 +245,14 @@ class CommentService:
     async def delete(self, caller_id: int, comment_id: int) -> bool:
         """Deletes the comment, and with a top-level comment its replies; the count and
         `engagement.comment_deleted` commit with it. True if this call deleted it, False if it was
-        deleted already. NOT_FOUND (COMMENT_NOT_FOUND) for a comment that never existed or went with
-        its post; NOT_FOUND (POST_NOT_FOUND) while its deleted post is being purged; PERMISSION_DENIED
+        deleted already. NOT_FOUND (COMMENT_NOT_FOUND) for a comment that never existed, went with its
+        post (or its deleted post is being purged), or is on a post the caller may not see; PERMISSION_DENIED
         (NOT_COMMENT_OR_POST_AUTHOR) unless the caller wrote the comment or the post."""
         async with self._db.read_only() as session:
             comment = await repo.get_comment(session, comment_id)
         if comment is None:
             raise comment_not_found(comment_id)
-        post_author_id = await self._posts.author_of(comment.post_id, caller_id)
+        post_author_id = await self._post_author(comment, caller_id)
         if caller_id not in (comment.author_id, post_author_id):
             raise PermissionDenied(
                 "only the comment's author or the post's author can delete a comment",

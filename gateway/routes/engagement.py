@@ -250,7 +250,8 @@ async def list_replies(
 )
 async def delete_comment(comment_id: CommentId, caller: CallerId, services: Services) -> Response:
     """By the comment's author or the post's author (403, reason NOT_COMMENT_OR_POST_AUTHOR, for anyone
-    else). 404 (reason COMMENT_NOT_FOUND) for a comment that never existed or went with its post."""
+    else). 404 (reason COMMENT_NOT_FOUND) for a comment that never existed, went with its post, or is
+    on a post you may not see."""
     request = engagement_pb2.DeleteCommentRequest(comment_id=comment_id)
     await services.engagement.DeleteComment(request, timeout=services.timeout, metadata=as_caller(caller))
     return Response(status_code=status.HTTP_204_NO_CONTENT)

@@ -543,7 +543,7 @@ PROBES: dict[str, list[Probe]] = {
         Probe(
             call("DELETE", "/v1/comments/{comment}"),
             expect(204, 403, 404, 404, 404),
-            reasons={"follower": "NOT_COMMENT_OR_POST_AUTHOR", "blocked": "POST_NOT_FOUND"},
+            reasons={"follower": "NOT_COMMENT_OR_POST_AUTHOR", "blocked": "COMMENT_NOT_FOUND"},
             name="the owner's",
             arrange=fresh_comment,
             observe=owner_reads_comments,
